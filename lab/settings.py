@@ -1,0 +1,52 @@
+"""The lab's fixed facts: addresses, names, paths and fast timings.
+
+Everything the lab builds is derived from this module, so tests, the lab inventory and the stand-ins
+agree on one set of values. Nothing here is used on real hosts: real settings live in group_data/.
+Override the state directory with WIREBOT_LAB_DIR and the rootfs cache with WIREBOT_LAB_CACHE.
+"""
+
+import os
+from pathlib import Path
+
+# --- Network: a private /24 on a bridge of our own; nothing is routed off this machine. ---
+BRIDGE = "wblab0"
+SUBNET_PREFIX = "10.213.0"
+PREFIX_LEN = 24
+BRIDGE_ADDRESS = f"{SUBNET_PREFIX}.1"
+
+# name -> (address, is a full systemd host booted with systemd-nspawn)
+HOSTS = {
+    "primary": (f"{SUBNET_PREFIX}.2", True),
+    "standby": (f"{SUBNET_PREFIX}.3", True),
+    "edge": (f"{SUBNET_PREFIX}.4", False),
+}
+SYSTEMD_HOSTS = [name for name, (_, booted) in HOSTS.items() if booted]
+
+
+def address(name: str) -> str:
+    """The lab address of host `name` (primary, standby or edge)."""
+    return HOSTS[name][0]
+
+
+# --- The edge (Cloudflare stand-in). ---
+EDGE_PUBLIC_PORT = 80  # public hostnames, routed to registered connectors
+EDGE_CONTROL_PORT = 7844  # connector registration (cloudflared's real edge port) and the API
+EDGE_API_TOKEN = "lab-api-token"  # bearer token for the tunnel-connections API
+EDGE_URL = f"http://{address('edge')}:{EDGE_CONTROL_PORT}"
+EDGE_PUBLIC_URL = f"http://{address('edge')}:{EDGE_PUBLIC_PORT}"
+EDGE_API_BASE = f"{EDGE_URL}/client/v4"
+CONNECTOR_EXPIRY_SECONDS = 3.0  # a connector silent this long is deregistered
+
+# The lab's tunnel: a made-up id and account, never the user's.
+TUNNEL_ID = "0a1b2c3d-0000-4000-8000-00000000a001"
+ACCOUNT_TAG = "lab0000000000000000000000000acct"
+TUNNEL_SECRET = "bGFiLXR1bm5lbC1zZWNyZXQtbm90LXJlYWwtMDEyMzQ1Njc="  # base64, lab only
+
+# --- Where the lab keeps its state on this machine. ---
+STATE_DIR = Path(os.environ.get("WIREBOT_LAB_DIR", "/var/lib/wirebot-lab"))
+CACHE_DIR = Path(os.environ.get("WIREBOT_LAB_CACHE", "/var/cache/wirebot-lab"))
+SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+SSH_CONFIG = STATE_DIR / "ssh_config"
+SECRETS_DIR = STATE_DIR / "secrets"  # the operator's secrets directory, lab edition
+HOSTS_DIR = STATE_DIR / "hosts"
+RUN_DIR = STATE_DIR / "run"  # pid files and logs of the lab's processes
