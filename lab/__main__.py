@@ -1,0 +1,70 @@
+"""python -m lab up | down | status | ssh HOST [CMD] | ssh-config | kill HOST | boot HOST |
+shutdown HOST | cut A B | heal A B"""
+
+import argparse
+import json
+import os
+import sys
+
+from lab import lab, machines, network, settings
+from lab.shell import LabError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build and boot the lab (idempotent; clears leftovers of an interrupted run)")
+    sub.add_parser("down", help="remove everything the lab made (the rootfs cache stays)")
+    sub.add_parser("status", help="print the lab's state as JSON")
+    sub.add_parser("ssh-config", help="print an ssh_config for the lab hosts (for testinfra and people)")
+    ssh = sub.add_parser("ssh", help="open a shell (or run CMD) on a lab host over SSH")
+    ssh.add_argument("host", choices=settings.SYSTEMD_HOSTS)
+    ssh.add_argument("cmd", nargs=argparse.REMAINDER)
+    for name, text in (("kill", "crash a host (SIGKILL)"), ("boot", "boot a stopped host"),
+                       ("shutdown", "shut a host down cleanly")):
+        one = sub.add_parser(name, help=text)
+        one.add_argument("host", choices=settings.SYSTEMD_HOSTS)
+    for name, text in (("cut", "drop all traffic between two hosts"), ("heal", "undo cut")):
+        pair = sub.add_parser(name, help=text)
+        pair.add_argument("a", choices=list(settings.HOSTS))
+        pair.add_argument("b", choices=list(settings.HOSTS))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 and args.command != "ssh-config":
+        print("the lab needs root (namespaces, systemd-nspawn)", file=sys.stderr)
+        return 1
+    try:
+        if args.command == "up":
+            seconds = lab.up()
+            print(f"lab is up in {seconds:.1f} s: " + ", ".join(
+                f"{name} {settings.address(name)}" for name in settings.HOSTS))
+            print(f"ssh: ssh -F {settings.SSH_CONFIG} primary   deploy: pyinfra lab/inventory.py deploy.py")
+        elif args.command == "down":
+            lab.down()
+            left = lab.leftovers()
+            print("lab is down" if not left else "lab is down, but left: " + "; ".join(left))
+            return 1 if left else 0
+        elif args.command == "status":
+            print(json.dumps(lab.status(), indent=2))
+        elif args.command == "ssh-config":
+            print(settings.SSH_CONFIG.read_text() if settings.SSH_CONFIG.exists() else "", end="")
+        elif args.command == "ssh":
+            argv = ["ssh", "-F", str(settings.SSH_CONFIG), args.host] + args.cmd
+            os.execvp("ssh", argv)
+        elif args.command == "kill":
+            machines.kill(args.host)
+        elif args.command == "boot":
+            machines.boot(args.host)
+        elif args.command == "shutdown":
+            machines.shutdown(args.host)
+        elif args.command == "cut":
+            network.cut(args.a, args.b)
+        elif args.command == "heal":
+            network.heal(args.a, args.b)
+    except LabError as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

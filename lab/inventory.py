@@ -1,0 +1,41 @@
+"""pyinfra inventory of the lab: `pyinfra lab/inventory.py deploy.py` (after `python -m lab up`).
+
+Host data here overrides group_data/ for the lab only: lab addresses, the edge as Cloudflare, stand-ins
+instead of packages from Cloudflare and npm, and fast timings so failure scenarios take seconds.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import settings  # noqa: E402
+from lab.machines import KNOWN_HOSTS  # noqa: E402
+
+_lab_data = {
+    # --- how pyinfra reaches the lab hosts ---
+    "ssh_user": "root",
+    "ssh_key": str(settings.SSH_KEY),
+    "ssh_known_hosts_file": str(KNOWN_HOSTS),
+    "ssh_strict_host_key_checking": "yes",
+    # --- the operator's secrets directory, lab edition (lab/secrets.py) ---
+    "secrets_dir": str(settings.SECRETS_DIR),
+    # --- stand-ins, installed by the lab, replace the packages real hosts get ---
+    "cloudflared_install": "none",
+    "gateway_install": False,
+    "gateway_exec": "/data/wirebot/bin/openclaw-gateway --port {port}",
+    # --- the edge plays Cloudflare for the witness ---
+    "witness_public_url": f"{settings.EDGE_PUBLIC_URL}/health",
+    "witness_public_host_header": "wins.wirebot.chat",
+    "witness_cloudflare_api_base": settings.EDGE_API_BASE,
+    # --- fast timings: seconds, not minutes ---
+    "heartbeat_interval_seconds": 1,
+    "heartbeat_miss_threshold": 3,
+    "filesync_debounce_seconds": 1,
+    "filesync_full_sync_minutes": 1,
+    "filesync_retry_max_seconds": 5,
+    "litestream_stall_seconds": 20,
+}
+
+primary = [(settings.address("primary"), dict(_lab_data, lab_name="primary"))]
+standby = [(settings.address("standby"), dict(_lab_data, lab_name="standby"))]

@@ -1,0 +1,162 @@
+"""The lab's systemd hosts: a copy of the cached rootfs each, booted with systemd-nspawn in its namespace.
+
+A host is a folder under settings.HOSTS_DIR plus a systemd-nspawn process tracked by a pid file. Its SSH
+host keys are made per host and pinned in the lab's known_hosts; the lab's own key logs in as root.
+"""
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lab import processes, settings
+from lab.shell import LabError, run
+
+KNOWN_HOSTS = settings.STATE_DIR / "known_hosts"
+STANDINS = Path(__file__).parent / "standins"
+
+
+def root_of(name: str) -> Path:
+    return settings.HOSTS_DIR / name
+
+
+def ensure_lab_key() -> None:
+    """The lab's SSH key pair (no passphrase), made once."""
+    if not settings.SSH_KEY.exists():
+        settings.SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wirebot-lab", "-f", str(settings.SSH_KEY)])
+
+
+def prepare(name: str, rootfs: Path) -> None:
+    """Host `name`'s root: a copy of `rootfs` with its hostname, host keys and the lab's key (once)."""
+    root = root_of(name)
+    if not (root / ".lab-host").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "--reflink=auto", str(rootfs), str(root)])
+        (root / "etc/hostname").write_text(f"{name}\n")
+        hosts = "127.0.0.1 localhost\n" + "".join(
+            f"{settings.address(other)} {other}\n" for other in settings.HOSTS
+        )
+        (root / "etc/hosts").write_text(hosts)
+        run(["ssh-keygen", "-A", "-f", str(root)])
+        (root / "etc/machine-id").write_text("")  # systemd makes a fresh one at first boot
+        (root / ".lab-host").write_text(name + "\n")
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    lab_key = settings.SSH_KEY.with_suffix(".pub").read_text()
+    if lab_key not in (keys.read_text() if keys.exists() else ""):
+        with open(keys, "a") as handle:
+            handle.write(lab_key)
+    keys.chmod(0o600)
+
+
+def install_standins(name: str) -> None:
+    """Put the stand-ins where the real binaries live on host `name` (test equipment, lab only)."""
+    root = root_of(name)
+    places = {
+        "cloudflared.py": root / "usr/bin/cloudflared",
+        "gateway.py": root / "data/wirebot/bin/openclaw-gateway",
+        "scoreboard.py": root / "data/wirebot/bin/wirebot-scoreboard",
+    }
+    for source, target in places.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(STANDINS / source, target)
+        target.chmod(0o755)
+    lab_conf = root / "etc/cloudflared-lab"
+    lab_conf.mkdir(parents=True, exist_ok=True)
+    (lab_conf / "edge-url").write_text(settings.EDGE_URL + "\n")
+    (lab_conf / "origin-ip").write_text(settings.address(name) + "\n")
+
+
+def host_key_line(name: str) -> str:
+    key = (root_of(name) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+    return f"{name},{settings.address(name)} {' '.join(key)}\n"
+
+
+def write_access_files() -> None:
+    """known_hosts pinning every lab host's key, and an ssh_config for people and testinfra."""
+    KNOWN_HOSTS.write_text("".join(host_key_line(name) for name in settings.SYSTEMD_HOSTS))
+    blocks = []
+    for name in settings.SYSTEMD_HOSTS:
+        blocks.append(
+            f"Host {name} {settings.address(name)}\n"
+            f"  HostName {settings.address(name)}\n"
+            "  User root\n"
+            f"  IdentityFile {settings.SSH_KEY}\n"
+            "  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {KNOWN_HOSTS}\n"
+            "  StrictHostKeyChecking yes\n"
+            "  ConnectTimeout 5\n"
+            "  LogLevel ERROR\n"
+        )
+    settings.SSH_CONFIG.write_text("\n".join(blocks))
+
+
+def is_running(name: str) -> bool:
+    return processes.pid_of(name) is not None
+
+
+def boot(name: str) -> None:
+    """Boot host `name` (no-op when it is running) and wait until SSH answers and systemd is up."""
+    if not is_running(name):
+        processes.start(name, [
+            "systemd-nspawn", "-D", str(root_of(name)), "-M", name, "-b", "--console=pipe",
+            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{name}",
+        ])
+    wait_ready(name)
+
+
+def wait_ready(name: str, timeout: float = 90.0) -> str:
+    """Wait for SSH and `systemctl is-system-running --wait`; returns systemd's verdict."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(name):
+            raise LabError(f"host {name} stopped while booting; see {processes.log_file(name)}")
+        try:
+            socket.create_connection((settings.address(name), 22), timeout=1).close()
+            result = ssh(name, "systemctl is-system-running --wait", check=False, timeout=60)
+            verdict = result.stdout.strip()
+            if verdict in ("running", "degraded"):
+                return verdict
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        time.sleep(0.5)
+    raise LabError(f"host {name} did not come up within {timeout:.0f} s; see {processes.log_file(name)}")
+
+
+def ssh(name: str, command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `command` on lab host `name` as root over real SSH."""
+    return run(["ssh", "-F", str(settings.SSH_CONFIG), name, command], check=check, timeout=timeout)
+
+
+def shutdown(name: str) -> bool:
+    """A clean shutdown (SIGTERM to systemd-nspawn makes the container's systemd power off)."""
+    return processes.stop(name, signal.SIGTERM, timeout=60)
+
+
+def kill(name: str) -> bool:
+    """A hard crash: SIGKILL to the container's init (which takes its whole PID namespace) and nspawn."""
+    pid = processes.pid_of(name)
+    if pid is None:
+        return False
+    for child in _children(pid):
+        run(["kill", "-9", str(child)], check=False)
+    return processes.stop(name, signal.SIGKILL)
+
+
+def _children(pid: int) -> list:
+    """Pids whose parent is `pid` (nspawn's only child is the container's init)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(proc.name))
+    return found

@@ -1,0 +1,1 @@
+"""One pyinfra @deploy per component; deploy.py includes them by host group."""

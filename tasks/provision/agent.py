@@ -1,0 +1,32 @@
+"""Installing one runtime agent: its YAML config and its unit, restarted when either or its code changes."""
+
+from io import StringIO
+from pathlib import Path
+
+import yaml
+from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks.provision import paths
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def install_agent(unit: str, module: str, description: str, config_path: str, config: dict,
+                  agents_dir: str) -> None:
+    """Config (0600, may name secrets' paths), unit, enabled and running; restart on change."""
+    rendered = files.put(
+        name=f"Ensure {config_path} is rendered from settings.",
+        src=StringIO("# Managed by the wirebot deploy: edit group_data/, not this file.\n"
+                     + yaml.safe_dump(config, sort_keys=False)),
+        dest=config_path, user="root", group="root", mode="600",
+    )
+    unit_file = files.template(
+        name=f"Ensure {unit}.service is installed.", src=str(TEMPLATES / "agent.service.j2"),
+        dest=f"{paths.UNIT_DIR}/{unit}.service", user="root", group="root", mode="644",
+        description=description, agents_dir=agents_dir, module=module, config=config_path,
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
+    systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True, enabled=True)
+    systemd.service(name=f"Restart {unit} for its new config or unit.", service=unit, restarted=True,
+                    _if=any_changed(rendered, unit_file))

@@ -1,0 +1,105 @@
+"""The agents' config files, built from host data as plain dicts (rendered to YAML by the deploys).
+
+Pure functions of settings, so they are unit-tested without hosts and render deterministically.
+"""
+
+from tasks.provision import paths
+
+
+def _secrets(data) -> dict:
+    run = data.wirebot_run_dir
+    return {
+        "hmac_key_file": f"{run}/agent-hmac.key",
+        "discord_webhook_file": f"{run}/discord-webhook.url",
+        "cloudflare_api_token_file": f"{run}/cloudflare-api-token",
+    }
+
+
+def _witness(data, tunnel: dict, self_address: str) -> dict:
+    return {
+        "public_url": data.witness_public_url,
+        "public_host_header": data.witness_public_host_header or None,
+        "cloudflare_api_base": data.witness_cloudflare_api_base,
+        "account_id": tunnel["account_tag"],
+        "tunnel_id": tunnel["tunnel_id"],
+        "self_origin_ip": self_address,
+        "timeout_seconds": data.witness_timeout_seconds,
+    }
+
+
+def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:
+    """/etc/wirebot/replicator.yml for the primary."""
+    return {
+        "node_name": "primary",
+        "listen_address": self_address,
+        "listen_port": data.agent_port,
+        "state_file": paths.state_file(data),
+        "data_root": data.wirebot_data_root,
+        "secrets": _secrets(data),
+        "standby": {
+            "host": standby_address,
+            "user": data.replica_user,
+            "ssh_key": data.replica_key,
+            "known_hosts": f"{data.wirebot_config_dir}/standby_known_hosts",
+            "agent_url": f"http://{standby_address}:{data.agent_port}",
+            "replica_root": data.replica_root,
+        },
+        "litestream": {
+            "binary": data.litestream_binary,
+            "config": data.litestream_config,
+            "socket": data.litestream_socket,
+            "dbs": list(data.litestream_databases),
+            "tenant_dir": data.litestream_tenant_dir,
+            "stall_seconds": data.litestream_stall_seconds,
+        },
+        "file_sync": {
+            "paths": list(data.filesync_paths),
+            "debounce_seconds": data.filesync_debounce_seconds,
+            "full_sync_minutes": data.filesync_full_sync_minutes,
+            "retry_max_seconds": data.filesync_retry_max_seconds,
+        },
+        "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
+        "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
+        "drill": {"command": list(data.drill_command)},
+        "witness": _witness(data, tunnel, self_address),
+    }
+
+
+def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict:
+    """/etc/wirebot/standby.yml for the standby."""
+    return {
+        "node_name": "standby",
+        "listen_address": self_address,
+        "listen_port": data.agent_port,
+        "state_file": paths.state_file(data),
+        "data_root": data.wirebot_data_root,
+        "secrets": _secrets(data),
+        "heartbeat": {
+            "interval_seconds": data.heartbeat_interval_seconds,
+            "miss_threshold": data.heartbeat_miss_threshold,
+            "clock_window_seconds": data.heartbeat_clock_window_seconds,
+            "allowed_sources": [primary_address],
+        },
+        "primary": {
+            "address": primary_address,
+            "fence_user": "root",
+            "fence_ssh_key": data.fence_key,
+            "known_hosts": f"{data.wirebot_config_dir}/primary_known_hosts",
+            "ssh_timeout_seconds": 10,
+        },
+        "witness": _witness(data, tunnel, self_address),
+        "replica": {"root": data.replica_root},
+        "activation": {
+            "litestream_binary": data.litestream_binary,
+            "dbs": list(data.litestream_databases),
+            "tenant_dir": data.litestream_tenant_dir,
+            "file_sync_paths": list(data.filesync_paths),
+            "services": [
+                {"unit": "openclaw-gateway", "health_url": f"http://127.0.0.1:{data.gateway_port}/health"},
+                {"unit": "wirebot-scoreboard", "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
+            ],
+            "tunnel": {"unit": data.cloudflared_unit, "ready_url": f"http://{data.cloudflared_metrics}/ready"},
+            "timeout_seconds": 60,
+            "systemctl": "/bin/systemctl",
+        },
+    }

