@@ -18,8 +18,8 @@ base()  # packages, users, directories, runtime secrets, the agents' code
 trust()  # replication and fence keys, pinned host keys
 litestream()  # binary on both; streaming primary -> standby
 services()  # gateway + scoreboard units: serving on the primary, waiting on the standby
-cloudflared()  # one tunnel, a connector on each host, only one running
 if "primary" in host.groups:
-    replicator()  # file sync, heartbeat, lag, :8300 API
+    replicator()  # file sync, heartbeat, lag, :8300 API; its config also feeds the connector's start gate
 else:
     standby_agent()  # heartbeat receiver, witness, fence, activation
+cloudflared()  # one tunnel, a connector on each host, only the serving side's running: last

@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tasks.operator_settings import SettingsError, host_settings, load, secrets_dir  # noqa: E402
+from tasks.operator_settings import SettingsError, host_settings, load, secrets_dir, settings_path  # noqa: E402
+from tasks.settings_check import SettingError, check  # noqa: E402
 
 
 def _host(role: str, data: dict) -> tuple:
@@ -28,5 +29,7 @@ try:
     _settings = load()
     primary = [_host("primary", _settings)]
     standby = [_host("standby", _settings)]
-except SettingsError as error:
+    for _role, _hosts in (("primary", primary), ("standby", standby)):
+        check(_role, _hosts[0][1], str(settings_path()))
+except (SettingsError, SettingError) as error:
     sys.exit(f"inventory.py: {error}")

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import settings  # noqa: E402
 from lab.machines import KNOWN_HOSTS  # noqa: E402
+from tasks.settings_check import SettingError, check  # noqa: E402
 
 _lab_data = {
     # --- how pyinfra reaches the lab hosts ---
@@ -37,5 +38,11 @@ _lab_data = {
     "litestream_stall_seconds": 20,
 }
 
-primary = [(settings.address("primary"), dict(_lab_data, lab_name="primary"))]
-standby = [(settings.address("standby"), dict(_lab_data, lab_name="standby"))]
+primary = [(settings.address("primary"), dict(_lab_data))]
+standby = [(settings.address("standby"), dict(_lab_data))]
+
+try:  # every setting checked before pyinfra connects to anything
+    for _role, _hosts in (("primary", primary), ("standby", standby)):
+        check(_role, _hosts[0][1], __file__)
+except SettingError as error:
+    sys.exit(f"settings: {error}")

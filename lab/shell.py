@@ -8,7 +8,7 @@ class LabError(Exception):
     """A lab step failed; the message names the step and the command's own error."""
 
 
-def run(argv: Sequence[str], check: bool = True, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
+def run(argv: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run `argv`; on failure with `check`, raise LabError carrying the command's stderr."""
     result = subprocess.run(list(argv), text=True, capture_output=True, **kwargs)
     if check and result.returncode != 0:

@@ -1,0 +1,1 @@
+"""Wirebot host agents, run with the system Python (standard library only)."""

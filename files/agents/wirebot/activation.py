@@ -1,0 +1,248 @@
+"""The one activation code path: restore -> files -> services -> tunnel -> epoch.
+
+Used by the standby agent (state ACTIVATING), by ``python3 -m wirebot.activation --config
+/etc/wirebot/standby.yml [--force] [--reason R] [--wait S]`` and so by tasks/failover.py. When the
+agent is running (it holds ``<state_file>.lock``) the CLI hands the request to it (signed POST
+/activate, exactly like ``wirebot.ctl activate``) instead of racing it.
+
+Progress lives in the state file under ``activation``: ``steps.<name>`` = {status: running|done|failed,
+started_at, seconds, detail|error}. Steps marked done are skipped, so a killed activation resumes.
+``services_begun`` is persisted *before* the first service starts; from then on the restore and
+file steps never run again for this activation, so a resume never restores over data written
+after activation. Each step failure leaves the state ACTIVATING with ``activation.error`` set; the
+agent retries after ``activation.retry_seconds``.
+
+Missing replicas: a DB without a replica in the highest epoch dir is logged and skipped, never an
+error (also events.db): availability of the AI comes first, surfaces keep their events locally and
+the recovery merge brings standby rows back; the "activated" alert lists the skipped DBs.
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+
+from . import activation_steps as steps
+from . import config, fencing, standby_config, standby_machine, statefile, witness
+from .alerts import Alerter
+from .log import log
+
+STEPS = ("restore", "files", "services", "tunnel", "epoch")
+
+
+def enter_activating(data, reason, now, forced=False):
+    """Move state ``data`` into ACTIVATING with a fresh activation record (call with the store lock)."""
+    data.update(state=standby_machine.ACTIVATING, since=now, reason=reason)
+    data["activation"] = {"started_at": now, "reason": reason, "forced": bool(forced), "steps": {},
+                          "attempts": 0, "services_begun": False, "error": None}
+
+
+def _restore(settings):
+    act = dict(settings["activation"], replica_root=settings["replica_root"], data_root=settings["data_root"])
+    for svc in reversed(act["services"]):  # nothing may hold a DB open while it is replaced
+        steps.systemctl(act["systemctl"], "stop", svc["unit"], act["timeout_seconds"])
+    epoch, plan, skipped = steps.plan_restores(act)
+    for path in skipped:
+        log("activation", "restore-skipped", level="warning", db=path, reason="no replica in the highest "
+            "epoch dir", epoch_dir=epoch)
+    restored = [steps.restore_db(act["litestream_binary"], replica, live) for replica, live in plan]
+    return {"epoch_dir": epoch, "restored": restored, "skipped": skipped}
+
+
+def _files(settings):
+    act = settings["activation"]
+    return steps.copy_files(act["rsync"], settings["replica_root"], act["file_sync_paths"])
+
+
+def _services(settings):
+    act = settings["activation"]
+    waited = {}
+    for svc in act["services"]:
+        steps.systemctl(act["systemctl"], "start", svc["unit"], act["timeout_seconds"])
+        waited[svc["unit"]] = steps.wait_http(svc["health_url"], act["timeout_seconds"])
+    return {"healthy_after_seconds": waited}
+
+
+def _tunnel(settings):
+    tunnel = settings["activation"]["tunnel"]
+    act = settings["activation"]
+    steps.systemctl(act["systemctl"], "start", tunnel["unit"], act["timeout_seconds"])
+    return {"ready_after_seconds": steps.wait_http(tunnel["ready_url"], act["timeout_seconds"],
+                                                   steps.tunnel_ready)}
+
+
+RUNNERS = {"restore": _restore, "files": _files, "services": _services, "tunnel": _tunnel}
+
+
+def _finish(store, alerter, now):
+    with store.lock:
+        data = store.data
+        act = data["activation"]
+        heartbeat_epoch = int((data.get("last_heartbeat") or {}).get("epoch") or 0)
+        new_epoch = max(int(data.get("epoch") or 1), heartbeat_epoch) + 1
+        timings = {name: act["steps"].get(name, {}).get("seconds") for name in STEPS[:-1]}
+        skipped = ((act["steps"].get("restore") or {}).get("detail") or {}).get("skipped") or []
+        act["steps"]["epoch"] = {"status": "done", "started_at": now, "seconds": 0.0,
+                                 "detail": {"epoch": new_epoch}}
+        act.update(completed_at=now, epoch=new_epoch, error=None,
+                   total_seconds=round(now - act.get("started_at", now), 3))
+        reason = f"activated at epoch {new_epoch} ({act.get('reason')})"
+        data.update(state=standby_machine.ACTIVE, epoch=new_epoch, since=now, reason=reason)
+        store.save()
+    log("activation", "activated", epoch=new_epoch, step_seconds=timings, skipped_dbs=skipped)
+    text = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if v is not None)
+    alerter.send("activated", f"standby is ACTIVE at epoch {new_epoch} ({text})", epoch=new_epoch,
+                 skipped_dbs=len(skipped))
+    return True
+
+
+def run(settings, store, alerter, clock=time.time):
+    """Run (or resume) the activation recorded in ``store``; True when the state is ACTIVE."""
+    with store.lock:
+        state = store.data.get("state")
+        if state == standby_machine.ACTIVE:
+            return True
+        if state != standby_machine.ACTIVATING:
+            log("activation", "not-activating", level="warning", state=state,
+                reason="state is no longer ACTIVATING (deactivated?): nothing to do")
+            return False
+        act = store.data.setdefault("activation", {})
+        act.setdefault("steps", {})
+        act.setdefault("started_at", clock())
+        act["attempts"] = int(act.get("attempts") or 0) + 1
+        act["last_attempt_at"] = clock()
+        store.save()
+    for name in STEPS:
+        record = act["steps"].get(name) or {}
+        if record.get("status") == "done":
+            continue
+        if name == "epoch":
+            return _finish(store, alerter, clock())
+        if name in ("restore", "files") and act.get("services_begun"):
+            log("activation", "step-not-repeated", level="warning", step=name,
+                reason="services already started for this activation: never restore over their writes")
+            continue
+        started = time.monotonic()
+        with store.lock:
+            act["steps"][name] = {"status": "running", "started_at": clock()}
+            if name == "services":
+                act["services_begun"] = True
+            store.save()
+        log("activation", "step-start", step=name, attempt=act["attempts"])
+        try:
+            detail = RUNNERS[name](settings)
+        except (steps.StepError, OSError) as exc:
+            error = f"{name}: {exc}"
+            with store.lock:
+                act["steps"][name].update(status="failed", error=str(exc),
+                                          seconds=round(time.monotonic() - started, 3))
+                act["error"] = error
+                first = act.get("alerted_error") != error
+                act["alerted_error"] = error
+                store.save()
+            log("activation", "step-failed", level="error", step=name, error=str(exc))
+            if first:
+                alerter.send("activation-failed", f"activation step {error}; retrying", step=name)
+            return False
+        with store.lock:
+            act["steps"][name].update(status="done", seconds=round(time.monotonic() - started, 3),
+                                      detail=detail)
+            act["error"] = None
+            store.save()
+        log("activation", "step-done", step=name, seconds=act["steps"][name]["seconds"])
+    return store.data.get("state") == standby_machine.ACTIVE
+
+
+def deactivate(settings, store, epoch, clock=time.time):
+    """Stop the tunnel, then the services in reverse; state STANDBY at ``epoch``. StepError on failure."""
+    act = settings["activation"]
+    steps.systemctl(act["systemctl"], "stop", act["tunnel"]["unit"], act["timeout_seconds"])
+    for svc in reversed(act["services"]):
+        steps.systemctl(act["systemctl"], "stop", svc["unit"], act["timeout_seconds"])
+    with store.lock:
+        previous = store.data.get("state")
+        store.data.update(state=standby_machine.STANDBY, epoch=int(epoch), since=clock(),
+                          reason=f"deactivated (was {previous}); primary holds epoch {epoch}",
+                          activation={}, manual_request=None, last_refusal=None,
+                          recheck_after=clock() + settings["interval_seconds"] * settings["miss_threshold"])
+        store.save()
+
+
+def try_lock(state_file):
+    """Hold ``<state_file>.lock`` exclusively (the running agent does); an fd, or None if held."""
+    os.makedirs(os.path.dirname(os.path.abspath(state_file)), exist_ok=True)
+    fd = os.open(state_file + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def standalone(settings, store, alerter, force, reason, wait):
+    """Activate without a running agent (fence first unless ``force``); returns an exit code."""
+    state = store.data.get("state")
+    if state == standby_machine.ACTIVE:
+        return 0
+    if state != standby_machine.ACTIVATING:
+        why = "fence skipped (--force)"
+        if not force:
+            token = config.read_secret(settings["cloudflare_api_token_file"])
+            w = witness.check(settings["witness"], token)
+            f = fencing.fence(settings["primary"])
+            ok, why = standby_machine.fence_satisfied(w, f)
+            with store.lock:
+                store.data.update(witness=w, fence=f)
+                if not ok:
+                    store.data.update(state=standby_machine.FENCE_BLOCKED, since=time.time(), reason=why)
+                store.save()
+            if not ok:
+                alerter.send("fence-blocked", "operator activation refused: " + why)
+                return 1
+        with store.lock:
+            enter_activating(store.data, f"operator activation ({reason or 'no reason given'}): {why}",
+                             time.time(), force)
+            store.save()
+    deadline = time.monotonic() + wait
+    while not run(settings, store, alerter):
+        if time.monotonic() >= deadline:
+            return 1
+        time.sleep(min(settings["activation"]["retry_seconds"], max(0.1, deadline - time.monotonic())))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m wirebot.activation",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="/etc/wirebot/standby.yml")
+    parser.add_argument("--force", action="store_true", help="skip the fence (the operator's decision)")
+    parser.add_argument("--reason", default="", help="why (logged, alerted)")
+    parser.add_argument("--wait", type=float, default=300.0, help="seconds to wait for ACTIVE")
+    args = parser.parse_args(argv)
+    try:
+        settings = standby_config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"wirebot.activation: {exc}", file=sys.stderr)
+        return 2
+    lock = try_lock(settings["state_file"])
+    if lock is None:  # the agent runs: let it do the work
+        from . import ctl
+
+        return ctl.activate(settings, args.force, args.reason, args.wait)
+    try:
+        store = statefile.Store(settings["state_file"], standby_machine.default_state())
+        alerter = Alerter("activation", config.read_secret(settings["discord_webhook_file"]))
+        code = standalone(settings, store, alerter, args.force, args.reason, args.wait)
+        snap = store.snapshot()
+        print(json.dumps({"ok": code == 0, "state": snap["state"], "epoch": snap["epoch"],
+                          "reason": snap["reason"], "activation": snap.get("activation")}, indent=2))
+        return code
+    finally:
+        os.close(lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

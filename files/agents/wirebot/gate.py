@@ -1,0 +1,104 @@
+"""The primary's cloudflared start gate (ExecStartPre): never start a second connector.
+
+  python3 -m wirebot.gate --config /etc/wirebot/replicator.yml      (exit 0 = start, 1 = refuse)
+
+Refuses (exit 1, logged with the reason) when any of these holds:
+
+1. the fence record exists (``gate.fenced_file``, default /var/lib/wirebot/fenced.json, written by
+   wirebot.fence_command when the standby fenced this primary; recovery removes it and unmasks the
+   unit);
+2. the standby's ``GET {standby.agent_url}/status`` reports state ACTIVE or ACTIVATING at an epoch
+   >= this primary's epoch (``state_file``, default epoch 1);
+3. the witness API (optional ``witness:`` section, same keys as standby.yml with ``self_origin_ip`` =
+   this primary's origin IP; token in ``secrets.cloudflare_api_token_file``, default
+   /run/wirebot/cloudflare-api-token) shows a tunnel connection from another origin.
+
+Otherwise it allows the start and logs what it checked: an unreachable standby or a failing/absent
+witness is not evidence of another connector (a primary must be able to boot alone). Other keys read:
+``gate.timeout_seconds`` (default 5) per HTTP call.
+"""
+
+import argparse
+import sys
+
+from . import config, httpapi, statefile, witness
+from .log import log
+
+DEFAULT_TOKEN_FILE = "/run/wirebot/cloudflare-api-token"
+DEFAULT_FENCED_FILE = "/var/lib/wirebot/fenced.json"
+SERVING_STATES = ("ACTIVE", "ACTIVATING")
+
+
+def load_settings(path):
+    cfg = config.load_yaml(path)
+    get = config.get
+    return {
+        "state_file": get(cfg, "state_file", str, path, default="/var/lib/wirebot/state.json"),
+        "agent_url": get(cfg, "standby.agent_url", str, path).rstrip("/"),
+        "witness": witness.load_settings(cfg, path, required=False),
+        "token_file": get(cfg, "secrets.cloudflare_api_token_file", str, path, default=DEFAULT_TOKEN_FILE),
+        "timeout_seconds": get(cfg, "gate.timeout_seconds", float, path, default=5.0),
+        "fenced_file": get(cfg, "gate.fenced_file", str, path, default=DEFAULT_FENCED_FILE),
+    }
+
+
+def evaluate(settings):
+    """(allow: bool, reason: str, checks: dict). Reads files and does HTTP; no side effects."""
+    checks = {}
+    fenced = statefile.load(settings["fenced_file"], {}) if config.exists(settings["fenced_file"]) else None
+    checks["fenced"] = fenced
+    if fenced is not None:
+        return False, (f"this primary was fenced ({settings['fenced_file']}: {fenced}); run the recovery "
+                       "(it unmasks the unit and removes the fence record)"), checks
+    own_epoch = int(statefile.load(settings["state_file"], {"epoch": 1}).get("epoch") or 1)
+    checks["own_epoch"] = own_epoch
+    code, status = httpapi.get_json(settings["agent_url"] + "/status", settings["timeout_seconds"])
+    standby = {"http_status": code, "state": status.get("state"), "epoch": status.get("epoch"),
+               "error": status.get("error") if code != 200 else None}
+    checks["standby"] = standby
+    if code == 200 and standby["state"] in SERVING_STATES and isinstance(standby["epoch"], int) \
+            and standby["epoch"] >= own_epoch:
+        return False, (f"the standby is {standby['state']} at epoch {standby['epoch']} >= our epoch "
+                       f"{own_epoch}"), checks
+    if settings["witness"] is None:
+        checks["witness"] = "not configured"
+    else:
+        api = witness.check_api(settings["witness"], config.read_secret(settings["token_file"]))
+        checks["witness"] = api
+        if api["ok"] and api["other_origins"]:
+            others = ", ".join(api["other_origins"])
+            return False, f"the tunnel has connections from another origin: {others}", checks
+    standby_text = (f"standby {standby['state']} at epoch {standby['epoch']}" if code == 200
+                    else f"standby unreachable ({standby['error'] or code})")
+    witness_check = checks["witness"]
+    if witness_check == "not configured":
+        witness_text = "no witness configured"
+    elif not witness_check["configured"]:
+        witness_text = "witness API not configured (no token/account/tunnel)"
+    elif not witness_check["ok"]:
+        witness_text = f"witness API failed ({witness_check['error']})"
+    else:
+        witness_text = "witness API shows no other origin"
+    return True, f"no other connector known: {standby_text}; {witness_text}", checks
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m wirebot.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="/etc/wirebot/replicator.yml")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except config.ConfigError as exc:
+        log("gate", "config-error", level="error", error=str(exc))
+        print(f"wirebot.gate: {exc}", file=sys.stderr)
+        return 2
+    allow, reason, checks = evaluate(settings)
+    log("gate", "allow" if allow else "refuse", level="info" if allow else "error", reason=reason,
+        checks=checks)
+    if not allow:
+        print(f"wirebot.gate: refusing to start the connector: {reason}", file=sys.stderr)
+    return 0 if allow else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Signed heartbeats from the primary to the standby agent.
+
+Every ``heartbeat.interval_seconds`` the primary POSTs to ``{standby.agent_url}/heartbeat``:
+``{"node", "sent_at", "sequence", "epoch", "services": {unit: systemctl is-active state},
+"litestream": {db: lag record}, "file_sync": {path: lag record}}``, signed (wirebot.signing).
+The sequence comes from ``signing.next_sequence`` over the last one persisted in the primary's state
+file ({"epoch", "sequence"}), so it keeps increasing across restarts; the epoch is read from the same
+file on every beat (the recovery task may raise it). A failed send is logged with its reason and
+counted; it never stops the loop.
+"""
+
+import subprocess
+import threading
+import time
+
+from . import httpapi, signing, statefile
+from .log import log
+
+COMPONENT = "heartbeat"
+DEFAULT_STATE = {"epoch": 1, "sequence": 0}
+
+
+class StateStore:
+    """The primary's state file, shared by threads: load-modify-save under one lock."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self):
+        with self._lock:
+            return statefile.load(self.path, DEFAULT_STATE)
+
+    def update(self, **changes):
+        """Apply ``changes`` to the file's current content and save it; return the new content."""
+        with self._lock:
+            data = statefile.load(self.path, DEFAULT_STATE)
+            data.update(changes)
+            statefile.save(self.path, data)
+            return data
+
+    def next_sequence(self, now=None):
+        """Allocate and persist the next heartbeat sequence; return (sequence, epoch)."""
+        with self._lock:
+            data = statefile.load(self.path, DEFAULT_STATE)
+            sequence = signing.next_sequence(int(data.get("sequence") or 0), now)
+            data["sequence"] = sequence
+            statefile.save(self.path, data)
+            return sequence, int(data.get("epoch") or 1)
+
+
+def unit_state(unit, systemctl="systemctl", timeout=5.0):
+    """``systemctl is-active UNIT`` output ("active", "inactive", "failed", ...); "unknown" on error."""
+    try:
+        proc = subprocess.run([systemctl, "is-active", unit], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return proc.stdout.decode("utf-8", "replace").strip() or "unknown"
+
+
+def service_states(units, probe=unit_state):
+    """{unit: state} for each configured unit."""
+    return {unit: probe(unit) for unit in units}
+
+
+def build_payload(node, sequence, epoch, services, litestream, file_sync, now):
+    """The heartbeat body (pure)."""
+    return {
+        "node": node,
+        "sent_at": round(float(now), 3),
+        "sequence": int(sequence),
+        "epoch": int(epoch),
+        "services": dict(services),
+        "litestream": {db: {k: rec.get(k) for k in ("txid", "replicated_txid", "lag_txids",
+                                                    "lag_seconds", "last_sync_at", "stalled", "error")}
+                       for db, rec in litestream.items()},
+        "file_sync": {path: {k: rec.get(k) for k in ("lag_seconds", "last_success_at",
+                                                     "consecutive_failures", "last_error")}
+                      for path, rec in file_sync.items()},
+    }
+
+
+class Sender:
+    """Builds and sends heartbeats; ``collect()`` returns (services, litestream, file_sync)."""
+
+    def __init__(self, node, url, key, store, collect, timeout=10.0, post=httpapi.post_signed):
+        self.node = node
+        self.url = url.rstrip("/") + "/heartbeat"
+        self.key = key
+        self.store = store
+        self.collect = collect
+        self.timeout = timeout
+        self.post = post
+        self.sent_total = 0
+        self.failures_total = 0
+        self.consecutive_failures = 0
+        self.last = None   # {"sent_at", "sequence", "epoch", "ok", "status", "reason", "response"}
+        self._lock = threading.Lock()
+
+    def send_once(self, now=None):
+        """Send one heartbeat; return the result record (also kept in ``last``)."""
+        now = time.time() if now is None else now
+        services, litestream, file_sync = self.collect()
+        sequence, epoch = self.store.next_sequence(now)
+        payload = build_payload(self.node, sequence, epoch, services, litestream, file_sync, now)
+        status, answer = self.post(self.url, self.key, payload, sequence, self.timeout)
+        ok = 200 <= status < 300
+        reason = "accepted" if ok else (
+            "unreachable: {}".format(answer.get("error")) if status == 0
+            else "HTTP {}: {}".format(status, answer.get("error", answer)))
+        result = {"sent_at": payload["sent_at"], "sequence": sequence, "epoch": epoch, "ok": ok,
+                  "status": status, "reason": reason, "response": answer}
+        with self._lock:
+            if ok:
+                self.sent_total += 1
+                self.consecutive_failures = 0
+            else:
+                self.failures_total += 1
+                self.consecutive_failures += 1
+            self.last = result
+        if ok:
+            log(COMPONENT, "sent", sequence=sequence, epoch=epoch, status=status)
+            theirs = answer.get("epoch")
+            if answer.get("state") in ("ACTIVATING", "ACTIVE") or (isinstance(theirs, int) and theirs > epoch):
+                log(COMPONENT, "standby-ahead", level="warning", standby_state=answer.get("state"),
+                    standby_epoch=answer.get("epoch"), epoch=epoch,
+                    reason="the standby serves or holds a newer epoch: this primary must stay fenced")
+        else:
+            log(COMPONENT, "send-failed", level="warning", sequence=sequence, epoch=epoch,
+                status=status, reason=reason, consecutive_failures=self.consecutive_failures)
+        return result
+
+    def status(self):
+        with self._lock:
+            return {"url": self.url, "sent_total": self.sent_total, "failures_total": self.failures_total,
+                    "consecutive_failures": self.consecutive_failures, "last": self.last}
+
+    def run(self, stop, interval):
+        """Send every ``interval`` seconds until ``stop`` (threading.Event) is set."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.send_once()
+            except Exception as exc:  # noqa: BLE001 - a heartbeat failure is never fatal
+                with self._lock:
+                    self.failures_total += 1
+                    self.consecutive_failures += 1
+                log(COMPONENT, "send-failed", level="error", reason=f"{type(exc).__name__}: {exc}")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))

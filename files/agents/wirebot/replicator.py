@@ -1,0 +1,269 @@
+"""The primary's replicator daemon: ``python3 -m wirebot.replicator --config /etc/wirebot/replicator.yml``.
+
+Threads: Litestream supervision (lag per DB, stall alerts; litestream.service runs Litestream), file
+sync (inotify + debounced rsync) and signed heartbeats to the standby. Each component has an
+explicit state, logged on change. HTTP API on listen_address:listen_port only:
+GET /health, GET /status, GET /metrics, POST /trigger-sync (signed), POST /drill (signed).
+A configuration error names the file and key and exits 2.
+"""
+
+import argparse
+import signal
+import sys
+import threading
+import time
+import uuid
+
+from . import config, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing
+from .alerts import Alerter
+from .log import log
+
+COMPONENT = "replicator"
+FAILING = {"litestream": ("unreachable", "stalled"), "file_sync": ("failing",), "heartbeat": ("failing",)}
+DRILL_KEEP = 10
+DRILL_TAIL = 4000
+
+
+def _strings(cfg, key, path, default=config.REQUIRED):
+    value = config.get(cfg, key, list, path, default)
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise config.ConfigError(f"{path}: {key}[{index}]: expected a non-empty string, got {item!r}")
+    return list(value)
+
+
+def _positive(cfg, key, path, default):
+    value = config.get(cfg, key, float, path, default)
+    if value <= 0:
+        raise config.ConfigError(f"{path}: {key}: expected a positive number, got {value!r}")
+    return value
+
+
+def load_config(path):
+    """Read and validate replicator.yml into a flat dict; ConfigError names the file and key."""
+    raw = config.load_yaml(path)
+    s = lambda key, default=config.REQUIRED: config.get(raw, key, str, path, default)  # noqa: E731
+    c = {
+        "node_name": s("node_name"),
+        "listen_address": s("listen_address"),           # the API binds only here
+        "listen_port": config.get(raw, "listen_port", int, path),
+        "state_file": s("state_file"),                   # {"epoch", "sequence", "api_last_sequence"}
+        "data_root": s("data_root"),
+        "hmac_key_file": s("secrets.hmac_key_file"),     # hex HMAC key shared with the standby
+        "discord_webhook_file": s("secrets.discord_webhook_file", ""),  # optional alert webhook
+        "standby_host": s("standby.host"),
+        "standby_user": s("standby.user"),               # rsync over SSH as this user
+        "ssh_key": s("standby.ssh_key"),
+        "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
+        "agent_url": s("standby.agent_url"),             # heartbeats go to {agent_url}/heartbeat
+        "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
+        "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
+        "dbs": _strings(raw, "litestream.dbs", path, []),
+        "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
+        "stall_seconds": _positive(raw, "litestream.stall_seconds", path, 120.0),
+        "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # lag poll period
+        "paths": _strings(raw, "file_sync.paths", path, []),
+        "debounce_seconds": _positive(raw, "file_sync.debounce_seconds", path, 5.0),
+        "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path, 15.0),
+        "retry_max_seconds": _positive(raw, "file_sync.retry_max_seconds", path, 300.0),
+        "force_scan": config.get(raw, "file_sync.force_scan", bool, path, False),  # skip inotify
+        "heartbeat_interval": _positive(raw, "heartbeat.interval_seconds", path, 30.0),
+        "services": _strings(raw, "services", path, []),  # units reported via systemctl is-active
+        "systemctl": s("systemctl", "systemctl"),
+        "drill_command": _strings(raw, "drill.command", path, []),  # argv of POST /drill
+        "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
+        "clock_window": _positive(raw, "clock_window_seconds", path, 60.0),  # signed POST freshness
+    }
+    for key in ("litestream.socket", "standby.replica_root"):
+        if not config.get(raw, key, str, path).startswith("/"):
+            raise config.ConfigError(f"{path}: {key}: expected an absolute path")
+    c["hmac_key"] = signing.load_key(c["hmac_key_file"])
+    c["discord_webhook"] = config.read_secret(c["discord_webhook_file"] or None)
+    return c
+
+
+class Replicator:
+    """All components of the daemon; ``start()`` runs them, ``stop()`` ends them."""
+
+    def __init__(self, c, command_for=None, probe=None):
+        self.c = c
+        self.stop_event = threading.Event()
+        self.alerter = Alerter(COMPONENT, c["discord_webhook"])
+        self.store = heartbeat.StateStore(c["state_file"])
+        self.verifier = signing.Verifier(c["hmac_key"], c["clock_window"],
+                                         self.store.read().get("api_last_sequence", 0))
+        self._verify_lock = threading.Lock()
+        self.monitor = litestream.Monitor(litestream.ControlClient(c["litestream_socket"]), c["dbs"],
+                                          c["tenant_dir"], c["stall_seconds"], self.alerter)
+        self.files = filesync.FileSync(
+            c["paths"], command_for or self._rsync_command,
+            c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
+        self.probe = probe or (lambda unit: heartbeat.unit_state(unit, c["systemctl"]))
+        self.services = {}
+        self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
+                                       self._collect)
+        self.states = {}
+        self._states_lock = threading.Lock()
+        self.drills = []
+        self._drill_lock = threading.Lock()
+        self.server = None
+        self.watcher = None
+        self.threads = []
+
+    # -- components -------------------------------------------------------------------------
+    def _rsync_command(self, src):
+        c = self.c
+        return filesync.rsync_command(src, c["standby_user"], c["standby_host"], c["ssh_key"],
+                                      c["known_hosts"], c["replica_root"])
+
+    def _collect(self):
+        self.services = heartbeat.service_states(self.c["services"], self.probe)
+        return self.services, self.monitor.snapshot(), self.files.status()
+
+    def component_states(self):
+        """{component: state}; logs every change with its reason."""
+        hb = self.sender.status()
+        hb_state = "starting" if hb["last"] is None else (
+            "failing" if hb["consecutive_failures"] >= 3 else ("ok" if hb["last"]["ok"] else "retrying"))
+        fs_state = "failing" if self.files.failing() else (
+            "pending" if any(p["state"] != "clean" for p in self.files.status().values()) else "ok")
+        states = {"litestream": self.monitor.state, "file_sync": fs_state, "heartbeat": hb_state}
+        reasons = {"litestream": self.monitor.reason, "heartbeat": (hb["last"] or {}).get("reason", ""),
+                   "file_sync": "some path failed 3 times in a row" if fs_state == "failing" else fs_state}
+        with self._states_lock:
+            for name, state in states.items():
+                if self.states.get(name) != state:
+                    log(COMPONENT, "component-state", part=name, frm=self.states.get(name), to=state,
+                        reason=reasons[name])
+            self.states = states
+        return states
+
+    def start(self):
+        """Bind the API (OSError if the address is not ours yet), then start the component threads."""
+        self.server = httpapi.serve(self.c["listen_address"], self.c["listen_port"], self.routes(),
+                                    component=COMPONENT)
+        watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
+        for name, target in (
+                ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
+                ("file_sync", lambda: self.files.run(watcher, self.stop_event)),
+                ("heartbeat", lambda: self.sender.run(self.stop_event, self.c["heartbeat_interval"]))):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        log(COMPONENT, "started", node=self.c["node_name"], watcher=watcher.mode)
+        return self.server
+
+    def stop(self):
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        if self.watcher is not None:
+            self.watcher.close()
+        log(COMPONENT, "stopped")
+
+    # -- HTTP API ---------------------------------------------------------------------------
+    def routes(self):
+        return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
+                ("GET", "/metrics"): self.metrics, ("POST", "/trigger-sync"): self.trigger_sync,
+                ("POST", "/drill"): self.drill}
+
+    def health(self, _request):
+        states = self.component_states()
+        failing = [n for n, s in states.items() if s in FAILING.get(n, ())]
+        return (503 if failing else 200), {"ok": not failing, "components": states, "failing": failing}
+
+    def status(self, _request):
+        with self._drill_lock:
+            drills = [dict(d) for d in self.drills]
+        return 200, {"node": self.c["node_name"], "epoch": int(self.store.read().get("epoch") or 1),
+                     "components": self.component_states(), "services": self.services,
+                     "watcher": self.watcher.mode if self.watcher else None,
+                     "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
+                     "heartbeat": self.sender.status(), "drills": drills}
+
+    def metrics(self, _request):
+        dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()
+        return 200, metrics.render("wirebot_replicator", {
+            "up": 1, "heartbeats_sent_total": hb["sent_total"],
+            "heartbeat_failures_total": hb["failures_total"]}, {
+            "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
+            "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],
+            "path_lag_seconds": [({"path": p}, r["lag_seconds"]) for p, r in sorted(paths.items())],
+            "file_sync_failures_total": [({"path": p}, r["failures_total"])
+                                         for p, r in sorted(paths.items())],
+        })
+
+    def _verify(self, request):
+        """Check the request's signature; 401 with the reason otherwise. Persists the sequence."""
+        with self._verify_lock:
+            try:
+                sequence = self.verifier.verify(request.headers, request.body)
+            except signing.SignatureError as exc:
+                log(COMPONENT, "request-refused", level="warning", path=request.path,
+                    client=request.client, reason=exc.reason)
+                raise httpapi.HttpError(401, f"signature refused: {exc.reason}") from None
+            self.store.update(api_last_sequence=sequence)
+        if request.body:
+            request.json()  # a signed but malformed body is still a 400
+        return sequence
+
+    def trigger_sync(self, request):
+        self._verify(request)
+        self.files.request_full_sync()
+        self.monitor.request_sync()
+        log(COMPONENT, "trigger-sync", client=request.client, reason="signed POST /trigger-sync")
+        return 202, {"accepted": True, "paths": self.c["paths"]}
+
+    def drill(self, request):
+        self._verify(request)
+        if not self.c["drill_command"]:
+            raise httpapi.HttpError(503, "no drill command configured")
+        with self._drill_lock:
+            if any(d["state"] == "running" for d in self.drills):
+                raise httpapi.HttpError(409, "a drill is already running")
+            run = {"id": uuid.uuid4().hex[:12], "state": "running", "started_at": round(time.time(), 3),
+                   "finished_at": None, "exit_code": None, "output_tail": ""}
+            self.drills = (self.drills + [run])[-DRILL_KEEP:]
+        log(COMPONENT, "drill-started", id=run["id"], command=self.c["drill_command"], client=request.client)
+        threading.Thread(target=self._run_drill, args=(run,), name="drill", daemon=True).start()
+        return 202, {"id": run["id"]}
+
+    def _run_drill(self, run):
+        code, output = filesync.run_command(self.c["drill_command"], self.c["drill_timeout"])
+        with self._drill_lock:
+            run.update(state="finished" if code == 0 else "failed", exit_code=code,
+                       finished_at=round(time.time(), 3), output_tail=output[-DRILL_TAIL:])
+        log(COMPONENT, "drill-finished", id=run["id"], exit_code=code)
+        self.alerter.send("drill-finished", "drill {} exited {}".format(run["id"], code), id=run["id"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="wirebot.replicator", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="/etc/wirebot/replicator.yml")
+    args = parser.parse_args(argv)
+    try:
+        c = load_config(args.config)
+    except config.ConfigError as exc:
+        log(COMPONENT, "config-error", level="error", error=str(exc))
+        print(f"wirebot.replicator: {exc}", file=sys.stderr)
+        return 2
+    daemon = Replicator(c)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
+    try:
+        daemon.start()
+    except OSError as exc:
+        log(COMPONENT, "listen-failed", level="error", address=c["listen_address"], port=c["listen_port"],
+            error=str(exc), reason="cannot bind the API address; systemd will retry")
+        return 1
+    while not daemon.stop_event.wait(1.0):
+        daemon.component_states()
+    daemon.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

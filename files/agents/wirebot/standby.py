@@ -1,0 +1,179 @@
+"""The standby agent: ``python3 -m wirebot.standby --config /etc/wirebot/standby.yml``.
+
+Every tick (1 s, or interval/4 when smaller) it observes (heartbeat age, persisted state), decides
+with the pure wirebot.standby_machine, and acts (witness check, SSH fence, activation). Decisions
+are logged as one JSON line each time the state or its reason changes, and shown on GET /status.
+HTTP endpoints are in wirebot.standby_api. The process holds ``<state_file>.lock`` for its lifetime so
+``python3 -m wirebot.activation`` knows to hand requests to it.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from . import activation, config, fencing, httpapi, signing, standby_api, standby_config, statefile, witness
+from . import standby_machine as machine
+from .alerts import Alerter
+from .log import log
+
+COMPONENT = "standby"
+
+
+class StandbyAgent:
+    """State, verifiers, counters and the observe/decide/act tick. I/O functions are injectable."""
+
+    def __init__(self, settings, clock=time.time, witness_fn=None, fence_fn=None, activation_fn=None):
+        self.settings = settings
+        self.clock = clock
+        self.witness_fn = witness_fn or (lambda s, token, now: witness.check(s, token, now=now))
+        self.fence_fn = fence_fn or (lambda s, now: fencing.fence(s, now=now))
+        self.activation_fn = activation_fn or activation.run
+        self.store = statefile.Store(settings["state_file"], machine.default_state())
+        if self.store.data.get("state") not in machine.STATES:
+            raise config.ConfigError("{}: unknown state {!r}".format(settings["state_file"],
+                                                                      self.store.data.get("state")))
+        key = signing.load_key(settings["hmac_key_file"])
+        window = settings["clock_window_seconds"]
+        data = self.store.data
+        self.heartbeat_verifier = signing.Verifier(key, window, data.get("last_sequence") or 0)
+        self.control_verifier = signing.Verifier(key, window, data.get("last_control_sequence") or 0)
+        self.alerter = Alerter(COMPONENT, config.read_secret(settings["discord_webhook_file"]))
+        self.started_at = clock()
+        self.accepted = 0
+        self.rejected = {}
+        self.activation_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.threshold = settings["interval_seconds"] * settings["miss_threshold"]
+        data = self.store.data
+        if not data.get("since"):
+            data["since"] = self.started_at
+        log(COMPONENT, "started", state=data["state"], epoch=data["epoch"], reason=data.get("reason"),
+            last_sequence=self.heartbeat_verifier.last_sequence)
+
+    # observe -------------------------------------------------------------------------------------
+    def heartbeat_age(self, now=None):
+        """Seconds since the last valid heartbeat, or since this agent started if later."""
+        now = self.clock() if now is None else now
+        received = (self.store.data.get("last_heartbeat") or {}).get("received_at") or 0
+        return now - max(received, self.started_at)
+
+    def observe(self):
+        now = self.clock()
+        return machine.Observation(now=now, heartbeat_age=self.heartbeat_age(now), threshold=self.threshold,
+                                   retry_seconds=self.settings["activation"]["retry_seconds"])
+
+    # decide + apply ------------------------------------------------------------------------------
+    def _apply(self, decision, now):
+        data = self.store.data
+        previous, old_reason = data["state"], data.get("reason")
+        changed = decision.state != previous
+        data.update(decision.updates)
+        if changed and decision.state == machine.ACTIVATING:
+            forced = bool((decision.updates.get("last_manual") or {}).get("force"))
+            activation.enter_activating(data, decision.reason, now, forced)
+        elif changed:
+            data.update(state=decision.state, since=now, reason=decision.reason)
+        else:
+            data["reason"] = decision.reason
+        if changed:
+            log(COMPONENT, "state-change", level="warning" if decision.state != machine.STANDBY else "info",
+                previous=previous, state=decision.state, reason=decision.reason, epoch=data["epoch"])
+        elif decision.reason != old_reason:
+            log(COMPONENT, "decision", state=decision.state, reason=decision.reason)
+        if changed or decision.updates or decision.reason != old_reason:
+            self.store.save()
+
+    def tick(self):
+        """One observe -> decide -> act round (repeated while actions produce new facts)."""
+        for _ in range(6):
+            with self.store.lock:
+                obs = self.observe()
+                decision = machine.decide(self.store.data, obs)
+                self._apply(decision, obs.now)
+                epoch = self.store.data["epoch"]
+            for kind, message in decision.alerts:
+                self.alerter.send(kind, message, state=decision.state, epoch=epoch)
+            if not decision.actions:
+                return decision
+            for action in decision.actions:
+                self._act(action)
+            if machine.ACTIVATE in decision.actions:
+                return decision
+        return decision
+
+    # act -------------------------------------------------------------------------------------------
+    def _act(self, action):
+        if action == machine.CHECK_WITNESS:
+            token = config.read_secret(self.settings["cloudflare_api_token_file"])
+            result = self.witness_fn(self.settings["witness"], token, self.clock())
+            log(COMPONENT, "witness-checked", summary=result.get("summary"),
+                primary_serving=result.get("primary_serving"), other_connector=result.get("other_connector"),
+                api_clear=result.get("api_clear"))
+            with self.store.lock:
+                self.store.data["witness"] = result
+                self.store.save()
+        elif action == machine.FENCE:
+            result = self.fence_fn(self.settings["primary"], self.clock())
+            log(COMPONENT, "fence-attempted", ok=result.get("ok"), error=result.get("error"),
+                target=result.get("target"), seconds=result.get("seconds"))
+            with self.store.lock:
+                self.store.data["fence"] = result
+                self.store.save()
+        elif action == machine.ACTIVATE:
+            with self.activation_lock:
+                self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
+
+    def tick_seconds(self):
+        return min(1.0, self.settings["interval_seconds"] / 4.0)
+
+    def run(self, stop):
+        """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - the agent must keep watching
+                log(COMPONENT, "tick-error", level="error", error=f"{type(exc).__name__}: {exc}")
+            self.wake.wait(self.tick_seconds())
+            self.wake.clear()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m wirebot.standby", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="/etc/wirebot/standby.yml")
+    args = parser.parse_args(argv)
+    try:
+        settings = standby_config.load(args.config)
+        lock = activation.try_lock(settings["state_file"])
+        if lock is None:
+            raise config.ConfigError("{}.lock is held: another standby agent or activation is running".format(
+                settings["state_file"]))
+        agent = StandbyAgent(settings)
+    except config.ConfigError as exc:
+        log(COMPONENT, "config-error", level="error", error=str(exc))
+        print(f"wirebot.standby: {exc}", file=sys.stderr)
+        return 2
+    server = httpapi.serve(settings["listen_address"], settings["listen_port"], standby_api.routes(agent),
+                           max_body=settings["max_body_bytes"], component=COMPONENT)
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        log(COMPONENT, "stopping", signal=signum)
+        stop.set()
+        agent.wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        agent.run(stop)
+    finally:
+        server.shutdown()
+        server.server_close()
+        os.close(lock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

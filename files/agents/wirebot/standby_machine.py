@@ -1,0 +1,178 @@
+"""The standby's pure state machine: decide(persisted state, observation) -> Decision. No I/O here.
+
+States::
+
+    STANDBY --(no valid heartbeat for miss_threshold*interval)--> SUSPECT
+    SUSPECT --(valid heartbeat)--> STANDBY
+    SUSPECT --(witness: primary serves the public / its connector is attached)--> STANDBY (+alert,
+            watch: the next suspicion starts after another threshold)
+    SUSPECT --(witness clear, fence established)--> ACTIVATING
+    SUSPECT --(witness clear, no fence)--> FENCE_BLOCKED (+alert)
+    FENCE_BLOCKED --(valid heartbeat)--> STANDBY;  --(fence established on a re-check)--> ACTIVATING
+    ACTIVATING --(activation completes; done by wirebot.activation)--> ACTIVE
+    ACTIVE --(POST /deactivate; done by the agent)--> STANDBY
+
+"Fence established" means: the SSH fence command confirmed the primary's connector stopped, or the
+Cloudflare API (configured and answering) shows no connection from another origin. The SSH fence is
+always attempted before activating (also when the API is clear: a partitioned primary's connector may
+come back later), but only one of the two is required.
+
+The agent runs decide, performs the requested actions (check_witness, fence, activate) and records
+their results in the persisted state (``witness``, ``fence``, ``activation``), then decides again; so
+decide only ever reads the persisted state and the observation.
+"""
+
+import collections
+
+STANDBY = "STANDBY"
+SUSPECT = "SUSPECT"
+ACTIVATING = "ACTIVATING"
+ACTIVE = "ACTIVE"
+FENCE_BLOCKED = "FENCE_BLOCKED"
+STATES = (STANDBY, SUSPECT, ACTIVATING, ACTIVE, FENCE_BLOCKED)
+
+CHECK_WITNESS = "check_witness"
+FENCE = "fence"
+ACTIVATE = "activate"
+
+# now: wall clock; heartbeat_age: seconds since the last valid heartbeat (or since the agent started,
+# whichever is later); threshold: miss_threshold * interval_seconds; retry_seconds: how long a failed
+# fence/witness/activation result stands before it is tried again.
+Observation = collections.namedtuple("Observation", "now heartbeat_age threshold retry_seconds")
+
+# state: next state; reason: why (logged, shown on /status); actions: I/O for the agent to perform;
+# alerts: (kind, message) pairs; updates: persisted keys to set.
+Decision = collections.namedtuple("Decision", "state reason actions alerts updates")
+
+
+def default_state():
+    """The state file's content when it does not exist yet."""
+    return {"state": STANDBY, "epoch": 1, "since": 0.0, "reason": "initial state", "last_heartbeat": None,
+            "last_sequence": 0, "last_control_sequence": 0, "activation": {}, "witness": None,
+            "fence": None, "manual_request": None, "last_manual": None, "recheck_after": 0.0,
+            "last_refusal": None}
+
+
+def _decision(state, reason, actions=(), alerts=(), **updates):
+    return Decision(state, reason, tuple(actions), tuple(alerts), updates)
+
+
+def _fresh(result, after):
+    """``result`` when it was taken at or after ``after``, else None."""
+    if isinstance(result, dict) and result.get("at") is not None and result["at"] >= after:
+        return result
+    return None
+
+
+def fence_satisfied(witness_result, fence_result):
+    """(ok, reason): is the primary's connector known gone or stopped by us?"""
+    ssh_ok = bool(fence_result and fence_result.get("ok"))
+    api = (witness_result or {}).get("api") or {}
+    api_clear = bool(witness_result and witness_result.get("api_clear"))
+    if ssh_ok:
+        why = "fence command over SSH confirmed the primary's connector stopped"
+        return True, why + ("; API shows no other origin" if api_clear else "")
+    if api_clear:
+        ssh_error = (fence_result or {}).get("error") or "not attempted"
+        return True, f"witness API shows no connection from another origin (SSH fence: {ssh_error})"
+    if not api.get("configured"):
+        api_text = "API check not configured"
+    elif not api.get("ok"):
+        api_text = "API check failed ({})".format(api.get("error"))
+    else:
+        api_text = "API shows connections from {}".format(", ".join(api.get("other_origins") or []))
+    ssh_text = (fence_result or {}).get("error") or "not attempted"
+    return False, f"cannot fence the primary: {api_text}; SSH fence failed ({ssh_text})"
+
+
+def _refusal(witness_result):
+    """(kind, reason) when the witness says the primary is alive, else None."""
+    if witness_result.get("primary_serving"):
+        status = witness_result["public"].get("status")
+        return "primary-serving", f"the public endpoint is served (HTTP {status}) while our connector is down"
+    if witness_result.get("other_connector"):
+        return "connector-attached", "the primary's connector is attached ({})".format(
+            ", ".join(witness_result["api"].get("other_origins") or []))
+    return None
+
+
+def _manual(p, o):
+    request = p["manual_request"]
+    label = "operator activation ({})".format(request.get("reason") or "no reason given")
+    if request.get("force"):
+        return _decision(ACTIVATING, "forced " + label + ": fence skipped", [ACTIVATE],
+                         manual_request=None, last_manual=dict(request, outcome="activating"))
+    w = _fresh(p.get("witness"), request["requested_at"])
+    if w is None:
+        return _decision(p["state"], label + ": checking the witness for the fence", [CHECK_WITNESS])
+    f = _fresh(p.get("fence"), request["requested_at"])
+    if f is None:
+        return _decision(p["state"], label + ": fencing the primary over SSH", [FENCE])
+    ok, why = fence_satisfied(w, f)
+    if ok:
+        return _decision(ACTIVATING, label + ": " + why, [ACTIVATE], manual_request=None,
+                         last_manual=dict(request, outcome="activating"))
+    return _decision(FENCE_BLOCKED, label + " refused: " + why, alerts=[("fence-blocked", why)],
+                     manual_request=None, last_manual=dict(request, outcome="fence-blocked"))
+
+
+def _active(p, o):
+    w = _fresh(p.get("witness"), o.now - o.threshold)
+    if w is None:
+        return _decision(ACTIVE, p["reason"], [CHECK_WITNESS])
+    if not w.get("other_connector"):
+        return _decision(ACTIVE, p["reason"], last_refusal=None) if p.get("last_refusal") else \
+            _decision(ACTIVE, p["reason"])
+    why = "another origin's connector is attached while we are ACTIVE ({})".format(
+        ", ".join(w["api"].get("other_origins") or []))
+    alerts = [] if p.get("last_refusal") == "split-brain" else [("split-brain", why)]
+    if _fresh(p.get("fence"), w["at"]) is None:
+        return _decision(ACTIVE, p["reason"], [FENCE], alerts, last_refusal="split-brain")
+    return _decision(ACTIVE, p["reason"], (), alerts, last_refusal="split-brain")
+
+
+def decide(p, o):
+    """The next Decision for persisted state ``p`` and Observation ``o``. Pure: no I/O, no clock."""
+    state = p["state"]
+    if state == ACTIVE:
+        return _active(p, o)
+    if state == ACTIVATING:
+        activation = p.get("activation") or {}
+        last = activation.get("last_attempt_at")
+        if activation.get("error") and last is not None and o.now - last < o.retry_seconds:
+            return _decision(ACTIVATING, p["reason"])
+        return _decision(ACTIVATING, p["reason"], [ACTIVATE])
+    if p.get("manual_request"):
+        return _manual(p, o)
+    heartbeat = p.get("last_heartbeat") or {}
+    if state == STANDBY:
+        if o.heartbeat_age > o.threshold and o.now >= (p.get("recheck_after") or 0):
+            return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
+                             f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
+        return _decision(STANDBY, p["reason"])
+    # SUSPECT or FENCE_BLOCKED
+    if (heartbeat.get("received_at") or 0) > p["since"]:
+        return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(
+            heartbeat.get("sequence"), state), last_refusal=None)
+    fresh_after = p["since"] if state == SUSPECT else o.now - o.retry_seconds
+    w = _fresh(p.get("witness"), fresh_after)
+    if w is None:
+        return _decision(state, p["reason"], [CHECK_WITNESS])
+    refusal = _refusal(w)
+    if refusal:
+        kind, why = refusal
+        alerts = [] if p.get("last_refusal") == kind else [("activation-refused", "not activating: " + why)]
+        return _decision(STANDBY, f"not activating: {why}; watching, re-check in {o.threshold:.0f}s",
+                         (), alerts, recheck_after=o.now + o.threshold, last_refusal=kind)
+    f = _fresh(p.get("fence"), fresh_after)
+    if f is None:
+        reason = p["reason"] if state == FENCE_BLOCKED else "witness clear ({}): fencing the primary".format(
+            w.get("summary"))
+        return _decision(state, reason, [FENCE])
+    ok, why = fence_satisfied(w, f)
+    if ok:
+        return _decision(ACTIVATING, "primary down ({}); {}".format(w.get("summary"), why), [ACTIVATE],
+                         last_refusal=None)
+    if state == FENCE_BLOCKED:
+        return _decision(FENCE_BLOCKED, why)
+    return _decision(FENCE_BLOCKED, why, (), [("fence-blocked", "automatic activation blocked: " + why)])

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on the lab, from a fresh Debian 12 machine (as root): install what is needed, bring the
+# lab up, provision both lab hosts with deploy.py. Idempotent: run it again and nothing changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3; do
+  command -v "$tool" >/dev/null || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq debootstrap systemd-container openssh-client rsync sqlite3 python3 python3-venv \
+    iproute2 procps >/dev/null
+fi
+if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi
+
+.venv/bin/python -m lab up
+.venv/bin/pyinfra -y lab/inventory.py deploy.py

@@ -1,0 +1,1 @@
+"""Stand-ins for the services the lab hosts run: single-file scripts the lab copies onto them."""

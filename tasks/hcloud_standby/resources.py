@@ -1,0 +1,215 @@
+"""Find-or-create the standby's SSH key, firewall and server; delete the server. Idempotent.
+
+The find_* functions only look (and refuse what is not ours); with `dry_run` the ensure_* ones also
+only look, and say what they would do. `say` prints one line.
+Ownership is by labels: a server or firewall with our name but without our labels is someone
+else's, and is never changed. The SSH key is matched by its MD5 fingerprint, never by name alone.
+"""
+
+from typing import Any, Callable, Iterable, List, Optional, Tuple
+
+from hcloud import Client
+from hcloud.firewalls import Firewall, FirewallResource, FirewallRule
+
+from tasks.hcloud_standby.config import StandbySpec
+from tasks.hcloud_standby.errors import Refused, during
+from tasks.hcloud_standby.preflight import Offer
+
+Say = Callable[[str], None]
+
+
+def wait(actions: Iterable[Any]) -> None:
+    """Wait for each action to finish (hcloud polls GET /actions/{id}); a failed one raises."""
+    for action in actions:
+        if action is not None:
+            action.wait_until_finished()
+
+
+def _ours(resource: Any, spec: StandbySpec) -> bool:
+    labels = resource.labels or {}
+    return all(labels.get(key) == value for key, value in spec.labels.items())
+
+
+def wanted_rules(spec: StandbySpec) -> List[FirewallRule]:
+    """Inbound: SSH from the operator's CIDRs, the agent port from the primary only. Nothing else."""
+    return [
+        FirewallRule(
+            direction=FirewallRule.DIRECTION_IN,
+            protocol=FirewallRule.PROTOCOL_TCP,
+            port="22",
+            source_ips=list(spec.operator_cidrs),
+            description="ssh from the operator",
+        ),
+        FirewallRule(
+            direction=FirewallRule.DIRECTION_IN,
+            protocol=FirewallRule.PROTOCOL_TCP,
+            port=str(spec.agent_port),
+            source_ips=[spec.primary_cidr],
+            description="standby agent from the primary",
+        ),
+    ]
+
+
+def rule_key(rule: FirewallRule) -> Tuple:
+    """A comparable form of a rule (address order does not matter)."""
+    return (
+        rule.direction,
+        rule.protocol,
+        rule.port,
+        tuple(sorted(rule.source_ips or [])),
+        tuple(sorted(rule.destination_ips or [])),
+        rule.description,
+    )
+
+
+def find_ssh_key(client: Client, spec: StandbySpec) -> Optional[Any]:
+    """The project's key with our fingerprint, or None; our key name on another key is Refused."""
+    with during("looking up the SSH key"):
+        key = client.ssh_keys.get_by_fingerprint(spec.fingerprint)
+        same_name = None if key is not None else client.ssh_keys.get_by_name(spec.key_name)
+    if same_name is not None:
+        raise Refused(
+            f"an SSH key named {spec.key_name!r} is already in the project with fingerprint "
+            f"{same_name.fingerprint}, but {spec.public_key_path} has {spec.fingerprint}: not reusing it. "
+            f"Set hetzner.ssh_key_name to a new name, or remove the old key in the Hetzner console."
+        )
+    return key
+
+
+def find_firewall(client: Client, spec: StandbySpec) -> Optional[Any]:
+    """Our firewall by name, or None; one with the name but not our labels is Refused."""
+    with during(f"looking up the firewall {spec.firewall_name!r}"):
+        firewall = client.firewalls.get_by_name(spec.firewall_name)
+    if firewall is not None and not _ours(firewall, spec):
+        raise Refused(
+            f"a firewall named {spec.firewall_name!r} exists without the labels {spec.label_selector}: "
+            f"not ours, not changing it. Set hetzner.firewall_name to another name."
+        )
+    return firewall
+
+
+def find_server(client: Client, spec: StandbySpec) -> Optional[Any]:
+    """Our server by name, or None; a server with the name but not our labels is Refused."""
+    with during(f"looking up the server {spec.name!r}"):
+        server = client.servers.get_by_name(spec.name)
+    if server is not None and not _ours(server, spec):
+        raise Refused(
+            f"a server named {spec.name!r} exists (id {server.id}) without the labels "
+            f"{spec.label_selector}: not ours, not touching it. Set hetzner.server_name to another name."
+        )
+    return server
+
+
+def ensure_ssh_key(client: Client, spec: StandbySpec, key: Any, dry_run: bool, say: Say) -> Optional[Any]:
+    """`key` (found by fingerprint), or the operator's key uploaded under hetzner_ssh_key_name."""
+    if key is not None:
+        say(f"ssh key: found {key.name!r} (MD5 {spec.fingerprint})")
+        return key
+    if dry_run:
+        say(f"ssh key: would upload {spec.public_key_path} as {spec.key_name!r} (MD5 {spec.fingerprint})")
+        return None
+    with during(f"uploading the SSH key {spec.key_name!r}"):
+        key = client.ssh_keys.create(name=spec.key_name, public_key=spec.public_key, labels=spec.labels)
+    say(f"ssh key: uploaded {spec.key_name!r} (MD5 {key.fingerprint})")
+    return key
+
+
+def ensure_firewall(
+    client: Client, spec: StandbySpec, firewall: Any, dry_run: bool, say: Say
+) -> Optional[Any]:
+    """Our firewall with exactly the wanted rules: created, or its rules set only when they differ."""
+    rules = wanted_rules(spec)
+    summary = f"22/tcp from {', '.join(spec.operator_cidrs)}; {spec.agent_port}/tcp from {spec.primary_cidr}"
+    if firewall is None:
+        if dry_run:
+            say(f"firewall: would create {spec.firewall_name!r}: {summary}")
+            return None
+        with during(f"creating the firewall {spec.firewall_name!r}"):
+            created = client.firewalls.create(name=spec.firewall_name, rules=rules, labels=spec.labels)
+            wait(created.actions or [])
+        say(f"firewall: created {spec.firewall_name!r}: {summary}")
+        return created.firewall
+    if sorted(map(rule_key, firewall.rules or [])) == sorted(map(rule_key, rules)):
+        say(f"firewall: {spec.firewall_name!r} is up to date")
+    elif dry_run:
+        say(f"firewall: would replace the rules of {spec.firewall_name!r} with: {summary}")
+    else:
+        with during(f"setting the rules of the firewall {spec.firewall_name!r}"):
+            wait(client.firewalls.set_rules(firewall, rules))
+        say(f"firewall: rules of {spec.firewall_name!r} replaced: {summary}")
+    return firewall
+
+
+def _attach_firewall(client: Client, server: Any, firewall: Any, dry_run: bool, say: Say) -> None:
+    attached = [entry.firewall.id for entry in (server.public_net.firewalls or [])]
+    for other in attached:
+        if firewall is not None and other != firewall.id:
+            say(f"warning: firewall id {other} is also attached; its rules add to ours")
+    if firewall is None:
+        if dry_run:
+            say(f"firewall: would attach the new firewall to {server.name!r}")
+        return
+    if firewall.id in attached:
+        return
+    if dry_run:
+        say(f"firewall: would attach {firewall.name!r} to {server.name!r}")
+        return
+    with during(f"attaching the firewall to {server.name!r}"):
+        resource = FirewallResource(type=FirewallResource.TYPE_SERVER, server=server)
+        wait(client.firewalls.apply_to_resources(firewall, [resource]))
+    say(f"firewall: attached {firewall.name!r} to {server.name!r}")
+
+
+def ensure_server(
+    client: Client, spec: StandbySpec, offer: Offer, found: Tuple[Any, Any, Any], dry_run: bool, say: Say
+) -> Optional[Any]:
+    """Our server (`found` = server, key, firewall), created with the key, firewall and labels."""
+    server, key, firewall = found
+    if server is not None:
+        say(f"server: found {spec.name!r} (id {server.id}, {server.status})")
+        kind, where = server.server_type.name, getattr(server.location, "name", None)
+        if kind != spec.server_type or (where and where != spec.location):
+            say(f"warning: it is a {kind} in {where}, not a {spec.server_type} in {spec.location}")
+        _attach_firewall(client, server, firewall, dry_run, say)
+        return server
+    with during("listing servers by label"):
+        others = client.servers.get_all(label_selector=spec.label_selector)
+    for other in others:
+        say(f"warning: server {other.name!r} also carries the labels {spec.label_selector}")
+    if dry_run:
+        say(
+            f"server: would create {spec.name!r}: {spec.server_type} in {spec.location}, "
+            f"image {spec.image}, labels {spec.label_selector}, with the key and firewall above"
+        )
+        return None
+    with during(f"creating the server {spec.name!r}"):
+        response = client.servers.create(
+            name=spec.name,
+            server_type=offer.server_type,
+            image=offer.image,
+            location=offer.location,
+            ssh_keys=[key],
+            firewalls=[Firewall(id=firewall.id)],
+            labels=dict(spec.labels),
+        )
+        wait([response.action, *(response.next_actions or [])])
+        server = client.servers.get_by_id(response.server.id)
+    say(f"server: created {spec.name!r} (id {server.id}, {server.status})")
+    return server
+
+
+def delete_server(client: Client, spec: StandbySpec, dry_run: bool, say: Say) -> Optional[str]:
+    """Delete our server; returns its IPv4 (None when there was nothing to delete or a dry run)."""
+    server = find_server(client, spec)
+    if server is None:
+        say(f"server: no server named {spec.name!r}: nothing to delete")
+        return None
+    ipv4 = server.public_net.ipv4.ip if server.public_net and server.public_net.ipv4 else None
+    if dry_run:
+        say(f"server: would delete {spec.name!r} (id {server.id}, {ipv4})")
+        return None
+    with during(f"deleting the server {spec.name!r}"):
+        wait([client.servers.delete(server)])
+    say(f"server: deleted {spec.name!r} (id {server.id}); firewall {spec.firewall_name!r} and the SSH "
+        f"key are kept (free of charge) for the next create")
+    return ipv4

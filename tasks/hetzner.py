@@ -1,0 +1,216 @@
+"""Create, find or delete the Hetzner standby server; pyinfra needs the host to exist first.
+
+    python tasks/hetzner.py plan                      # preflight, cost, what create would do (no changes)
+    python tasks/hetzner.py create [--dry-run]        # SSH key, firewall, server; records standby.address
+    python tasks/hetzner.py delete --confirm NAME     # deletes the server NAME (our labels only)
+
+The API token comes from HCLOUD_TOKEN and is never printed; HCLOUD_ENDPOINT overrides the API URL.
+Settings: DEFAULTS below, overridden by the ``hetzner:`` section of the operator's settings file
+($WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml; keys with or without the ``hetzner_`` prefix),
+overridden by command-line flags. Every setting is checked before any API call.
+
+Exit codes: 0 done, 2 settings or usage, 3 type/location/image not offered (nothing created),
+4 Hetzner API error (after hcloud-python's retries), 5 refused (not ours, key clash, no confirmation).
+"""
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+if __package__ in (None, ""):  # run as `python tasks/hetzner.py`: make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+from hcloud import APIException, Client  # noqa: E402
+from hcloud.actions import ActionException  # noqa: E402
+
+from tasks import operator_settings  # noqa: E402
+from tasks.hcloud_standby import config, preflight, resources  # noqa: E402
+from tasks.hcloud_standby.errors import (  # noqa: E402
+    EXIT_API,
+    EXIT_SETTINGS,
+    ApiProblem,
+    Problem,
+    Refused,
+    SettingsProblem,
+    describe_api_error,
+)
+
+DEFAULTS: Dict[str, Any] = {
+    # Server name in the Hetzner project, also its hostname.
+    "hetzner_server_name": "wirebot-standby",
+    # Server type. cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk. Preflight checks the API offers it.
+    "hetzner_server_type": "cax11",
+    # Location. ash = Ashburn, VA (the seed's choice); ARM types have been offered only in EU ones.
+    "hetzner_location": "ash",
+    # System image, resolved for the server type's architecture.
+    "hetzner_image": "debian-12",
+    # The operator's public key: uploaded once, installed for root. Matched by MD5 fingerprint.
+    "hetzner_ssh_public_key": "~/.ssh/id_ed25519.pub",
+    # The name the key gets in the project when uploaded (a different key under it is an error).
+    "hetzner_ssh_key_name": "wirebot-operator",
+    # Labels on the server, firewall and key. Same name without these labels = not ours, untouched.
+    "hetzner_labels": {"app": "wirebot", "role": "standby"},
+    # The firewall attached to the server: nothing inbound except the two rules below.
+    "hetzner_firewall_name": "wirebot-standby",
+    # REQUIRED: CIDRs allowed to SSH (22/tcp), e.g. ["198.51.100.7/32"]. No default, never 0.0.0.0/0.
+    "hetzner_operator_cidrs": [],
+    # REQUIRED: the primary's public IP; only it may reach the agent port (as /32 or /128).
+    "hetzner_primary_address": None,
+    # The standby agent's port (heartbeats and control from the primary).
+    "hetzner_agent_port": 8300,
+}
+
+DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
+# flag -> (setting key, argparse options)
+FLAGS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "--server-name": ("hetzner_server_name", {"metavar": "NAME"}),
+    "--server-type": ("hetzner_server_type", {"metavar": "TYPE"}),
+    "--location": ("hetzner_location", {"metavar": "LOCATION"}),
+    "--image": ("hetzner_image", {"metavar": "IMAGE"}),
+    "--ssh-public-key": ("hetzner_ssh_public_key", {"metavar": "PATH"}),
+    "--ssh-key-name": ("hetzner_ssh_key_name", {"metavar": "NAME"}),
+    "--label": ("hetzner_labels", {"action": "append", "metavar": "KEY=VALUE"}),
+    "--firewall-name": ("hetzner_firewall_name", {"metavar": "NAME"}),
+    "--operator-cidr": ("hetzner_operator_cidrs", {"action": "append", "metavar": "CIDR"}),
+    "--primary-address": ("hetzner_primary_address", {"metavar": "IP"}),
+    "--agent-port": ("hetzner_agent_port", {"type": int, "metavar": "PORT"}),
+}
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    """The command line: a command (plan, create, delete) and setting overrides."""
+    common = argparse.ArgumentParser(add_help=False)
+    for flag, (key, options) in FLAGS.items():
+        common.add_argument(flag, dest=key, help=f"overrides {key}", **options)
+    common.add_argument("--dry-run", action="store_true", help="only look, and say what would be done")
+    parser = argparse.ArgumentParser(
+        prog="tasks/hetzner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("plan", parents=[common], help="preflight and what create would do; no changes")
+    commands.add_parser("create", parents=[common], help="create or find the standby")
+    delete = commands.add_parser("delete", parents=[common], help="delete the standby server")
+    delete.add_argument("--confirm", metavar="NAME", help="the exact server name, to confirm")
+    return parser.parse_args(argv)
+
+
+def flag_overrides(args: argparse.Namespace) -> Dict[str, Tuple[str, Any]]:
+    """{setting key: (flag, value)} for each flag given."""
+    overrides = {}
+    for flag, (key, _) in FLAGS.items():
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key == "hetzner_labels":
+            try:
+                value = config.parse_labels(value)
+            except ValueError as error:
+                raise SettingsProblem(str(error)) from None
+        overrides[key] = (flag, value)
+    return overrides
+
+
+def make_client() -> Tuple[Client, str]:
+    """A client for HCLOUD_ENDPOINT (default: the Hetzner Cloud API) with the HCLOUD_TOKEN token."""
+    token = os.environ.get("HCLOUD_TOKEN", "").strip()
+    if not token:
+        raise SettingsProblem(
+            "HCLOUD_TOKEN is not set: create a Read & Write API token in the Hetzner Cloud console "
+            "(project > Security > API tokens) and export it; it is never printed or stored"
+        )
+    endpoint = os.environ.get("HCLOUD_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
+    client = Client(token=token, api_endpoint=endpoint, application_name="wirebot-standby", timeout=(10, 60))
+    return client, endpoint
+
+
+def show_server(server: Any, offer: preflight.Offer, spec: config.StandbySpec) -> None:
+    """Print the server's addresses and cost, and record its IPv4 in the operator's settings."""
+    net = server.public_net
+    if net is None or net.ipv4 is None:
+        raise Refused(f"server {server.name!r} has no public IPv4: cannot record standby.address")
+    print(f"standby {server.name} (id {server.id}, {server.status})")
+    print(f"  IPv4: {net.ipv4.ip}")
+    if net.ipv6 is not None:
+        print(f"  IPv6: {net.ipv6.ip} (the server's address: {ipaddress.ip_network(net.ipv6.ip)[1]})")
+    print(f"  monthly cost: {offer.cost_line()}")
+    recorded = (operator_settings.load(spec.settings_file).get("standby") or {}).get("address")
+    if recorded != net.ipv4.ip:
+        operator_settings.save_address("standby", net.ipv4.ip, path=spec.settings_file)
+    print(f"recorded standby.address = {net.ipv4.ip} in {spec.settings_file}")
+    print("next: pyinfra inventory.py deploy.py")
+
+
+def create(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
+    """Preflight, then the SSH key, the firewall and the server (each found or created)."""
+    offer = preflight.check(client, spec)
+    print(f"preflight: {offer.cost_line()}")
+    # Every ownership and key check comes first, so a refusal leaves nothing half created.
+    server = resources.find_server(client, spec)
+    firewall = resources.find_firewall(client, spec)
+    key = resources.find_ssh_key(client, spec)
+    key = resources.ensure_ssh_key(client, spec, key, dry_run, print)
+    firewall = resources.ensure_firewall(client, spec, firewall, dry_run, print)
+    server = resources.ensure_server(client, spec, offer, (server, key, firewall), dry_run, print)
+    if dry_run:
+        print("dry run: nothing was created or changed")
+    else:
+        show_server(server, offer, spec)
+
+
+def delete(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
+    """Delete the server; clear standby.address in the settings when it pointed at it."""
+    ipv4 = resources.delete_server(client, spec, dry_run, print)
+    if dry_run:
+        print("dry run: nothing was deleted")
+        return
+    standby = operator_settings.load(spec.settings_file).get("standby") or {}
+    if ipv4 and standby.get("address") == ipv4:
+        operator_settings.save_address("standby", "", path=spec.settings_file)
+        print(f"cleared standby.address ({ipv4}) in {spec.settings_file}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the settings, check the confirmation, then talk to the API."""
+    deleting = args.command == "delete"
+    spec = config.resolve(DEFAULTS, flag_overrides(args), full=not deleting)
+    if deleting and args.confirm != spec.name:
+        given = "no --confirm" if args.confirm is None else f"--confirm {args.confirm!r}"
+        raise Refused(f"{given}: deleting needs the exact server name: delete --confirm {spec.name}")
+    client, endpoint = make_client()
+    if endpoint != DEFAULT_ENDPOINT:
+        print(f"API endpoint: {endpoint}")
+    try:
+        if deleting:
+            delete(client, spec, args.dry_run)
+        else:
+            create(client, spec, args.dry_run or args.command == "plan")
+    except requests.RequestException as error:
+        raise ApiProblem(f"cannot reach the Hetzner API at {endpoint}: {type(error).__name__}") from None
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command; returns the exit code. Errors are one line on stderr, never a traceback."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except Problem as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return problem.exit_code
+    except operator_settings.SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SETTINGS
+    except APIException as error:
+        print(f"error: {describe_api_error(error)}", file=sys.stderr)
+        return EXIT_API
+    except ActionException as error:
+        print(f"error: {' '.join(error.message.split())}", file=sys.stderr)
+        return EXIT_API
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Every setting the deploys read, its kind, and a check run when the inventory loads, before any
+connection: a missing or malformed setting stops the run with the key and the file that sets it.
+
+Settings come from group_data/all.py, then group_data/<role>.py, then the inventory's host data (the lab
+overrides there); the last file to set a key is the one named in an error.
+"""
+
+import re
+import runpy
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
+
+from tasks.provision.secrets_check import SecretsError, check_all
+
+GROUP_DATA = Path(__file__).resolve().parent.parent / "group_data"
+
+
+class SettingError(Exception):
+    """A setting is missing or malformed."""
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _port(value):
+    return _positive_int(value) and value < 65536
+
+
+def _abs_path(value):
+    return isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")
+
+
+def _abs_paths(value):
+    return isinstance(value, list) and bool(value) and all(_abs_path(item) for item in value)
+
+
+def _name(value):
+    return isinstance(value, str) and re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) is not None
+
+
+def _text(value):
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _url(value):
+    return isinstance(value, str) and re.match(r"https?://[^/\s]+", value) is not None
+
+
+KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "port": (_port, "a port number (1-65535)"),
+    "seconds": (_positive_int, "a positive whole number"),
+    "path": (_abs_path, "an absolute path"),
+    "paths": (_abs_paths, "a non-empty list of absolute paths"),
+    "name": (_name, "a lower-case name (letters, digits, _ and -)"),
+    "text": (_text, "a non-empty string"),
+    "url": (_url, "an http(s) URL"),
+    "bool": (lambda value: isinstance(value, bool), "true or false"),
+    "list": (lambda value: isinstance(value, list), "a list"),
+    "hostnames": (lambda value: isinstance(value, dict) and bool(value)
+                  and all(target in ("gateway", "scoreboard") for target in value.values()),
+                  "a mapping hostname -> gateway|scoreboard"),
+    "install": (lambda value: value in ("repo", "none"), "'repo' or 'none'"),
+    "sha256": (lambda value: isinstance(value, dict) and all(re.fullmatch(r"[0-9a-f]{64}", str(v))
+                                                             for v in value.values()),
+               "a mapping architecture -> sha256 hex digest"),
+    "secrets": (lambda value: isinstance(value, dict) and all(_text(v) and "/" not in v for v in value.values()),
+                "a mapping secret name -> file name"),
+    "exec": (lambda value: isinstance(value, str) and value[:1] in ("/", "{"), "a command line (absolute path)"),
+    "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
+}
+
+SCHEMA = {
+    "wirebot_user": "name", "wirebot_service_user": "name", "wirebot_data_root": "path",
+    "wirebot_workspace": "path", "wirebot_config_dir": "path", "wirebot_log_dir": "path",
+    "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
+    "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
+    "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
+    "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
+    "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
+    "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
+    "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
+    "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
+    "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
+    "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
+    "replica_user": "name", "replica_root": "path", "replica_key": "path", "filesync_paths": "paths",
+    "filesync_debounce_seconds": "seconds", "filesync_full_sync_minutes": "seconds",
+    "filesync_retry_max_seconds": "seconds", "heartbeat_interval_seconds": "seconds",
+    "heartbeat_miss_threshold": "seconds", "heartbeat_clock_window_seconds": "seconds",
+    "witness_public_url": "url", "witness_public_host_header": "text_or_empty",
+    "witness_cloudflare_api_base": "url", "witness_timeout_seconds": "seconds", "fence_key": "path",
+    "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
+    "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
+}
+ROLE_SCHEMA = {
+    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list"},
+    "standby": {"standby_unit": "name", "standby_config": "path"},
+}
+
+
+def merged_settings(role: str, host_data: dict, host_data_file: str) -> Tuple[dict, dict]:
+    """(settings, origin): the merged values and, per key, the file that set it last."""
+    values, origin = {}, {}
+    for path in (GROUP_DATA / "all.py", GROUP_DATA / f"{role}.py"):
+        for key, value in runpy.run_path(str(path)).items():
+            if not key.startswith("_") and not callable(value) and not hasattr(value, "__file__"):
+                values[key], origin[key] = value, str(path)
+    for key, value in host_data.items():
+        values[key], origin[key] = value, host_data_file
+    return values, origin
+
+
+def check(role: str, host_data: dict, host_data_file: str) -> dict:
+    """Validate one host's settings and the secrets directory they name; returns the merged settings."""
+    values, origin = merged_settings(role, host_data, host_data_file)
+    for key, kind in {**SCHEMA, **ROLE_SCHEMA[role]}.items():
+        if key not in values:
+            raise SettingError(f"{GROUP_DATA / 'all.py'}: setting '{key}' is missing ({KINDS[kind][1]})")
+        valid, expected = KINDS[kind]
+        if not valid(values[key]):
+            raise SettingError(f"{origin[key]}: setting '{key}' must be {expected}, not {values[key]!r}")
+    if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
+        raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
+                           "be larger than heartbeat_interval_seconds")
+    if "secrets_dir" not in values:
+        raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
+    try:
+        check_all(values["secrets_dir"])
+    except SecretsError as error:
+        raise SettingError(str(error)) from None
+    return values

@@ -1,0 +1,94 @@
+"""wirebot.config: errors name the key and the file; secrets are read but never echoed."""
+
+import pytest
+from wirebot import config
+from wirebot.config import ConfigError
+
+
+def test_load_yaml_missing_file(tmp_path):
+    path = str(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError) as info:
+        config.load_yaml(path)
+    assert path in str(info.value)
+
+
+def test_load_yaml_bad_yaml(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError) as info:
+        config.load_yaml(str(path))
+    assert str(path) in str(info.value) and "invalid YAML" in str(info.value)
+
+
+def test_load_yaml_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yml"
+    path.write_text("- a\n")
+    with pytest.raises(ConfigError) as info:
+        config.load_yaml(str(path))
+    assert "mapping" in str(info.value)
+
+
+def test_load_yaml_empty_is_empty_mapping(tmp_path):
+    path = tmp_path / "e.yml"
+    path.write_text("")
+    assert config.load_yaml(str(path)) == {}
+
+
+CFG = {"heartbeat": {"interval_seconds": 30, "ratio": 0.5, "name": "x", "flag": True}, "top": [1]}
+
+
+def test_get_values():
+    assert config.get(CFG, "heartbeat.interval_seconds", int, "f.yml") == 30
+    value = config.get(CFG, "heartbeat.interval_seconds", float, "f.yml")
+    assert value == 30.0 and isinstance(value, float)
+    assert config.get(CFG, "heartbeat.ratio", float, "f.yml") == 0.5
+    assert config.get(CFG, "top", list, "f.yml") == [1]
+    assert config.get(CFG, "heartbeat.missing", int, "f.yml", default=7) == 7
+    assert config.get(CFG, "nope.deeper", str, "f.yml", default=None) is None
+    assert config.get(CFG, "heartbeat.name", (str, int), "f.yml") == "x"
+
+
+def test_get_required_names_key_and_file():
+    with pytest.raises(ConfigError) as info:
+        config.get(CFG, "witness.public_url", str, "/etc/wirebot/standby.yml")
+    assert str(info.value) == "/etc/wirebot/standby.yml: witness.public_url is required"
+
+
+def test_get_wrong_type_names_key_file_and_value():
+    with pytest.raises(ConfigError) as info:
+        config.get(CFG, "heartbeat.name", int, "/etc/x.yml")
+    message = str(info.value)
+    assert message.startswith("/etc/x.yml: heartbeat.name: expected an integer")
+    assert "'x'" in message
+
+
+def test_get_bool_is_not_an_int():
+    with pytest.raises(ConfigError):
+        config.get(CFG, "heartbeat.flag", int, "f.yml")
+    assert config.get(CFG, "heartbeat.flag", bool, "f.yml") is True
+
+
+def test_get_through_non_mapping():
+    with pytest.raises(ConfigError) as info:
+        config.get({"a": 5}, "a.b", int, "f.yml")
+    assert "a.b is required" in str(info.value)
+
+
+def test_read_secret(tmp_path):
+    path = tmp_path / "s"
+    path.write_text("  s3cret\n")
+    assert config.read_secret(str(path)) == "s3cret"
+    assert config.read_secret(str(tmp_path / "absent")) is None
+    assert config.read_secret(None) is None
+    with pytest.raises(ConfigError) as info:
+        config.read_secret(str(tmp_path / "absent"), required=True)
+    assert "absent" in str(info.value)
+
+
+def test_read_secret_never_echoes_contents(tmp_path):
+    path = tmp_path / "empty"
+    path.write_text("   \n")
+    assert config.read_secret(str(path)) is None
+    with pytest.raises(ConfigError) as info:
+        config.read_secret(str(path), required=True)
+    assert "empty" in str(info.value)

@@ -1,0 +1,125 @@
+"""wirebot.fence_command (primary side, fake systemctl) and wirebot.fencing (standby side, fake ssh)."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import agenttest
+import pytest
+from wirebot import fence_command, fencing
+
+UNIT = "cloudflared-wirebot"
+
+
+def run_command(fake, tmp_path, original, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=agenttest.AGENTS, SSH_CLIENT="10.213.0.3 51234 22")
+    env.pop("SSH_ORIGINAL_COMMAND", None)
+    if original is not None:
+        env["SSH_ORIGINAL_COMMAND"] = original
+    env.update(env_extra or {})
+    fenced = tmp_path / "lib" / "fenced.json"
+    proc = subprocess.run([sys.executable, "-m", "wirebot.fence_command", "--systemctl", fake.path,
+                           "--fenced-file", str(fenced)], env=env, capture_output=True, text=True, timeout=30)
+    return proc, json.loads(proc.stdout.strip().splitlines()[-1]), fenced
+
+
+def test_fence_stops_masks_records_and_reports(fake_systemctl, tmp_path):
+    fake_systemctl.set_state(UNIT, "active")
+    proc, reply, fenced = run_command(fake_systemctl, tmp_path, "fence")
+    assert proc.returncode == 0
+    assert reply["fenced"] is True and reply["connector_active"] is False and reply["masked"] is True
+    assert fake_systemctl.calls()[:2] == [f"stop {UNIT}", f"mask {UNIT}"]
+    assert fake_systemctl.state(UNIT) == "inactive" and fake_systemctl.masked(UNIT)
+    record = json.loads(fenced.read_text())
+    assert set(record) == {"fenced_at", "by", "reason"} and record["by"] == "10.213.0.3"
+    assert stat.S_IMODE(os.stat(fenced).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("original", ["rm -rf /", "systemctl start cloudflared-wirebot", "", None])
+def test_any_other_command_can_only_fence(fake_systemctl, tmp_path, original):
+    fake_systemctl.set_state(UNIT, "active")
+    proc, reply, fenced = run_command(fake_systemctl, tmp_path, original)
+    assert reply["fenced"] is True and proc.returncode == 0
+    verbs = {call.split()[0] for call in fake_systemctl.calls()}
+    assert verbs <= {"stop", "mask", "is-active"}
+    if original:
+        assert "treated as fence" in json.loads(fenced.read_text())["reason"]
+
+
+def test_status_is_read_only(fake_systemctl, tmp_path):
+    fake_systemctl.set_state(UNIT, "active")
+    proc, reply, fenced = run_command(fake_systemctl, tmp_path, "status")
+    assert proc.returncode == 0
+    assert reply == {"fenced": False, "connector_active": True, "unit_active": "active",
+                     "unit_enabled": "enabled", "fenced_info": None}
+    assert {c.split()[0] for c in fake_systemctl.calls()} == {"is-active", "is-enabled"}
+    assert not fenced.exists()
+    run_command(fake_systemctl, tmp_path, "fence")
+    _, reply, _ = run_command(fake_systemctl, tmp_path, "status")
+    assert reply["fenced"] is True and reply["connector_active"] is False
+    assert reply["unit_enabled"] == "masked"
+
+
+def test_mask_failure_still_fenced_when_stopped(fake_systemctl, tmp_path):
+    fake_systemctl.set_state(UNIT, "active")
+    fake_systemctl.fail("mask", UNIT, "Failed to mask unit: File /etc/systemd/system/x already exists.")
+    proc, reply, fenced = run_command(fake_systemctl, tmp_path, "fence")
+    assert proc.returncode == 0 and reply["fenced"] is True and reply["masked"] is False
+    assert "mask exit 1" in reply["errors"][0] and fenced.exists()
+
+
+def test_unit_that_will_not_stop_is_not_fenced(fake_systemctl, tmp_path):
+    fake_systemctl.set_state(UNIT, "active")
+    fake_systemctl.sticky(UNIT)
+    proc, reply, _ = run_command(fake_systemctl, tmp_path, "fence")
+    assert proc.returncode == 1 and reply["fenced"] is False and reply["connector_active"] is True
+
+
+def test_main_in_process(fake_systemctl, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "fence")
+    code = fence_command.main(["--systemctl", fake_systemctl.path, "--fenced-file", str(tmp_path / "f.json")])
+    assert code == 0 and json.loads(capsys.readouterr().out)["fenced"] is True
+
+
+# standby side ---------------------------------------------------------------------------------------
+def fake_ssh(tmp_path, script):
+    path = tmp_path / "ssh"
+    path.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/ssh-args\"\n" + script)
+    path.chmod(0o755)
+    return str(path)
+
+
+def fence_settings(ssh):
+    return {"address": "10.213.0.2", "user": "root", "key": "/k/fence", "known_hosts": "/k/known",
+            "timeout_seconds": 3.0, "ssh_binary": ssh}
+
+
+def test_ssh_argv_is_exact():
+    argv = fencing.ssh_argv(fence_settings("ssh"))
+    assert argv == ["ssh", "-i", "/k/fence", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/k/known",
+                    "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3", "root@10.213.0.2", "fence"]
+
+
+def test_fence_ok(tmp_path):
+    ssh = fake_ssh(tmp_path, "echo banner\necho '{\"fenced\": true, \"connector_active\": false}'\n")
+    result = fencing.fence(fence_settings(ssh), now=7.0)
+    assert result["ok"] and result["fenced"] and result["connector_active"] is False and result["at"] == 7.0
+    assert (tmp_path / "ssh-args").read_text().split()[-2:] == ["root@10.213.0.2", "fence"]
+
+
+@pytest.mark.parametrize("script,needle", [
+    ("echo 'ssh: connect to host 10.213.0.2 port 22: Connection refused' >&2; exit 255", "ssh exit 255"),
+    ("echo '{\"fenced\": false, \"connector_active\": true}'; exit 1", "ssh exit 1"),
+    ("echo '{\"fenced\": true, \"connector_active\": true}'", "did not confirm"),
+    ("echo hello", "no JSON reply"),
+])
+def test_fence_failures(tmp_path, script, needle):
+    result = fencing.fence(fence_settings(fake_ssh(tmp_path, script + "\n")))
+    assert not result["ok"] and needle in result["error"]
+
+
+def test_fence_missing_binary(tmp_path):
+    result = fencing.fence(fence_settings(str(tmp_path / "nope")))
+    assert not result["ok"] and "cannot run ssh" in result["error"]

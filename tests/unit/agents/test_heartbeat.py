@@ -1,0 +1,153 @@
+"""wirebot.heartbeat: payload shape, signature, persisted sequence, loopback delivery."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from wirebot import heartbeat, signing, statefile
+
+KEY = bytes(range(32))
+
+
+class Receiver:
+    """A loopback standby stand-in that verifies every heartbeat it gets."""
+
+    def __init__(self, status=200):
+        self.received = []
+        self.status = status
+        self.verifier = signing.Verifier(KEY, window_seconds=60)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    seq = receiver.verifier.verify(dict(self.headers.items()), body)
+                    receiver.received.append((self.path, seq, json.loads(body)))
+                    code, answer = receiver.status, {"ok": receiver.status == 200, "state": "STANDBY"}
+                except signing.SignatureError as exc:
+                    code, answer = 401, {"error": exc.reason}
+                data = json.dumps(answer).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def _collect():
+    return ({"litestream": "active", "openclaw-gateway": "failed"},
+            {"/d/events.db": {"txid": 9, "replicated_txid": 8, "lag_txids": 1, "lag_seconds": 2.5,
+                              "last_sync_at": 100.0, "stalled": False, "error": None, "sync_status": "x"}},
+            {"/data/wirebot/bin": {"state": "clean", "lag_seconds": 0.0, "last_success_at": 99.0,
+                                   "consecutive_failures": 0, "last_error": None}})
+
+
+def test_payload_shape():
+    services, dbs, paths = _collect()
+    payload = heartbeat.build_payload("primary", 42, 3, services, dbs, paths, now=1234.56789)
+    assert payload == {
+        "node": "primary", "sent_at": 1234.568, "sequence": 42, "epoch": 3,
+        "services": {"litestream": "active", "openclaw-gateway": "failed"},
+        "litestream": {"/d/events.db": {"txid": 9, "replicated_txid": 8, "lag_txids": 1, "lag_seconds": 2.5,
+                                        "last_sync_at": 100.0, "stalled": False, "error": None}},
+        "file_sync": {"/data/wirebot/bin": {"lag_seconds": 0.0, "last_success_at": 99.0,
+                                            "consecutive_failures": 0, "last_error": None}},
+    }
+    json.dumps(payload)
+
+
+def test_sends_signed_heartbeats_with_increasing_sequence_across_restarts(tmp_path, receiver):
+    state = str(tmp_path / "state.json")
+    statefile.save(state, {"epoch": 4, "sequence": 0, "other": "kept"})
+    first = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(state), _collect, timeout=5)
+    r1 = first.send_once()
+    r2 = first.send_once()
+    assert r1["ok"] and r2["ok"] and r2["sequence"] > r1["sequence"]
+    # a "restart": a new sender over the same state file, with the clock stepped back
+    again = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(state), _collect, timeout=5)
+    r3 = again.send_once(now=1.0)
+    assert r3["ok"] and r3["sequence"] == r2["sequence"] + 1
+    assert [path for path, _, _ in receiver.received] == ["/heartbeat"] * 3
+    assert [seq for _, seq, _ in receiver.received] == [r1["sequence"], r2["sequence"], r3["sequence"]]
+    body = receiver.received[-1][2]
+    assert body["epoch"] == 4 and body["node"] == "primary" and body["sequence"] == r3["sequence"]
+    assert body["services"]["litestream"] == "active"
+    saved = statefile.load(state, {})
+    assert saved["sequence"] == r3["sequence"] and saved["epoch"] == 4 and saved["other"] == "kept"
+    assert again.status()["sent_total"] == 1 and again.status()["consecutive_failures"] == 0
+
+
+def test_signature_verifies_with_verifier(tmp_path):
+    captured = {}
+
+    def post(url, key, payload, sequence, timeout):
+        body = json.dumps(payload, sort_keys=True).encode()
+        captured.update(headers=signing.signed_headers(key, body, sequence), body=body, url=url)
+        return 200, {"ok": True}
+
+    sender = heartbeat.Sender("primary", "http://standby:8300/", KEY,
+                              heartbeat.StateStore(str(tmp_path / "s.json")), _collect, post=post)
+    result = sender.send_once()
+    assert captured["url"] == "http://standby:8300/heartbeat"
+    assert signing.Verifier(KEY, 60).verify(captured["headers"], captured["body"]) == result["sequence"]
+    with pytest.raises(signing.SignatureError):
+        signing.Verifier(b"\1" * 32, 60).verify(captured["headers"], captured["body"])
+
+
+def test_failed_send_is_logged_and_not_fatal(tmp_path, capsys):
+    refusing = Receiver(status=409)
+    try:
+        sender = heartbeat.Sender("primary", refusing.url, KEY,
+                                  heartbeat.StateStore(str(tmp_path / "s.json")), _collect, timeout=5)
+        result = sender.send_once()
+        assert not result["ok"] and result["status"] == 409 and result["reason"].startswith("HTTP 409")
+    finally:
+        refusing.close()
+    dead = heartbeat.Sender("primary", refusing.url, KEY,
+                            heartbeat.StateStore(str(tmp_path / "s.json")), _collect, timeout=2)
+    result = dead.send_once()
+    assert not result["ok"] and result["status"] == 0 and result["reason"].startswith("unreachable")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any(rec["event"] == "send-failed" and "unreachable" in rec["reason"] for rec in lines)
+    assert dead.status()["failures_total"] == 1
+
+
+def test_run_loop_stops(tmp_path, receiver):
+    sender = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(str(tmp_path / "s.json")),
+                              _collect, timeout=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop, 0.05), daemon=True)
+    thread.start()
+    deadline = threading.Event()
+    for _ in range(200):
+        if len(receiver.received) >= 3:
+            break
+        deadline.wait(0.05)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and len(receiver.received) >= 3
+
+
+def test_unit_state_reports_unknown_without_systemctl():
+    assert heartbeat.unit_state("litestream", systemctl="/nonexistent/systemctl") == "unknown"
+    assert heartbeat.service_states(["a", "b"], probe=lambda u: u + "-active") == {
+        "a": "a-active", "b": "b-active"}

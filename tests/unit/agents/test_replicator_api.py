@@ -1,0 +1,288 @@
+"""wirebot.replicator: the daemon in-process on 127.0.0.1 with a temp config, a stand-in Litestream
+control socket and a loopback standby receiving heartbeats."""
+
+import itertools
+import json
+import os
+import shutil
+import socketserver
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from wirebot import config, filesync, httpapi, replicator, signing, statefile
+
+KEY_HEX = "ab" * 32
+KEY = bytes.fromhex(KEY_HEX)
+_seq = itertools.count(signing.next_sequence(0))
+
+
+class FakeLitestream(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Answers /list and /sync like Litestream 0.5.17's control socket (shapes from the fixtures)."""
+
+    daemon_threads = True
+
+    def __init__(self, path):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def address_string(self):
+                return "unix"
+
+            def _json(self, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._json({"databases": [{"path": p, "status": "replicating",
+                                           "last_sync_at": "2026-11-26T19:44:07.563575724Z"}
+                                          for p in server.dbs]})
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.sync_requests.append(req)
+                self._json({"status": "no_change", "path": req["path"], "txid": 3, "replicated_txid": 3})
+
+        server = self
+        self.dbs = []
+        self.sync_requests = []
+        super().__init__(path, Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class Standby:
+    def __init__(self):
+        self.beats = []
+        standby = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                standby.beats.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                data = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def write_config(tmp_path, socket_path, agent_url, **overrides):
+    (tmp_path / "hmac.key").write_text(KEY_HEX + "\n")
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "openclaw.json").write_text("{}")
+    cfg = {
+        "node_name": "primary", "listen_address": "127.0.0.1", "listen_port": 0,
+        "state_file": str(tmp_path / "state.json"), "data_root": str(tmp_path),
+        "secrets": {"hmac_key_file": str(tmp_path / "hmac.key"),
+                    "discord_webhook_file": str(tmp_path / "absent.url")},
+        "standby": {"host": "127.0.0.1", "user": "wirebot-repl", "ssh_key": "/nonexistent/key",
+                    "known_hosts": "/nonexistent/known", "agent_url": agent_url,
+                    "replica_root": str(tmp_path / "replica")},
+        "litestream": {"binary": "litestream", "config": "/etc/litestream.yml", "socket": socket_path,
+                       "dbs": [str(tmp_path / "events.db")], "tenant_dir": str(tmp_path / "tenants"),
+                       "stall_seconds": 120, "poll_seconds": 0.2},
+        "file_sync": {"paths": [str(src)], "debounce_seconds": 0.1, "full_sync_minutes": 15,
+                      "retry_max_seconds": 5},
+        "heartbeat": {"interval_seconds": 0.2},
+        "services": ["litestream"],
+        "drill": {"command": []},
+    }
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    path = tmp_path / "replicator.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.fixture
+def env(tmp_path):
+    sockdir = tempfile.mkdtemp(prefix="wbrep-", dir="/tmp")
+    fake = FakeLitestream(os.path.join(sockdir, "ls.sock"))
+    fake.dbs = [str(tmp_path / "events.db")]
+    standby = Standby()
+    daemons = []
+
+    def start(**overrides):
+        c = replicator.load_config(write_config(tmp_path, fake.server_address, standby.url, **overrides))
+        d = replicator.Replicator(c, command_for=filesync.local_command(str(tmp_path / "replica")),
+                                  probe=lambda unit: "active")
+        server = d.start()
+        daemons.append(d)
+        d.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return d
+
+    statefile.save(str(tmp_path / "state.json"), {"epoch": 7, "sequence": 0})
+    yield {"start": start, "fake": fake, "standby": standby, "tmp": tmp_path}
+    for d in daemons:
+        d.stop()
+    standby.server.shutdown()
+    fake.shutdown()
+    fake.server_close()
+    shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def call(url, method="GET", body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raw, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+    return status, (json.loads(raw) if "json" in ctype else raw.decode())
+
+
+def signed(url, payload=None, raw=None):
+    body = raw if raw is not None else json.dumps(payload or {}).encode()
+    headers = {"Content-Type": "application/json"}
+    headers.update(signing.signed_headers(KEY, body, next(_seq)))
+    return call(url, "POST", body, headers), headers, body
+
+
+def wait_for(predicate, budget=15.0):
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_health_status_metrics(env):
+    d = env["start"]()
+    everything_ok = {"litestream": "ok", "file_sync": "ok", "heartbeat": "ok"}
+    assert wait_for(lambda: call(d.url + "/health")[1]["components"] == everything_ok)
+    status, health = call(d.url + "/health")
+    assert status == 200
+    assert health == {"ok": True, "components": {"litestream": "ok", "file_sync": "ok", "heartbeat": "ok"},
+                      "failing": []}
+    status, st = call(d.url + "/status")
+    db = str(env["tmp"] / "events.db")
+    src = str(env["tmp"] / "src")
+    assert status == 200 and st["epoch"] == 7 and st["node"] == "primary" and st["drills"] == []
+    assert st["litestream"][db]["lag_txids"] == 0 and st["litestream"][db]["replicated_txid"] == 3
+    assert st["file_sync"][src]["state"] == "clean" and st["file_sync"][src]["lag_seconds"] == 0
+    assert st["heartbeat"]["last"]["ok"] and st["heartbeat"]["last"]["epoch"] == 7
+    assert st["services"] == {"litestream": "active"} and st["watcher"] in ("inotify", "scan")
+    assert (env["tmp"] / "replica" / "files" / src.lstrip("/") / "openclaw.json").exists()
+    beat = wait_for(lambda: next((b for b in env["standby"].beats if b["litestream"]), None))
+    assert beat["epoch"] == 7 and db in beat["litestream"] and src in beat["file_sync"]
+    status, text = call(d.url + "/metrics")
+    assert status == 200
+    for line in ("wirebot_replicator_up 1", f'wirebot_replicator_db_lag_seconds{{db="{db}"}} 0',
+                 f'wirebot_replicator_db_lag_txids{{db="{db}"}} 0',
+                 f'wirebot_replicator_path_lag_seconds{{path="{src}"}} 0',
+                 f'wirebot_replicator_file_sync_failures_total{{path="{src}"}} 0'):
+        assert line in text.splitlines()
+    assert "wirebot_replicator_heartbeats_sent_total" in text
+    assert "wirebot_replicator_heartbeat_failures_total 0" in text
+
+
+def test_health_503_when_litestream_unreachable(env, tmp_path):
+    d = env["start"](**{"litestream.socket": str(tmp_path / "no.sock")})
+    assert wait_for(lambda: call(d.url + "/health")[1]["components"]["litestream"] == "unreachable")
+    status, health = call(d.url + "/health")
+    assert status == 503 and not health["ok"] and health["failing"] == ["litestream"]
+
+
+def test_signed_posts(env):
+    d = env["start"]()
+    assert call(d.url + "/trigger-sync", "POST", b"{}", {"Content-Type": "application/json"})[0] == 401
+    before = len(env["fake"].sync_requests)
+    (status, body), headers, raw = signed(d.url + "/trigger-sync")
+    assert status == 202 and body["accepted"]
+    assert wait_for(lambda: any(r.get("wait") for r in env["fake"].sync_requests[before:]))
+    assert call(d.url + "/trigger-sync", "POST", raw, headers)[0] == 401          # replay
+    bad = dict(headers, **{"X-Wirebot-Signature": "0" * 64})
+    assert call(d.url + "/trigger-sync", "POST", raw, bad)[0] == 401
+    stale = signing.signed_headers(KEY, raw, next(_seq), now=time.time() - 3600)
+    assert call(d.url + "/trigger-sync", "POST", raw, stale)[0] == 401
+    assert signed(d.url + "/trigger-sync", raw=b"{not json")[0][0] == 400
+    big = b"x" * 70000
+    assert call(d.url + "/trigger-sync", "POST", big, {"Content-Type": "application/json"})[0] == 413
+    assert call(d.url + "/drill", "POST", b"{}", {"Content-Length": "nonsense"})[0] == 400
+    assert call(d.url + "/nope")[0] == 404 and call(d.url + "/health", "POST", b"{}")[0] == 405
+    assert call(d.url + "/health")[0] in (200, 503)                                # still up
+    saved = statefile.load(str(env["tmp"] / "state.json"), {})
+    assert saved["api_last_sequence"] >= int(headers["X-Wirebot-Sequence"]) and saved["epoch"] == 7
+
+
+def test_drill_runs_once_at_a_time(env, tmp_path):
+    gate = tmp_path / "go"
+    script = (f"i=0; while [ ! -e '{gate}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+              "echo drill-output; exit 3")
+    d = env["start"](**{"drill.command": ["sh", "-c", script]})
+    (status, body), _, _ = signed(d.url + "/drill")
+    assert status == 202 and body["id"]
+    (status, again), _, _ = signed(d.url + "/drill")
+    assert status == 409 and "already running" in again["error"]
+    assert call(d.url + "/status")[1]["drills"][0]["state"] == "running"
+    gate.write_text("")
+    drill = wait_for(lambda: [r for r in call(d.url + "/status")[1]["drills"] if r["exit_code"] is not None])
+    assert drill[0]["id"] == body["id"] and drill[0]["exit_code"] == 3 and drill[0]["state"] == "failed"
+    assert "drill-output" in drill[0]["output_tail"]
+    assert signed(d.url + "/drill")[0][0] == 202                                  # free again
+
+
+def test_drill_without_command_is_503(env):
+    d = env["start"]()
+    assert call(d.url + "/drill", "POST", b"{}")[0] == 401                        # auth comes first
+    (status, body), _, _ = signed(d.url + "/drill")
+    assert status == 503 and body["error"] == "no drill command configured"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"standby.host": None}, "standby.host is required"),
+    ({"listen_port": "eighty"}, "listen_port: expected an integer"),
+    ({"file_sync.paths": ["/ok", 3]}, "file_sync.paths[1]: expected a non-empty string"),
+    ({"file_sync.debounce_seconds": -1}, "file_sync.debounce_seconds: expected a positive number"),
+    ({"litestream.socket": "relative.sock"}, "litestream.socket: expected an absolute path"),
+    ({"drill.command": "make drill"}, "drill.command: expected a list"),
+])
+def test_config_errors_name_file_and_key(tmp_path, overrides, message):
+    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9", **overrides)
+    with pytest.raises(config.ConfigError) as err:
+        replicator.load_config(path)
+    assert str(err.value).startswith(path + ": ") and message in str(err.value)
+
+
+def test_main_exits_2_on_config_error(tmp_path, capsys):
+    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9", **{"secrets.hmac_key_file": None})
+    assert replicator.main(["--config", path]) == 2
+    assert "secrets.hmac_key_file is required" in capsys.readouterr().err
+    assert replicator.main(["--config", str(tmp_path / "missing.yml")]) == 2
+    assert "missing.yml: file not found" in capsys.readouterr().err
+    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9")
+    (tmp_path / "hmac.key").write_text("abcd")
+    assert replicator.main(["--config", path]) == 2
+    assert "HMAC key" in capsys.readouterr().err
+
+
+def test_post_signed_helper_is_accepted(env):
+    d = env["start"]()
+    status, body = httpapi.post_signed(d.url + "/trigger-sync", KEY, {"why": "test"}, next(_seq), 5)
+    assert status == 202 and body["accepted"]

@@ -1,0 +1,262 @@
+"""wirebot.standby_machine: every transition of the pure decide(), incl. restarts from each state."""
+
+import pytest
+from wirebot import standby_machine as m
+
+T = 90.0  # threshold: 3 x 30 s
+RETRY = 10.0
+
+
+def state(name=m.STANDBY, since=1000.0, **extra):
+    data = m.default_state()
+    data.update(state=name, since=since, reason="test")
+    data.update(extra)
+    return data
+
+
+def obs(now=1100.0, age=0.0):
+    return m.Observation(now=now, heartbeat_age=age, threshold=T, retry_seconds=RETRY)
+
+
+def witness(at, public=None, api_configured=True, api_ok=True, others=()):
+    serving = public is not None and 200 <= public < 300
+    api = {"configured": api_configured, "ok": api_configured and api_ok, "origins": list(others),
+           "other_origins": list(others), "error": None if api_ok else "HTTP 403"}
+    public_result = {"status": public, "serving": serving, "error": None if public else "refused"}
+    return {"at": at, "public": public_result,
+            "api": api, "primary_serving": serving, "other_connector": bool(api["ok"] and others),
+            "api_clear": bool(api["ok"] and not others), "summary": "test witness"}
+
+
+def fence(at, ok):
+    return {"at": at, "ok": ok, "fenced": ok, "connector_active": False if ok else None,
+            "error": None if ok else "ssh exit 255: Connection timed out"}
+
+
+# STANDBY ---------------------------------------------------------------------------------------------
+def test_standby_stays_while_heartbeats_fresh():
+    d = m.decide(state(), obs(age=30))
+    assert d.state == m.STANDBY and d.actions == () and d.alerts == ()
+
+
+def test_standby_at_exactly_threshold_stays():
+    assert m.decide(state(), obs(age=T)).state == m.STANDBY
+
+
+def test_standby_to_suspect_after_threshold_asks_witness():
+    d = m.decide(state(), obs(age=T + 1))
+    assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,)
+    assert "no valid heartbeat for 91s" in d.reason
+
+
+def test_standby_waits_for_recheck_after_a_refusal():
+    p = state(recheck_after=1150.0)
+    assert m.decide(p, obs(now=1100.0, age=500)).state == m.STANDBY
+    assert m.decide(p, obs(now=1150.0, age=500)).state == m.SUSPECT
+
+
+# SUSPECT ---------------------------------------------------------------------------------------------
+def test_suspect_asks_witness_when_no_fresh_result():
+    p = state(m.SUSPECT, witness=witness(at=900.0))  # taken before this suspicion
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,)
+
+
+def test_heartbeat_during_suspect_returns_to_standby():
+    p = state(m.SUSPECT, last_heartbeat={"received_at": 1050.0, "sequence": 7})
+    d = m.decide(p, obs(age=50))
+    assert d.state == m.STANDBY and "valid heartbeat" in d.reason and d.actions == ()
+
+
+def test_old_heartbeat_does_not_clear_suspect():
+    p = state(m.SUSPECT, last_heartbeat={"received_at": 900.0, "sequence": 7})
+    assert m.decide(p, obs(age=200)).state == m.SUSPECT
+
+
+def test_heartbeats_stop_but_witness_shows_primary_serving_no_activation():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=200, api_configured=False))
+    d = m.decide(p, obs(now=1100.0, age=200))
+    assert d.state == m.STANDBY and m.ACTIVATE not in d.actions and m.FENCE not in d.actions
+    assert d.alerts and d.alerts[0][0] == "activation-refused"
+    assert "served (HTTP 200)" in d.reason
+    assert d.updates["recheck_after"] == 1100.0 + T and d.updates["last_refusal"] == "primary-serving"
+
+
+def test_connector_attached_at_api_no_activation():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530, others=["10.213.0.2"]))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.STANDBY and m.ACTIVATE not in d.actions
+    assert "10.213.0.2" in d.reason and d.updates["last_refusal"] == "connector-attached"
+    assert d.alerts[0][0] == "activation-refused"
+
+
+def test_repeated_same_refusal_alerts_once():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=200), last_refusal="primary-serving")
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.STANDBY and d.alerts == ()
+
+
+def test_witness_clear_requests_fence_first():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
+
+
+def test_witness_clear_and_api_shows_none_activates_even_if_ssh_fails():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=fence(1002.0, ok=False))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+    assert "no connection from another origin" in d.reason
+
+
+def test_no_api_token_and_fence_ssh_fails_fence_blocked():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=None, api_configured=False),
+              fence=fence(1002.0, ok=False))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.FENCE_BLOCKED and m.ACTIVATE not in d.actions
+    assert d.alerts[0][0] == "fence-blocked"
+    assert "API check not configured" in d.reason and "Connection timed out" in d.reason
+
+
+def test_api_failing_and_fence_ssh_fails_fence_blocked():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=None, api_ok=False), fence=fence(1002.0, False))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.FENCE_BLOCKED and "API check failed (HTTP 403)" in d.reason
+
+
+def test_fence_ssh_succeeds_activates_without_api():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=None, api_configured=False),
+              fence=fence(1002.0, ok=True))
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+    assert "fence command over SSH confirmed" in d.reason
+
+
+def test_stale_fence_result_is_not_used():
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=None, api_configured=False),
+              fence=fence(990.0, ok=True))
+    assert m.decide(p, obs(age=200)).actions == (m.FENCE,)
+
+
+# FENCE_BLOCKED -----------------------------------------------------------------------------------------
+def blocked(**extra):
+    return state(m.FENCE_BLOCKED, since=1000.0, **extra)
+
+
+def test_fence_blocked_stays_without_new_alert():
+    p = blocked(witness=witness(at=1095.0, api_configured=False), fence=fence(1096.0, ok=False))
+    d = m.decide(p, obs(now=1100.0, age=300))
+    assert d.state == m.FENCE_BLOCKED and d.alerts == () and d.actions == ()
+
+
+def test_fence_blocked_rechecks_after_retry_seconds():
+    p = blocked(witness=witness(at=1001.0, api_configured=False), fence=fence(1002.0, ok=False))
+    d = m.decide(p, obs(now=1100.0, age=300))
+    assert d.state == m.FENCE_BLOCKED and d.actions == (m.CHECK_WITNESS,)
+    p["witness"] = witness(at=1100.0, api_configured=False)
+    assert m.decide(p, obs(now=1100.5, age=300)).actions == (m.FENCE,)
+
+
+def test_fence_blocked_to_activating_when_fence_later_succeeds():
+    p = blocked(witness=witness(at=1099.0, api_configured=False), fence=fence(1099.5, ok=True))
+    d = m.decide(p, obs(now=1100.0, age=300))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+
+
+def test_fence_blocked_heartbeat_returns_to_standby():
+    p = blocked(last_heartbeat={"received_at": 1050.0, "sequence": 9})
+    d = m.decide(p, obs(now=1100.0, age=50))
+    assert d.state == m.STANDBY and d.alerts == ()
+
+
+def test_fence_blocked_primary_serving_returns_to_standby():
+    p = blocked(witness=witness(at=1099.0, public=200, api_configured=False))
+    d = m.decide(p, obs(now=1100.0, age=300))
+    assert d.state == m.STANDBY and d.updates["recheck_after"] == 1100.0 + T
+
+
+# ACTIVATING / ACTIVE -------------------------------------------------------------------------------------
+def test_activating_runs_activation():
+    d = m.decide(state(m.ACTIVATING, activation={"steps": {}}), obs())
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+
+
+def test_activating_failed_step_waits_retry_seconds():
+    p = state(m.ACTIVATING, activation={"error": "services: boom", "last_attempt_at": 1095.0})
+    assert m.decide(p, obs(now=1100.0)).actions == ()
+    assert m.decide(p, obs(now=1105.0)).actions == (m.ACTIVATE,)
+
+
+def test_activating_ignores_heartbeats():
+    p = state(m.ACTIVATING, last_heartbeat={"received_at": 1099.0, "sequence": 1}, activation={})
+    assert m.decide(p, obs(age=1)).state == m.ACTIVATING
+
+
+def test_active_stays_active_and_checks_witness_periodically():
+    p = state(m.ACTIVE, last_heartbeat={"received_at": 1099.0, "sequence": 1})
+    d = m.decide(p, obs(age=1))
+    assert d.state == m.ACTIVE and d.actions == (m.CHECK_WITNESS,)
+    p["witness"] = witness(at=1090.0, public=200)  # our own connector serves: fine
+    d = m.decide(p, obs(age=1))
+    assert d.state == m.ACTIVE and d.actions == () and d.alerts == ()
+
+
+def test_active_other_connector_alerts_split_brain_and_fences():
+    p = state(m.ACTIVE, witness=witness(at=1090.0, public=200, others=["10.213.0.2"]))
+    d = m.decide(p, obs())
+    assert d.state == m.ACTIVE and d.actions == (m.FENCE,) and d.alerts[0][0] == "split-brain"
+    p.update(d.updates, fence=fence(1091.0, ok=True))
+    d = m.decide(p, obs())
+    assert d.state == m.ACTIVE and d.actions == () and d.alerts == ()
+
+
+# operator requests --------------------------------------------------------------------------------------
+def manual(force, at=1050.0):
+    return {"id": "abc", "force": force, "reason": "drill", "requested_at": at}
+
+
+def test_forced_activation_skips_witness_and_fence():
+    d = m.decide(state(manual_request=manual(True)), obs(age=0))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+    assert d.updates["manual_request"] is None and d.updates["last_manual"]["outcome"] == "activating"
+
+
+def test_manual_activation_still_requires_the_fence():
+    p = state(manual_request=manual(False))
+    assert m.decide(p, obs(age=0)).actions == (m.CHECK_WITNESS,)
+    # a serving primary does not refuse a manual request: only the fence counts
+    p["witness"] = witness(at=1060.0, public=200, api_configured=False)
+    assert m.decide(p, obs(age=0)).actions == (m.FENCE,)
+    p["fence"] = fence(1061.0, ok=False)
+    d = m.decide(p, obs(age=0))
+    assert d.state == m.FENCE_BLOCKED and d.updates["last_manual"]["outcome"] == "fence-blocked"
+    p["fence"] = fence(1061.0, ok=True)
+    d = m.decide(p, obs(age=0))
+    assert d.state == m.ACTIVATING and d.updates["last_manual"]["outcome"] == "activating"
+
+
+# restart resume ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,expected_state,expected_actions", [
+    (m.STANDBY, m.STANDBY, ()),                     # fresh agent: age counts from its start
+    (m.SUSPECT, m.SUSPECT, (m.CHECK_WITNESS,)),     # resumes the suspicion
+    (m.FENCE_BLOCKED, m.FENCE_BLOCKED, (m.CHECK_WITNESS,)),  # keeps re-evaluating
+    (m.ACTIVATING, m.ACTIVATING, (m.ACTIVATE,)),    # resumes the activation
+    (m.ACTIVE, m.ACTIVE, (m.CHECK_WITNESS,)),       # stays active, never restores again
+])
+def test_restart_resumes_from_each_persisted_state(name, expected_state, expected_actions):
+    p = state(name, since=500.0, activation={"steps": {"restore": {"status": "done"}}})
+    d = m.decide(p, obs(now=2000.0, age=5.0))  # just restarted: heartbeat age counted from start
+    assert d.state == expected_state and d.actions == expected_actions
+    assert m.ACTIVATE not in d.actions or name == m.ACTIVATING
+
+
+def test_default_state_is_standby_epoch_1():
+    p = m.default_state()
+    assert p["state"] == m.STANDBY and p["epoch"] == 1 and p["last_sequence"] == 0
+
+
+def test_fence_satisfied_reasons():
+    ok, why = m.fence_satisfied(witness(1, others=["1.2.3.4"]), fence(2, ok=False))
+    assert not ok and "API shows connections from 1.2.3.4" in why
+    ok, why = m.fence_satisfied(witness(1), fence(2, ok=True))
+    assert ok and "API shows no other origin" in why

@@ -1,0 +1,367 @@
+"""tasks/hetzner.py against the local Hetzner API stand-in (tests/hcloud_standin.py, 127.0.0.1 only).
+
+No test reaches the real API: HCLOUD_ENDPOINT always points at the stand-in, and hcloud's
+`time.sleep` is replaced so its action polling and retry backoff cost no time (the calls are recorded).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import hcloud._client as hcloud_client
+import hcloud.actions.client as hcloud_actions
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from hcloud_standin import HcloudStandin, md5_fingerprint  # noqa: E402
+
+from tasks import hetzner  # noqa: E402
+from tasks.hcloud_standby import config  # noqa: E402
+
+TOKEN = "tok-3f9c1d7e-a61b-never-print-me"
+# Generated with ssh-keygen; the fingerprints are `ssh-keygen -E md5 -lf` of each.
+OPERATOR_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPACumaoYDXaknseo1kKapl2qz/Zij1k3dUihj8pZnXE operator@laptop"
+)
+OPERATOR_MD5 = "d6:da:16:83:39:0b:bc:0d:a7:94:8b:90:5b:a1:a6:95"
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH2/UEdgHD7yhMLgffj0dtnCjKnMIhXxnQOpeZniQxc+ other@laptop"
+OTHER_MD5 = "f0:92:16:30:dd:d0:de:49:95:c3:86:bc:14:da:9d:ab"
+OPERATOR_CIDRS = ["198.51.100.7/32", "2001:db8:77::/48"]
+PRIMARY = "192.0.2.10"
+LABELS = {"app": "wirebot", "role": "standby"}
+CREATED = "2024-01-01T00:00:00+00:00"
+
+
+class Env:
+    """The stand-in, the temp settings file, and a runner for the command."""
+
+    def __init__(self, standin: HcloudStandin, tmp_path: Path):
+        self.standin = standin
+        self.settings = tmp_path / "settings.yml"
+        self.key = tmp_path / "id_ed25519.pub"
+        self.key.write_text(OPERATOR_KEY + "\n")
+
+    def write(self, **hetzner_section) -> None:
+        section = {"location": "fsn1", "operator_cidrs": OPERATOR_CIDRS, "primary_address": PRIMARY,
+                   "ssh_public_key": str(self.key), **hetzner_section}
+        section = {k: v for k, v in section.items() if v is not None}
+        data = {"primary": {"address": PRIMARY}, "hetzner": section}
+        if self.settings.exists() and "standby" in self.data():  # as recorded by a previous create
+            data["standby"] = self.data()["standby"]
+        self.settings.write_text(yaml.safe_dump(data))
+
+    def data(self) -> dict:
+        return yaml.safe_load(self.settings.read_text())
+
+    def post_paths(self) -> list:
+        return [(r.method, r.path) for r in self.standin.writes()]
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Recorded instead of slept: hcloud's action polling and retry backoff (only hcloud's `time`)."""
+    calls = []
+    for module in (hcloud_client, hcloud_actions):
+        monkeypatch.setattr(module, "time", SimpleNamespace(sleep=calls.append))
+    return calls
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, sleeps):
+    standin = HcloudStandin(TOKEN)
+    endpoint = standin.start()
+    assert endpoint.startswith("http://127.0.0.1:")
+    for name in ("WIREBOT_STANDBY_ADDRESS", "WIREBOT_PRIMARY_ADDRESS", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("HCLOUD_TOKEN", TOKEN)
+    monkeypatch.setenv("HCLOUD_ENDPOINT", endpoint)
+    env = Env(standin, tmp_path)
+    monkeypatch.setenv("WIREBOT_SETTINGS", str(env.settings))
+    env.write()
+    yield env
+    standin.stop()
+
+
+def test_fingerprint_is_hetzner_md5_of_the_key_blob(env):
+    assert config.read_public_key(env.key) == (OPERATOR_KEY, OPERATOR_MD5)
+    assert md5_fingerprint(OTHER_KEY) == OTHER_MD5
+
+
+def test_first_run_creates_key_firewall_server_and_records_address(env, capsys):
+    assert hetzner.main(["create"]) == 0
+    out = capsys.readouterr().out
+    assert env.post_paths() == [("POST", "/ssh_keys"), ("POST", "/firewalls"), ("POST", "/servers")]
+    key, firewall, server = env.standin.ssh_keys[0], env.standin.firewalls[0], env.standin.servers[0]
+    assert key["fingerprint"] == OPERATOR_MD5 and key["name"] == "wirebot-operator"
+    body = env.standin.calls("POST", "/servers")[0].body
+    assert body["name"] == "wirebot-standby" and body["labels"] == LABELS
+    assert body["server_type"] == 45 and body["location"] == 1 and body["image"] == 114690389  # arm image
+    assert body["ssh_keys"] == [key["id"]] and body["firewalls"] == [{"firewall": firewall["id"]}]
+    # waited for create_server and start_server: each polled until it finished
+    polled = {r.path for r in env.standin.requests if r.path.startswith("/actions/")}
+    assert len(polled) == 2 and server["status"] == "running"
+    ipv4 = server["public_net"]["ipv4"]["ip"]
+    assert env.data()["standby"] == {"address": ipv4}
+    assert env.data()["primary"] == {"address": PRIMARY}  # the rest of the file is kept
+    assert f"IPv4: {ipv4}" in out and "IPv6: 2001:db8:" in out
+    assert "cax11 in fsn1: 4.51 EUR/month (gross)" in out  # 3.79 net + 19 % VAT, from the API
+
+
+def test_second_run_creates_nothing(env, capsys):
+    assert hetzner.main(["create"]) == 0
+    before = len(env.standin.writes())
+    assert hetzner.main(["create"]) == 0
+    assert len(env.standin.writes()) == before == 3
+    out = capsys.readouterr().out
+    assert "firewall: 'wirebot-standby' is up to date" in out and "server: found 'wirebot-standby'" in out
+
+
+def test_firewall_rules_are_exact(env):
+    assert hetzner.main(["create"]) == 0
+    rules = env.standin.firewalls[0]["rules"]
+    inbound = sorted((r["direction"], r["protocol"], r["port"], sorted(r["source_ips"])) for r in rules)
+    assert inbound == [
+        ("in", "tcp", "22", sorted(OPERATOR_CIDRS)),
+        ("in", "tcp", "8300", [f"{PRIMARY}/32"]),
+    ]
+    assert all(r["destination_ips"] == [] for r in rules)
+
+
+def test_ipv6_primary_is_a_single_address_and_bare_cidrs_are_normalised(env):
+    env.write(primary_address="2001:db8:5::10", operator_cidrs=["198.51.100.7"])
+    spec = config.resolve(hetzner.DEFAULTS, {}, env.settings)
+    assert spec.primary_cidr == "2001:db8:5::10/128" and spec.operator_cidrs == ("198.51.100.7/32",)
+
+
+def test_rules_drift_is_set_once(env, capsys):
+    assert hetzner.main(["create"]) == 0
+    env.standin.firewalls[0]["rules"].append({"description": None, "direction": "in", "protocol": "tcp",
+                                              "port": "80", "source_ips": ["0.0.0.0/0"],
+                                              "destination_ips": []})
+    assert hetzner.main(["create"]) == 0
+    fw_id = env.standin.firewalls[0]["id"]
+    assert env.post_paths()[3:] == [("POST", f"/firewalls/{fw_id}/actions/set_rules")]
+    assert hetzner.main(["create"]) == 0
+    assert len(env.standin.writes()) == 4
+    assert [r["port"] for r in env.standin.firewalls[0]["rules"]] == ["22", "8300"]
+    assert "rules of 'wirebot-standby' replaced" in capsys.readouterr().out
+
+
+def test_unavailable_type_creates_nothing_and_lists_alternatives(env, capsys):
+    env.write(location=None)  # the default: cax11 in ash, as the seed asks
+    assert hetzner.main(["create"]) == 3
+    err = capsys.readouterr().err
+    assert env.standin.writes() == []
+    assert "server type 'cax11' is not offered in ash (Ashburn, VA)" in err
+    assert "cax11 in fsn1 (Falkenstein DC Park 1): 4.51 EUR/month" in err
+    assert "cpx11 (x86, 2 vCPU, 2 GB RAM, 40 GB disk): 6.06 EUR/month" in err
+    assert "cax21" not in err.split("cheapest types offered in ash:")[1]
+
+
+def test_dry_run_and_plan_create_nothing(env, capsys):
+    for argv in (["create", "--dry-run"], ["plan"]):
+        assert hetzner.main(argv) == 0
+    assert env.standin.writes() == []
+    out = capsys.readouterr().out
+    assert "ssh key: would upload" in out and "firewall: would create" in out
+    assert "server: would create 'wirebot-standby': cax11 in fsn1" in out
+    assert "standby" not in env.data()
+
+
+def test_key_with_our_name_but_another_fingerprint_is_refused(env, capsys):
+    env.standin.ssh_keys.append({"id": 7, "name": "wirebot-operator", "fingerprint": OTHER_MD5,
+                                 "public_key": OTHER_KEY, "labels": {}, "created": CREATED})
+    assert hetzner.main(["create"]) == 5
+    err = capsys.readouterr().err
+    assert OTHER_MD5 in err and OPERATOR_MD5 in err and "not reusing it" in err
+    assert env.standin.writes() == []
+
+
+def test_key_found_by_fingerprint_under_another_name_is_reused(env):
+    env.standin.ssh_keys.append({"id": 8, "name": "laptop", "fingerprint": OPERATOR_MD5,
+                                 "public_key": OPERATOR_KEY, "labels": {}, "created": CREATED})
+    assert hetzner.main(["create"]) == 0
+    assert ("POST", "/ssh_keys") not in env.post_paths()
+    assert env.standin.calls("POST", "/servers")[0].body["ssh_keys"] == [8]
+
+
+def test_server_with_our_name_but_other_labels_is_not_touched(env, capsys):
+    assert hetzner.main(["create"]) == 0
+    env.standin.servers[0]["labels"] = {"app": "something-else"}
+    before = len(env.standin.writes())
+    assert hetzner.main(["create"]) == 5
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby"]) == 5
+    assert len(env.standin.writes()) == before
+    assert "without the labels app=wirebot,role=standby: not ours" in capsys.readouterr().err
+
+
+def test_refusals_come_before_anything_is_created(env, capsys):
+    env.standin.servers.append({"id": 9, "name": "wirebot-standby", "labels": {}, "status": "running",
+                                "public_net": None, "server_type": None})
+    assert hetzner.main(["create"]) == 5
+    env.standin.servers.clear()
+    env.standin.firewalls.append({"id": 10, "name": "wirebot-standby", "labels": {}, "rules": [],
+                                  "applied_to": [], "created": CREATED})
+    assert hetzner.main(["create"]) == 5
+    assert env.standin.writes() == []
+    err = capsys.readouterr().err
+    assert "a server named 'wirebot-standby' exists (id 9)" in err and "a firewall named" in err
+
+
+def test_found_server_without_our_firewall_gets_it_attached_once(env):
+    assert hetzner.main(["create"]) == 0
+    env.standin.servers[0]["public_net"]["firewalls"] = []
+    assert hetzner.main(["create"]) == 0
+    assert hetzner.main(["create"]) == 0
+    fw_id = env.standin.firewalls[0]["id"]
+    assert env.post_paths()[3:] == [("POST", f"/firewalls/{fw_id}/actions/apply_to_resources")]
+
+
+def test_unknown_location_and_past_deprecation_are_unavailable(env, capsys):
+    assert hetzner.main(["plan", "--location", "mars"]) == 3
+    assert "location 'mars' does not exist; the API offers: ash, fsn1, hel1, hil, nbg1, sin" in (
+        capsys.readouterr().err
+    )
+    cax11 = env.standin.server_types[0]
+    cax11["locations"][0]["deprecation"] = {"announced": CREATED, "unavailable_after": CREATED}
+    assert hetzner.main(["plan"]) == 3  # fsn1: past its unavailable_after
+    assert "cax11 in nbg1 (Nuremberg DC Park 1): 4.51 EUR/month" in capsys.readouterr().err
+    assert env.standin.writes() == []
+
+
+def test_unreachable_api_is_one_line(env, monkeypatch, capsys):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    monkeypatch.setenv("HCLOUD_ENDPOINT", endpoint)
+    assert hetzner.main(["plan"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach the Hetzner API at {endpoint}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["delete"], ["delete", "--confirm", "wirebot"]])
+def test_delete_refuses_without_the_exact_name(env, capsys, argv):
+    assert hetzner.main(argv) == 5
+    assert env.standin.requests == []
+    assert "delete --confirm wirebot-standby" in capsys.readouterr().err
+
+
+def test_delete_with_the_exact_name_deletes_and_clears_the_address(env, capsys):
+    assert hetzner.main(["create"]) == 0
+    server_id = env.standin.servers[0]["id"]
+    env.write(operator_cidrs=None, primary_address=None, ssh_public_key=None)  # delete needs none of them
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby", "--dry-run"]) == 0
+    assert env.standin.servers
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby"]) == 0
+    assert env.post_paths()[-1] == ("DELETE", f"/servers/{server_id}")
+    assert env.standin.servers == [] and not env.data()["standby"]["address"]
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby"]) == 0
+    assert "nothing to delete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "status, code, expected",
+    [
+        (401, "unauthorized", "the API token was refused (401 unauthorized)"),
+        (403, "forbidden", "the API token may not do this (403 forbidden)"),
+        (404, "not_found", "not found (404 not_found): injected"),
+        (409, "conflict", "busy with another action (409 conflict)"),
+        (409, "uniqueness_error", "already taken in the project (409 uniqueness_error): injected"),
+        (422, "invalid_input", "rejected the request (422 invalid_input): injected; name: is too long"),
+        (429, "rate_limit_exceeded", "rate limit exceeded (429 rate_limit_exceeded)"),
+    ],
+)
+def test_api_errors_become_one_line_messages(env, capsys, status, code, expected):
+    details = {"fields": [{"name": "name", "messages": ["is too long"]}]} if code == "invalid_input" else None
+    env.standin.fail("POST", "/ssh_keys", status, code, times=None, details=details)
+    assert hetzner.main(["create"]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: uploading the SSH key 'wirebot-operator': ") and expected in err
+    assert env.standin.calls("POST", "/servers") == []
+
+
+def test_rate_limit_is_retried_with_backoff(env, sleeps):
+    env.standin.fail("GET", "/locations", 429, "rate_limit_exceeded", times=1)
+    assert hetzner.main(["create"]) == 0
+    assert len(env.standin.calls("GET", "/locations")) == 2
+    assert sleeps and 1.0 <= sleeps[0] <= 60  # hcloud's backoff, before the second attempt
+
+
+def test_rate_limit_retries_are_bounded_and_not_doubled(env, sleeps):
+    env.standin.fail("GET", "/locations", 429, "rate_limit_exceeded", times=None)
+    assert hetzner.main(["create"]) == 4
+    assert len(env.standin.calls("GET", "/locations")) == 6  # hcloud's 1 + 5 retries, no loop of ours
+    assert len(sleeps) == 5
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ({"operator_cidrs": None}, "setting hetzner_operator_cidrs (default; not set in"),
+        ({"operator_cidrs": []}, "setting hetzner_operator_cidrs ('hetzner.operator_cidrs' in"),
+        ({"operator_cidrs": ["0.0.0.0/0"]}, "would open SSH to the whole internet"),
+        ({"operator_cidrs": ["example.org"]}, "'hetzner.operator_cidrs' in"),
+        ({"primary_address": None}, "setting hetzner_primary_address (default; not set in"),
+        ({"primary_address": "192.0.2.0/24"}, "is a network"),
+        ({"agent_port": "http"}, "setting hetzner_agent_port ('hetzner.agent_port' in"),
+        ({"ssh_public_key": "/nonexistent/key.pub"}, "no such file: /nonexistent/key.pub"),
+        ({"sever_name": "x"}, "unknown setting 'hetzner.sever_name'"),
+    ],
+)
+def test_bad_settings_are_named_before_any_api_call(env, capsys, section, expected):
+    env.write(**section)
+    assert hetzner.main(["create"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and str(env.settings) in err
+    assert env.standin.requests == []
+
+
+def test_private_key_file_is_refused(env, capsys):
+    env.key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert hetzner.main(["plan"]) == 2
+    assert "is a private key" in capsys.readouterr().err and env.standin.requests == []
+
+
+def test_flags_override_the_settings_file(env):
+    env.write(operator_cidrs=[])
+    argv = ["create", "--operator-cidr", "198.51.100.9/32", "--server-name", "wb-2", "--label", "app=wirebot",
+            "--label", "role=standby", "--label", "env=test"]
+    assert hetzner.main(argv) == 0
+    assert env.standin.servers[0]["name"] == "wb-2"
+    assert env.standin.servers[0]["labels"] == {**LABELS, "env": "test"}
+    assert env.standin.firewalls[0]["rules"][0]["source_ips"] == ["198.51.100.9/32"]
+
+
+def test_missing_token_is_a_settings_error(env, monkeypatch, capsys):
+    monkeypatch.delenv("HCLOUD_TOKEN")
+    assert hetzner.main(["plan"]) == 2
+    assert "HCLOUD_TOKEN is not set" in capsys.readouterr().err and env.standin.requests == []
+
+
+def test_token_never_appears_in_output(env, capsys):
+    runs = [["plan"], ["create"], ["create"], ["delete", "--confirm", "wirebot-standby"]]
+    assert [hetzner.main(argv) for argv in runs] == [0, 0, 0, 0]
+    env.standin.token = "another"  # now every request is refused: 401
+    assert hetzner.main(["create"]) == 4
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    assert TOKEN not in env.settings.read_text()
+    assert "401 unauthorized" in captured.err
+
+
+def test_runs_as_a_script(env):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tasks" / "hetzner.py"), "plan"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ), cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "preflight: cax11 in fsn1" in result.stdout and TOKEN not in result.stdout + result.stderr
+    assert env.standin.writes() == []
