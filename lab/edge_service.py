@@ -18,7 +18,7 @@ def start() -> None:
     CONFIG.write_text(json.dumps(secrets.edge_config(), indent=2) + "\n")
     if processes.pid_of("edge") is None:
         processes.start("edge", [
-            "ip", "netns", "exec", "edge", sys.executable, "-m", "lab.edge",
+            "ip", "netns", "exec", settings.netns("edge"), sys.executable, "-m", "lab.edge",
             "--listen", settings.address("edge"),
             "--public-port", str(settings.EDGE_PUBLIC_PORT),
             "--control-port", str(settings.EDGE_CONTROL_PORT),

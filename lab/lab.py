@@ -65,12 +65,13 @@ def leftovers() -> list:
     if network.bridge_exists():
         found.append(f"bridge {settings.BRIDGE}")
     netns = run(["ip", "netns", "list"], check=False).stdout.split()
-    found += [f"namespace {name}" for name in settings.HOSTS if name in netns]
+    found += [f"namespace {settings.netns(name)}" for name in settings.HOSTS if settings.netns(name) in netns]
     links = run(["ip", "-o", "link", "show"], check=False).stdout
-    found += [f"veth wb-{name}" for name in settings.HOSTS if f" wb-{name}"[:16] in links]
+    found += [f"veth {network.veth(name)}" for name in settings.HOSTS if f" {network.veth(name)}@" in links]
     if settings.STATE_DIR.exists():
         found.append(f"state dir {settings.STATE_DIR}")
     for proc in run(["ps", "-eo", "args"], check=False).stdout.splitlines():
-        if "systemd-nspawn" in proc and str(settings.HOSTS_DIR) in proc or "-m lab.edge" in proc:
+        if ("systemd-nspawn" in proc and str(settings.HOSTS_DIR) in proc) or (
+                "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc):
             found.append(f"process {proc.strip()}")
     return found

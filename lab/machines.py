@@ -105,7 +105,7 @@ def boot(name: str) -> None:
     if not is_running(name):
         processes.start(name, [
             "systemd-nspawn", "-D", str(root_of(name)), "-M", name, "-b", "--console=pipe",
-            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{name}",
+            "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{settings.netns(name)}",
         ])
     wait_ready(name)
 

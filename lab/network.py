@@ -8,8 +8,9 @@ from lab import settings
 from lab.shell import ok, run
 
 
-def _veth(name: str) -> str:
-    return f"wb-{name}"[:15]
+def veth(name: str) -> str:
+    """This machine's end of lab host `name`'s veth pair."""
+    return settings.netns(name)[:15]
 
 
 def bridge_exists() -> bool:
@@ -17,7 +18,7 @@ def bridge_exists() -> bool:
 
 
 def namespace_exists(name: str) -> bool:
-    return ok(["ip", "netns", "exec", name, "true"])
+    return ok(["ip", "netns", "exec", settings.netns(name), "true"])
 
 
 def ensure_bridge() -> None:
@@ -34,8 +35,8 @@ def namespace_ready(name: str) -> bool:
     """True when `name`'s namespace exists with its address on eth0 and its veth on the bridge."""
     if not namespace_exists(name):
         return False
-    inside = run(["ip", "-n", name, "-o", "addr", "show", "dev", "eth0"], check=False).stdout
-    outside = run(["ip", "-o", "link", "show", _veth(name)], check=False).stdout
+    inside = run(["ip", "-n", settings.netns(name), "-o", "addr", "show", "dev", "eth0"], check=False).stdout
+    outside = run(["ip", "-o", "link", "show", veth(name)], check=False).stdout
     return f"{settings.address(name)}/" in inside and f"master {settings.BRIDGE}" in outside
 
 
@@ -44,20 +45,21 @@ def ensure_namespace(name: str) -> None:
     if namespace_ready(name):
         return
     remove_namespace(name)
-    run(["ip", "netns", "add", name])
-    run(["ip", "link", "add", _veth(name), "type", "veth", "peer", "name", "eth0", "netns", name])
-    run(["ip", "link", "set", _veth(name), "master", settings.BRIDGE, "up"])
-    run(["ip", "-n", name, "addr", "add", f"{settings.address(name)}/{settings.PREFIX_LEN}", "dev", "eth0"])
-    run(["ip", "-n", name, "link", "set", "eth0", "up"])
-    run(["ip", "-n", name, "link", "set", "lo", "up"])
+    ns = settings.netns(name)
+    run(["ip", "netns", "add", ns])
+    run(["ip", "link", "add", veth(name), "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "link", "set", veth(name), "master", settings.BRIDGE, "up"])
+    run(["ip", "-n", ns, "addr", "add", f"{settings.address(name)}/{settings.PREFIX_LEN}", "dev", "eth0"])
+    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
 
 def remove_namespace(name: str) -> None:
     """Remove `name`'s namespace and its veth (deleting either end removes the pair)."""
-    if ok(["ip", "link", "show", _veth(name)]):
-        run(["ip", "link", "del", _veth(name)], check=False)
-    if namespace_exists(name) or ok(["test", "-e", f"/run/netns/{name}"]):
-        run(["ip", "netns", "del", name], check=False)
+    if ok(["ip", "link", "show", veth(name)]):
+        run(["ip", "link", "del", veth(name)], check=False)
+    if namespace_exists(name) or ok(["test", "-e", f"/run/netns/{settings.netns(name)}"]):
+        run(["ip", "netns", "del", settings.netns(name)], check=False)
 
 
 def remove_bridge() -> None:
@@ -70,10 +72,10 @@ def remove_bridge() -> None:
 def cut(a: str, b: str) -> None:
     """Blackhole traffic between lab hosts `a` and `b` (each still reaches every other host)."""
     for src, dst in ((a, b), (b, a)):
-        run(["ip", "-n", src, "route", "replace", "blackhole", f"{settings.address(dst)}/32"])
+        run(["ip", "-n", settings.netns(src), "route", "replace", "blackhole", f"{settings.address(dst)}/32"])
 
 
 def heal(a: str, b: str) -> None:
     """Undo cut(a, b)."""
     for src, dst in ((a, b), (b, a)):
-        run(["ip", "-n", src, "route", "del", "blackhole", f"{settings.address(dst)}/32"], check=False)
+        run(["ip", "-n", settings.netns(src), "route", "del", "blackhole", f"{settings.address(dst)}/32"], check=False)

@@ -8,9 +8,16 @@ Override the state directory with WIREBOT_LAB_DIR and the rootfs cache with WIRE
 import os
 from pathlib import Path
 
+# --- Which lab: several can run side by side on one machine (WIREBOT_LAB_ID=0..9, default 0), each with
+# its own bridge, /24, namespaces and state directory. ---
+LAB_ID = int(os.environ.get("WIREBOT_LAB_ID", "0"))
+if not 0 <= LAB_ID <= 9:
+    raise SystemExit(f"WIREBOT_LAB_ID must be 0..9, not {LAB_ID}")
+_SUFFIX = "" if LAB_ID == 0 else f"-{LAB_ID}"
+
 # --- Network: a private /24 on a bridge of our own; nothing is routed off this machine. ---
-BRIDGE = "wblab0"
-SUBNET_PREFIX = "10.213.0"
+BRIDGE = f"wblab{LAB_ID}"
+SUBNET_PREFIX = f"10.213.{LAB_ID}"
 PREFIX_LEN = 24
 BRIDGE_ADDRESS = f"{SUBNET_PREFIX}.1"
 
@@ -28,6 +35,11 @@ def address(name: str) -> str:
     return HOSTS[name][0]
 
 
+def netns(name: str) -> str:
+    """The network namespace of lab host `name` on this machine."""
+    return f"wb{LAB_ID}-{name}"
+
+
 # --- The edge (Cloudflare stand-in). ---
 EDGE_PUBLIC_PORT = 80  # public hostnames, routed to registered connectors
 EDGE_CONTROL_PORT = 7844  # connector registration (cloudflared's real edge port) and the API
@@ -43,7 +55,7 @@ ACCOUNT_TAG = "lab0000000000000000000000000acct"
 TUNNEL_SECRET = "bGFiLXR1bm5lbC1zZWNyZXQtbm90LXJlYWwtMDEyMzQ1Njc="  # base64, lab only
 
 # --- Where the lab keeps its state on this machine. ---
-STATE_DIR = Path(os.environ.get("WIREBOT_LAB_DIR", "/var/lib/wirebot-lab"))
+STATE_DIR = Path(os.environ.get("WIREBOT_LAB_DIR", f"/var/lib/wirebot-lab{_SUFFIX}"))
 CACHE_DIR = Path(os.environ.get("WIREBOT_LAB_CACHE", "/var/cache/wirebot-lab"))
 SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
 SSH_CONFIG = STATE_DIR / "ssh_config"

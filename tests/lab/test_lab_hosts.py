@@ -31,10 +31,11 @@ def _start_connector(name: str, unit: str) -> None:
 
 
 def _origins_serving(count: int) -> set:
+    """Send `count` public requests; the set of origins the edge says served them."""
     seen = set()
     for _ in range(count):
         status, _ = public("wins.wirebot.chat", "/health")
-        assert status == 200
+        assert status in (200, 502)  # 502: the standby's connector reached its stopped scoreboard
     since = time.time() - 60
     _, log = edge(f"/lab/requests?since={since}")
     for entry in log[-count:]:

@@ -50,6 +50,7 @@ class StandbyAgent:
         data = self.store.data
         if not data.get("since"):
             data["since"] = self.started_at
+        self.store.save()  # the deploy and the gate read state/epoch from it: make sure it exists
         log(COMPONENT, "started", state=data["state"], epoch=data["epoch"], reason=data.get("reason"),
             last_sequence=self.heartbeat_verifier.last_sequence)
 

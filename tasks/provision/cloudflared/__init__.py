@@ -27,8 +27,8 @@ def _install_from_repo(version: str) -> None:
         repo = apt.repo(name="Ensure Cloudflare's cloudflared apt repository is configured.",
                         src=f"deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] {APT_REPO} {codename} main",
                         filename="cloudflared")
-        apt.packages(name=f"Ensure cloudflared {version} is installed (apt).", packages=[f"cloudflared={version}"],
-                     update=key.did_change or repo.did_change)
+        apt.update(name="Refresh the package index for the new repository.", _if=any_changed(key, repo))
+        apt.packages(name=f"Ensure cloudflared {version} is installed (apt).", packages=[f"cloudflared={version}"])
     else:
         files.download(name="Ensure Cloudflare's cloudflared rpm repository is configured.", src=RPM_REPO_URL,
                        dest="/etc/yum.repos.d/cloudflared.repo", mode="644")

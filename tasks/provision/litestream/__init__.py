@@ -7,6 +7,7 @@ from pyinfra import host, inventory
 from pyinfra.api import deploy
 from pyinfra.facts.server import Arch
 from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles
 from tasks.provision.litestream.wheel import binary_for
@@ -62,4 +63,6 @@ def litestream():
     )
     systemd.daemon_reload(name="Reload systemd for litestream.service.", _if=unit.did_change)
     systemd.service(name="Ensure litestream is enabled and running.", service="litestream",
-                    running=True, enabled=True, restarted=config.did_change or unit.did_change)
+                    running=True, enabled=True)
+    systemd.service(name="Restart litestream for its new config or unit.", service="litestream",
+                    restarted=True, _if=any_changed(config, unit))

@@ -26,8 +26,8 @@ def _install_openclaw(node_major: int, version: str) -> None:
                         src=f"deb [signed-by=/usr/share/keyrings/nodesource.asc] "
                             f"https://deb.nodesource.com/node_{node_major}.x nodistro main",
                         filename="nodesource")
-        apt.packages(name="Ensure Node.js is installed (apt).", packages=["nodejs"],
-                     update=key.did_change or repo.did_change)
+        apt.update(name="Refresh the package index for the new repository.", _if=any_changed(key, repo))
+        apt.packages(name="Ensure Node.js is installed (apt).", packages=["nodejs"])
     else:
         from pyinfra.operations import dnf
 

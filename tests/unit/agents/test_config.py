@@ -92,3 +92,55 @@ def test_read_secret_never_echoes_contents(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.read_secret(str(path), required=True)
     assert "empty" in str(info.value)
+
+
+# standby.yml ------------------------------------------------------------------------------------------
+def _site(tmp_path):
+    import agenttest
+
+    class _Nop:
+        def __call__(self):
+            class S:
+                def set(self, *a):
+                    pass
+
+                def url(self, path=""):
+                    return "http://127.0.0.1:9" + path
+            return S()
+
+    class _Fake:
+        path = "/bin/true"
+
+    return agenttest.Site(tmp_path, _Nop(), _Fake())
+
+
+def test_standby_config_loads_with_defaults(tmp_path):
+    from wirebot import standby_config
+
+    site = _site(tmp_path)
+    del site.cfg["activation"]["retry_seconds"]
+    settings = site.settings()
+    assert settings["activation"]["retry_seconds"] == 10.0 and settings["activation"]["rsync"] == "rsync"
+    assert settings["primary"]["ssh_binary"] == site.ssh
+    assert standby_config.agent_url(settings) == f"http://127.0.0.1:{site.cfg['listen_port']}"
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda c: c.pop("data_root"), "data_root is required"),
+    (lambda c: c["heartbeat"].update(interval_seconds="thirty"),
+     "heartbeat.interval_seconds: expected a number, got 'thirty'"),
+    (lambda c: c["heartbeat"].pop("allowed_sources"), "heartbeat.allowed_sources is required"),
+    (lambda c: c["primary"].pop("fence_ssh_key"), "primary.fence_ssh_key is required"),
+    (lambda c: c["witness"].pop("public_url"), "witness.public_url is required"),
+    (lambda c: c["activation"]["tunnel"].pop("ready_url"), "activation.tunnel.ready_url is required"),
+    (lambda c: c["activation"]["services"][1].pop("health_url"), "activation.services[1]: health_url is required"),
+    (lambda c: c["activation"]["dbs"].append("/elsewhere/x.db"), "activation.dbs[3]: /elsewhere/x.db is not under"),
+    (lambda c: c["activation"].update(dbs=["relative.db"]), "activation.dbs[0]: expected an absolute path"),
+    (lambda c: c["heartbeat"].update(miss_threshold=0), "heartbeat.miss_threshold >= 1"),
+])
+def test_standby_config_errors_name_key_and_file(tmp_path, mutate, message):
+    site = _site(tmp_path)
+    mutate(site.cfg)
+    with pytest.raises(ConfigError) as info:
+        site.settings()
+    assert str(info.value).startswith(site.config_path + ": ") and message in str(info.value)
