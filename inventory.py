@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks.operator_settings import SettingsError, host_settings, load, secrets_dir, settings_path  # noqa: E402
-from tasks.settings_check import SettingError, check  # noqa: E402
+from tasks.settings_check import check_inventory  # noqa: E402
 
 
 def _host(role: str, data: dict) -> tuple:
@@ -29,7 +29,7 @@ try:
     _settings = load()
     primary = [_host("primary", _settings)]
     standby = [_host("standby", _settings)]
-    for _role, _hosts in (("primary", primary), ("standby", standby)):
-        check(_role, _hosts[0][1], str(settings_path()))
-except (SettingsError, SettingError) as error:
+except SettingsError as error:
     sys.exit(f"inventory.py: {error}")
+
+check_inventory({"primary": primary, "standby": standby}, str(settings_path()))  # before any connection

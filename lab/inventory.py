@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import settings  # noqa: E402
 from lab.machines import KNOWN_HOSTS  # noqa: E402
-from tasks.settings_check import SettingError, check  # noqa: E402
+from tasks.settings_check import check_inventory  # noqa: E402
 
 _lab_data = {
     # --- how pyinfra reaches the lab hosts ---
@@ -41,8 +41,4 @@ _lab_data = {
 primary = [(settings.address("primary"), dict(_lab_data))]
 standby = [(settings.address("standby"), dict(_lab_data))]
 
-try:  # every setting checked before pyinfra connects to anything
-    for _role, _hosts in (("primary", primary), ("standby", standby)):
-        check(_role, _hosts[0][1], __file__)
-except SettingError as error:
-    sys.exit(f"settings: {error}")
+check_inventory({"primary": primary, "standby": standby}, __file__)  # before pyinfra connects to anything

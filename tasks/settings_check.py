@@ -129,3 +129,13 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     except SecretsError as error:
         raise SettingError(str(error)) from None
     return values
+
+
+def check_inventory(hosts: Dict[str, list], source_file: str) -> None:
+    """For an inventory file: check every host's settings; exit with the error (before any connection)."""
+    try:
+        for role, entries in hosts.items():
+            for _name, host_data in entries:
+                check(role, host_data, source_file)
+    except SettingError as error:
+        raise SystemExit(f"settings: {error}") from None

@@ -54,7 +54,7 @@ def secret_file(src: str, dest: str, user: str = "root", group: str = "root", mo
     remote = host.get_fact(File, path=dest)
     changed = not remote or host.get_fact(Sha256File, path=dest) != _sha256(src)
     if changed:
-        logger.info(f"    [{host.name}] secret {dest} will be written (content not shown)")
+        host.log(f"Will write secret {dest} (content not shown)", logger.info)
         yield FileUploadCommand(src, dest, remote_temp_filename=host.get_temp_filename(dest))
     if changed or remote.get("user") != user or remote.get("group") != group:
         yield StringCommand("chown", f"{user}:{group}", dest)

@@ -61,15 +61,19 @@ def wait_for(condition, timeout=30.0, interval=0.25, what="condition"):
         time.sleep(interval)
 
 
-def pyinfra(*args, timeout=600):
-    """Run pyinfra on the lab inventory from the repository root; returns the CompletedProcess."""
-    return subprocess.run([PYINFRA, "-y", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def pyinfra(*args, timeout=600, confirm=True):
+    """Run pyinfra from the repository root; returns the CompletedProcess. confirm=False leaves out -y
+    (with --dry that prints the detected changes and diffs instead of skipping change detection)."""
+    argv = [PYINFRA, *(["-y"] if confirm else []), *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
 
 
 def changes_in_dry_run(deploy="deploy.py", *extra):
-    """Operations that a dry run of `deploy` would change, as (name, hosts) pairs."""
-    result = pyinfra("--dry", "--json", *extra, "lab/inventory.py", deploy)
+    """Operations that a dry run of `deploy` would change, as (name, hosts) pairs. Runs without -y: with
+    it, pyinfra skips change detection and every list is empty. Operations conditional on an earlier
+    change (`_if=`) are not counted: with no change before them they do not run."""
+    result = pyinfra("--dry", "--json", *extra, "lab/inventory.py", deploy, confirm=False)
     assert result.returncode == 0, result.stderr[-3000:]
     plan = json.loads(result.stdout)["plan"]
-    return [(op["name"], op["hosts_with_change"] + op["hosts_with_conditional_change"])
-            for op in plan if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
+    return [(op["name"], op["hosts_with_change"]) for op in plan if op["hosts_with_change"]]

@@ -35,7 +35,7 @@ def load_settings(path):
     return {
         "state_file": get(cfg, "state_file", str, path, default="/var/lib/wirebot/state.json"),
         "agent_url": get(cfg, "standby.agent_url", str, path).rstrip("/"),
-        "witness": witness.load_settings(cfg, path, required=False),
+        "witness": witness.load_settings(cfg, path, required=False, require_public=False),
         "token_file": get(cfg, "secrets.cloudflare_api_token_file", str, path, default=DEFAULT_TOKEN_FILE),
         "timeout_seconds": get(cfg, "gate.timeout_seconds", float, path, default=5.0),
         "fenced_file": get(cfg, "gate.fenced_file", str, path, default=DEFAULT_FENCED_FILE),

@@ -146,6 +146,8 @@ def decide(p, o):
         return _manual(p, o)
     heartbeat = p.get("last_heartbeat") or {}
     if state == STANDBY:
+        if p.get("last_refusal") and (heartbeat.get("received_at") or 0) > p["since"]:
+            return _decision(STANDBY, "heartbeats resumed after a refused activation", last_refusal=None)
         if o.heartbeat_age > o.threshold and o.now >= (p.get("recheck_after") or 0):
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])

@@ -33,14 +33,19 @@ from . import config
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 
 
-def load_settings(cfg, path, section="witness", required=True):
-    """Read the ``witness:`` section; None when absent and not required. ConfigError names key+file."""
+def load_settings(cfg, path, section="witness", required=True, require_public=True):
+    """Read the ``witness:`` section; None when absent and not required. ConfigError names key+file.
+
+    ``require_public=False`` (the primary's start gate, which only asks the API) makes public_url
+    optional.
+    """
     if cfg.get(section) is None and not required:
         return None
     config.get(cfg, section, dict, path)
     key = section + "."
+    public_default = config.REQUIRED if require_public else None
     return {
-        "public_url": config.get(cfg, key + "public_url", str, path),
+        "public_url": config.get(cfg, key + "public_url", str, path, default=public_default),
         "public_host_header": config.get(cfg, key + "public_host_header", str, path, default=None),
         "cloudflare_api_base": config.get(cfg, key + "cloudflare_api_base", str, path,
                                           default=DEFAULT_API_BASE).rstrip("/"),

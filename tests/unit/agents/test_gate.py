@@ -86,6 +86,13 @@ def test_missing_state_file_means_epoch_1(env):
     assert not allow and checks["own_epoch"] == 1
 
 
+def test_witness_without_public_url_is_enough_for_the_gate(env):
+    settings = env["write"](witness={"cloudflare_api_base": env["cf"].url("/client/v4"), "account_id": "acct",
+                                     "tunnel_id": "tun", "self_origin_ip": "10.213.0.3"})
+    allow, reason, _ = gate.evaluate(settings)
+    assert not allow and "10.213.0.2" in reason
+
+
 def test_fence_record_refuses(env):
     statefile.save(str(env["tmp"] / "fenced.json"), {"fenced_at": "t", "by": "10.213.0.3", "reason": "r"})
     allow, reason, _ = gate.evaluate(env["write"]())

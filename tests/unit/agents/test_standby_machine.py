@@ -96,6 +96,15 @@ def test_repeated_same_refusal_alerts_once():
     assert d.state == m.STANDBY and d.alerts == ()
 
 
+def test_heartbeats_resuming_after_a_refusal_rearm_the_alert():
+    p = state(m.STANDBY, since=1000.0, last_refusal="primary-serving",
+              last_heartbeat={"received_at": 1001.0, "sequence": 3})
+    d = m.decide(p, obs(age=1))
+    assert d.state == m.STANDBY and d.updates == {"last_refusal": None}
+    p.update(d.updates, reason=d.reason)
+    assert m.decide(p, obs(age=1)).updates == {}
+
+
 def test_witness_clear_requests_fence_first():
     p = state(m.SUSPECT, witness=witness(at=1001.0, public=530))
     d = m.decide(p, obs(age=200))

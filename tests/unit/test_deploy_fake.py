@@ -1,0 +1,96 @@
+"""deploy.py against pyinfra's @fake connector: the production code paths the lab cannot run (AlmaLinux
+and dnf, Cloudflare's rpm repository, Node.js and npm's openclaw, the aarch64 Litestream for the CAX11)
+are executed against scripted hosts and the commands they would run are checked."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import secrets as lab_secrets
+from lab import settings as lab_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory):
+    """A secrets directory shaped like the operator's (the lab's generator, into a temp dir)."""
+    folder = tmp_path_factory.mktemp("secrets")
+    original = lab_settings.SECRETS_DIR
+    lab_settings.SECRETS_DIR = folder
+    try:
+        lab_secrets.ensure()
+    finally:
+        lab_settings.SECRETS_DIR = original
+    return folder
+
+
+def run_fake(secrets_dir, *extra):
+    env = dict(os.environ, WIREBOT_FAKE_SECRETS=str(secrets_dir))
+    return subprocess.run([PYINFRA, "-y", "-vvv", *extra, "tests/unit/fake/inventory.py", "deploy.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def almalinux_run(secrets_dir):
+    result = run_fake(secrets_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def commands(log: str, host: str) -> list:
+    prefix = f"[@fake/{host}.example] >>> "
+    return [line.split(prefix, 1)[1] for line in log.splitlines() if prefix in line]
+
+
+@pytest.mark.parametrize("host", ["primary", "standby"])
+def test_almalinux_packages_come_from_dnf(almalinux_run, host):
+    ran = commands(almalinux_run, host)
+    assert "dnf install -y rsync sqlite python3 python3-pyyaml openssh-clients curl" in ran
+    assert not [command for command in ran if command.startswith("apt-get")]
+
+
+@pytest.mark.parametrize("host", ["primary", "standby"])
+def test_cloudflared_comes_from_cloudflares_rpm_repository_pinned(almalinux_run, host):
+    ran = commands(almalinux_run, host)
+    assert any("https://pkg.cloudflare.com/cloudflared-ascii.repo" in command for command in ran)
+    assert "dnf install -y cloudflared-2025.11.1" in ran
+
+
+@pytest.mark.parametrize("host", ["primary", "standby"])
+def test_openclaw_is_the_pinned_npm_package_on_nodejs_24(almalinux_run, host):
+    ran = commands(almalinux_run, host)
+    assert "dnf install -y nodejs" in ran
+    assert "npm install -g openclaw@2026.9.6" in ran
+    assert "Ensure the Node.js 24 rpm repository is configured." in almalinux_run
+
+
+def test_only_the_primary_streams_and_only_the_standby_waits(almalinux_run):
+    primary, standby = commands(almalinux_run, "primary"), commands(almalinux_run, "standby")
+    assert "systemctl start litestream.service" in primary
+    assert "systemctl start litestream.service" not in standby
+    assert "systemctl start wirebot-replicator.service" in primary
+    assert "systemctl start wirebot-standby.service" in standby
+    assert "systemctl start cloudflared-wirebot.service" in primary
+    assert "systemctl start cloudflared-wirebot.service" not in standby
+
+
+def test_secrets_never_appear_in_the_output(almalinux_run, secrets_dir):
+    for name in ("agent-hmac.key", "cloudflare-api-token", "gateway.env"):
+        assert (secrets_dir / name).read_text().strip() not in almalinux_run
+    assert lab_settings.TUNNEL_SECRET not in almalinux_run
+
+
+def test_a_missing_secrets_file_fails_before_connecting(secrets_dir, tmp_path):
+    broken = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, broken)
+    (broken / "agent-hmac.key").unlink()
+    result = run_fake(broken)
+    assert result.returncode != 0
+    assert f"{broken}/agent-hmac.key: missing" in result.stdout + result.stderr
+    assert "Connecting to hosts" not in result.stdout
