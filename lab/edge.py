@@ -15,7 +15,10 @@ tunnel_id, origin_ip, opened_at, closed_at, reason: deregistered|expired|reregis
 /lab/requests?since=TS`` public requests {ts, host, method, path, status, connector_id, origin_ip};
 ``GET /lab/overlaps?since=TS`` windows {tunnel_id, start, end (null while ongoing), origin_ips,
 connector_ids} when two or more distinct origin IPs were registered for one tunnel at once;
-``POST /lab/reset`` forgets closed intervals and the request log, keeping live connectors).
+``POST /lab/reset`` forgets closed intervals, the request log and the webhooks, keeping live
+connectors). A Discord-like webhook receiver for the agents' alerts: ``POST /lab/webhook/<name>`` (JSON
+body, at most 64 KiB) -> 204 and recorded as {ts, name, body}; ``GET /lab/webhooks?since=TS`` lists them;
+a body that is not JSON is 400 (Discord answers 400 too), a larger one 413.
 Times are unix seconds, except the API's RFC 3339 strings.
 Public port: a request for a configured hostname goes to one registered connector of its tunnel,
 picked at random as Cloudflare does with replicas. No connector: 530 "Error 1033" (Argo Tunnel error).
@@ -45,6 +48,7 @@ from lab import settings
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length"}
+WEBHOOK_MAX_BODY = 64 * 1024
 REGISTER_FIELDS = ("tunnel_id", "account_tag", "tunnel_secret", "connector_id", "origin_ip", "origin_url")
 
 
@@ -82,6 +86,7 @@ class Edge:
         self.open_intervals = {}  # connector_id -> its interval in self.intervals
         self.intervals = []
         self.requests = deque(maxlen=100_000)
+        self.webhooks = deque(maxlen=10_000)
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self.stopped = threading.Event()
 
@@ -174,11 +179,28 @@ class Edge:
         with self.lock:
             return [dict(r) for r in self.requests if r["ts"] >= since]
 
+    def webhook(self, name: str, raw: bytes) -> tuple:
+        """Record a webhook POST to `name` (the agents' Discord alerts); return (HTTP status, reply)."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, {"message": "body is not JSON"}
+        entry = {"ts": time.time(), "name": name, "body": body}
+        with self.lock:
+            self.webhooks.append(entry)
+        self._log({"kind": "webhook", **entry})
+        return 204, None
+
+    def webhooks_since(self, since: float) -> list:
+        with self.lock:
+            return [dict(w) for w in self.webhooks if w["ts"] >= since]
+
     def reset(self) -> None:
-        """Forget closed intervals and the request log; live connectors' intervals stay."""
+        """Forget closed intervals, the request log and the webhooks; live connectors' intervals stay."""
         with self.lock:
             self.intervals = [i for i in self.intervals if i["closed_at"] is None]
             self.requests.clear()
+            self.webhooks.clear()
 
     def overlaps(self, since: float = 0.0) -> list:
         """Windows when two or more distinct origin IPs were registered for one tunnel at once."""
@@ -265,7 +287,13 @@ class ControlHandler(Handler):
 
     def do_POST(self) -> None:
         edge, path = self.server.edge, urlsplit(self.path).path
+        webhook = re.match(r"^/lab/webhook/([A-Za-z0-9._-]{1,64})$", path)
+        if webhook and int(self.headers.get("Content-Length") or 0) > WEBHOOK_MAX_BODY:
+            self.close_connection = True  # the body is not read
+            return self.reply(413, {"message": f"body larger than {WEBHOOK_MAX_BODY} bytes"})
         raw = self.read_body()
+        if webhook:
+            return self.reply(*edge.webhook(webhook.group(1), raw))
         if path == "/connectors":
             try:
                 body = json.loads(raw or b"null")
@@ -295,7 +323,8 @@ class ControlHandler(Handler):
             return self.reply(400, {"error": "since must be a unix timestamp"})
         lab = {"/lab/connectors": edge.current, "/lab/history": edge.history,
                "/lab/requests": lambda: edge.requests_since(since),
-               "/lab/overlaps": lambda: edge.overlaps(since)}
+               "/lab/overlaps": lambda: edge.overlaps(since),
+               "/lab/webhooks": lambda: edge.webhooks_since(since)}
         if url.path in lab:
             return self.reply(200, lab[url.path]())
         m = self.API.match(url.path)

@@ -341,3 +341,24 @@ def test_log_file_gets_json_lines(tmp_path, origin):
         servers.stop()
     kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
     assert kinds == ["connector", "request"]
+
+
+def webhooks(lab, since: float = 0) -> list:
+    return requests.get(f"{lab.control}/lab/webhooks", params={"since": since}, timeout=5).json()
+
+
+def test_webhook_receiver_records_alerts_like_discord(make_edge):
+    lab = make_edge()
+    t0 = time.time()
+    url = f"{lab.control}/lab/webhook/wirebot"
+    resp = requests.post(url, json={"content": "[wirebot standby] activated: standby is ACTIVE"}, timeout=5)
+    assert resp.status_code == 204  # what Discord answers without ?wait=true
+    assert requests.post(url, data=b"{not json", timeout=5).status_code == 400
+    assert requests.post(url, data=b"x" * (64 * 1024 + 1), timeout=5).status_code == 413
+    (hook,) = webhooks(lab, since=t0)
+    assert hook["name"] == "wirebot" and hook["ts"] >= t0
+    assert hook["body"] == {"content": "[wirebot standby] activated: standby is ACTIVE"}
+    assert webhooks(lab, since=time.time() + 10) == []
+    assert requests.post(f"{lab.control}/lab/webhook/../x", json={}, timeout=5).status_code == 404
+    requests.post(f"{lab.control}/lab/reset", timeout=5)
+    assert webhooks(lab) == []

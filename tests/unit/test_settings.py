@@ -72,7 +72,8 @@ def test_secrets_problems_name_the_file(secrets_dir):
 
 def test_a_tunnel_id_mismatch_is_refused(secrets_dir):
     credentials = secrets_dir / "cloudflared" / "credentials.json"
-    credentials.write_text(credentials.read_text().replace(lab_settings.TUNNEL_ID, "11111111-2222-4333-8444-555555555555"))
+    other_tunnel = "11111111-2222-4333-8444-555555555555"
+    credentials.write_text(credentials.read_text().replace(lab_settings.TUNNEL_ID, other_tunnel))
     with pytest.raises(SecretsError, match="does not match 'tunnel'"):
         check_all(str(secrets_dir))
 
