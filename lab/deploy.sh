@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the lab, from a fresh Debian 12 machine (as root): install what is needed, bring the
 # lab up, provision both lab hosts with deploy.py. Idempotent: run it again and nothing changes.
+# --fresh: take the lab down first, so that the hosts start from a clean rootfs (what CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +22,8 @@ if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 
+if [ "${1:-}" = "--fresh" ]; then
+  .venv/bin/python -m lab down
+fi
 .venv/bin/python -m lab up
 .venv/bin/pyinfra -y lab/inventory.py deploy.py

@@ -10,10 +10,23 @@ import testinfra
 from lab import processes, settings
 
 
+# Modules that crash hosts, fail over or recover run after the ones that check the freshly deployed lab;
+# each starts from a fresh lab itself. test_zz_lab_down runs last.
+DISRUPTIVE = ("test_agents_", "test_playbooks_", "test_drill")
+
+
+def _order(item) -> int:
+    name = item.fspath.basename
+    if name.startswith("test_zz_"):
+        return 2
+    return 1 if name.startswith(DISRUPTIVE) else 0
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/lab/" in str(item.fspath):
             item.add_marker(pytest.mark.lab)
+    items.sort(key=lambda item: _order(item) if "tests/lab/" in str(item.fspath) else -1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,6 +6,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,110 @@ def changes_in_dry_run(deploy="deploy.py", *extra):
     assert result.returncode == 0, result.stderr[-3000:]
     plan = json.loads(result.stdout)["plan"]
     return [(op["name"], op["hosts_with_change"]) for op in plan if op["hosts_with_change"]]
+
+
+# --- Runtime agents: resetting the lab, the agents' APIs, journals, alerts ---------------------------
+
+AGENT_PORT = 8300
+
+
+def lab_cli(*args, timeout=600):
+    """Run `python -m lab ARGS` for this lab (WIREBOT_LAB_ID is inherited); fails the test on error."""
+    result = subprocess.run([sys.executable, "-m", "lab", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        pytest.fail(f"python -m lab {' '.join(args)} failed: {(result.stdout + result.stderr)[-2000:]}")
+    return result
+
+
+def agent(name, path, method="GET", body=None, timeout=5):
+    """Call the agent on lab host `name` (the replicator on the primary, the standby agent) directly."""
+    return http(f"http://{settings.address(name)}:{AGENT_PORT}{path}", method, body, timeout=timeout)
+
+
+def standby_status():
+    """The standby agent's GET /status as a dict, or None while it does not answer."""
+    status, body = agent("standby", "/status")
+    return body if status == 200 and isinstance(body, dict) else None
+
+
+def connector_origins():
+    """The origin IPs of the connectors registered at the edge right now."""
+    status, connectors = edge("/lab/connectors")
+    return {c["origin_ip"] for c in connectors} if status == 200 else None
+
+
+def webhooks(since):
+    """The webhook POSTs (the agents' Discord alerts) the edge received since `since`: [{ts, name, body}]."""
+    status, hooks = edge(f"/lab/webhooks?since={since}")
+    assert status == 200, hooks
+    return hooks
+
+
+def journal(name, unit, since):
+    """The JSON lines that `unit` on host `name` logged since unix time `since` (their "ts" is checked)."""
+    result = ssh(name, f"journalctl -u {unit} -o cat --no-pager --since @{int(since) - 1}", check=False)
+    lines = []
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("ts") and iso_ts(entry["ts"]) >= since:
+                lines.append(entry)
+    return lines
+
+
+def iso_ts(text):
+    """An agent log line's ISO 8601 "ts" as unix seconds."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def lab_is_clean(interval=1):
+    """True when the lab is in its just-deployed state: the primary serves alone at epoch 1 with its
+    connector up and not fenced, the standby watches at epoch 1 and gets heartbeats, fast timings."""
+    status = standby_status()
+    if not status or (status["state"], status["epoch"]) != ("STANDBY", 1):
+        return False
+    age = status.get("last_heartbeat_age_seconds")
+    if age is None or age > 3 * interval or connector_origins() != {settings.address("primary")}:
+        return False
+    checks = ("systemctl is-active -q cloudflared-wirebot wirebot-replicator litestream && "
+              "test ! -e /var/lib/wirebot/fenced.json && "
+              "python3 -c 'import json; assert json.load(open(\"/var/lib/wirebot/state.json\"))[\"epoch\"] == 1'")
+    if ssh("primary", checks, check=False, timeout=20).returncode != 0:
+        return False
+    timing = f"grep -q '^  interval_seconds: {interval}$' /etc/wirebot/standby.yml"
+    return ssh("standby", timing, check=False, timeout=20).returncode == 0
+
+
+def fresh_lab(*deploy_args):
+    """Reset this lab to "primary serving, standby watching, epoch 1": `lab down`, `lab up` and a deploy
+    (extra pyinfra arguments such as "--data", "heartbeat_interval_seconds=30" go to the deploy), then
+    wait until heartbeats flow and the edge routes to the primary. Returns the seconds it took (~45)."""
+    started = time.monotonic()
+    lab_cli("down")
+    lab_cli("up")
+    result = pyinfra(*deploy_args, "lab/inventory.py", "deploy.py")
+    if result.returncode != 0:
+        pytest.fail(f"deploy after the lab reset failed:\n{(result.stdout + result.stderr)[-3000:]}")
+
+    def ready():
+        status = standby_status()
+        return (status and status["state"] == "STANDBY" and status.get("last_heartbeat")
+                and connector_origins() == {settings.address("primary")}
+                and public("wins.wirebot.chat", "/health")[0] == 200)
+
+    wait_for(ready, timeout=120, what="heartbeats and the primary's connector after the reset")
+    seconds = time.monotonic() - started
+    print(f"fresh lab in {seconds:.1f} s")
+    return seconds
+
+
+def ensure_clean_lab():
+    """fresh_lab() unless lab_is_clean() already; returns True when it had to reset."""
+    if lab_is_clean():
+        return False
+    fresh_lab()
+    return True

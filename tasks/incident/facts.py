@@ -1,0 +1,96 @@
+"""Facts the incident playbooks read: read-only commands, each exits 0 and parses to plain data."""
+
+import json
+import shlex
+
+from pyinfra.api import FactBase
+
+from tasks.incident import model
+
+RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
+
+
+def last_json(lines):
+    """The last line of `lines` that parses as a JSON object, or None."""
+    for line in reversed(list(lines)):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+class HostSnapshot(FactBase):
+    """One host's incident view in one round trip: state file, units (active, enabled), fence record,
+    recovery markers, the helper module's presence and litestream.yml's sha256 (model.parse_snapshot)."""
+
+    def command(self, state_dir, units, agents_dir, litestream_config):
+        state_dir_q = shlex.quote(state_dir)
+        unit_words = " ".join(shlex.quote(u) for u in units)
+        return " ".join([
+            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/state.json 2>/dev/null; echo;",
+            f"for u in {unit_words}; do",
+            'echo "UNIT $u $(systemctl is-active "$u" 2>/dev/null | head -n1)'
+            ' $(systemctl is-enabled "$u" 2>/dev/null | head -n1)"; done;',
+            f"[ -e {state_dir_q}/fenced.json ] && echo FENCED;",
+            f"for d in {state_dir_q}/{RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
+            'echo "MARKERS ${d##*/} $(ls -1 "$d" | tr \'\\n\' \' \')"; done;',
+            f"[ -f {shlex.quote(agents_dir)}/wirebot/incident.py ] && echo HELPER;",
+            f"echo \"LITESTREAM $(sha256sum {shlex.quote(litestream_config)} 2>/dev/null | cut -d' ' -f1)\";",
+            "true",
+        ])
+
+    def process(self, output):
+        return model.parse_snapshot(list(output))
+
+
+class WitnessNow(FactBase):
+    """The standby's witness check right now (public endpoint + Cloudflare API), or {"error"}."""
+
+    def command(self, agents_dir, config):
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.incident witness "
+                f"--config {shlex.quote(config)} 2>&1; true")
+
+    def process(self, output):
+        return last_json(output) or {"error": " ".join(output)[-300:] or "no output"}
+
+
+class MergeDryRun(FactBase):
+    """`python3 -m wirebot.merge --dry-run --json` of a fetched standby copy against the primary's DB
+    (or tenant folders): {"exit", "report", "error"} (model.merge_counts reads the report)."""
+
+    def command(self, agents_dir, source, target, tenants=False):
+        pair = "--tenants-source {} --tenants-target {}" if tenants else "--source {} --target {}"
+        pair = pair.format(shlex.quote(source), shlex.quote(target))
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.merge {pair} --dry-run --json 2>&1;"
+                " echo \"EXIT $?\"")
+
+    def process(self, output):
+        lines = list(output)
+        code = next((int(line.split()[1]) for line in reversed(lines) if line.startswith("EXIT ")), 1)
+        text = [line for line in lines if not line.startswith("EXIT ")]
+        return {"exit": code, "report": last_json(text), "error": "\n".join(text)[-500:] if code else None}
+
+
+class HttpJson(FactBase):
+    """GET `url` from the host itself (curl), parsed JSON, or {"error"}: the agents' /status."""
+
+    def command(self, url, timeout=5):
+        return f"curl -s -m {int(timeout)} {shlex.quote(url)} 2>&1; echo; true"
+
+    def process(self, output):
+        return last_json(output) or {"error": (" ".join(output).strip() or "no answer")[-200:]}
+
+
+class LastJsonLine(FactBase):
+    """The last JSON-object line of a log file (the fire-drill log), or None."""
+
+    def command(self, path):
+        return f"tail -n 200 {shlex.quote(path)} 2>/dev/null | grep '^{{' | tail -n 1; true"
+
+    def process(self, output):
+        return last_json(output)
