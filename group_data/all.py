@@ -5,6 +5,8 @@ overrides timings and addresses in lab/inventory.py (never here). Operator-speci
 secrets) live outside git: see tasks/operator_settings.py.
 """
 
+import os
+
 # --- Wirebot layout (seed sections 2, 4, 11) ---
 wirebot_user = "verious"  # operator's user folder: /data/wirebot/users/<wirebot_user>
 wirebot_service_user = "wirebot"  # system user that runs the gateway and the scoreboard
@@ -95,7 +97,8 @@ witness_timeout_seconds = 5
 # --- Fencing: the standby's forced-command key on the primary ---
 fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only stop+mask cloudflared
 
-# --- Secrets: files in the operator's secrets directory (see tasks/operator_settings.py) ---
+# --- Secrets: files in the operator's secrets directory on the control machine, never in git ---
+secrets_dir = os.path.expanduser("~/.config/wirebot/secrets")  # inventories set it from operator settings
 secrets_files = {  # name in the secrets dir -> file on the hosts (under wirebot_run_dir), 0600
     "agent-hmac.key": "agent-hmac.key",  # shared HMAC key of the agents (64 hex chars or more)
     "discord-webhook.url": "discord-webhook.url",  # optional: alerts and drill reports

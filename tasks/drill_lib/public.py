@@ -7,8 +7,9 @@ import urllib.request
 
 
 def request(url: str, host_header: str = "", method: str = "GET", body=None, headers=None,
-            timeout: float = 10.0) -> tuple:
-    """(HTTP status or 0 when there was no answer, parsed JSON or text)."""
+            timeout: float = 10.0, seen: dict = None) -> tuple:
+    """(HTTP status or 0 when there was no answer, parsed JSON or text); `seen` gets the answer's
+    X-Lab-Origin header (the lab edge names the origin that served the request)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
@@ -17,11 +18,13 @@ def request(url: str, host_header: str = "", method: str = "GET", body=None, hea
         req.add_header("Host", host_header)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
-            status, raw = response.status, response.read()
+            status, raw, answer_headers = response.status, response.read(), response.headers
     except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
+        status, raw, answer_headers = error.code, error.read(), error.headers
     except (OSError, ValueError) as error:
         return 0, str(error)
+    if seen is not None and answer_headers.get("X-Lab-Origin"):
+        seen["origin"] = answer_headers.get("X-Lab-Origin")
     try:
         return status, json.loads(raw)
     except ValueError:
@@ -30,8 +33,9 @@ def request(url: str, host_header: str = "", method: str = "GET", body=None, hea
 
 def health(prefix: str, host_header: str, timeout: float = 10.0) -> tuple:
     """(ok, detail) for GET /health on one public hostname."""
-    status, body = request(f"{prefix}/health", host_header, timeout=timeout)
-    who = body.get("host") if isinstance(body, dict) else None
+    seen = {}
+    status, body = request(f"{prefix}/health", host_header, timeout=timeout, seen=seen)
+    who = seen.get("origin") or (body.get("host") if isinstance(body, dict) else None)
     return status == 200, f"HTTP {status}" + (f" from {who}" if who else "") + ("" if status else f": {body}")
 
 

@@ -3,17 +3,24 @@
 A report is a plain dict (so the JSON line is the report)::
 
     {"drill": "fire-drill", "drill_id": UUID, "started_at": ISO, "finished_at": ISO,
-     "result": "passed" | "failed", "failed_steps": [n, ...], "hosts": {"primary", "standby"},
+     "result": "passed" | "failed", "ok": bool, "lost": n, "doubled": n (the last three repeat the
+     verdict at the top level), "failed_steps": [n, ...], "hosts": {"primary", "standby"},
      "seconds": {"detection", "activation", "outage", "end_to_end"},
      "events": {"created", "before", "during", "after", "waited", "found", "lost", "doubled",
-                "unexpected", "lost_ids" (first 20)},
-     "surface": {"transitions": [{"at", "state", "detail"}], "posts", "retried", "max_backoff_seconds"},
-     "epoch": {"before", "after"},
-     "steps": [{"n", "name", "status": "ok" | "failed" | "skipped", "seconds", "detail"}]}
+                "unexpected", "lost_ids" (first 20), "drained"},
+     "surface": {"state", "created", "synced", "queued", "retried", "waited", "posts",
+                 "max_backoff_seconds", "transitions": [{"at", "state", "detail"}]},
+     "epoch": {"before": {"primary", "standby"}, "after": {"primary", "standby"}},
+     "steps": [{"n", "name", "status": "ok" | "failed" | "skipped" | "pending", "seconds", "detail"}]}
+     (+ "note" when the run stopped early)
 
-Seconds: detection = the primary's connector stopped -> the surface showed offline; activation = the
-activation step (standby started, serving, verified through the public endpoint); outage = the surface's
-offline -> first acknowledgement again; end_to_end = step 1 starts -> the surface drained to the primary.
+Seconds: detection = step 1 begins (the primary's connector is stopped) -> the surface shows offline;
+activation = the failover playbook (fence, activation, verification through the public endpoint);
+outage = the surface's offline -> its first acknowledgement again; end_to_end = step 1 begins -> the
+surface has drained to the primary (step 9). Events before / during / after: created before step 1,
+until the recovery playbook finished, after it; waited: created while offline or retried at least once.
+The line appended on the primary (step 10) carries step 11 as "pending"; the control machine's copy,
+written last, has every step's final status.
 """
 
 import collections
@@ -22,7 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+OK, FAILED, SKIPPED, PENDING = "ok", "failed", "skipped", "pending"  # pending: step 11 in the logged line
 STEPS = (
     (1, "Stop the primary's connector"),
     (2, "The surface shows offline (not error)"),
@@ -68,12 +75,21 @@ def new_steps() -> list:
 
 
 def result(report: dict) -> str:
-    """passed when every step is ok and every event is on the primary exactly once."""
+    """passed when every step is ok (or pending) and every event is on the primary exactly once."""
     events = report.get("events") or {}
     clean = all(events.get(k) == 0 for k in ("lost", "doubled", "unexpected"))
-    failed = [s["n"] for s in report["steps"] if s["status"] != OK]
+    failed = [s["n"] for s in report["steps"] if s["status"] not in (OK, PENDING)]
     report["failed_steps"] = failed
     return "passed" if not failed and clean and events.get("created") else "failed"
+
+
+def settle(report: dict, verdict_: str = None) -> dict:
+    """Set the top-level verdict fields: result (computed unless given), ok, lost, doubled (the last three
+    repeat the verdict for readers of the log such as tasks/status.py and jq one-liners)."""
+    report["result"] = verdict_ or result(report)
+    events = report.get("events") or {}
+    report.update(ok=report["result"] == "passed", lost=events.get("lost"), doubled=events.get("doubled"))
+    return report
 
 
 def json_line(report: dict) -> str:
@@ -93,12 +109,17 @@ def headline(report: dict) -> str:
             f"lost {e.get('lost', '-')}, doubled {e.get('doubled', '-')}")
 
 
+def _epochs(epoch: dict) -> str:
+    before, after = epoch.get("before") or {}, epoch.get("after") or {}
+    return "epochs " + ", ".join(f"{role} {before.get(role, '?')} -> {after.get(role, '?')}"
+                                 for role in ("primary", "standby"))
+
+
 def human_summary(report: dict) -> str:
     """A short table an operator can paste into an incident channel."""
     e, s = report.get("events") or {}, report.get("seconds") or {}
     lines = [headline(report), f"drill {report.get('drill_id')}: primary {report['hosts'].get('primary')}, "
-             f"standby {report['hosts'].get('standby')}, epoch {report.get('epoch', {}).get('before')} -> "
-             f"{report.get('epoch', {}).get('after')}",
+             f"standby {report['hosts'].get('standby')}; {_epochs(report.get('epoch') or {})}",
              f"events: {e.get('created', '-')} created ({e.get('before', '-')} before, {e.get('during', '-')} "
              f"during, {e.get('after', '-')} after the outage; {e.get('waited', '-')} waited in the queue), "
              f"{e.get('found', '-')} on the primary, lost {e.get('lost', '-')}, doubled {e.get('doubled', '-')}, "

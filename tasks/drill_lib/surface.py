@@ -33,7 +33,8 @@ ONLINE, SYNCING, OFFLINE, ERROR = "online", "syncing", "offline", "error"
 ACK, UNREACHABLE, REJECTED = "ack", "unreachable", "rejected"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL,
-    payload TEXT NOT NULL, created_at REAL NOT NULL, synced_at REAL, attempts INTEGER NOT NULL DEFAULT 0);
+    payload TEXT NOT NULL, created_at REAL NOT NULL, synced_at REAL, attempts INTEGER NOT NULL DEFAULT 0,
+    offline INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sync_queue(qid INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE
     REFERENCES events(id), enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
 CREATE TABLE IF NOT EXISTS transitions(at REAL NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
@@ -89,7 +90,7 @@ def classify(status: int, raw: bytes, event_id: str) -> tuple:
         if acked == str(uuid.UUID(event_id)):
             return ACK, f"HTTP {status}" + (" (duplicate)" if status == 200 else "")
         return UNREACHABLE, f"HTTP {status} acknowledged another id ({acked})"
-    text = raw[:120].decode(errors="replace").strip()
+    text = " ".join(raw[:160].decode(errors="replace").split())[:120]
     if status in (408, 425, 429) or status >= 500:
         return UNREACHABLE, f"HTTP {status}: {text}"
     return REJECTED, f"HTTP {status}: {text}"
@@ -127,8 +128,9 @@ class Surface:
             eid = str(uuid.uuid4())
             payload = json.dumps({"drill": self.tag, "seq": seq, **(extra or {})}, sort_keys=True)
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO events(id, seq, type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                            (eid, seq, event_type or self.event_type, payload, now))
+            offline = int(self.state in (OFFLINE, ERROR) and self.failures > 0)  # created during an outage
+            self.db.execute("INSERT INTO events(id, seq, type, payload, created_at, offline) VALUES (?, ?, ?, ?, ?, ?)",
+                            (eid, seq, event_type or self.event_type, payload, now, offline))
             self.db.execute("INSERT INTO sync_queue(event_id, enqueued_at) VALUES (?, ?)", (eid, now))
             self.db.execute("COMMIT")
         return eid
@@ -160,11 +162,12 @@ class Surface:
 
     def stats(self) -> dict:
         with self.lock:
-            created, synced, retried, attempts = self.db.execute(
-                "SELECT COUNT(*), COUNT(synced_at), SUM(attempts > 1), COALESCE(SUM(attempts), 0) "
-                "FROM events").fetchone()
+            created, synced, retried, waited, attempts = self.db.execute(
+                "SELECT COUNT(*), COUNT(synced_at), SUM(attempts > 1), SUM(offline OR attempts > 1), "
+                "COALESCE(SUM(attempts), 0) FROM events").fetchone()
         return {"state": self.state, "created": created, "synced": synced, "queued": self.queued(),
-                "retried": retried or 0, "posts": attempts, "max_backoff_seconds": round(max(self.delays or [0]), 3)}
+                "retried": retried or 0, "waited": waited or 0, "posts": attempts,
+                "max_backoff_seconds": round(max(self.delays or [0]), 3)}
 
     def _transition(self, state: str, detail: str) -> None:
         with self.lock:

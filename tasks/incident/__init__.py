@@ -41,7 +41,12 @@ Settings (host.data, e.g. `--data failover_force=true`; defaults in tasks/incide
   failover_force            False  activate even when the primary cannot be fenced and the witness cannot
                                    confirm its connector is gone (the operator's decision)
   failover_activation_wait  300    seconds wirebot.activation may take to reach ACTIVE
+  failover_witness_wait     30     primary unreachable: seconds to wait while the Cloudflare API still
+                                   lists its connector (a dead connector leaves the list with a delay)
   incident_verify_seconds   60     seconds to wait for the public endpoint to be served by the new side
   incident_verify_probes    3      requests that must all be served by the expected side
   recovery_stop_after       0      stop after recovery step K (1-7) as if interrupted (tests, drills)
+  recovery_skip_dbs         []     DBs (relative to wirebot_data_root, list or comma-separated) whose
+                                   standby writes are not merged (a schema the merge cannot handle);
+                                   their standby copies stay in {wirebot_state_dir}/recovery/epoch-T/
 """

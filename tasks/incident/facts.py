@@ -94,3 +94,24 @@ class LastJsonLine(FactBase):
 
     def process(self, output):
         return last_json(output)
+
+
+def units_of(target) -> list:
+    """The units the playbooks look at on `target`: the connector, the services and its agent(s)."""
+    data = target.data
+    names = [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard", "litestream"]
+    names += [unit for unit in (data.get("replicator_unit"), data.get("standby_unit")) if unit]
+    return names
+
+
+def view(target) -> model.HostView:
+    """`target` as a HostView; reachable False when pyinfra is not connected to it or it does not answer."""
+    if not target.connected:
+        return model.HostView(target.name, reachable=False)
+    data = target.data
+    try:
+        snapshot = target.get_fact(HostSnapshot, state_dir=data.wirebot_state_dir, units=units_of(target),
+                                   agents_dir=data.wirebot_agents_dir, litestream_config=data.litestream_config)
+    except Exception:  # noqa: BLE001 - a host that stops answering mid-run is unreachable
+        return model.HostView(target.name, reachable=False)
+    return model.HostView.from_snapshot(target.name, snapshot)

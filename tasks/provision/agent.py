@@ -1,5 +1,6 @@
 """Installing one runtime agent: its YAML config and its unit, restarted when either or its code changes."""
 
+import hashlib
 from io import StringIO
 from pathlib import Path
 
@@ -10,14 +11,27 @@ from pyinfra.operations.util import any_changed
 from tasks.provision import paths
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+AGENTS_SRC = Path(__file__).resolve().parents[2] / "files" / "agents" / "wirebot"
+
+
+def code_digest(src: Path = AGENTS_SRC) -> str:
+    """sha256 over the agents' code as the base deploy installs it (paths and contents, no bytecode)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                       and p.suffix != ".pyc"):
+        digest.update(str(path.relative_to(src)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def install_agent(unit: str, module: str, description: str, config_path: str, config: dict,
                   agents_dir: str) -> None:
-    """Config (0600, may name secrets' paths), unit, enabled and running; restart on change."""
+    """Config (0600, may name secrets' paths), unit, enabled and running; restart on change. The config's
+    header names the digest of the agents' code, so new code (installed by the base deploy) changes the
+    config and restarts the running agent, which would otherwise keep the old code in memory."""
     rendered = files.put(
         name=f"Ensure {config_path} is rendered from settings.",
         src=StringIO("# Managed by the wirebot deploy: edit group_data/, not this file.\n"
+                     f"# Agents' code sha256 {code_digest()} (a change restarts the agent).\n"
                      + yaml.safe_dump(config, sort_keys=False)),
         dest=config_path, user="root", group="root", mode="600",
     )

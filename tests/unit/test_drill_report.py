@@ -50,19 +50,21 @@ def sample(status=report.OK):
          "seconds": {"detection": 0.4, "activation": 6.1, "outage": 7.0, "end_to_end": 31.2},
          "events": {"created": 60, "before": 10, "during": 30, "after": 20, "waited": 25, "found": 60,
                     "lost": 0, "doubled": 0, "unexpected": 0, "lost_ids": []},
-         "surface": {"transitions": []}, "epoch": {"before": 1, "after": 3}, "steps": steps}
-    r["result"] = report.result(r)
-    return r
+         "surface": {"transitions": []}, "steps": steps,
+         "epoch": {"before": {"primary": 1, "standby": 1}, "after": {"primary": 3, "standby": 2}}}
+    return report.settle(r)
 
 
 def test_result_and_json_line_shape():
     good, bad = sample(), sample(report.FAILED)
     assert good["result"] == "passed" and good["failed_steps"] == []
+    assert (good["ok"], good["lost"], good["doubled"]) == (True, 0, 0) and bad["ok"] is False
     assert bad["result"] == "failed" and bad["failed_steps"] == [5]
     line = report.json_line(good)
     assert "\n" not in line and json.loads(line) == good
     parsed = json.loads(line)
-    for key in ("drill_id", "started_at", "finished_at", "result", "seconds", "events", "steps", "hosts"):
+    for key in ("drill_id", "started_at", "finished_at", "result", "ok", "lost", "doubled", "seconds", "events",
+                "steps", "hosts"):
         assert key in parsed
     assert set(parsed["seconds"]) == {"detection", "activation", "outage", "end_to_end"}
     assert [s["n"] for s in parsed["steps"]] == list(range(1, 12))

@@ -59,8 +59,27 @@ def unit_state(unit, systemctl="systemctl", timeout=5.0):
     return proc.stdout.decode("utf-8", "replace").strip() or "unknown"
 
 
-def service_states(units, probe=unit_state):
-    """{unit: state} for each configured unit."""
+def unit_states(units, systemctl="systemctl", timeout=5.0):
+    """{unit: ``systemctl is-active`` state} for all ``units`` with ONE systemctl call (it prints one line
+    per unit, in order; a heartbeat every second must not fork a systemctl per unit); "unknown" on error."""
+    units = list(units)
+    if not units:
+        return {}
+    try:
+        proc = subprocess.run([systemctl, "is-active"] + units, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+        lines = proc.stdout.decode("utf-8", "replace").splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        lines = []
+    if len(lines) != len(units):
+        lines = ["unknown"] * len(units)
+    return {unit: line.strip() or "unknown" for unit, line in zip(units, lines)}
+
+
+def service_states(units, probe=None, systemctl="systemctl"):
+    """{unit: state} for each configured unit: ``probe(unit)`` when given (tests), else unit_states."""
+    if probe is None:
+        return unit_states(units, systemctl)
     return {unit: probe(unit) for unit in units}
 
 

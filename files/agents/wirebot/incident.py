@@ -4,13 +4,18 @@
       The witness's view right now (public endpoint + Cloudflare API), as JSON (wirebot.witness.check).
   python3 -m wirebot.incident snapshot --db PATH --out FILE
       A consistent copy of SQLite database PATH (backup API: safe while it is open) at FILE, written to
-      FILE.tmp then renamed; prints {"db", "out", "bytes", "tables": {table: rows}}. Exit 1 if PATH is
-      missing.
+      FILE.tmp then renamed, without Litestream's bookkeeping tables (_litestream_seq, _litestream_lock:
+      per host, not data; the merge would refuse them); prints {"db", "out", "bytes", "tables": {table:
+      rows}, "dropped": [...]}. Exit 1 if PATH is missing.
   python3 -m wirebot.incident keys --source S --target T [--json]
       Set comparison of primary keys: for every table of S with a declared primary key, how many keys S
       has, how many T has, and how many of S's are missing on T (with a sample). S and T are files, or
       both directories (every *.db of S against the same name in T; a DB missing on T counts all its
       keys missing). Exit 0 when nothing is missing, 3 when something is, 1 on errors.
+  python3 -m wirebot.incident copy --source S --target T
+      Install standby copy S as database T, which the primary does not have (wirebot.merge's
+      copy_database: backup API, integrity check, the folder's owner, never overwrites); prints the
+      merge's JSON report shape {"ok", "databases": [...]}.
   python3 -m wirebot.incident set-epoch --state-file F --epoch N
       Raise the epoch in the primary's state file to N (never lowers it; other keys kept). The
       replicator rewrites that file on every heartbeat, so the write is re-checked and repeated until it
@@ -29,6 +34,7 @@ import time
 from . import config, merge, statefile
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 3
+LITESTREAM_PREFIX = "_litestream_"  # Litestream's own tables in every replicated database
 
 
 def _print(data):
@@ -59,15 +65,18 @@ def snapshot(db, out):
         try:
             source.backup(target)
             target.execute("PRAGMA journal_mode=DELETE")
+            dropped = [name for name in merge._tables(target, "main") if name.startswith(LITESTREAM_PREFIX)]
+            for name in dropped:
+                target.execute(f"DROP TABLE {merge._q(name)}")
             tables = {name: target.execute(f"SELECT count(*) FROM {merge._q(name)}").fetchone()[0]
                       for name in merge._tables(target, "main")}
         finally:
             target.close()
     finally:
         source.close()
-    os.chmod(tmp, 0o600)
+    os.chmod(tmp, 0o640)  # a copied tenant DB keeps this mode (wirebot.merge copy_database)
     os.replace(tmp, out)
-    return {"db": db, "out": out, "bytes": os.path.getsize(out), "tables": tables}
+    return {"db": db, "out": out, "bytes": os.path.getsize(out), "tables": tables, "dropped": dropped}
 
 
 def _keyed_tables(conn, schema):
@@ -156,6 +165,9 @@ def main(argv=None):
     k = sub.add_parser("keys", help="set comparison of primary keys")
     k.add_argument("--source", required=True)
     k.add_argument("--target", required=True)
+    c = sub.add_parser("copy", help="install a database the target does not have")
+    c.add_argument("--source", required=True)
+    c.add_argument("--target", required=True)
     e = sub.add_parser("set-epoch", help="raise the primary's epoch")
     e.add_argument("--state-file", default="/var/lib/wirebot/state.json")
     e.add_argument("--epoch", type=int, required=True)
@@ -170,6 +182,9 @@ def main(argv=None):
             missing = sum(t["missing"] for tables in reports.values() for t in tables.values())
             _print({"ok": missing == 0, "missing": missing, "databases": reports})
             return EXIT_OK if missing == 0 else EXIT_MISSING
+        elif args.command == "copy":
+            report = merge.copy_database(args.source, args.target)
+            _print({"ok": report.ok, "dry_run": False, "databases": [report.to_dict()]})
         else:
             _print(set_epoch(args.state_file, args.epoch))
     except (OSError, sqlite3.Error, merge.MergeError, config.ConfigError, RuntimeError, ValueError) as exc:

@@ -98,7 +98,7 @@ class Replicator:
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
-        self.probe = probe or (lambda unit: heartbeat.unit_state(unit, c["systemctl"]))
+        self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
         self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
                                        self._collect)
@@ -117,7 +117,7 @@ class Replicator:
                                       c["known_hosts"], c["replica_root"])
 
     def _collect(self):
-        self.services = heartbeat.service_states(self.c["services"], self.probe)
+        self.services = heartbeat.service_states(self.c["services"], self.probe, self.c["systemctl"])
         return self.services, self.monitor.snapshot(), self.files.status()
 
     def component_states(self):

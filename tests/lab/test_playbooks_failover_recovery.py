@@ -1,0 +1,298 @@
+"""tasks/failover.py and tasks/recovery.py on the lab, destructive (issue 5): failover -> recovery twice
+with events written through the edge before, during and after; recovery interrupted at each step and
+killed mid-merge, then re-run; a failover with the primary killed (the witness confirms); force semantics
+without an API token; a schema the merge cannot handle refuses the recovery before anything stops.
+After every recovery each acknowledged event is in the primary's DBs exactly once, at every check one
+connector runs (on the expected side), and the edge never saw two origins at once.
+
+The module starts from a clean lab (reset when it is not) and leaves the primary serving.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter, deque
+
+import pytest
+from labtest import (
+    PYINFRA,
+    ROOT,
+    changes_in_dry_run,
+    connector_origins,
+    edge,
+    ensure_clean_lab,
+    lab_cli,
+    pyinfra,
+    ssh,
+    standby_status,
+    wait_for,
+)
+
+from lab import settings
+
+PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
+EVENTS_DB = "/data/wirebot/scoreboard/events.db"
+TENANT, TENANT_DB = "acme", "/data/wirebot/scoreboard/tenants/acme.db"
+TOKEN = "/run/wirebot/cloudflare-api-token"
+
+
+class Surface:
+    """A local-first surface in miniature: UUID v4 events created at a steady rate, queued locally, sent
+    through the edge in order and retried until acknowledged (2xx), every 5th one for a tenant."""
+
+    def __init__(self, interval=0.1):
+        self.interval, self.queue, self.acked, self.tenant = interval, deque(), {}, set()
+        self.lock, self.stopping = threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.created = 0
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+    def _create(self):
+        event = {"id": str(uuid.uuid4()), "type": "ship", "payload": {"n": self.created}}
+        if self.created % 5 == 0:
+            event["tenant"] = TENANT
+            self.tenant.add(event["id"])
+        self.created += 1
+        with self.lock:
+            self.queue.append(event)
+
+    def _send(self, event) -> bool:
+        request = urllib.request.Request(f"{settings.EDGE_PUBLIC_URL}/v1/events", method="POST",
+                                         data=json.dumps(event).encode(),
+                                         headers={"Host": "wins.wirebot.chat", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=3) as response:
+                origin = response.headers.get("X-Lab-Origin")
+                ok = response.status in (200, 201)
+        except (urllib.error.URLError, OSError):
+            return False
+        if ok:
+            with self.lock:
+                self.acked[event["id"]] = origin
+        return ok
+
+    def _run(self):
+        last, backoff = 0.0, 0.1
+        while not self.stopping.is_set():
+            if time.monotonic() - last >= self.interval:
+                self._create()
+                last = time.monotonic()
+            with self.lock:
+                head = self.queue[0] if self.queue else None
+            if head is None:
+                time.sleep(0.02)
+            elif self._send(head):
+                with self.lock:
+                    self.queue.popleft()
+                backoff = 0.1
+            else:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def wait_more(self, count):
+        """Wait until `count` more events were acknowledged (served by whoever serves now)."""
+        start = len(self.acked)
+        wait_for(lambda: len(self.acked) >= start + count, timeout=60, what=f"{count} more acknowledged events")
+
+    def drain(self):
+        wait_for(lambda: not self.queue, timeout=120, what="the surface's queue to drain")
+
+
+def ids_on_primary(db) -> Counter:
+    return Counter(ssh("primary", f"sqlite3 {db} 'select id from events'").stdout.split())
+
+
+def assert_exactly_once(surface, label):
+    """Every acknowledged event in the primary's events.db (tenant events also in the tenant DB) exactly once."""
+    surface.drain()
+    with surface.lock:
+        acked = dict(surface.acked)
+    counts, tenant_counts = ids_on_primary(EVENTS_DB), ids_on_primary(TENANT_DB)
+    lost = [i for i in acked if counts[i] == 0] + [i for i in acked if i in surface.tenant and tenant_counts[i] == 0]
+    doubled = [i for i in acked if counts[i] > 1 or tenant_counts[i] > 1]
+    origins = Counter(acked.values())
+    print(f"{label}: {len(acked)} events acknowledged ({dict(origins)}), lost {len(lost)}, doubled {len(doubled)}")
+    assert not lost and not doubled, (lost[:5], doubled[:5])
+    return origins
+
+
+def run(playbook, *data, expect_ok=True):
+    """Run tasks/<playbook>.py with --data settings; print and return (result, summary text)."""
+    args = [arg for item in data for arg in ("--data", item)]
+    started = time.monotonic()
+    result = pyinfra(*args, "lab/inventory.py", f"tasks/{playbook}.py")
+    summary = result.stdout[result.stdout.rfind("=== Wirebot"):]
+    print(f"--- {playbook} {' '.join(data)}: exit {result.returncode} in {time.monotonic() - started:.1f} s\n{summary}")
+    if expect_ok:
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result, summary
+
+
+def status_table() -> str:
+    """tasks/status.py's table (read-only: a dry run of it must change nothing either)."""
+    result = pyinfra("lab/inventory.py", "tasks/status.py")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    table = result.stdout[result.stdout.rfind("=== Wirebot status"):]
+    print(table)
+    return table
+
+
+def one_connector(expected):
+    """Exactly one connector at the edge, `expected`'s (None: none at all)."""
+    wanted = {expected} if expected else set()
+    wait_for(lambda: connector_origins() == wanted, timeout=15, what=f"connectors == {wanted}")
+
+
+def no_overlap(since):
+    status, overlaps = edge(f"/lab/overlaps?since={since}")
+    assert status == 200 and overlaps == [], overlaps
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_lab():
+    ensure_clean_lab()
+    yield
+    lab_cli("boot", "primary")  # a no-op when it runs; after a failed test the primary may be down
+
+
+def test_failover_then_recovery_twice_loses_and_doubles_nothing():
+    since = time.time()
+    with Surface() as surface:
+        wait_for(lambda: len(surface.acked) >= 10, timeout=30, what="events before the failover")
+        for cycle in (1, 2):
+            run("failover")
+            one_connector(STANDBY)
+            assert status_table().count("active side: standby; public answered 200 from standby") == 1
+            _, again = run("failover")
+            assert "OK, NOTHING TO DO" in again
+            assert changes_in_dry_run("tasks/failover.py") == []
+            surface.wait_more(10)
+            run("recovery")
+            one_connector(PRIMARY)
+            _, again = run("recovery")
+            assert "OK, NOTHING TO DO" in again and "Nothing to recover" in again
+            assert changes_in_dry_run("tasks/recovery.py") == []
+            table = status_table()
+            assert "active side: primary; public answered 200 from primary" in table
+            assert f"last recovery: epoch {standby_status()['epoch']}, done" in table
+            origins = assert_exactly_once(surface, f"cycle {cycle}")
+            assert origins[STANDBY] > 0 and origins[PRIMARY] > 0
+    no_overlap(since)
+
+
+def test_recovery_interrupted_at_every_step_then_killed_mid_merge_completes():
+    since = time.time()
+    with Surface() as surface:
+        run("failover")
+        one_connector(STANDBY)
+        wait_for(lambda: STANDBY in surface.acked.values(), timeout=30, what="an event served by the standby")
+        result = pyinfra("--dry", "lab/inventory.py", "tasks/recovery.py", confirm=False)
+        assert result.returncode == 0 and "rows to insert as of now" in result.stdout
+        for step in range(1, 7):
+            _, summary = run("recovery", f"recovery_stop_after={step}")
+            assert f"STOPPED after step {step}" in summary
+            one_connector(PRIMARY if step >= 6 else None)
+            state = standby_status()["state"]
+            assert state == ("STANDBY" if step >= 5 else "ACTIVE"), state
+        run("recovery")
+        one_connector(PRIMARY)
+        assert_exactly_once(surface, "stopped after each step")
+
+        run("failover")
+        one_connector(STANDBY)
+        wait_for(lambda: list(surface.acked.values()).count(STANDBY) >= 5, timeout=30, what="standby events")
+        epoch = standby_status()["epoch"] + 1
+        marker = f"/var/lib/wirebot/recovery/epoch-{epoch}/2-merged-scoreboard__events.db.json"
+        process = subprocess.Popen([PYINFRA, "-y", "lab/inventory.py", "tasks/recovery.py"], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            wait_for(lambda: process.poll() is not None or
+                     ssh("primary", f"test -e {marker}", check=False).returncode == 0,
+                     timeout=120, interval=0.1, what="the events.db merge marker")
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        print(f"recovery killed mid-merge (exit {process.returncode})")
+        one_connector(None)
+        run("recovery")
+        one_connector(PRIMARY)
+        assert_exactly_once(surface, "killed mid-merge")
+    no_overlap(since)
+
+
+def test_failover_with_the_primary_killed_goes_on_when_the_witness_confirms():
+    since = time.time()
+    with Surface() as surface:
+        wait_for(lambda: len(surface.acked) >= 5, timeout=30, what="events before the crash")
+        lab_cli("kill", "primary")
+        _, summary = run("failover")
+        assert f"the primary ({PRIMARY}) could not be connected" in summary
+        one_connector(STANDBY)
+        surface.wait_more(10)
+        lab_cli("boot", "primary")
+        run("recovery")
+        one_connector(PRIMARY)
+        assert_exactly_once(surface, "primary killed")
+    no_overlap(since)
+
+
+def test_without_an_api_token_a_dead_primary_needs_the_operators_force():
+    since = time.time()
+    with Surface() as surface:
+        try:
+            ssh("standby", f"mv {TOKEN} {TOKEN}.aside")
+            lab_cli("kill", "primary")
+            wait_for(lambda: (standby_status() or {}).get("state") == "FENCE_BLOCKED", timeout=60,
+                     what="the standby agent to be blocked without a fence")
+            result, _ = run("failover", expect_ok=False)
+            assert result.returncode != 0
+            assert "Refusing to fail over" in result.stdout + result.stderr
+            assert "--data failover_force=true" in result.stdout + result.stderr
+            assert standby_status()["state"] == "FENCE_BLOCKED"
+            one_connector(None)
+            _, summary = run("failover", "failover_force=true")
+            assert "FORCED" in summary
+            one_connector(STANDBY)
+            surface.wait_more(10)
+        finally:
+            ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside")
+            lab_cli("boot", "primary")
+        run("recovery")
+        one_connector(PRIMARY)
+        assert_exactly_once(surface, "forced failover")
+    no_overlap(since)
+
+
+def test_a_schema_the_merge_does_not_understand_refuses_the_recovery_before_anything_stops():
+    since = time.time()
+    with Surface() as surface:
+        run("failover")
+        one_connector(STANDBY)
+        surface.wait_more(5)
+        ssh("standby", f"sqlite3 {EVENTS_DB} 'CREATE TABLE notes(body TEXT)'")
+        result, _ = run("recovery", expect_ok=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Refusing to recover before stopping anything" in output
+        assert "table 'notes'" in output and "recovery_skip_dbs" in output
+        one_connector(STANDBY)  # nothing was stopped
+        assert standby_status()["state"] == "ACTIVE"
+        ssh("standby", f"sqlite3 {EVENTS_DB} 'DROP TABLE notes'")  # the operator fixes the schema
+        run("recovery")
+        one_connector(PRIMARY)
+        assert_exactly_once(surface, "after a schema refusal")
+    no_overlap(since)

@@ -1,0 +1,147 @@
+"""Step planning of the incident playbooks from facts (tasks/incident/model.py): pure, no hosts."""
+
+import pytest
+
+from tasks.incident import model
+from tasks.incident.model import HostView, Refusal
+
+CONNECTOR = "cloudflared-wirebot"
+SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVING = (CONNECTOR,) + SERVICES
+TOKEN = "/run/wirebot/cloudflare-api-token"
+
+
+def host(name="primary", state=None, running=(), fenced=False, masked=False, markers=None, reachable=True,
+         sha=None):
+    units = {unit: {"active": "active" if unit in running else "inactive",
+                    "enabled": "masked" if masked and unit == CONNECTOR else "enabled"}
+             for unit in SERVING + ("litestream", "wirebot-replicator")}
+    return HostView(name, reachable, state or {}, units, fenced, markers or {}, True, sha)
+
+
+def test_snapshot_lines_parse_to_a_view():
+    lines = ['STATE {"state": "ACTIVE", "epoch": 4}', "UNIT cloudflared-wirebot active enabled",
+             "UNIT wirebot-scoreboard inactive masked", "FENCED", "MARKERS epoch-5 started.json 1-stopped.json ",
+             "MARKERS epoch-x junk", "HELPER", "LITESTREAM abc123"]
+    view = HostView.from_snapshot("standby", model.parse_snapshot(lines))
+    assert (view.agent_state, view.epoch, view.fenced, view.helper) == ("ACTIVE", 4, True, True)
+    assert view.active(CONNECTOR) and not view.active("wirebot-scoreboard")
+    assert view.masked("wirebot-scoreboard") and not view.masked(CONNECTOR)
+    assert view.marks(5) == {"started.json", "1-stopped.json"} and view.litestream_sha == "abc123"
+
+
+def test_a_snapshot_with_a_broken_state_file_reads_as_defaults():
+    view = HostView.from_snapshot("p", model.parse_snapshot(["STATE {not json", "LITESTREAM "]))
+    assert (view.epoch, view.agent_state, view.litestream_sha) == (1, "STANDBY", None)
+
+
+# --- failover ---------------------------------------------------------------------------------------
+def test_fence_lists_the_connector_first_then_the_services():
+    todo = model.fence_todo(host(running=SERVING), CONNECTOR, SERVICES)
+    assert todo == "fence cloudflared-wirebot (running), stop openclaw-gateway, stop wirebot-scoreboard"
+
+
+def test_fence_holds_when_fenced_and_stopped_and_is_skipped_when_unreachable():
+    assert model.fence_todo(host(fenced=True), CONNECTOR, SERVICES) is None
+    assert model.fence_todo(host(reachable=False), CONNECTOR, SERVICES) is None
+    assert model.fence_todo(host(fenced=True, running=("wirebot-scoreboard",)), CONNECTOR, SERVICES) == \
+        "stop wirebot-scoreboard"
+
+
+def activation(primary, standby, witness=None, force=False, fence_first=False):
+    return model.activation(primary, standby, witness, force, SERVING, CONNECTOR, TOKEN, fence_first)
+
+
+def test_an_active_serving_standby_needs_no_activation():
+    decision = activation(host(fenced=True), host("standby", {"state": "ACTIVE", "epoch": 3}, SERVING))
+    assert decision.todo is None and "epoch 3" in decision.note
+
+
+def test_an_active_standby_that_does_not_serve_means_a_recovery_is_half_done():
+    with pytest.raises(Refusal, match="tasks/recovery.py"):
+        activation(host(fenced=True), host("standby", {"state": "ACTIVE"}, (CONNECTOR,)))
+
+
+def test_a_reachable_primary_must_be_fenced_first_unless_the_fence_step_comes_before():
+    primary, standby = host(running=SERVING), host("standby", {"state": "STANDBY"})
+    with pytest.raises(Refusal, match="not fenced"):
+        activation(primary, standby)
+    assert activation(primary, standby, fence_first=True).todo
+    assert not activation(host(fenced=True), standby).force
+
+
+def test_an_unreachable_primary_is_activated_over_when_the_witness_api_is_clear():
+    witness = {"api_clear": True, "summary": "public answered 530; API shows no connection from another origin"}
+    decision = activation(host(reachable=False), host("standby", {"state": "FENCE_BLOCKED"}), witness)
+    assert decision.todo and not decision.force and "witness confirms" in decision.note
+
+
+@pytest.mark.parametrize("witness", [None, {"api_clear": False, "summary": "API check not configured"},
+                                     {"api_clear": False, "other_connector": True, "summary": "API shows 10.0.0.2"}])
+def test_an_unconfirmed_unreachable_primary_is_refused_with_what_would_be_needed(witness):
+    with pytest.raises(Refusal) as refused:
+        activation(host(reachable=False), host("standby", {"state": "FENCE_BLOCKED"}), witness)
+    text = str(refused.value)
+    assert "failover_force=true" in text and TOKEN in text and "SSH access to the primary" in text
+    if witness and witness.get("other_connector"):
+        assert "link fault" in text
+
+
+def test_force_activates_an_unconfirmed_primary_and_says_so():
+    decision = activation(host(reachable=False), host("standby"), {"api_clear": False, "summary": "x"}, force=True)
+    assert decision.force and decision.todo.startswith("activate with --force") and "FORCED" in decision.note
+
+
+# --- recovery ---------------------------------------------------------------------------------------
+def test_an_active_standby_is_recovered_to_the_next_epoch():
+    target = model.recovery_target(host(fenced=True), host("standby", {"state": "ACTIVE", "epoch": 4}))
+    assert target.epoch == 5 and "ACTIVE at epoch 4" in target.reason
+
+
+def test_an_activating_standby_is_refused():
+    with pytest.raises(Refusal, match="ACTIVATING"):
+        model.recovery_target(host(), host("standby", {"state": "ACTIVATING"}))
+
+
+def test_a_recovery_interrupted_after_deactivation_is_resumed_from_its_markers():
+    primary = host(state={"epoch": 5}, markers={3: ["started.json", "7-done.json"],
+                                                 5: ["started.json", "1-stopped.json", "3-verified.json"]})
+    target = model.recovery_target(primary, host("standby", {"state": "STANDBY", "epoch": 5}))
+    assert target.epoch == 5 and "in progress" in target.reason
+
+
+def test_a_stale_marker_below_the_standby_epoch_does_not_count():
+    primary = host(markers={3: ["started.json"]})
+    assert model.recovery_target(primary, host("standby", {"state": "STANDBY", "epoch": 5})) is None
+
+
+def test_a_fenced_primary_with_an_idle_standby_is_recovered():
+    target = model.recovery_target(host(state={"epoch": 2}, fenced=True),
+                                   host("standby", {"state": "FENCE_BLOCKED", "epoch": 2}))
+    assert target.epoch == 3
+
+
+def test_nothing_to_recover_after_a_completed_recovery():
+    primary = host(state={"epoch": 5}, running=SERVING, markers={5: ["started.json", "7-done.json"]})
+    standby = host("standby", {"state": "STANDBY", "epoch": 5})
+    assert model.recovery_target(primary, standby) is None
+    assert "Nothing to recover" in model.nothing_to_recover(primary, standby)
+
+
+def test_the_primary_step_lists_what_is_left_and_holds_when_serving():
+    assert model.primary_todo(host(fenced=True, masked=True), CONNECTOR, SERVICES) == (
+        "start openclaw-gateway, start wirebot-scoreboard, remove the fence record, unmask cloudflared-wirebot, "
+        "start cloudflared-wirebot")
+    assert model.primary_todo(host(running=SERVING), CONNECTOR, SERVICES) is None
+
+
+def test_replication_checks_epoch_config_and_units():
+    units = ["litestream", "wirebot-replicator"]
+    primary = host(state={"epoch": 3}, sha="old", running=("litestream",))
+    assert model.replication_todo(primary, 5, "new", units) == \
+        "primary epoch 3 -> 5, litestream.yml for epoch 5, start wirebot-replicator"
+    assert model.replication_todo(host(state={"epoch": 5}, sha="new", running=units), 5, "new", units) is None
+
+
+def test_marker_names_are_flat():
+    assert model.merge_marker("scoreboard/tenants") == "2-merged-scoreboard__tenants.json"
