@@ -48,12 +48,16 @@ def format_summary(playbook: str, records: Iterable[Record], notes: Iterable[str
     head = f"{'#':>2}  {'step':<{key_width}}  {'host':<{host_width}}  {'status':<8}  {'seconds':>8}  detail"
     out.append(head)
     indent = len(head) - len("detail")
+    total = sum(r.seconds for r in records)
+    if len(records) > 1 and len({r.detail for r in records}) == 1 and all(r.status == "already" for r in records):
+        out.append(f"{'*':>2}  {'all':<{key_width}}  {records[0].host:<{host_width}}  {'already':<8}  "
+                   f"{total:8.2f}  {len(records)} steps: {records[0].detail}")
+        records = []
     for r in records:
         seconds = f"{r.seconds:8.2f}" if r.status not in ("planned", "skipped") else f"{'-':>8}"
         first, *rest = _lines(r.detail, indent)
         out.append(f"{r.number:>2}  {r.key:<{key_width}}  {r.host:<{host_width}}  {r.status:<8}  {seconds}  {first}")
         out.extend(rest)
-    total = sum(r.seconds for r in records)
     out.append(f"{'':>2}  {'total':<{key_width}}  {'':<{host_width}}  {'':<8}  {total:8.2f}")
     for text in notes:
         out.append(f"note: {text}")

@@ -112,7 +112,7 @@ class Surface:
 
 
 def ids_on_primary(db) -> Counter:
-    return Counter(ssh("primary", f"sqlite3 {db} 'select id from events'").stdout.split())
+    return Counter(ssh("primary", f"sqlite3 -cmd '.timeout 10000' {db} 'select id from events'").stdout.split())
 
 
 def assert_exactly_once(surface, label):
@@ -284,14 +284,14 @@ def test_a_schema_the_merge_does_not_understand_refuses_the_recovery_before_anyt
         run("failover")
         one_connector(STANDBY)
         surface.wait_more(5)
-        ssh("standby", f"sqlite3 {EVENTS_DB} 'CREATE TABLE notes(body TEXT)'")
+        ssh("standby", f"sqlite3 -cmd '.timeout 10000' {EVENTS_DB} 'CREATE TABLE notes(body TEXT)'")
         result, _ = run("recovery", expect_ok=False)
         output = result.stdout + result.stderr
         assert result.returncode != 0 and "Refusing to recover before stopping anything" in output
         assert "table 'notes'" in output and "recovery_skip_dbs" in output
         one_connector(STANDBY)  # nothing was stopped
         assert standby_status()["state"] == "ACTIVE"
-        ssh("standby", f"sqlite3 {EVENTS_DB} 'DROP TABLE notes'")  # the operator fixes the schema
+        ssh("standby", f"sqlite3 -cmd '.timeout 10000' {EVENTS_DB} 'DROP TABLE notes'")  # the operator fixes the schema
         run("recovery")
         one_connector(PRIMARY)
         assert_exactly_once(surface, "after a schema refusal")

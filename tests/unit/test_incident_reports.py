@@ -137,3 +137,11 @@ def test_status_table_flags_split_brain_and_unknowns():
     text = status.format_table(view)
     assert "BOTH connectors running" in text and "last drill: none recorded" in text
     assert "lag per DB: unknown (replicator unreachable)" in text
+
+
+def test_summary_collapses_a_run_where_every_step_already_held_for_the_same_reason():
+    records = [record(n, key, "already", 0.25, "Nothing to recover: the standby is STANDBY")
+               for n, key in ((1, "stop"), (3, "verify"), (7, "confirm"))]
+    lines = summary.format_summary("recovery", records, now=0).splitlines()
+    assert lines[0].endswith("OK, NOTHING TO DO (1970-01-01 00:00:00 UTC) ===")
+    assert "3 steps: Nothing to recover" in lines[2] and "0.75" in lines[3] and len(lines) == 4
