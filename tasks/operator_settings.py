@@ -15,6 +15,7 @@ Environment variables override the file: WIREBOT_PRIMARY_ADDRESS, WIREBOT_STANDB
 WIREBOT_SECRETS_DIR. No address has a default: a missing one is an error naming what to set.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Dict
@@ -77,6 +78,13 @@ def host_settings(role: str, data: Dict[str, Any] = None, path: Path = None) -> 
         raise SettingsError(
             f"no address for the {role} host: set {env_name}, or '{role}: {{address: ...}}' in {path}"
         )
+    try:
+        ipaddress.ip_address(str(section["address"]))
+    except ValueError:
+        raise SettingsError(
+            f"{role}.address {section['address']!r} in {path} must be an IP address: the standby's witness "
+            "compares it with the origin IPs Cloudflare reports for the tunnel's connectors"
+        ) from None
     return section
 
 

@@ -25,12 +25,14 @@ Public names (stable):
   failover.STEPS                                ("fence", "activate", "verify")
   recovery.recovery(report=True)                @deploy; its steps run on the primary host
   recovery.STEPS                                ("stop", "merge", "verify", "replication", "standby",
-                                                 "primary", "confirm"); "merge" is one op per database
+                                                 "primary", "confirm"); "merge" is one op per database,
+                                                its timeline key "merge <path relative to the data root>"
   timeline.TIMELINE                             what ran: records with playbook, number, key, title,
                                                 host, status (done|already|failed|refused|skipped),
                                                 seconds, detail; timeline.records(playbook) filters
   summary.format_summary(playbook, records, ...)  the paste-able text the playbooks print
-  status.collect(primary, standby) / status.format_table(view)   the status table
+  status.collect(primary, standby) / status.format_table(view)   the status table (tasks/status.py is
+                                                a read-only deploy file that prints it at exit)
 
 The playbooks print their summary at exit (report=True). With report=False nothing is printed: read
 timeline.records("failover") / ("recovery") in a later operation (e.g. the drill's report step) for

@@ -4,16 +4,23 @@ Read from the host (never changed by the deploy itself), so a re-run keeps an ac
 and a fenced primary fenced instead of undoing an incident.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 from pyinfra.facts.files import File
 
 from tasks.provision import paths
 from tasks.provision.ops import WirebotState
 
 
-def agent_state() -> dict:
-    """The agents' state file on this host ({} when there is none yet)."""
-    return host.get_fact(WirebotState, path=paths.state_file(host.data)) or {}
+def agent_state(on=None) -> dict:
+    """The agents' state file on this host, or on host `on` ({} when there is none yet)."""
+    target = on or host
+    return target.get_fact(WirebotState, path=paths.state_file(target.data)) or {}
+
+
+def standby_serving() -> bool:
+    """The standby is the active side (or becoming it): an incident is on."""
+    standby = inventory.get_group("standby")[0]
+    return agent_state(standby).get("state") in ("ACTIVE", "ACTIVATING")
 
 
 def epoch() -> int:
@@ -29,7 +36,7 @@ def fenced() -> bool:
 def serving():
     """True: services must run; False: must be stopped; None: leave them as they are (mid-incident)."""
     if "primary" in host.groups:
-        return None if fenced() else True
+        return None if fenced() or standby_serving() else True
     state = agent_state().get("state", "STANDBY")
     if state == "ACTIVE":
         return True

@@ -18,6 +18,7 @@ from labtest import (
     journal,
     lab_cli,
     public,
+    pyinfra,
     ssh,
     standby_status,
     wait_for,
@@ -210,3 +211,15 @@ def test_the_standby_alerts_that_the_fenced_primary_is_alive(incident, rebooted)
     (hook,) = wait_for(alive, timeout=30, what="the primary-alive alert")
     print(f"\nalert: {hook['body']['content']}")
     assert "heartbeat from primary (epoch 1) while this standby is ACTIVE at epoch 2" in hook["body"]["content"]
+
+
+def test_a_deploy_during_the_incident_succeeds_and_leaves_the_incident_alone(incident, rebooted):
+    """An operator re-running deploy.py mid-incident must not fail on the gated connector, nor start it,
+    nor stop the active standby."""
+    result = pyinfra("lab/inventory.py", "deploy.py")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ssh("primary", "systemctl is-active cloudflared-wirebot", check=False).stdout.strip() != "active"
+    assert standby_status()["state"] == "ACTIVE"
+    assert ssh("standby", "systemctl is-active cloudflared-wirebot wirebot-scoreboard openclaw-gateway",
+               check=False).returncode == 0
+    assert connector_origins() == {STANDBY}

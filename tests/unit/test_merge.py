@@ -364,3 +364,17 @@ def test_cli_exit_codes(tmp_path):
     res = cli("--source", tmp_path / "missing.db", "--target", target)
     assert res.returncode == 1 and "source database not found" in res.stderr
     assert cli("--source", source).returncode != 0  # argparse usage error
+
+
+def test_litestream_bookkeeping_tables_are_not_merged(tmp_path):
+    """Every replicated database (and every restore) carries Litestream's _litestream_seq and
+    _litestream_lock tables, which have no primary key: they are not data and must not block a merge."""
+    litestream_sql = (EVENTS_SQL, "CREATE TABLE _litestream_seq (id INTEGER, seq INTEGER)",
+                      "CREATE TABLE _litestream_lock (id INTEGER)")
+    shared, new = event(), event(received_by="standby")
+    source = make_db(tmp_path / "standby.db", [shared, new], sql=litestream_sql)
+    target = make_db(tmp_path / "primary.db", [shared], sql=litestream_sql)
+    report = merge.merge_database(source, target)
+    assert [table.table for table in report.tables] == ["events"]
+    assert report.inserted == 1 and report.missing_after == 0
+    assert set(rows(target)) == {shared[0], new[0]}

@@ -139,3 +139,10 @@ def test_replica_paths_carry_the_epoch_and_the_path_below_the_data_root():
     assert paths.replica_dir("/r", 3, "/data/wirebot/scoreboard/events.db", "/data/wirebot") == \
         "/r/litestream/epoch-3/scoreboard/events.db"
     assert paths.replica_dir("/r", 1, "/srv/other.db", "/data/wirebot") == "/r/litestream/epoch-1/srv/other.db"
+
+
+def test_host_addresses_must_be_ip_addresses(tmp_path):
+    path = tmp_path / "settings.yml"
+    path.write_text("primary: {address: wirebot.example.com}\n")
+    with pytest.raises(operator_settings.SettingsError, match="must be an IP address"):
+        operator_settings.host_settings("primary", path=path)

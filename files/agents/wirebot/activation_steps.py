@@ -132,18 +132,28 @@ def restore_db(litestream, replica_dir, live, timeout=600):
             "seconds": round(time.monotonic() - started, 3)}
 
 
+def _owner_flag(live_path):
+    """--chown=UID:GID of the live folder (or the file's folder): the replica's files belong to the
+    replication user, the live ones keep the owner the deploy gave their place (root for /run/wirebot,
+    the service user for the workspace)."""
+    folder = live_path if os.path.isdir(live_path) else os.path.dirname(live_path)
+    info = os.stat(folder)
+    return f"--chown={info.st_uid}:{info.st_gid}"
+
+
 def copy_files(rsync, replica_root, paths, timeout=600):
     """rsync -a (no --delete: the standby's own files, e.g. its secrets, stay) each replicated tree
-    from {replica_root}/files/<path> onto <path>. Missing replicas are skipped and reported."""
+    from {replica_root}/files/<path> onto <path>, owned like the live folder it lands in. Missing
+    replicas are skipped and reported."""
     copied, skipped = [], []
     for path in paths:
         src = os.path.join(replica_root, "files", path.lstrip("/"))
         if os.path.isdir(src):
             os.makedirs(path, exist_ok=True)
-            argv = [rsync, "-a", src.rstrip("/") + "/", path.rstrip("/") + "/"]
+            argv = [rsync, "-a", _owner_flag(path), src.rstrip("/") + "/", path.rstrip("/") + "/"]
         elif os.path.isfile(src):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            argv = [rsync, "-a", src, path]
+            argv = [rsync, "-a", _owner_flag(path), src, path]
         else:
             skipped.append(path)
             continue

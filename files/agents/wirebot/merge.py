@@ -116,9 +116,12 @@ def _open_pair(source: str, target: str) -> sqlite3.Connection:
 
 
 def _tables(conn: sqlite3.Connection, schema: str) -> Dict[str, str]:
+    """The tables to merge: SQLite's own (sqlite_*) and Litestream's bookkeeping (_litestream_*, present
+    in every replicated database and in its restores) are not application data and are left out."""
     rows = conn.execute(
         f"SELECT name, sql FROM {schema}.sqlite_master WHERE type = 'table' "
-        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+        "AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name"
     )
     return {name: sql or "" for name, sql in rows}
 

@@ -84,8 +84,10 @@ def cloudflared():
         ))
     systemd.daemon_reload(name=f"Reload systemd for {unit_name}.", _if=any_changed(*unit_files))
     serving = roles.serving()
+    # Mid-incident (a fenced primary: its unit is masked) the enablement is left alone too.
+    enabled = None if serving is None else "primary" in host.groups
     systemd.service(name=f"Ensure {unit_name} is {_describe(serving)} here.", service=unit_name,
-                    running=serving, enabled="primary" in host.groups)
+                    running=serving, enabled=enabled)
     if serving:
         systemd.service(name=f"Restart {unit_name} for its new config.", service=unit_name, restarted=True,
                         _if=any_changed(config, credentials, *unit_files))

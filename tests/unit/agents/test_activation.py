@@ -278,3 +278,21 @@ def test_cli_with_fence_over_ssh_activates(site):
     proc = run_cli(site)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout[proc.stdout.index("{\n"):])["state"] == m.ACTIVE
+
+
+def test_copied_files_take_the_owner_of_the_live_folder(tmp_path):
+    """The replica's files belong to the replication user; once activated they belong to whoever owns
+    the live folder (root for /run/wirebot, the service user for the workspace)."""
+    from wirebot import activation_steps
+
+    replica_root, live = tmp_path / "replica", tmp_path / "live" / "workspace"
+    source = replica_root / "files" / str(live).lstrip("/")
+    source.mkdir(parents=True)
+    (source / "identity.md").write_text("who am I\n")
+    os.chown(source / "identity.md", 4242, 4242)
+    live.mkdir(parents=True)
+    os.chown(live, 1234, 1234)
+    result = activation_steps.copy_files("rsync", str(replica_root), [str(live)])
+    assert result["copied"] == [str(live)]
+    copied = (live / "identity.md").stat()
+    assert (copied.st_uid, copied.st_gid) == (1234, 1234)
