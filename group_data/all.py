@@ -88,6 +88,9 @@ heartbeat_interval_seconds = 30
 heartbeat_miss_threshold = 3
 heartbeat_clock_window_seconds = 60  # heartbeats older or newer than this are refused
 
+# --- Fire drill (seed section 14): run by a systemd timer on the control machine (tasks/drill_timer.py) ---
+drill_schedule = "Sun *-*-01..07 03:00:00 America/Los_Angeles"  # systemd OnCalendar: first Sunday, 3am PT
+
 # --- Witness: how the standby tells a dead primary from a broken link ---
 witness_public_url = "https://wins.wirebot.chat/health"  # any 2xx: someone serves the public
 witness_public_host_header = ""  # only when the URL's host is not the public hostname (lab)

@@ -10,6 +10,7 @@ real control machine; tests pass a temporary directory). CLI: tasks/drill_timer.
 import getpass
 import os
 import re
+import runpy
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import jinja2
 
+CHECKOUT = Path(__file__).resolve().parents[2]
 UNIT = "wirebot-drill"
-ON_CALENDAR = "Sun *-*-01..07 03:00:00 America/Los_Angeles"
+ON_CALENDAR = runpy.run_path(str(CHECKOUT / "group_data" / "all.py"))["drill_schedule"]
 DESCRIPTION = "first Sunday of the month, 03:00 America/Los_Angeles"
 UNIT_DIR = "etc/systemd/system"
-CHECKOUT = Path(__file__).resolve().parents[2]
 TEMPLATES = CHECKOUT / "templates"
 KEPT_ENVIRONMENT = ("WIREBOT_SETTINGS", "WIREBOT_SECRETS_DIR")
 TIMEOUT_SECONDS = 2 * 3600  # a drill waits at most minutes per step; two hours is a stuck drill

@@ -4,6 +4,7 @@ The lab is required, not optional: when it is not up these tests fail with what 
 skipped silently.
 """
 
+import labtest
 import pytest
 import testinfra
 
@@ -30,9 +31,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def lab_is_up():
+    """The lab must be up; the read-only modules then need it freshly deployed (reset when it is not)."""
     down = [name for name in settings.HOSTS if processes.pid_of(name) is None]
     if down:
         pytest.fail(f"the lab is not up ({', '.join(down)} down): run `bash lab/deploy.sh` first")
+    labtest.ensure_clean_lab()
 
 
 def _host(name):
