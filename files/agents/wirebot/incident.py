@@ -65,7 +65,8 @@ def snapshot(db, out):
         try:
             source.backup(target)
             target.execute("PRAGMA journal_mode=DELETE")
-            dropped = [name for name in merge._tables(target, "main") if name.startswith(LITESTREAM_PREFIX)]
+            names = target.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            dropped = [name for (name,) in names if name.startswith(LITESTREAM_PREFIX)]
             for name in dropped:
                 target.execute(f"DROP TABLE {merge._q(name)}")
             tables = {name: target.execute(f"SELECT count(*) FROM {merge._q(name)}").fetchone()[0]
