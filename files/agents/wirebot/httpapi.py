@@ -159,20 +159,16 @@ def post_signed(url, key, payload, sequence, timeout):
     body = json.dumps(payload, sort_keys=True).encode("utf-8")
     headers = {"Content-Type": "application/json"}
     headers.update(signing.signed_headers(key, body, sequence))
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, _decode(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _decode(exc.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, {"error": f"{reason}"}
+    return _send(urllib.request.Request(url, data=body, headers=headers, method="POST"), timeout)
 
 
 def get_json(url, timeout, headers=None):
     """GET ``url``; return (status, parsed JSON dict or {"raw": text}); (0, {"error"}) when unreachable."""
-    request = urllib.request.Request(url, headers=headers or {}, method="GET")
+    return _send(urllib.request.Request(url, headers=headers or {}, method="GET"), timeout)
+
+
+def _send(request, timeout):
+    """(status, decoded body) of `request`; (0, {"error"}) when the server cannot be reached."""
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _decode(response.read())
