@@ -76,28 +76,29 @@ def find_ssh_key(client: Client, spec: StandbySpec) -> Optional[Any]:
     return key
 
 
+def _find_ours(kind: str, name: str, get_by_name, spec: StandbySpec, setting: str, refusal: str) -> Optional[Any]:
+    """The `kind` named `name`, or None; one with the name but without our labels is Refused."""
+    with during(f"looking up the {kind} {name!r}"):
+        found = get_by_name(name)
+    if found is not None and not _ours(found, spec):
+        identity = f" (id {found.id})" if kind == "server" else ""
+        raise Refused(
+            f"a {kind} named {name!r} exists{identity} without the labels {spec.label_selector}: "
+            f"{refusal}. Set hetzner.{setting} to another name."
+        )
+    return found
+
+
 def find_firewall(client: Client, spec: StandbySpec) -> Optional[Any]:
     """Our firewall by name, or None; one with the name but not our labels is Refused."""
-    with during(f"looking up the firewall {spec.firewall_name!r}"):
-        firewall = client.firewalls.get_by_name(spec.firewall_name)
-    if firewall is not None and not _ours(firewall, spec):
-        raise Refused(
-            f"a firewall named {spec.firewall_name!r} exists without the labels {spec.label_selector}: "
-            f"not ours, not changing it. Set hetzner.firewall_name to another name."
-        )
-    return firewall
+    return _find_ours("firewall", spec.firewall_name, client.firewalls.get_by_name, spec, "firewall_name",
+                      "not ours, not changing it")
 
 
 def find_server(client: Client, spec: StandbySpec) -> Optional[Any]:
     """Our server by name, or None; a server with the name but not our labels is Refused."""
-    with during(f"looking up the server {spec.name!r}"):
-        server = client.servers.get_by_name(spec.name)
-    if server is not None and not _ours(server, spec):
-        raise Refused(
-            f"a server named {spec.name!r} exists (id {server.id}) without the labels "
-            f"{spec.label_selector}: not ours, not touching it. Set hetzner.server_name to another name."
-        )
-    return server
+    return _find_ours("server", spec.name, client.servers.get_by_name, spec, "server_name",
+                      "not ours, not touching it")
 
 
 def ensure_ssh_key(client: Client, spec: StandbySpec, key: Any, dry_run: bool, say: Say) -> Optional[Any]:

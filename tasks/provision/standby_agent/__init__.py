@@ -1,12 +1,10 @@
 """The standby agent: receives heartbeats, checks the witness, fences, activates."""
 
-from pyinfra import host, inventory
+from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks.provision import agent_configs
-from tasks.provision.agent import install_agent
-from tasks.provision.secrets_check import cloudflared_files
-from tasks.provision.trust import address_of
+from tasks.provision.agent import install_agent, rendered_config
 
 
 @deploy("Standby agent")
@@ -19,8 +17,6 @@ def standby_agent():
     Reads: every key agent_configs.standby reads, standby_unit, standby_config.
     """
     data = host.data
-    primary = inventory.get_group("primary")[0]
-    tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
-    config = agent_configs.standby(data, address_of(host), address_of(primary), tunnel)
+    config = rendered_config(agent_configs.standby, "primary")
     install_agent(data.standby_unit, "wirebot.standby", "Wirebot standby agent",
                   data.standby_config, config, data.wirebot_agents_dir)
