@@ -88,12 +88,14 @@ class Edge:
         self.requests = deque(maxlen=100_000)
         self.webhooks = deque(maxlen=10_000)
         self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.log_lock = threading.Lock()
         self.stopped = threading.Event()
 
     def _log(self, entry: dict) -> None:
-        if self.log_file:
-            self.log_file.write(json.dumps(entry) + "\n")
-            self.log_file.flush()
+        with self.log_lock:
+            if self.log_file:  # None once stopped: late events are dropped, not written to a closed file
+                self.log_file.write(json.dumps(entry) + "\n")
+                self.log_file.flush()
 
     def _close(self, cid: str, reason: str, now: float) -> None:
         """Drop connector `cid` and close its interval (call with the lock held)."""
@@ -243,9 +245,10 @@ class Edge:
 
     def stop(self) -> None:
         self.stopped.set()
-        if self.log_file:
-            self.log_file.close()
-            self.log_file = None
+        with self.log_lock:
+            if self.log_file:
+                self.log_file.close()
+                self.log_file = None
 
 
 def envelope(result=None, errors=()) -> dict:
@@ -351,19 +354,20 @@ class PublicHandler(Handler):
         entry = {"ts": time.time(), "host": host, "method": self.command, "path": self.path, "status": 530,
                  "connector_id": conn["connector_id"] if conn else None,
                  "origin_ip": conn["origin_ip"] if conn else None}
-        cf = [("Cf-Ray", ray)]
         if tid is None:
-            self.reply(530, f"error code: 1016\nError 1016 Origin DNS error: {host} is not a lab hostname\n"
-                       .encode(), "text/plain", cf)
+            reply = (530, f"error code: 1016\nError 1016 Origin DNS error: {host} is not a lab hostname\n"
+                     .encode(), "text/plain", [("Cf-Ray", ray)])
         elif conn is None:
-            self.reply(530, f"error code: 1033\nError 1033 Argo Tunnel error: no connector is registered "
-                       f"for {host}\n".encode(), "text/plain", cf)
+            reply = (530, f"error code: 1033\nError 1033 Argo Tunnel error: no connector is registered "
+                     f"for {host}\n".encode(), "text/plain", [("Cf-Ray", ray)])
         else:
-            entry["status"] = self.forward(conn, body, ray)
-        edge.record(entry)
+            reply = self.forward(conn, body, ray)
+        entry["status"] = reply[0]
+        edge.record(entry)  # before replying: whoever sees the response finds it in the request log
+        self.reply(*reply)
 
-    def forward(self, conn: dict, body: bytes, ray: str) -> int:
-        """Relay this request to the connector's origin URL; return the status sent."""
+    def forward(self, conn: dict, body: bytes, ray: str) -> tuple:
+        """Relay this request to the connector's origin URL; return the reply to send."""
         cf = [("Cf-Ray", ray), ("X-Lab-Origin", conn["origin_ip"])]
         target = urlsplit(conn["origin_url"])
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -378,13 +382,11 @@ class PublicHandler(Handler):
             data = resp.read()
             upstream.close()
         except (OSError, http.client.HTTPException) as exc:
-            self.reply(502, f"Error 502 Bad gateway: connector {conn['connector_id']} at "
-                       f"{conn['origin_url']} is unreachable ({exc})\n".encode(), "text/plain", cf)
-            return 502
+            return (502, f"Error 502 Bad gateway: connector {conn['connector_id']} at "
+                    f"{conn['origin_url']} is unreachable ({exc})\n".encode(), "text/plain", cf)
         own = HOP_BY_HOP | {"content-type", "server", "date"}  # reply() sets these
         passed = [(k, v) for k, v in resp.getheaders() if k.lower() not in own]
-        self.reply(resp.status, data, resp.getheader("Content-Type", "application/octet-stream"), passed + cf)
-        return resp.status
+        return resp.status, data, resp.getheader("Content-Type", "application/octet-stream"), passed + cf
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = proxy
 
