@@ -115,6 +115,7 @@ class Sender:
         self.failures_total = 0
         self.consecutive_failures = 0
         self.last = None   # {"sent_at", "sequence", "epoch", "ok", "status", "reason", "response"}
+        self._standby_ahead = None  # (standby state, standby epoch, our epoch) last warned about
         self._lock = threading.Lock()
 
     def send_once(self, now=None):
@@ -140,15 +141,27 @@ class Sender:
             self.last = result
         if ok:
             log(COMPONENT, "sent", sequence=sequence, epoch=epoch, status=status)
-            theirs = answer.get("epoch")
-            if answer.get("state") in ("ACTIVATING", "ACTIVE") or (isinstance(theirs, int) and theirs > epoch):
-                log(COMPONENT, "standby-ahead", level="warning", standby_state=answer.get("state"),
-                    standby_epoch=answer.get("epoch"), epoch=epoch,
-                    reason="the standby serves or holds a newer epoch: this primary must stay fenced")
+            self._note_standby(answer, epoch)
         else:
             log(COMPONENT, "send-failed", level="warning", sequence=sequence, epoch=epoch,
                 status=status, reason=reason, consecutive_failures=self.consecutive_failures)
         return result
+
+    def _note_standby(self, answer, epoch):
+        """Warn once when the standby starts serving or holds a newer epoch; note once when that ends."""
+        theirs = answer.get("epoch")
+        ahead = answer.get("state") in ("ACTIVATING", "ACTIVE") or (isinstance(theirs, int) and theirs > epoch)
+        seen = (answer.get("state"), theirs, epoch) if ahead else None
+        if seen == self._standby_ahead:
+            return
+        self._standby_ahead = seen
+        if ahead:
+            log(COMPONENT, "standby-ahead", level="warning", standby_state=answer.get("state"),
+                standby_epoch=theirs, epoch=epoch,
+                reason="the standby serves or holds a newer epoch: this primary must stay fenced")
+        else:
+            log(COMPONENT, "standby-caught-up", standby_state=answer.get("state"), standby_epoch=theirs,
+                epoch=epoch)
 
     def status(self):
         with self._lock:

@@ -110,9 +110,13 @@ class StandbyAgent:
         if action == machine.CHECK_WITNESS:
             token = config.read_secret(self.settings["cloudflare_api_token_file"])
             result = self.witness_fn(self.settings["witness"], token, self.clock())
-            log(COMPONENT, "witness-checked", summary=result.get("summary"),
-                primary_serving=result.get("primary_serving"), other_connector=result.get("other_connector"),
-                api_clear=result.get("api_clear"))
+            with self.store.lock:
+                previous = self.store.data.get("witness") or {}
+                routine = self.store.data["state"] == machine.ACTIVE and previous.get("summary") == result["summary"]
+            if not routine:  # an ACTIVE standby's periodic watch logs only what changed
+                log(COMPONENT, "witness-checked", summary=result.get("summary"),
+                    primary_serving=result.get("primary_serving"), other_connector=result.get("other_connector"),
+                    api_clear=result.get("api_clear"))
             with self.store.lock:
                 self.store.data["witness"] = result
                 self.store.save()

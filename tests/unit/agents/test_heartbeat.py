@@ -113,6 +113,20 @@ def test_signature_verifies_with_verifier(tmp_path):
         signing.Verifier(b"\1" * 32, 60).verify(captured["headers"], captured["body"])
 
 
+def test_standby_ahead_is_warned_once_per_change_not_per_heartbeat(tmp_path, capsys):
+    answers = iter([{"state": "STANDBY", "epoch": 1}] + [{"state": "ACTIVE", "epoch": 2}] * 4
+                   + [{"state": "ACTIVE", "epoch": 3}] + [{"state": "STANDBY", "epoch": 1}] * 2)
+    sender = heartbeat.Sender("primary", "http://standby:8300/", KEY,
+                              heartbeat.StateStore(str(tmp_path / "s.json")), _collect,
+                              post=lambda *a: (200, next(answers)))
+    for _ in range(8):
+        sender.send_once()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    noted = [(e["event"], e["standby_epoch"]) for e in events if e["event"] != "sent"]
+    assert noted == [("standby-ahead", 2), ("standby-ahead", 3), ("standby-caught-up", 1)]
+    assert [e["level"] for e in events if e["event"] == "standby-ahead"] == ["warning", "warning"]
+
+
 def test_failed_send_is_logged_and_not_fatal(tmp_path, capsys):
     refusing = Receiver(status=409)
     try:

@@ -265,6 +265,27 @@ def test_fence_over_ssh_succeeds_activates(env):
     assert env.status()["state"] == m.ACTIVE and env.status()["fence"]["ok"] is True
 
 
+def test_active_standby_logs_its_witness_watch_only_when_the_answer_changes(env, capsys):
+    token = env.site.tmp / "cf-token"
+    token.write_text("tok")
+    env.site.cfg["secrets"]["cloudflare_api_token_file"] = str(token)
+    agent = env.start()
+    env.clock.advance(3.5)
+    agent.tick()
+    assert env.state()["state"] == m.ACTIVE
+    capsys.readouterr()
+    for _ in range(3):  # routine re-checks, each one threshold apart, same answer
+        env.clock.advance(3.5)
+        agent.tick()
+    out = capsys.readouterr().out
+    assert env.state()["witness"]["at"] == env.clock() and '"witness-checked"' not in out
+    env.edge.set(API_PATH, 200, {"success": True, "result": [{"id": "x", "conns": [{"origin_ip": "10.213.0.2"}]}]})
+    env.clock.advance(3.5)
+    agent.tick()
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"witness-checked"' in line]
+    assert len(logged) == 1 and logged[0]["other_connector"] is True
+
+
 def test_heartbeat_during_suspect_returns_to_standby(env):
     agent = env.start()
     env.clock.advance(3.5)
