@@ -36,8 +36,8 @@ public_hostnames = {
 # --- Services: the gateway and the scoreboard (identical units on both hosts) ---
 gateway_exec = "/usr/bin/openclaw gateway --port {port}"  # {port} = gateway_port
 gateway_install = True  # install Node.js + openclaw from npm (the lab switches it off: a stand-in serves)
-gateway_nodejs_major = 24  # OpenClaw needs Node.js 24
-gateway_openclaw_version = "2026.9.6"  # pinned npm version of openclaw
+gateway_nodejs_major = 24  # NodeSource major; openclaw 2026.9.6 declares engines node >=24.16.0 <25 || >=26.1.0
+gateway_openclaw_version = "2026.9.6"  # pinned npm version of openclaw (npm "latest" on 2026-11-26)
 scoreboard_exec = "{data_root}/bin/wirebot-scoreboard --port {port} --db {db} --tenants {tenants}"
 scoreboard_events_db = "/data/wirebot/scoreboard/events.db"
 scoreboard_tenant_dir = "/data/wirebot/scoreboard/tenants"
@@ -47,7 +47,7 @@ cloudflared_unit = "cloudflared-wirebot"
 cloudflared_config = "/etc/cloudflared/wirebot.yml"
 cloudflared_metrics = "127.0.0.1:20241"  # /ready answers 200 once connected
 cloudflared_install = "repo"  # "repo": Cloudflare's apt/rpm repository; "none": already installed (lab)
-cloudflared_version = "2025.11.1"  # pinned package version
+cloudflared_version = "2025.11.1"  # pinned package version (Cloudflare release of 2025-11-07)
 cloudflared_binary = "/usr/bin/cloudflared"
 
 # --- Litestream (WAL streaming primary -> standby) ---
