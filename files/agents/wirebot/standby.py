@@ -113,13 +113,12 @@ class StandbyAgent:
             with self.store.lock:
                 previous = self.store.data.get("witness") or {}
                 routine = self.store.data["state"] == machine.ACTIVE and previous.get("summary") == result["summary"]
+                self.store.data["witness"] = result
+                self.store.save()
             if not routine:  # an ACTIVE standby's periodic watch logs only what changed
                 log(COMPONENT, "witness-checked", summary=result.get("summary"),
                     primary_serving=result.get("primary_serving"), other_connector=result.get("other_connector"),
                     api_clear=result.get("api_clear"))
-            with self.store.lock:
-                self.store.data["witness"] = result
-                self.store.save()
         elif action == machine.FENCE:
             result = self.fence_fn(self.settings["primary"], self.clock())
             log(COMPONENT, "fence-attempted", ok=result.get("ok"), error=result.get("error"),
