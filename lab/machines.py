@@ -106,6 +106,8 @@ def boot(name: str) -> None:
         processes.start(name, [
             "systemd-nspawn", "-D", str(root_of(name)), "-M", name, "-b", "--console=pipe",
             "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{settings.netns(name)}",
+            # nftables inside the host (its own network namespace): the firewall and the serving lease
+            "--capability=CAP_NET_ADMIN",
         ])
     wait_ready(name)
 

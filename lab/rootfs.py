@@ -21,6 +21,8 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "openssh-client", "iproute2", "procps",
     # what the agents and the deploy need on every host (the lab hosts have no package registry)
     "python3", "python3-yaml", "sqlite3", "rsync", "curl", "ca-certificates",
+    # the host firewall and the serving lease (nftables in each host's own network namespace)
+    "nftables",
 )
 
 
