@@ -76,6 +76,8 @@ SCHEMA = {
     "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
     "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
+    "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
+    "agent_max_connections": "seconds",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
     "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
     "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
