@@ -115,7 +115,6 @@ def _site(tmp_path):
 
 
 def test_standby_config_loads_with_defaults(tmp_path):
-    from wirebot import standby_config
 
     site = _site(tmp_path)
     del site.cfg["activation"]["retry_seconds"]

@@ -287,7 +287,7 @@ def test_main_exits_2_on_config_error(tmp_path, capsys):
 
 
 def test_post_signed_helper_is_accepted(env):
-    d = env["start"]()
+    env["start"]()
     status, body = httpapi.post_signed(_LOCAL["target"], "/trigger-sync", KEY, CONTROL, {"why": "test"},
                                        next(_seq), 5)
     assert status == 202 and body["accepted"]

@@ -1,7 +1,6 @@
 """wirebot.standby + standby_api: heartbeats, control POSTs, /status, /metrics and the tick loop,
 against loopback servers (edge witness, health, tunnel-ready), a fake systemctl and a fake ssh."""
 
-import http.client
 import json
 import os
 import signal
