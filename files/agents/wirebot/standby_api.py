@@ -15,7 +15,8 @@ control socket serves ``local_routes``, the only place control requests are acce
   ``id``. 200 when already ACTIVE.
 * ``POST /deactivate`` {"epoch": N} (local socket only) - signed like /activate, for its own path;
   from ACTIVE, ACTIVATING (a stuck activation needs a way out), FENCE_BLOCKED or SUSPECT: stops the
-  tunnel and the services (reverse order), state STANDBY at epoch N. N must be >= our epoch (equal is accepted so a retried recovery is idempotent; lower ->
+  tunnel and the services (reverse order), state STANDBY at epoch N.
+  N must be >= our epoch (equal is accepted so a retried recovery is idempotent; lower ->
   409). Already STANDBY at epoch N -> 200 unchanged; other STANDBY -> 409.
 * ``GET /status``, ``GET /health``, ``GET /metrics`` (both listeners; the peer listener admits the primary
   only, so nobody else reads them).
