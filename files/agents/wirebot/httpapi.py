@@ -65,21 +65,22 @@ class Request:
 
 
 class _Conn:
-    """One open connection: its socket (the TLS socket once wrapped), when it was accepted, and whether it
-    is still waiting for its request (only those may be timed out or evicted)."""
+    """One open connection: a duplicate of its descriptor (to shut it down from another thread whatever
+    the owning thread did to its own, e.g. handed it to TLS), when it was accepted, and whether it is still
+    waiting for its request (only those may be timed out or evicted). Its thread closes ``alias`` last."""
 
-    __slots__ = ("sock", "started", "waiting")
+    __slots__ = ("alias", "started", "waiting")
 
     def __init__(self, sock):
-        self.sock = sock
+        self.alias = sock.dup()
         self.started = time.monotonic()
         self.waiting = True
 
     def kill(self):
-        """Unblock and end its thread: shut the descriptor down (not the TLS layer, owned by that thread)."""
+        """Shut the connection down: the owning thread's next read or write fails and it ends."""
         try:
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-        except (OSError, ValueError):
+            self.alias.shutdown(socket.SHUT_RDWR)
+        except OSError:
             pass
 
 
@@ -88,6 +89,7 @@ class _Bounded:
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 512  # the kernel's accept queue: a burst must not drop the peer's SYN
 
     def _bound(self, component, read_timeout, max_connections, allowed_clients, tls_context):
         self.component = component
@@ -133,31 +135,32 @@ class _Bounded:
                 if waiting:
                     oldest = min(waiting, key=lambda c: c.started)
                     del self.conns[id(oldest)]
+                    oldest.kill()
                 else:
                     full = True
             if not full:
                 self.conns[id(conn)] = conn
         if oldest is not None:
-            oldest.kill()
             self._note("evicted", _client(client_address), "connection cap reached: closed the oldest waiting")
         if full:  # every slot is busy answering a request: refuse the newcomer
             self._note("evicted", _client(client_address), "connection cap reached, all connections busy")
+            conn.alias.close()
             self.shutdown_request(request)
             return
         request.settimeout(self.read_timeout)
-        threading.Thread(target=self._serve_conn, args=(conn, client_address), daemon=True,
+        threading.Thread(target=self._serve_conn, args=(conn, request, client_address), daemon=True,
                          name=f"{self.component}-conn").start()
 
-    def _serve_conn(self, conn, client_address):
-        sock = conn.sock
+    def _serve_conn(self, conn, request, client_address):
+        sock = request
         try:
             if self.tls_context is not None:
+                sock = self.tls_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
                 try:
-                    sock = self.tls_context.wrap_socket(sock, server_side=True)
+                    sock.do_handshake()
                 except (OSError, ValueError) as exc:
                     self._note("tls_failed", _client(client_address), exc)
                     return
-                conn.sock = sock
             self._local.conn = conn
             self.RequestHandlerClass(sock, client_address, self)
             _linger(sock)
@@ -167,10 +170,11 @@ class _Bounded:
         finally:
             with self._lock:
                 self.conns.pop(id(conn), None)
-            try:
-                sock.close()
-            except OSError:
-                pass
+            for handle in (sock, conn.alias):
+                try:
+                    handle.close()
+                except OSError:
+                    pass
 
     def request_read(self):
         """Called by the handler once the request is fully read: from now on it is never evicted."""
