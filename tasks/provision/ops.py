@@ -124,9 +124,14 @@ def random_key(path: str):
     """
     if host.get_fact(File, path=path):
         return
+    yield random_key_command(path)
+
+
+def random_key_command(path: str) -> str:
+    """Shell: 32 random bytes as hex into `path` (0600 from the start), written whole or not at all."""
     folder, quoted = shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path)
-    yield (f"install -d -m 700 {folder} && (umask 077 && openssl rand -hex 32 > {quoted}.tmp) && "
-           f"mv {quoted}.tmp {quoted}")
+    return (f"install -d -m 700 {folder} && (umask 077 && openssl rand -hex 32 > {quoted}.tmp) && "
+            f"mv {quoted}.tmp {quoted}")
 
 
 @operation()

@@ -360,6 +360,10 @@ def serve_unix(path, routes, max_body=65536, component="api", read_timeout=DEFAU
     root) can connect: the socket is the local control channel."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise OSError(f"{folder}: the control socket's folder must be a directory owned by this process's user")
+    os.chmod(folder, 0o700)  # nobody else may reach the socket or swap it
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

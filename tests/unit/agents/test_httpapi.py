@@ -331,3 +331,17 @@ def test_unix_socket_refuses_to_replace_another_file(tmp_path):
     with pytest.raises(OSError):
         httpapi.serve_unix(str(path), {}, component="test")
     assert path.read_text() == "keep me"
+
+
+def test_unix_socket_folder_is_made_private_and_must_be_ours(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o777)
+    os.chmod(folder, 0o777)
+    srv = httpapi.serve_unix(str(folder / "a.sock"), {}, component="test")
+    srv.shutdown()
+    srv.server_close()
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(OSError, match="owned by this process"):
+        httpapi.serve_unix(str(link / "a.sock"), {}, component="test")
