@@ -325,6 +325,16 @@ def _make_handler(routes, max_body, component):
     return Handler
 
 
+def _bind(server):
+    """Bind and listen; on failure close the server (and its watchdog) and raise."""
+    try:
+        server.server_bind()
+        server.server_activate()
+    except OSError:
+        server.server_close()
+        raise
+
+
 def _start(server, component, **where):
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"{component}-http", daemon=True)
     thread.start()
@@ -343,12 +353,7 @@ def serve(address, port, routes, max_body=65536, component="api", tls=None, allo
     normalized = {(m.upper(), p): h for (m, p), h in routes.items()}
     server = _TcpServer((address, port), _make_handler(normalized, max_body, component), bind_and_activate=False)
     server._bound(component, read_timeout, max_connections, allowed_clients, tls)
-    try:
-        server.server_bind()
-        server.server_activate()
-    except OSError:
-        server.server_close()
-        raise
+    _bind(server)
     return _start(server, component, address=address, port=server.server_address[1], tls=tls is not None,
                   allowed_clients=sorted(allowed_clients) if allowed_clients is not None else "any")
 
@@ -377,11 +382,7 @@ def serve_unix(path, routes, max_body=65536, component="api", read_timeout=DEFAU
     server._bound(component, read_timeout, max_connections, None, None)
     previous = os.umask(0o177)
     try:
-        server.server_bind()
-        server.server_activate()
-    except OSError:
-        server.server_close()
-        raise
+        _bind(server)
     finally:
         os.umask(previous)
     return _start(server, component, socket=path)
@@ -411,7 +412,7 @@ class Target:
 
     def connection(self, timeout):
         if self.socket_path:
-            return _UnixConnection(self.socket_path, timeout)
+            return UnixConnection(self.socket_path, timeout)
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme == "https":
             return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
@@ -419,7 +420,9 @@ class Target:
         return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the agents' control socket, Litestream's control socket)."""
+
     def __init__(self, socket_path, timeout):
         super().__init__("localhost", timeout=timeout)
         self.socket_path = socket_path
