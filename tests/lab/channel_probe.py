@@ -4,7 +4,8 @@ prints one JSON line.
 
   {"mode": "send", "probes": [{"target": "10.213.1.3:8300", "tls": null | {"cert_file", "key_file",
    "peer_cert_file"} | {"no_client_cert": true, "peer_cert_file"}, "payload": base64, "wait": seconds}]}
-      -> {"results": [{"connected", "tls", "answer": first bytes of the answer (text), "status", "error"}]}
+      -> {"results": [{"connected", "tls", "answer": first bytes of the answer (text), "status", "error",
+      "seconds": connect to close}]}
       `payload` goes out as is: over TLS when `tls` is given, raw otherwise (a replayed capture is raw).
 
   {"mode": "halfopen", "target": "10.213.1.3:8300", "count": 500, "hold": seconds}
@@ -41,6 +42,7 @@ def _context(spec):
 def _send(probe):
     host, port = probe["target"].rsplit(":", 1)
     result = {"connected": False, "tls": False, "answer": "", "status": 0, "error": None}
+    started = time.monotonic()
     try:
         sock = socket.create_connection((host, int(port)), timeout=5)
     except OSError as exc:
@@ -64,6 +66,7 @@ def _send(probe):
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         sock.close()
+    result["seconds"] = round(time.monotonic() - started, 4)
     result["answer"] = data[:600].decode("latin-1")
     if data.startswith(b"HTTP/1."):
         result["status"] = int(data.split(b" ", 2)[1])

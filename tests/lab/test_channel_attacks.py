@@ -221,8 +221,11 @@ def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_addre
     accepted = after["heartbeats"]["accepted"] - before
     print(f"\nhalf-open: {dict(zip([f'{w}->{t}' for w, t in attacks], results))}\n"
           f"heartbeats accepted in {elapsed:.1f} s: {accepted}")
-    assert accepted >= int(elapsed * 0.6), accepted  # 1 s heartbeats in the lab
-    assert middle["last_heartbeat_age_seconds"] < 3 and middle["state"] == "STANDBY"
+    # the functional test: the standby never suspected the primary (3 missed 1 s heartbeats would) and the
+    # heartbeats kept arriving; the rates are measured by bench/channel_bench.py
+    changes = [e for e in journal("standby", "wirebot-standby", started) if e["event"] == "state-change"]
+    assert changes == [] and middle["state"] == "STANDBY" and after["state"] == "STANDBY"
+    assert accepted >= hold // 3 and middle["heartbeats"]["accepted"] > before
     assert replicator["components"]["heartbeat"] == "ok"
     for (where, target), result in zip(attacks, results):
         assert result["opened"] >= 400, (where, target, result)
