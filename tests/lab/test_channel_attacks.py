@@ -161,11 +161,13 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
     own certificate from the primary's address (or on the hosts' control sockets) to every control path."""
     answers = {}
     for path in ("/activate", "/deactivate", "/heartbeat"):
-        raw, _, _ = _heartbeat_message(path)
-        sent = raw
-        result = probe("primary", {"mode": "send", "probes": [{"target": ENDPOINTS["standby"],
-                                                               "tls": lab["primary"], "payload": _b64(raw),
-                                                               "wait": 3}]})["results"][0]
+        for _ in range(5):  # /heartbeat: a real heartbeat may overtake ours (then ours is "replayed"): again
+            sent, _, _ = _heartbeat_message(path)
+            result = probe("primary", {"mode": "send", "probes": [{"target": ENDPOINTS["standby"],
+                                                                   "tls": lab["primary"], "payload": _b64(sent),
+                                                                   "wait": 3}]})["results"][0]
+            if result["status"] != 409:
+                break
         answers[f"peer {path}"] = result["status"]
     _, headers, body = _heartbeat_message()
     flags = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
@@ -202,7 +204,8 @@ def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
 
 def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_address(lab):
     hold = 14  # longer than the agents' read timeout (10 s): every half-open connection must be closed
-    before = standby_status()["heartbeats"]["accepted"]
+    status = standby_status()
+    before, counts = status["heartbeats"]["accepted"], status["connections"]["peer"]
     started = time.time()
     attacks = [("edge", "standby"), ("primary", "standby"), ("edge", "primary"), ("standby", "primary")]
     procs = [subprocess.Popen(probe_argv(where), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -232,7 +235,10 @@ def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_addre
         assert result["closed_by_server"] == result["opened"], (where, target, result)  # none left hanging
         # the peer's address passes the source filter: the cap (32) closes the rest at once
         assert result["closed_within_2s"] >= result["opened"] - 32, (where, target, result)
+    peer = after["connections"]["peer"]
+    assert peer["refused_source"] - counts["refused_source"] >= 500  # the edge's, at accept
+    assert peer["evicted"] - counts["evicted"] >= 400  # the primary address's, at the cap
+    assert peer["open"] <= 32
     refused = [e for e in journal("standby", "wirebot-standby", started) if e["event"] == "connection-refused"]
-    assert {e["reason"] for e in refused} >= {"refused_source"}
     assert len(refused) < 50  # a flood is summarised, not one line per connection
     _assert_nothing_changed(lab)

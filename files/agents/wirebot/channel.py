@@ -59,6 +59,12 @@ def serve(channel, address, port, peer_routes, local_routes, allowed_clients, co
     return [peer, local]
 
 
+def stats(servers):
+    """{"peer": counts, "local": counts} of the listeners ``serve`` returned (httpapi stats: open
+    connections, refused_source, timed_out, evicted, tls_failed); {} before they run."""
+    return dict(zip(("peer", "local"), (server.stats() for server in servers or ())))
+
+
 def stop(servers):
     for server in servers or ():
         server.shutdown()

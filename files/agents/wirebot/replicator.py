@@ -196,7 +196,8 @@ class Replicator:
                      "components": self.component_states(), "services": self.services,
                      "watcher": self.watcher.mode if self.watcher else None,
                      "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
-                     "heartbeat": self.sender.status(), "drills": drills}
+                     "heartbeat": self.sender.status(), "drills": drills,
+                     "connections": channel.stats(self.servers)}
 
     def metrics(self, _request):
         dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()

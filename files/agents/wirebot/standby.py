@@ -50,6 +50,7 @@ class StandbyAgent:
         self.rejected = {}
         self.activation_lock = threading.Lock()
         self.wake = threading.Event()
+        self.servers = []  # the two listeners (wirebot.channel), once serving
         self.threshold = settings["interval_seconds"] * settings["miss_threshold"]
         data = self.store.data
         if not data.get("since"):
@@ -170,9 +171,9 @@ def main(argv=None):
             raise config.ConfigError("{}.lock is held: another standby agent or activation is running".format(
                 settings["state_file"]))
         agent = holder["agent"] = StandbyAgent(settings)
-        servers = channel.serve(settings["channel"], settings["listen_address"], settings["listen_port"],
-                                standby_api.peer_routes(agent), standby_api.local_routes(agent),
-                                settings["allowed_sources"], COMPONENT, settings["max_body_bytes"])
+        servers = agent.servers = channel.serve(
+            settings["channel"], settings["listen_address"], settings["listen_port"], standby_api.peer_routes(agent),
+            standby_api.local_routes(agent), settings["allowed_sources"], COMPONENT, settings["max_body_bytes"])
     except config.ConfigError as exc:
         log(COMPONENT, "config-error", level="error", error=str(exc))
         print(f"wirebot.standby: {exc}", file=sys.stderr)

@@ -18,7 +18,8 @@ control socket serves ``local_routes``, the only place control requests are acce
   tunnel and the services (reverse order), state STANDBY at epoch N.
   N must be >= our epoch (equal is accepted so a retried recovery is idempotent; lower ->
   409). Already STANDBY at epoch N -> 200 unchanged; other STANDBY -> 409.
-* ``GET /status``, ``GET /health``, ``GET /metrics`` (both listeners; the peer listener admits the primary
+* ``GET /status`` (with ``connections``: each listener's refused and open connections), ``GET /health``,
+  ``GET /metrics`` (both listeners; the peer listener admits the primary
   only, so nobody else reads them).
 Control POSTs use their own key and their own sequence (``last_control_sequence``), so they never collide with
 heartbeats.
@@ -26,7 +27,7 @@ heartbeats.
 
 import uuid
 
-from . import activation, metrics, signing
+from . import activation, channel, metrics, signing
 from . import activation_steps as steps
 from . import standby_machine as machine
 from .httpapi import HttpError
@@ -168,6 +169,7 @@ def status(agent, request):
         "witness": snap.get("witness"), "fence": snap.get("fence"), "activation": snap.get("activation"),
         "manual_request": snap.get("manual_request"), "last_manual": snap.get("last_manual"),
         "heartbeats": {"accepted": agent.accepted, "rejected": dict(agent.rejected)},
+        "connections": channel.stats(agent.servers),
     }
 
 

@@ -51,6 +51,7 @@ class Env:
         self.server = channel.serve(settings["channel"], "127.0.0.1", settings["listen_port"],
                                     standby_api.peer_routes(self.agent), standby_api.local_routes(self.agent),
                                     ["127.0.0.1"], "standby", max_body=4096)
+        self.agent.servers = self.server
         self.peer = httpapi.Target.peer(f"https://127.0.0.1:{settings['listen_port']}",
                                         tls.client_context(agenttest.tls_settings("primary", "standby")))
         self.local = channel.local_target(settings["channel"])
@@ -118,6 +119,7 @@ def test_valid_heartbeat_accepted_and_shown(env):
     assert st["last_heartbeat"]["node"] == "primary" and st["last_heartbeat"]["source"] == "127.0.0.1"
     assert st["last_heartbeat"]["services"] == {"openclaw-gateway": "active"}
     assert st["last_heartbeat_age_seconds"] == 0 and st["heartbeats"]["accepted"] == 1
+    assert st["connections"]["peer"]["refused_source"] == 0 and st["connections"]["local"]["open"] == 1
     assert env.state()["last_sequence"] == env.sequence
 
 
