@@ -159,13 +159,18 @@ class _Bounded:
                 try:
                     sock.do_handshake()
                 except (OSError, ValueError) as exc:
-                    self._note("tls_failed", _client(client_address), exc)
+                    with self._lock:
+                        evicted = id(conn) not in self.conns  # already counted as evicted or timed out
+                    if not evicted:
+                        self._note("tls_failed", _client(client_address), exc)
                     return
             self._local.conn = conn
             self.RequestHandlerClass(sock, client_address, self)
             _linger(sock)
         except Exception as exc:  # noqa: BLE001 - one connection never takes the server down
-            if conn.waiting:
+            with self._lock:
+                counted = id(conn) not in self.conns  # the watchdog or an eviction closed it
+            if conn.waiting and not counted:
                 self._note("timed_out", _client(client_address), exc)
         finally:
             with self._lock:
