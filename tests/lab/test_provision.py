@@ -11,8 +11,9 @@ from labtest import changes_in_dry_run, pyinfra, ssh, wait_for
 from lab import settings
 
 DIRECTORIES = [  # path, owner, group, mode (both hosts)
-    ("/data/wirebot", "wirebot", "wirebot", 0o750),
-    ("/data/wirebot/scoreboard/tenants", "wirebot", "wirebot", 0o750),
+    ("/data/wirebot", "wirebot", "wirebot", 0o751),
+    ("/data/wirebot/scoreboard", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
+    ("/data/wirebot/scoreboard/tenants", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
     ("/data/wirebot/discovery", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/users/verious/memory", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/bin", "root", "root", 0o755),
