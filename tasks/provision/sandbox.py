@@ -35,6 +35,8 @@ COMMON = (
     "SystemCallErrorNumber=EPERM",
 )
 INET = ("AF_UNIX", "AF_INET", "AF_INET6")
+# For units that neither chown nor change their limits: refused with EPERM (SystemCallErrorNumber).
+NO_PRIVILEGED_CALLS = "SystemCallFilter=~@privileged @resources"
 # Host secrets no unit of ours reads: sshd's host keys and the password hashes.
 HOST_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key",
                 "/etc/ssh/ssh_host_rsa_key")
@@ -61,14 +63,17 @@ def _home_paths(paths) -> list:
     return [p for p in paths if p == "/root" or p.startswith(("/root/", "/home/"))]
 
 
-def root_unit(data, unit: str, capabilities, read_write=(), read=(), families=INET, umask="0077") -> str:
+def root_unit(data, unit: str, capabilities, read_write=(), read=(), families=INET, umask="0077",
+              chown=True) -> str:
     """Directives of a unit that must run as root (uid 0), with only `capabilities` left.
 
     + read_write: paths it writes (home folders among them are mounted back writable)
     + read: other home-folder paths it reads (mounted back read-only)
+    + chown: it changes owners (False: the @privileged and @resources system calls are refused too)
     """
     lines = ["User=root", f"CapabilityBoundingSet={' '.join(capabilities)}", "AmbientCapabilities=",
              f"UMask={umask}", f"RestrictAddressFamilies={' '.join(families)}", *COMMON]
+    lines += [] if chown else [NO_PRIVILEGED_CALLS]
     lines += [f"ReadWritePaths=-{path}" for path in read_write if path not in _home_paths(read_write)]
     lines += [f"BindPaths=-{path}" for path in _home_paths(read_write)]
     lines += [f"BindReadOnlyPaths=-{path}" for path in _home_paths(read)]
@@ -82,7 +87,8 @@ def user_unit(read_write=(), credentials=(), families=INET, user=None) -> str:
     """Directives of a unit that runs as an unprivileged user (`user`, or a dynamic one) with no
     capabilities; `credentials` = [(name, host path)] it gets by LoadCredential= (read as %d/name)."""
     lines = [f"User={user}" if user else "DynamicUser=yes", "CapabilityBoundingSet=", "AmbientCapabilities=",
-             "UMask=0027", "RemoveIPC=yes", f"RestrictAddressFamilies={' '.join(families)}", *COMMON]
+             "UMask=0027", "RemoveIPC=yes", f"RestrictAddressFamilies={' '.join(families)}", *COMMON,
+             NO_PRIVILEGED_CALLS]
     lines += [f"ReadWritePaths=-{path}" for path in read_write]
     lines += [f"LoadCredential={name}:{path}" for name, path in credentials]
     return "\n".join(lines)

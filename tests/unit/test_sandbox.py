@@ -70,6 +70,7 @@ def test_the_standby_writes_the_synced_trees_it_activates(standby):
     assert values(lines, "ReadWritePaths") == ["-/var/lib/wirebot", "-/data/wirebot"]
     assert values(lines, "BindPaths") == ["-/home/wirebot/clawd"]  # writable again under ProtectHome=tmpfs
     assert values(lines, "CapabilityBoundingSet") == ["CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER"]
+    assert values(lines, "SystemCallFilter") == ["@system-service"]  # it chowns: @privileged stays allowed
 
 
 def test_user_units_have_no_capabilities_and_get_secrets_as_credentials():
@@ -77,6 +78,7 @@ def test_user_units_have_no_capabilities_and_get_secrets_as_credentials():
     assert values(lines, "DynamicUser") == ["yes"] and values(lines, "User") == []
     assert values(lines, "CapabilityBoundingSet") == [""]
     assert values(lines, "LoadCredential") == ["config.yml:/etc/cloudflared/wirebot.yml"]
+    assert values(lines, "SystemCallFilter") == ["@system-service", "~@privileged @resources"]
     lines = directives(sandbox.user_unit(read_write=["/data/wirebot/scoreboard"], user="wirebot-scoreboard"))
     assert values(lines, "User") == ["wirebot-scoreboard"] and values(lines, "DynamicUser") == []
     assert values(lines, "ReadWritePaths") == ["-/data/wirebot/scoreboard"]

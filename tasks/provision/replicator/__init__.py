@@ -24,6 +24,6 @@ def replicator():
     config = rendered_config(agent_configs.replicator, "standby")
     unit_sandbox = sandbox.root_unit(data, "replicator", data.replicator_capabilities,
                                      read_write=[data.wirebot_state_dir], read=data.filesync_paths,
-                                     families=sandbox.INET + ("AF_NETLINK",))
+                                     families=sandbox.INET + ("AF_NETLINK",), chown=False)
     install_agent(data.replicator_unit, "wirebot.replicator", "Wirebot replicator (primary)",
                   data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox)
