@@ -71,8 +71,10 @@ def cloudflared():
                           src=str(TEMPLATES / "cloudflared.service.j2"),
                           dest=f"{paths.UNIT_DIR}/{unit_name}.service", user="root", group="root", mode="644",
                           binary=data.cloudflared_binary, metrics=data.cloudflared_metrics,
+                          # AF_NETLINK: cloudflared reads the host's interfaces (its ICMP proxy's source addresses)
                           sandbox=sandbox.user_unit(credentials=[("config.yml", data.cloudflared_config),
-                                                                 ("credentials.json", facts["credentials_dest"])]))
+                                                                 ("credentials.json", facts["credentials_dest"])],
+                                                    families=sandbox.INET + ("AF_NETLINK",)))
     unit_files = [unit]
     if "primary" in host.groups:
         files.directory(name="Ensure the unit's drop-in folder exists.",
