@@ -6,9 +6,12 @@ has no home folders (ProtectHome=tmpfs: empty), and sees empty folders in place 
 live on the hosts (secret_dirs). What it may read of them is mounted back read-only, file by file:
 adding a secret for a service is one line in unit_secrets(). A unit that runs as its own user gets its
 secrets by LoadCredential= instead (systemd reads them as root and hands the unit a private copy).
+Either way a unit sees its secrets as they were when it started: the deploy restarts it when one
+changes (secrets_digest() goes into its root-only config).
 """
 
-from pathlib import PurePosixPath
+import hashlib
+from pathlib import Path, PurePosixPath
 
 # Hardening every unit gets (each is scored by `systemd-analyze security`).
 COMMON = (
@@ -37,9 +40,10 @@ COMMON = (
 INET = ("AF_UNIX", "AF_INET", "AF_INET6")
 # For units that neither chown nor change their limits: refused with EPERM (SystemCallErrorNumber).
 NO_PRIVILEGED_CALLS = "SystemCallFilter=~@privileged @resources"
-# Host secrets no unit of ours reads: sshd's host keys and the password hashes.
-HOST_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key",
-                "/etc/ssh/ssh_host_rsa_key")
+# sshd's folder (its host keys) is hidden as a whole (a file-level mount would not survive the file being
+# replaced); what an ssh client reads of it comes back read-only.
+SSH_DIR = "/etc/ssh"
+SSH_CLIENT_FILES = ("/etc/ssh/ssh_config", "/etc/ssh/ssh_config.d")
 
 
 def secret_dirs(data) -> list:
@@ -59,17 +63,31 @@ def unit_secrets(data, unit: str) -> list:
     }[unit]
 
 
+def secrets_digest(data, unit: str) -> str:
+    """sha256 over the operator's copies (secrets_dir) of the secrets `unit` reads: changes when one does.
+    Keys made on the hosts (replication, fence) are not in secrets_dir and never change by a deploy."""
+    digest = hashlib.sha256()
+    by_target = {target: name for name, target in data.secrets_files.items()}
+    for path in unit_secrets(data, unit):
+        name = by_target.get(PurePosixPath(path).name) if path.startswith(data.wirebot_run_dir + "/") else None
+        source = Path(data.secrets_dir) / name if name else None
+        if source is not None and source.is_file():
+            digest.update(path.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _home_paths(paths) -> list:
     return [p for p in paths if p == "/root" or p.startswith(("/root/", "/home/"))]
 
 
 def root_unit(data, unit: str, capabilities, read_write=(), read=(), families=INET, umask="0077",
-              chown=True) -> str:
+              chown=True, ssh_client=True) -> str:
     """Directives of a unit that must run as root (uid 0), with only `capabilities` left.
 
     + read_write: paths it writes (home folders among them are mounted back writable)
     + read: other home-folder paths it reads (mounted back read-only)
     + chown: it changes owners (False: the @privileged and @resources system calls are refused too)
+    + ssh_client: it runs OpenSSH's ssh (its client config stays visible)
     """
     lines = ["User=root", f"CapabilityBoundingSet={' '.join(capabilities)}", "AmbientCapabilities=",
              f"UMask={umask}", f"RestrictAddressFamilies={' '.join(families)}", *COMMON]
@@ -79,7 +97,8 @@ def root_unit(data, unit: str, capabilities, read_write=(), read=(), families=IN
     lines += [f"BindReadOnlyPaths=-{path}" for path in _home_paths(read)]
     lines += [f"TemporaryFileSystem={path}:ro" for path in secret_dirs(data)]
     lines += [f"BindReadOnlyPaths=-{path}" for path in unit_secrets(data, unit)]
-    lines += [f"InaccessiblePaths=-{path}" for path in HOST_SECRETS]
+    lines += [f"TemporaryFileSystem={SSH_DIR}:ro"]
+    lines += [f"BindReadOnlyPaths=-{path}" for path in SSH_CLIENT_FILES] if ssh_client else []
     return "\n".join(lines)
 
 

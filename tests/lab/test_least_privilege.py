@@ -36,11 +36,11 @@ TUNNEL_CONFIG = "/etc/cloudflared/wirebot.yml"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 VIEWS = [  # host, unit, secrets it reads, secrets it must not read (from inside the service)
     ("primary", "wirebot-replicator", [HMAC, WEBHOOK, REPLICATION_KEY],
-     [GATEWAY_ENV, TOKEN, PERSISTED, TUNNEL_CONFIG, HOST_KEY, "/etc/shadow"]),
+     [GATEWAY_ENV, TOKEN, PERSISTED, TUNNEL_CONFIG, HOST_KEY]),
     ("primary", "litestream", [REPLICATION_KEY],
-     [HMAC, WEBHOOK, GATEWAY_ENV, PERSISTED, TUNNEL_CONFIG, HOST_KEY, "/etc/shadow"]),
+     [HMAC, WEBHOOK, GATEWAY_ENV, PERSISTED, TUNNEL_CONFIG, HOST_KEY]),
     ("standby", "wirebot-standby", [HMAC, WEBHOOK, TOKEN, FENCE_KEY],
-     [GATEWAY_ENV, PERSISTED, TUNNEL_CONFIG, HOST_KEY, "/etc/shadow"]),
+     [GATEWAY_ENV, PERSISTED, TUNNEL_CONFIG, HOST_KEY]),
     ("primary", "wirebot-scoreboard", [],
      [HMAC, GATEWAY_ENV, PERSISTED, REPLICATION_KEY, TUNNEL_CONFIG, HOST_KEY, "/etc/shadow"]),
     ("primary", "cloudflared-wirebot", ["/run/credentials/cloudflared-wirebot.service/credentials.json"],

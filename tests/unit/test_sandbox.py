@@ -54,11 +54,10 @@ def test_every_secret_folder_is_hidden_and_only_the_units_own_come_back(primary,
     for data, unit in ((primary, "replicator"), (primary, "litestream"), (standby, "standby")):
         lines = directives(sandbox.root_unit(data, unit, ["CAP_CHOWN"]))
         assert values(lines, "TemporaryFileSystem") == [
-            "/etc/wirebot/secrets:ro", "/run/wirebot:ro", "/etc/cloudflared:ro"]
+            "/etc/wirebot/secrets:ro", "/run/wirebot:ro", "/etc/cloudflared:ro", "/etc/ssh:ro"]
         bound = {value.lstrip("-") for value in values(lines, "BindReadOnlyPaths")}
-        assert bound == set(sandbox.unit_secrets(data, unit))
+        assert bound == set(sandbox.unit_secrets(data, unit)) | {"/etc/ssh/ssh_config", "/etc/ssh/ssh_config.d"}
         assert "/run/wirebot/gateway.env" not in bound
-        assert "-/etc/ssh/ssh_host_ed25519_key" in values(lines, "InaccessiblePaths")
     assert sandbox.unit_secrets(primary, "litestream") == ["/root/.ssh/wirebot-replication"]
     assert "/root/.ssh/wirebot-fence" in sandbox.unit_secrets(standby, "standby")
     assert "/root/.ssh/wirebot-fence" not in sandbox.unit_secrets(primary, "replicator")
@@ -71,6 +70,17 @@ def test_the_standby_writes_the_synced_trees_it_activates(standby):
     assert values(lines, "BindPaths") == ["-/home/wirebot/clawd"]  # writable again under ProtectHome=tmpfs
     assert values(lines, "CapabilityBoundingSet") == ["CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER"]
     assert values(lines, "SystemCallFilter") == ["@system-service"]  # it chowns: @privileged stays allowed
+
+
+def test_a_units_secrets_digest_changes_with_its_own_secrets_only(primary, tmp_path):
+    for name in primary.secrets_files:
+        (tmp_path / name).write_text(f"{name}-1\n")
+    primary.secrets_dir = str(tmp_path)
+    before = sandbox.secrets_digest(primary, "replicator")
+    (tmp_path / "gateway.env").write_text("OTHER=2\n")  # not the replicator's
+    assert sandbox.secrets_digest(primary, "replicator") == before
+    (tmp_path / "discord-webhook.url").write_text("https://example.invalid/new\n")
+    assert sandbox.secrets_digest(primary, "replicator") != before
 
 
 def test_user_units_have_no_capabilities_and_get_secrets_as_credentials():

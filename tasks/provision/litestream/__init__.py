@@ -81,7 +81,8 @@ def litestream(epoch=None):
         binary=data.litestream_binary, config=data.litestream_config,
         runtime_directory=_runtime_directory(data.litestream_socket),
         sandbox=sandbox.root_unit(data, "litestream", data.litestream_capabilities, read_write=sorted(
-            {str(PurePosixPath(db).parent) for db in data.litestream_databases} | {data.litestream_tenant_dir})),
+            {str(PurePosixPath(db).parent) for db in data.litestream_databases} | {data.litestream_tenant_dir}),
+            ssh_client=False),
     )
     systemd.daemon_reload(name="Reload systemd for litestream.service.", _if=unit.did_change)
     systemd.service(name="Ensure litestream is enabled and running.", service="litestream",

@@ -18,7 +18,7 @@ def replicator():
 
     Reads: every key agent_configs.replicator reads, replicator_unit, replicator_config,
     replicator_capabilities, wirebot_state_dir, filesync_paths, wirebot_config_dir, wirebot_run_dir,
-    cloudflared_config, replica_key.
+    cloudflared_config, replica_key, secrets_dir, secrets_files.
     """
     data = host.data
     config = rendered_config(agent_configs.replicator, "standby")
@@ -26,4 +26,5 @@ def replicator():
                                      read_write=[data.wirebot_state_dir], read=data.filesync_paths,
                                      families=sandbox.INET + ("AF_NETLINK",), chown=False)
     install_agent(data.replicator_unit, "wirebot.replicator", "Wirebot replicator (primary)",
-                  data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox)
+                  data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox,
+                  sandbox.secrets_digest(data, "replicator"))
