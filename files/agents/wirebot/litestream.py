@@ -6,9 +6,11 @@ is). A commit is seen as a change of the database's ``-wal`` file (inode, size, 
 While a commit is unreplicated the same tick asks ``POST /sync`` (``wait: false``): that makes
 Litestream copy the WAL into a local LTX file at once (its own WAL check runs about once a second) and
 answers the local TXID, which now holds every commit seen so far, and the replicated TXID. A commit is
-replicated once the replicated TXID reaches the TXID it got. So the figure is exact to one tick (it is
-never lower than the truth by more than the mtime's granularity, and higher by at most a tick), at any
-write rate, and reading it costs nothing while the databases are idle (a stat per database per tick).
+replicated once the replicated TXID reaches the TXID it got, at the ``last_sync_at`` that ``GET /list``
+then names (the end of the replica sync that did it, when that is since the previous tick; else the
+tick). So ``lag_last_seconds`` (the lag at which the latest commit was replicated) is exact to a few
+milliseconds and the live ``lag_seconds`` errs high by at most a tick, at any write rate; reading it
+costs nothing while the databases are idle (a stat per database per tick).
 The slow poll (``poll_seconds``) still asks every database for the stall detector and the records; for a
 database whose WAL was never seen change (just started) lag falls back to now - last_sync_at.
 
@@ -143,20 +145,28 @@ class CommitLag:
         self.pending = []  # [[commit time, txid or None]], oldest first
         self.last = None
         self.peak = 0.0
+        self.checked_at = None  # when synced() was last called
 
     def committed(self, at):
         if not self.pending or self.pending[-1][1] is not None:  # one untagged entry is enough
             self.pending.append([at, None])
 
-    def synced(self, txid, replicated_txid, now):
+    def completes(self, replicated_txid):
+        """Whether an answer with this replicated TXID would complete a pending commit."""
+        return any(e[1] is not None and replicated_txid is not None and e[1] <= replicated_txid
+                   for e in self.pending)
+
+    def synced(self, txid, replicated_txid, now, replicated_at=None):
+        """``replicated_at``: when the replica sync that completed them ended, if known (else now)."""
         for entry in self.pending:
             if entry[1] is None:
                 entry[1] = txid
         done = [e for e in self.pending if replicated_txid is not None and e[1] <= replicated_txid]
         if done:
-            self.last = round(max(0.0, now - done[0][0]), 3)
+            self.last = round(max(0.0, (replicated_at or now) - done[0][0]), 3)
             self.peak = max(self.peak, self.last)
             self.pending = [e for e in self.pending if e not in done]
+        self.checked_at = now
 
     def lag(self, now):
         return round(max(0.0, now - self.pending[0][0]), 3) if self.pending else 0.0
@@ -396,8 +406,18 @@ class Monitor:
             except LitestreamError:
                 continue
             when = time.time() if now is None else now
+            replicated_at = None
             with self._lock:
-                tracked.synced(sync["txid"], sync["replicated_txid"], when)
+                completes, previous = tracked.completes(sync["replicated_txid"]), tracked.checked_at
+            if completes:  # the replica sync that did it ended at last_sync_at, if that is since our last look
+                try:
+                    at = self.client.list().get(db, {}).get("last_sync_at")
+                except LitestreamError:
+                    at = None
+                if at is not None and previous is not None and previous < at <= when:
+                    replicated_at = at
+            with self._lock:
+                tracked.synced(sync["txid"], sync["replicated_txid"], when, replicated_at)
 
     def snapshot(self, now=None):
         """{db: record} as last polled, lag_seconds live: the age of the oldest unreplicated commit
