@@ -283,6 +283,10 @@ class PathStats(FactBase):
     "mode" (octal, e.g. "750"), "sha256" (regular files, when `digests`)}} for those of `paths` that
     exist (links are not followed), in one command."""
 
+    @staticmethod
+    def default():
+        return {}  # no output at all: none of them exists
+
     def command(self, paths, digests=False):
         quoted = " ".join(shlex.quote(p) for p in paths)
         command = f"stat -c 's %f %U %G %a %n' -- {quoted} 2>/dev/null"
