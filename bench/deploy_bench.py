@@ -3,7 +3,8 @@
 ``python bench/deploy_bench.py --noop N`` (the lab of WIREBOT_LAB_ID up and deployed): the no-change
 re-deploy of both hosts, before and after, interleaved N times: "before" is a copy of the working tree
 with the round-trip savings undone (BEFORE_PATCHES: the agents' code synced by files.sync, a stat and a
-sha1sum per file; each directory checked by its own files.directory), "after" the working tree; each
+sha1sum per file; each directory by its own files.directory; the wirebot account by server.group and
+server.user; each secret file by two facts), "after" the working tree; each
 ``pyinfra -y`` and ``pyinfra --dry`` on the same lab, with the number of remote commands each ran
 (``>>>`` lines of ``-vvv``) and the load (``uptime``) around. Both are no-ops: they deploy the same
 state in different numbers of round trips.
@@ -26,11 +27,45 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 # (file, text in the working tree, what it was before): the "before" deploy
 BEFORE_PATCHES = [
     ("tasks/provision/base/__init__.py",
+     "from tasks.provision.ops import directories, secret_file, system_account, tree_sync",
+     "from tasks.provision.ops import secret_file"),
+    ("tasks/provision/base/__init__.py",
+     """    system_account(name=f"Ensure system user {user} exists (group {user}).", user=user, group=user,
+                   home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin")""",
+     """    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
+    server.user(name=f"Ensure system user {user} exists.", user=user, group=user, system=True,
+                home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin", create_home=False)"""),
+    ("tasks/provision/base/__init__.py", "    tree = [\n", "    for path, owner, mode in [\n"),
+    ("tasks/provision/base/__init__.py",
+     """    ]
+    directories(name=f"Ensure the {len(tree)} directories of the seed's tree exist (owners, modes).",
+                specs=[(path, owner, "root" if owner == "root" else user, mode) for path, owner, mode in tree])""",
+     """    ]:
+        group = "root" if owner == "root" else user
+        files.directory(name=f"Ensure {path} exists ({owner}, {mode}).", path=path,
+                        user=owner, group=group, mode=mode)"""),
+    ("tasks/provision/base/__init__.py",
      """    tree_sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),  # one round trip
               dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644", dir_mode="755")""",
      """    files.sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),
                dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644",
                dir_mode="755", delete=True, exclude=["*.pyc", "__pycache__"], exclude_dir=["__pycache__"])"""),
+    ("tasks/provision/ops.py", "from pyinfra.facts.files import File\n",
+     "from pyinfra.facts.files import File, Sha256File\n"),
+    ("tasks/provision/ops.py",
+     """    remote = host.get_fact(PathStats, paths=[dest], digests=True).get(dest)  # one round trip
+    if remote and remote["kind"] != "f":
+        raise OperationError(f"{host.name}: {dest} exists and is not a regular file")
+    changed = not remote or remote["sha256"] != _sha256(src)""",
+     """    remote = host.get_fact(File, path=dest)
+    changed = not remote or host.get_fact(Sha256File, path=dest) != _sha256(src)"""),
+    ("tasks/provision/ops.py",
+     """    if changed or (remote["user"], remote["group"]) != (user, group):
+        yield StringCommand("chown", f"{user}:{group}", dest)
+    if changed or remote["mode"] != mode.lstrip("0"):""",
+     """    if changed or remote.get("user") != user or remote.get("group") != group:
+        yield StringCommand("chown", f"{user}:{group}", dest)
+    if changed or str(remote.get("mode")) != mode.lstrip("0"):"""),
 ]
 
 
@@ -71,7 +106,7 @@ def noop(cwd, dry=False) -> tuple:
         sys.exit(f"{' '.join(argv)} in {cwd} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     out = result.stdout + result.stderr
     total = [line for line in out.splitlines() if "Grand total" in line]
-    changed = total[-1].split()[3] if total else "?"  # Operation, Change, Success, Error, No Change
+    changed = total[-1].split()[3] if total else "n/a"  # Operation, Change, Success, Error, No Change
     return seconds, sum(">>>" in line for line in out.splitlines()), changed
 
 

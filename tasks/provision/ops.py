@@ -358,3 +358,63 @@ def directories(specs: list):
         yield from directories_plan(specs, current)
     except ValueError as exc:
         raise OperationError(f"{host.name}: {exc}") from None
+
+
+class Account(FactBase):
+    """A user and a group, in one command: {"group": gid or None, "user": {"uid", "gid", "home", "shell"}
+    or None} (getent, so users from any NSS source count)."""
+
+    @staticmethod
+    def default():
+        return {"group": None, "user": None}
+
+    def command(self, user, group):
+        return (f"echo g $(getent group {shlex.quote(group)} | cut -d: -f3); "
+                f"echo u $(getent passwd {shlex.quote(user)} | cut -d: -f3,4,6,7 | tr : ' ')")
+
+    def process(self, output):
+        result = {"group": None, "user": None}
+        for line in output:
+            parts = line.split()
+            if parts[:1] == ["g"] and len(parts) == 2:
+                result["group"] = parts[1]
+            elif parts[:1] == ["u"] and len(parts) == 5:
+                result["user"] = dict(zip(("uid", "gid", "home", "shell"), parts[1:]))
+        return result
+
+
+def system_account_plan(user: str, group: str, home: str, shell: str, current: dict) -> list:
+    """Commands (pure; see system_account) making `user` a system user in its own system `group` with
+    that home (not created) and shell; [] when it is."""
+    commands = []
+    if current.get("group") is None:
+        commands.append(f"groupadd --system {shlex.quote(group)}")
+    found = current.get("user")
+    if found is None:
+        commands.append(f"useradd --system --gid {shlex.quote(group)} --home-dir {shlex.quote(home)} --no-create-home "
+                        f"--shell {shlex.quote(shell)} {shlex.quote(user)}")
+    else:
+        changes = []
+        if current.get("group") is None or found["gid"] != current["group"]:
+            changes.append(f"--gid {shlex.quote(group)}")
+        if found["home"] != home:
+            changes.append(f"--home {shlex.quote(home)}")
+        if found["shell"] != shell:
+            changes.append(f"--shell {shlex.quote(shell)}")
+        if changes:
+            commands.append(f"usermod {' '.join(changes)} {shlex.quote(user)}")
+    return commands
+
+
+@operation()
+def system_account(user: str, group: str, home: str, shell: str = "/usr/sbin/nologin"):
+    """
+    A system user in its own system group, checked in one round trip (server.group and server.user
+    take six): made when missing, its primary group, home and shell corrected when they differ. The home
+    folder is not made (the deploy makes the folders it needs with their own owners and modes).
+
+    + user, group: names
+    + home: the user's home directory (in /etc/passwd)
+    + shell: login shell (nologin: nobody logs in as it)
+    """
+    yield from system_account_plan(user, group, home, shell, host.get_fact(Account, user=user, group=group))

@@ -172,3 +172,37 @@ def test_path_stats_command_on_real_paths(tmp_path):
     got = ops.PathStats().process(out.splitlines())
     assert got == {paths[0]: stats("d", me, grp, "750"), paths[1]: stats("f", me, grp, "600", digest),
                    paths[2]: stats("l", me, grp, "777", None)}
+
+
+# --- a system account in one round trip --------------------------------------------------------------
+
+ACCOUNT_CASES = {
+    "in place": ({"group": "998", "user": {"uid": "998", "gid": "998", "home": "/home/wirebot",
+                                           "shell": "/usr/sbin/nologin"}}, []),
+    "absent": ({"group": None, "user": None}, [
+        "groupadd --system wirebot",
+        "useradd --system --gid wirebot --home-dir /home/wirebot --no-create-home --shell /usr/sbin/nologin wirebot"]),
+    "user in another group, wrong shell": (
+        {"group": "998", "user": {"uid": "998", "gid": "100", "home": "/home/wirebot", "shell": "/bin/bash"}},
+        ["usermod --gid wirebot --shell /usr/sbin/nologin wirebot"]),
+    "group missing, user there": (
+        {"group": None, "user": {"uid": "998", "gid": "100", "home": "/srv", "shell": "/usr/sbin/nologin"}},
+        ["groupadd --system wirebot", "usermod --gid wirebot --home /home/wirebot wirebot"]),
+}
+
+
+@pytest.mark.parametrize("case", ACCOUNT_CASES, ids=list(ACCOUNT_CASES))
+def test_system_account_plan(case):
+    current, expected = ACCOUNT_CASES[case]
+    assert ops.system_account_plan("wirebot", "wirebot", "/home/wirebot", "/usr/sbin/nologin", current) == expected
+
+
+def test_account_fact_command_on_this_machine():
+    command = ops.Account().command(user="root", group="root")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert ops.Account().process(out.splitlines()) == {
+        "group": "0", "user": {"uid": "0", "gid": "0", "home": "/root", "shell": os.popen("getent passwd root").read()
+                               .strip().split(":")[6]}}
+    out = subprocess.run(["sh", "-c", ops.Account().command(user="no-such-user-x", group="no-such-group-x")],
+                         capture_output=True, text=True, check=True).stdout
+    assert ops.Account().process(out.splitlines()) == {"group": None, "user": None}

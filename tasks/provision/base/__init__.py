@@ -7,7 +7,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
-from tasks.provision.ops import directories, secret_file, tree_sync
+from tasks.provision.ops import directories, secret_file, system_account, tree_sync
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
@@ -34,9 +34,8 @@ def base():
         raise RuntimeError(f"{host.name}: neither apt-get nor dnf found; supported: Debian/Ubuntu, AlmaLinux/RHEL")
 
     user = data.wirebot_service_user
-    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
-    server.user(name=f"Ensure system user {user} exists.", user=user, group=user, system=True,
-                home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin", create_home=False)
+    system_account(name=f"Ensure system user {user} exists (group {user}).", user=user, group=user,
+                   home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin")
 
     root = data.wirebot_data_root
     tree = [
