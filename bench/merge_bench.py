@@ -14,8 +14,11 @@ a child process each (so that its peak RSS is its own), interleaved ``--repeat``
   git revision ``--before`` (default: the commit before the merge became key-ordered);
 * ``merge after``: ``merge_database`` of the working tree.
 
-Prints one Markdown table per size (median seconds, ratio to SQLite stored order, peak RSS) and one
-table of the growth from the smallest to each larger size (linear would be rows/rows0). Also checks the
+Every size is built first; the rounds then interleave sizes and variants (the machine is shared: a burst
+of load then touches all cells alike). Prints one Markdown table per size (median seconds, ratio to
+SQLite stored order, peak anonymous and file-backed resident memory: the merge maps both files, so its
+RssFile is the page cache it reads through, shared and reclaimable; RssAnon is its own) and one table of
+the growth from the smallest to each larger size (linear would be rows/rows0). Also checks the
 merge's own answers (every source key on the target, nothing missing). ``uptime`` is printed with it:
 the lab machine is shared, compare rows measured together.
 """
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import uuid
@@ -87,8 +91,22 @@ def load_merge(rev):
     return module
 
 
+def _memory(peaks, stop):
+    """Peak RssAnon and RssFile of this process (KiB), sampled every 20 ms until ``stop``."""
+    while not stop.is_set():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    key, value = line.split(":")
+                    peaks[key] = max(peaks.get(key, 0), int(value.split()[0]))
+        stop.wait(0.02)
+
+
 def run_variant(variant, source, target, before_rev):
-    """Child side: one timed run; prints 'seconds inserted missing'."""
+    """Child side: one timed run; prints 'seconds inserted missing anon_kib file_kib'."""
+    peaks, stop = {}, threading.Event()
+    sampler = threading.Thread(target=_memory, args=(peaks, stop), daemon=True)
+    sampler.start()
     start = time.perf_counter()
     if variant.startswith("sqlite"):
         conn = sqlite3.connect(target, isolation_level=None)
@@ -106,7 +124,10 @@ def run_variant(variant, source, target, before_rev):
             start = time.perf_counter()  # not the git show
         report = module.merge_database(source, target)
         inserted, missing = report.inserted, report.missing_after
-    print(f"{time.perf_counter() - start:.4f} {inserted} {missing}")
+    seconds = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    print(f"{seconds:.4f} {inserted} {missing} {peaks.get('RssAnon', 0)} {peaks.get('RssFile', 0)}")
 
 
 def measure(variant, d, before_rev):
@@ -124,8 +145,8 @@ def measure(variant, d, before_rev):
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"merge_bench: {variant} failed (exit {child.returncode})")
-    seconds, inserted, missing = out.split()
-    return float(seconds), int(inserted), int(missing), usage.ru_maxrss / 1024
+    seconds, inserted, missing, anon, mapped = out.split()
+    return float(seconds), int(inserted), int(missing), int(anon) / 1024, int(mapped) / 1024
 
 
 def uptime():
@@ -148,27 +169,35 @@ def main():
     print(f"sqlite {sqlite3.sqlite_version}, python {sys.version.split()[0]}, before = {a.before}; "
           f"{a.repeat} interleaved runs per cell, median")
     medians = {}
-    for rows in sizes:
-        with tempfile.TemporaryDirectory(dir=a.dir) as d:
-            src_rows = build_pair(d, rows)
-            load = [uptime()]
-            runs = {v: [] for v in variants}
-            for _ in range(a.repeat):
+    with tempfile.TemporaryDirectory(dir=a.dir) as d:
+        dirs, src_rows = {}, {}
+        for rows in sizes:
+            dirs[rows] = os.path.join(d, str(rows))
+            os.makedirs(dirs[rows])
+            src_rows[rows] = build_pair(dirs[rows], rows)
+        load = [uptime()]
+        runs = {(rows, v): [] for rows in sizes for v in variants}
+        for _ in range(a.repeat):  # interleaved: every size and variant once per round
+            for rows in sizes:
                 for v in variants:
-                    runs[v].append(measure(v, d, a.before))
-            load.append(uptime())
-        for v, results in runs.items():
+                    runs[rows, v].append(measure(v, dirs[rows], a.before))
+        load.append(uptime())
+    print(f"load before: {load[0].split('load average: ')[-1]}, after: {load[1].split('load average: ')[-1]}")
+    for rows in sizes:
+        for v in variants:
+            results = runs[rows, v]
             assert all(r[1] == rows for r in results), (v, results)  # every new event inserted
             assert all(r[2] in (-1, 0) for r in results), (v, results)  # verified: nothing missing
-        base = statistics.median(r[0] for r in runs[variants[0]])
-        print(f"\n{rows:,} events to merge (source {src_rows:,} rows, target {rows // 2:,}); load before: "
-              f"{load[0].split('load average: ')[-1]}, after: {load[1].split('load average: ')[-1]}")
-        print(f"| variant | median s | runs s | x {variants[0]} | peak RSS MiB | verified |")
-        print("|---|---:|---|---:|---:|---|")
-        for v, results in runs.items():
+        base = statistics.median(r[0] for r in runs[rows, variants[0]])
+        print(f"\n{rows:,} events to merge (source {src_rows[rows]:,} rows, target {rows // 2:,})")
+        print(f"| variant | median s | runs s | x {variants[0]} | peak RssAnon MiB | peak RssFile MiB | verified |")
+        print("|---|---:|---|---:|---:|---:|---|")
+        for v in variants:
+            results = runs[rows, v]
             med = medians.setdefault(v, {})[rows] = statistics.median(r[0] for r in results)
             print(f"| {v} | {med:.2f} | {' / '.join(f'{r[0]:.2f}' for r in results)} | {med / base:.2f} | "
-                  f"{max(r[3] for r in results):.0f} | {'yes' if results[0][2] == 0 else 'no'} |")
+                  f"{max(r[3] for r in results):.0f} | {max(r[4] for r in results):.0f} | "
+                  f"{'yes' if results[0][2] == 0 else 'no'} |")
     if len(sizes) > 1:
         first = sizes[0]
         print(f"\ngrowth from {first:,} events (linear = the rows ratio)")
