@@ -157,6 +157,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of writing per rate")
     p.add_argument("--rates", default="0.5,10,50", help="comma-separated writes per second (0.5: idle)")
+    p.add_argument("--label", default="", help="named in the table's title (e.g. which agents' code runs)")
     a = p.parse_args()
     folder = replica_folder()
     rows = []
@@ -164,14 +165,15 @@ def main():
         before = load()
         m = measure(rate, a.seconds, folder)
         rows.append((rate, m, before, load()))
-    print("end-to-end lag (row acknowledged on the primary -> its LTX in the standby's replica) against the "
+    print(f"{a.label + ': ' if a.label else ''}"
+          "end-to-end lag (row acknowledged on the primary -> its LTX in the standby's replica) against the "
           "replicator's (GET /status every 50 ms), seconds. Per upload: the oldest row's end-to-end lag and the "
           "replicator's lag_last_seconds right after it")
     print("| writes/s | rows | e2e median | e2e p95 | e2e max | uploads matched | per upload: e2e median / max "
           "| replicator median / max | diff median / max abs | sampled lag_seconds max - e2e max | load |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for rate, m, before, after in rows:
-        e2e, pairs = m["e2e"], m["pairs"] or [(float("nan"), float("nan"))]
+        e2e, pairs = m["e2e"], m["pairs"] or [(float("nan"), float("nan"))]  # none: no lag_last_seconds
         ours, theirs = [p[0] for p in pairs], [p[1] for p in pairs]
         diffs = [b - a for a, b in pairs]
         print(f"| {rate:g} | {m['rows']} | {statistics.median(e2e):.3f} | {pct(e2e, 0.95):.3f} | {max(e2e):.3f} | "
