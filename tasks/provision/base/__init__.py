@@ -7,7 +7,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
-from tasks.provision.ops import NotOwnedBy, secret_file
+from tasks.provision.ops import NotOwnedBy, directories, secret_file, system_account, tree_sync
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
@@ -38,12 +38,11 @@ def base():
 
     user, scoreboard = data.wirebot_service_user, data.scoreboard_user
     for name, home in ((user, str(Path(data.wirebot_workspace).parent)), (scoreboard, "/nonexistent")):
-        server.group(name=f"Ensure group {name} exists.", group=name, system=True)
-        server.user(name=f"Ensure system user {name} exists.", user=name, group=name, system=True,
-                    home=home, shell="/usr/sbin/nologin", create_home=False)
+        system_account(name=f"Ensure system user {name} exists (group {name}).", user=name, group=name,
+                       home=home, shell="/usr/sbin/nologin")
 
     root = data.wirebot_data_root
-    for path, owner, mode in [
+    tree = [
         (root, user, "751"),
         (f"{root}/scoreboard", scoreboard, "750"),
         (f"{root}/scoreboard/tenants", scoreboard, "750"),
@@ -61,9 +60,9 @@ def base():
         (data.wirebot_state_dir, "root", "750"),
         (str(Path(data.wirebot_agents_dir).parent), "root", "755"),
         (data.wirebot_agents_dir, "root", "755"),
-    ]:
-        files.directory(name=f"Ensure {path} exists ({owner}, {mode}).", path=path,
-                        user=owner, group=owner, mode=mode)
+    ]
+    directories(name=f"Ensure the {len(tree)} directories of the seed's tree exist (owners, modes).",
+                specs=[(path, owner, owner, mode) for path, owner, mode in tree])  # each user has its group
     if host.get_fact(NotOwnedBy, path=f"{root}/scoreboard", user=scoreboard):
         server.shell(name=f"Give {root}/scoreboard's files to {scoreboard} (they were another user's).",
                      commands=[f"chown -R {scoreboard}:{scoreboard} {root}/scoreboard"])
@@ -86,9 +85,8 @@ def base():
         secret_file(name=f"Ensure secret {target} is in {run_dir} (0600).", src=source,
                     dest=f"{run_dir}/{target}")
 
-    files.sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),
-               dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644",
-               dir_mode="755", delete=True, exclude=["*.pyc", "__pycache__"], exclude_dir=["__pycache__"])
+    tree_sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),  # one round trip
+              dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644", dir_mode="755")
 
 
 def _tmpfiles_conf(run_dir: str, kept: str, names: list):
