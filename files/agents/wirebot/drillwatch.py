@@ -80,9 +80,9 @@ class DrillWatch:
                 when = why if self.last_pass is None else "the last passed drill finished {} ({:.1f} days ago)".format(
                     datetime.datetime.fromtimestamp(self.last_pass, datetime.timezone.utc).isoformat(
                         timespec="seconds"), (now - self.last_pass) / 86400)
-                self.alerter.send("drill-overdue", "no drill passed in the last {:g} days: {}; run the "
+                self.alerter.send("drill-overdue", f"no drill passed in the last {days:g} days: {when}; run the "
                                   "drill (pyinfra -y inventory.py tasks/drill.py) and check the drill "
-                                  "timer".format(days, when), path=self.path)
+                                  "timer", path=self.path)
         elif self.overdue:
             log(COMPONENT, "drill-passed-again", last_pass=self.last_pass, path=self.path)
             self._alerted_at = None

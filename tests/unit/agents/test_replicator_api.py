@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import agenttest
 import pytest
 import yaml
-import agenttest
 from wirebot import config, filesync, httpapi, replicator, signing, statefile
 
 KEY_HEX = "ab" * 32
