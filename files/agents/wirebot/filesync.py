@@ -2,13 +2,14 @@
 
 Per path the state machine is: clean -> pending (a change seen) -> syncing -> clean | failing.
 Debounce is leading-edge: a change is synced at once (after ``SETTLE_SECONDS`` of quiet) when the
-path's last rsync began at least ``debounce_seconds`` ago; otherwise it waits until that window ends, so a burst of changes costs one
-rsync at its start and one at the window's end. Hence an isolated change reaches the standby after
-about one rsync's time, any change after at most ``debounce_seconds`` + one rsync, and a path is
-rsynced at most once per debounce window (full syncs, forced syncs and retries aside). Every path is
-synced every ``full_sync_minutes`` regardless, and a failure is retried after 1 s, 2 s, 4 s ... capped at
-``retry_max_seconds``. An alert goes out after 3 consecutive failures of a path and again when it
-recovers. A missing source path is logged (once per change of that fact) and skipped.
+path's last rsync began at least ``debounce_seconds`` ago; otherwise it waits until that window
+ends, so a burst of changes costs one rsync at its start and one at the window's end. Hence an
+isolated change reaches the standby after about one rsync's time, any change after at most
+``debounce_seconds`` + one rsync, and a path is rsynced at most once per debounce window (full
+syncs, forced syncs and retries aside). Every path is synced every ``full_sync_minutes`` regardless,
+and a failure is retried after 1 s, 2 s, 4 s ... capped at ``retry_max_seconds``. An alert goes out
+after 3 consecutive failures of a path and again when it recovers. A missing source path is logged
+(once per change of that fact) and skipped.
 
 The destination is ``{replica_root}/files/{source path without leading /}/`` on the standby; the
 command is built by the pure ``rsync_command``. Tests inject ``command_for`` (e.g. ``local_command``
