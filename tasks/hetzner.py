@@ -127,7 +127,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
             if key in keys:
                 command.add_argument(flag, dest=key, help=_flag_help(key), **options)
     args = parser.parse_args(argv)
-    for flag, (key, _) in FLAGS.items():
+    for key, _ in FLAGS.values():
         if not hasattr(args, key):
             setattr(args, key, None)
     return args

@@ -104,8 +104,8 @@ API_MESSAGES = {
     "rate_limit_exceeded": "rate limit exceeded (429 rate_limit_exceeded), still limited after hcloud's "
     "retries with backoff: wait for the limit to recover (up to an hour) and run again",
     "server_error": "the Hetzner API failed (500 server_error): run again later",
-    "bad_gateway": "the Hetzner API was unreachable behind its gateway (502 bad_gateway), still after hcloud's retries: "
-    "run again later",
+    "bad_gateway": "the Hetzner API was unreachable behind its gateway (502 bad_gateway), still after "
+    "hcloud's retries: run again later",
     "unavailable": "the service or product is not available now (503 unavailable): {message}; run again "
     "later or choose another type or location",
     "timeout": "the API timed out (504 timeout), still after hcloud's retries: run again; the resource may "
