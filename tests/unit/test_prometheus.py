@@ -14,7 +14,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "files" / "prometheus" / "wirebot-rules.yml"
 SCRAPE = ROOT / "files" / "prometheus" / "scrape.yml"
-RULE_TESTS = ROOT / "tests" / "unit" / "prometheus" / "wirebot-rules.test.yml"
+RULE_TESTS = sorted((ROOT / "tests" / "unit" / "prometheus").glob("*.test.yml"))
 sys.path.insert(0, str(ROOT / "files" / "agents"))
 
 from wirebot import replicator, standby_api  # noqa: E402
@@ -39,12 +39,13 @@ def test_rules_are_valid(promtool):
 
 
 def test_rules_fire_when_they_should_and_only_then(promtool):
-    assert "SUCCESS" in run(promtool, "test", "rules", str(RULE_TESTS))
+    output = run(promtool, "test", "rules", *map(str, RULE_TESTS))
+    assert len(RULE_TESTS) == 2 and output.count("SUCCESS") == len(RULE_TESTS)
 
 
 def test_every_alert_has_a_unit_test():
     alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
-    tested = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    tested = {case["alertname"] for path in RULE_TESTS for test in yaml.safe_load(path.read_text())["tests"]
               for case in test["alert_rule_test"] if case["exp_alerts"]}
     assert alerts == tested
 

@@ -6,7 +6,9 @@ replicator calls ``DrillWatch.check`` from its main loop; a drill that never ran
 before writing its line leaves the last pass older than the limit, and the watch alerts
 ("drill-overdue") once, then again every ``repeat_seconds`` while it stays overdue, and says so once
 when a passing drill is logged again. A log it cannot read counts as "no passed drill" (the reason
-is logged). ``last_pass`` is also the ``wirebot_replicator_drill_last_pass_timestamp_seconds`` metric.
+is in the alert). With no passed drill at all the limit counts from ``since`` (when the replicator
+first watched, persisted in its state file), so a new installation has ``max_age_days`` for its first
+drill. ``last_pass`` and ``since`` are also metrics (``wirebot_replicator_drill_*``).
 """
 
 import datetime
@@ -27,6 +29,10 @@ def _timestamp(text):
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
+
+
+def _iso(moment):
+    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def last_pass(path):
@@ -55,8 +61,9 @@ def last_pass(path):
 class DrillWatch:
     """Compare the last passed drill with ``max_age_days``; alert when overdue (see module doc)."""
 
-    def __init__(self, path, max_age_days, alerter, check_seconds=300.0, repeat_seconds=86400.0):
+    def __init__(self, path, max_age_days, alerter, since, check_seconds=300.0, repeat_seconds=86400.0):
         self.path = path
+        self.since = since
         self.max_age = float(max_age_days) * 86400
         self.alerter = alerter
         self.check_seconds = check_seconds
@@ -72,14 +79,16 @@ class DrillWatch:
             return self.overdue
         self._next_check = now + self.check_seconds
         self.last_pass, why = last_pass(self.path)
-        overdue = self.last_pass is None or now - self.last_pass > self.max_age
+        overdue = now - (self.last_pass if self.last_pass is not None else self.since) > self.max_age
         days = self.max_age / 86400
         if overdue:
             if self._alerted_at is None or now - self._alerted_at >= self.repeat_seconds:
                 self._alerted_at = now
-                when = why if self.last_pass is None else "the last passed drill finished {} ({:.1f} days ago)".format(
-                    datetime.datetime.fromtimestamp(self.last_pass, datetime.timezone.utc).isoformat(
-                        timespec="seconds"), (now - self.last_pass) / 86400)
+                if self.last_pass is None:
+                    when = f"{why}; watched since {_iso(self.since)} ({(now - self.since) / 86400:.1f} days)"
+                else:
+                    ago = (now - self.last_pass) / 86400
+                    when = f"the last passed drill finished {_iso(self.last_pass)} ({ago:.1f} days ago)"
                 self.alerter.send("drill-overdue", f"no drill passed in the last {days:g} days: {when}; run the "
                                   "drill (pyinfra -y inventory.py tasks/drill.py) and check the drill "
                                   "timer", path=self.path)

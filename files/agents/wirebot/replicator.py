@@ -28,6 +28,8 @@ METRICS_HELP = {
     "heartbeat_consecutive_failures": "heartbeats not accepted in a row (0 after an accepted one)",
     "drill_last_pass_timestamp_seconds": "unix time the last passed fire drill finished, per the "
                                          "fire-drill log (0: no passed drill logged)",
+    "drill_watch_since_timestamp_seconds": "unix time the replicator first watched the fire-drill log (the "
+                                           "drill deadline counts from it until a drill passes)",
     "db_lag_seconds": "seconds since the database's replica was last in sync while it is behind (0: in sync)",
     "db_lag_txids": "transaction ids the database's replica is behind",
     "path_lag_seconds": "seconds since the synced path's oldest change not yet on the standby (0: clean)",
@@ -114,8 +116,12 @@ class Replicator:
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
-        self.drill_watch = drillwatch.DrillWatch(c["drill_log_file"], c["drill_max_age_days"], self.alerter) \
-            if c["drill_log_file"] else None
+        self.drill_watch = None
+        if c["drill_log_file"]:
+            since = self.store.read().get("drill_watch_since") or self.store.update(
+                drill_watch_since=round(time.time(), 3))["drill_watch_since"]
+            self.drill_watch = drillwatch.DrillWatch(c["drill_log_file"], c["drill_max_age_days"], self.alerter,
+                                                     since)
         self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
         self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
@@ -211,6 +217,7 @@ class Replicator:
             "heartbeat_failures_total": hb["failures_total"],
             "heartbeat_consecutive_failures": hb["consecutive_failures"],
             "drill_last_pass_timestamp_seconds": None if watch is None else (watch.last_pass or 0),
+            "drill_watch_since_timestamp_seconds": None if watch is None else watch.since,
         }, {
             "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
             "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],

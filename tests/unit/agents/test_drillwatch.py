@@ -49,7 +49,7 @@ def test_overdue_alerts_once_a_day_and_recovers(tmp_path, capsys):
     log = tmp_path / "fire-drill.log"
     write(log, {"result": "passed", "finished_at": iso(T0 - 30 * DAY)})
     alerts = Recorder()
-    watch = drillwatch.DrillWatch(str(log), 35, alerts, check_seconds=60, repeat_seconds=DAY)
+    watch = drillwatch.DrillWatch(str(log), 35, alerts, T0 - 100 * DAY, check_seconds=60, repeat_seconds=DAY)
     assert watch.check(T0) is False and alerts.sent == []
     assert watch.check(T0 + 5 * DAY + 1) is True  # 35 days and a second since the pass
     assert [k for k, _ in alerts.sent] == ["drill-overdue"] and "35 days" in alerts.sent[0][1]
@@ -63,8 +63,9 @@ def test_overdue_alerts_once_a_day_and_recovers(tmp_path, capsys):
     assert "drill-passed-again" in capsys.readouterr().out
 
 
-def test_never_run_alerts_at_once(tmp_path):
+def test_never_run_alerts_once_the_limit_passed_since_the_watch_began(tmp_path):
     alerts = Recorder()
-    watch = drillwatch.DrillWatch(str(tmp_path / "fire-drill.log"), 35, alerts)
-    assert watch.check(T0) is True
-    assert "does not exist" in alerts.sent[0][1] and watch.last_pass is None
+    watch = drillwatch.DrillWatch(str(tmp_path / "fire-drill.log"), 35, alerts, T0, check_seconds=60)
+    assert watch.check(T0) is False and watch.check(T0 + 35 * DAY) is False  # a new installation's grace
+    assert watch.check(T0 + 35 * DAY + 61) is True and watch.last_pass is None
+    assert "does not exist" in alerts.sent[0][1] and "watched since" in alerts.sent[0][1]

@@ -214,9 +214,12 @@ def test_drill_watch_metric_and_overdue_alert(env, capsys):
     log_file.write_text(json.dumps({"result": "passed", "finished_at": passed_at.isoformat()}) + "\n"
                         + json.dumps({"result": "failed", "finished_at": failed_at.isoformat()}) + "\n")
     d = env["start"](**{"drill.log_file": str(log_file), "drill.max_age_days": 35})
+    since = d.drill_watch.since
+    assert statefile.load(str(env["tmp"] / "state.json"), {})["drill_watch_since"] == since  # kept across restarts
     assert d.drill_watch.check(time.time()) is True
     _, text = call(d.url + "/metrics")
     assert f"wirebot_replicator_drill_last_pass_timestamp_seconds {int(passed_at.timestamp())}" in text.splitlines()
+    assert "wirebot_replicator_drill_watch_since_timestamp_seconds " in text
     agenttest.assert_exposition_documented(text)
     out = capsys.readouterr().out
     assert '"kind": "drill-overdue"' in out and passed_at.isoformat() in out and "40.0 days ago" in out
