@@ -90,7 +90,7 @@ class DrillWatch:
                     ago = (now - self.last_pass) / 86400
                     when = f"the last passed drill finished {_iso(self.last_pass)} ({ago:.1f} days ago)"
                 self.alerter.send("drill-overdue", f"no drill passed in the last {days:g} days: {when}; run the "
-                                  "drill (pyinfra -y inventory.py tasks/drill.py) and check the drill "
+                                  "drill (.venv/bin/pyinfra -y inventory.py tasks/drill.py) and check the drill "
                                   "timer", path=self.path)
         elif self.overdue:
             log(COMPONENT, "drill-passed-again", last_pass=self.last_pass, path=self.path)
