@@ -28,12 +28,13 @@ if __package__ in (None, ""):  # run as `python tasks/hetzner.py`: make the chec
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VENV_SETUP = "python3 -m venv .venv && .venv/bin/pip install -e ."
-try:
+try:  # every third-party module this command needs (pyproject.toml), before any of them is used
     import requests
+    import yaml  # noqa: F401 - used by tasks.operator_settings
     from hcloud import APIException, Client
     from hcloud.actions import ActionException
 except ModuleNotFoundError as missing:  # the system Python, not the checkout's virtualenv
-    print(f"error: {Path(sys.argv[0]).name} needs the checkout's virtualenv ({missing.name} is not installed for "
+    print(f"error: tasks/hetzner.py needs the checkout's virtualenv ({missing.name} is not installed for "
           f"{sys.executable}): run `{VENV_SETUP}` in the checkout once, then "
           f"`.venv/bin/python tasks/hetzner.py ...`", file=sys.stderr)
     sys.exit(2)
