@@ -226,7 +226,7 @@ def create(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
     except ApiProblem as problem:
         if problem.code not in CAPACITY_CODES:
             raise
-        raise Unavailable(f"{problem}. Nothing else was created; the key and firewall stay for the next run. "
+        raise Unavailable(f"{problem}. No server was created; the SSH key and firewall stay for the next run. "
                           f"Other choices (monthly, gross):\n{preflight.alternatives(client, spec)}\n"
                           f"  Choose one: set hetzner.server_type / hetzner.location in {spec.settings_file}, "
                           f"or pass --server-type / --location.") from None
