@@ -98,6 +98,7 @@ heartbeat_clock_window_seconds = 60  # heartbeats older or newer than this are r
 
 # --- Fire drill (seed section 14): run by a systemd timer on the control machine (tasks/drill_timer.py) ---
 drill_schedule = "Sun *-*-01..07 03:00:00 America/Los_Angeles"  # systemd OnCalendar: first Sunday, 3am PT
+drill_max_age_days = 35  # the replicator alerts (drill-overdue) when no drill passed within this many days
 
 # --- Witness: how the standby tells a dead primary from a broken link ---
 witness_public_url = "https://wins.wirebot.chat/health"  # any 2xx: someone serves the public

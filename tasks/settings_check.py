@@ -96,7 +96,8 @@ SCHEMA = {
     "witness_public_url": "url", "witness_public_host_header": "text_or_empty",
     "witness_cloudflare_api_base": "url", "witness_timeout_seconds": "seconds", "fence_key": "path",
     "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
-    "drill_schedule": "text", "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
+    "drill_schedule": "text", "drill_max_age_days": "seconds", "packages_apt": "list", "packages_dnf": "list",
+    "packages_update_cache": "bool",
 }
 ROLE_SCHEMA = {
     "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",

@@ -79,7 +79,8 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
-        "drill": {"command": list(data.drill_command)},
+        "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
+                  "max_age_days": data.drill_max_age_days},
         "witness": _witness(data, tunnel, self_address),
         **_channel(data),
     }
