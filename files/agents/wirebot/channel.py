@@ -3,15 +3,21 @@
 * the peer listener, ``listen_address:listen_port`` (:8300): mutual TLS with the peer's pinned
   certificate (wirebot.tls), only the peer's address admitted; it serves what the peer needs (the
   standby: POST /heartbeat, GET /status /health /metrics; the replicator: GET /status /health /metrics);
+  optionally also the metrics reader (Prometheus): only from ``metrics.sources`` and only with exactly
+  the pinned ``metrics.cert_file``, served ``GET /metrics`` and nothing else (any other path: 404);
 * the local control socket, ``control.socket`` (0600, root or the agent's user only): every route,
   including the control requests (activate, deactivate, trigger-sync, drill), which must also be signed
   with this host's own control key (``secrets.control_key_file``, made on the host, never copied).
 
 Keys: ``tls.cert_file``, ``tls.key_file``, ``tls.peer_cert_file``; ``control.socket``;
-``secrets.control_key_file``; ``http.read_timeout_seconds`` (default 10: TLS handshake plus the whole
+``secrets.control_key_file``; ``metrics.sources`` (list of addresses, default []: no metrics reader) and
+``metrics.cert_file`` (the reader's pinned client certificate, required when sources are set);
+``http.read_timeout_seconds`` (default 10: TLS handshake plus the whole
 request); ``http.max_connections`` (default 32 per listener; at the cap the oldest connection still
 waiting for its request is closed).
 """
+
+import ssl
 
 from . import config, httpapi, signing, tls
 
@@ -32,7 +38,47 @@ def load_settings(cfg, path):
         raise config.ConfigError(f"{path}: control.socket: expected an absolute path")
     if settings["read_timeout"] <= 0 or settings["max_connections"] < 2:
         raise config.ConfigError(f"{path}: http.read_timeout_seconds must be > 0 and http.max_connections >= 2")
+    settings["metrics_sources"] = get(cfg, "metrics.sources", list, path, default=[])
+    if not all(isinstance(a, str) and a for a in settings["metrics_sources"]):
+        raise config.ConfigError(f"{path}: metrics.sources: expected a list of addresses")
+    settings["metrics_cert_file"] = get(cfg, "metrics.cert_file", str, path,
+                                        default=config.REQUIRED if settings["metrics_sources"] else "")
     return settings
+
+
+def _cert_der(path, what):
+    """The DER bytes of the one PEM certificate in ``path`` (ConfigError naming the file otherwise)."""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+        if text.count("-----BEGIN CERTIFICATE-----") != 1 or "PRIVATE KEY" in text:
+            raise ValueError("expected exactly one PEM certificate and no key")
+        return ssl.PEM_cert_to_DER_cert(text.strip())
+    except (OSError, ValueError) as exc:
+        raise config.ConfigError(f"{path}: {what}: {exc}") from None
+
+
+def metrics_routes(routes):
+    """What the metrics reader is served out of a listener's ``routes``: GET /metrics, nothing else."""
+    return {("GET", "/metrics"): routes[("GET", "/metrics")]}
+
+
+def _identities(channel, peer_routes):
+    """(server context, the peer's pinned DER, [the metrics reader's Identity] or [])."""
+    context = tls.server_context(channel["tls"])
+    peer_der = _cert_der(channel["tls"]["peer_cert_file"], "the peer's pinned certificate")
+    if not channel.get("metrics_sources"):
+        return context, peer_der, []
+    path = channel["metrics_cert_file"]
+    reader_der = _cert_der(path, "the metrics reader's pinned certificate")
+    if reader_der in (peer_der, _cert_der(channel["tls"]["cert_file"], "this host's certificate")):
+        raise config.ConfigError(f"{path}: the metrics reader's certificate must be its own, not an agent's")
+    try:
+        context.load_verify_locations(cafile=path)  # trusted in the handshake; routes are chosen by identity
+    except (OSError, ssl.SSLError) as exc:
+        raise config.ConfigError(f"{path}: cannot load the metrics reader's certificate: {exc}") from None
+    reader = httpapi.Identity("metrics", channel["metrics_sources"], metrics_routes(peer_routes), reader_der)
+    return context, peer_der, [reader]
 
 
 def control_binding(node_name):
@@ -46,13 +92,16 @@ def heartbeat_binding(sender, receiver):
 
 
 def serve(channel, address, port, peer_routes, local_routes, allowed_clients, component, max_body=65536):
-    """Start both listeners; returns [peer server, local server]. The peer listener requires TLS."""
+    """Start both listeners; returns [peer server, local server]. The peer listener requires TLS: the peer
+    (``allowed_clients``, its pinned certificate) gets ``peer_routes``, the metrics reader (when
+    configured) only their GET /metrics."""
     bounds = {"max_body": max_body, "component": component, "read_timeout": channel["read_timeout"],
               "max_connections": channel["max_connections"]}
+    context, peer_der, readers = _identities(channel, peer_routes)
     local = httpapi.serve_unix(channel["control_socket"], local_routes, **bounds)
     try:
-        peer = httpapi.serve(address, port, peer_routes, tls=tls.server_context(channel["tls"]),
-                             allowed_clients=allowed_clients, **bounds)
+        peer = httpapi.serve(address, port, peer_routes, tls=context, allowed_clients=allowed_clients,
+                             pinned_cert=peer_der, readers=readers, **bounds)
     except (OSError, config.ConfigError):
         local.server_close()
         raise
@@ -61,7 +110,7 @@ def serve(channel, address, port, peer_routes, local_routes, allowed_clients, co
 
 def stats(servers):
     """{"peer": counts, "local": counts} of the listeners ``serve`` returned (httpapi stats: open
-    connections, refused_source, timed_out, evicted, tls_failed); {} before they run."""
+    connections, refused_source, timed_out, evicted, tls_failed, refused_identity); {} before they run."""
     return dict(zip(("peer", "local"), (server.stats() for server in servers or ())))
 
 

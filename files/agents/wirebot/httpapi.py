@@ -7,6 +7,10 @@ another method -> 405, handler exception -> 500 (logged).
 
 Every connection is bounded (a hostile or half-open client costs little and for a short time):
 - ``allowed_clients`` (TCP): a connection from any other address is closed at accept, before TLS;
+- identities (TCP over TLS): with ``pinned_cert`` and ``readers`` (``Identity``), each connection is served
+  the routes of the one identity whose certificate it presented AND whose addresses it comes from; any
+  other pairing (a reader's certificate from the peer's address, the peer's from a reader's) is closed
+  right after the handshake, before a byte of HTTP is read;
 - ``read_timeout``: the TLS handshake plus the whole request (line, headers, body) must arrive within
   this many seconds, or the connection is closed (a watchdog enforces it; slow drips do not extend it);
 - ``max_connections``: at the cap, the oldest connection that has not yet delivered a request is closed
@@ -64,6 +68,22 @@ class Request:
         return data
 
 
+class Identity:
+    """Who may use a TCP listener and for what: connections from ``addresses`` (None: any address the
+    listener admits) that present exactly the certificate ``cert_der`` (DER bytes; None: any certificate
+    the TLS context accepted, or no TLS) are served ``routes`` and nothing else."""
+
+    def __init__(self, name, addresses, routes, cert_der=None):
+        self.name = name
+        self.addresses = None if addresses is None else set(addresses)
+        self.routes = {(m.upper(), p): h for (m, p), h in routes.items()}
+        self.cert_der = cert_der
+
+    def admits(self, client, cert_der):
+        return ((self.addresses is None or client in self.addresses)
+                and (self.cert_der is None or cert_der == self.cert_der))
+
+
 class _Conn:
     """One open connection: a duplicate of its descriptor (to shut it down from another thread whatever
     the owning thread did to its own, e.g. handed it to TLS), when it was accepted, and whether it is still
@@ -91,14 +111,16 @@ class _Bounded:
     allow_reuse_address = True
     request_queue_size = 512  # the kernel's accept queue: a burst must not drop the peer's SYN
 
-    def _bound(self, component, read_timeout, max_connections, allowed_clients, tls_context):
+    def _bound(self, component, read_timeout, max_connections, identities, tls_context, max_body):
         self.component = component
         self.read_timeout = float(read_timeout)
         self.max_connections = max(1, int(max_connections))
-        self.allowed_clients = None if allowed_clients is None else set(allowed_clients)
+        self.identities = [(i, _make_handler(i.routes, max_body, component)) for i in identities]
+        addresses = [i.addresses for i in identities]
+        self.allowed_clients = None if None in addresses else set().union(*addresses)
         self.tls_context = tls_context
         self.conns = {}
-        self.counts = {"refused_source": 0, "timed_out": 0, "evicted": 0, "tls_failed": 0}
+        self.counts = {"refused_source": 0, "timed_out": 0, "evicted": 0, "tls_failed": 0, "refused_identity": 0}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._noted = {}
@@ -123,8 +145,17 @@ class _Bounded:
         client = client_address[0] if client_address else ""
         if client in self.allowed_clients:
             return True
-        self._note("refused_source", client, "not the configured peer")
+        self._note("refused_source", client, "not the configured peer or a metrics source")
         return False
+
+    def _handler_for(self, sock, client_address):
+        """The handler class of the identity this connection proves (certificate and address), or None."""
+        client = _client(client_address)
+        cert = sock.getpeercert(binary_form=True) if self.tls_context is not None else None
+        for identity, handler in self.identities:
+            if identity.admits(client, cert):
+                return handler
+        return None
 
     def process_request(self, request, client_address):
         conn = _Conn(request)
@@ -164,8 +195,15 @@ class _Bounded:
                     if not evicted:
                         self._note("tls_failed", _client(client_address), exc)
                     return
+            handler = self._handler_for(sock, client_address)
+            if handler is None:
+                with self._lock:
+                    self.conns.pop(id(conn), None)  # counted here, not again as timed out
+                self._note("refused_identity", _client(client_address),
+                           "certificate not admitted from this address")
+                return
             self._local.conn = conn
-            self.RequestHandlerClass(sock, client_address, self)
+            handler(sock, client_address, self)
             _linger(sock)
         except Exception as exc:  # noqa: BLE001 - one connection never takes the server down
             with self._lock:
@@ -207,7 +245,8 @@ class _Bounded:
             conn.kill()
 
     def stats(self):
-        """{"open": N, "refused_source", "timed_out", "evicted", "tls_failed"} (counts since start)."""
+        """{"open": N, "refused_source", "timed_out", "evicted", "tls_failed", "refused_identity"} (counts
+        since start)."""
         with self._lock:
             return dict(self.counts, open=len(self.conns))
 
@@ -348,19 +387,32 @@ def _start(server, component, **where):
 
 
 def serve(address, port, routes, max_body=65536, component="api", tls=None, allowed_clients=None,
-          read_timeout=DEFAULT_READ_TIMEOUT, max_connections=DEFAULT_MAX_CONNECTIONS):
+          read_timeout=DEFAULT_READ_TIMEOUT, max_connections=DEFAULT_MAX_CONNECTIONS, pinned_cert=None,
+          readers=()):
     """Serve ``routes`` on address:port (over TLS when ``tls``, an ssl server context, is given) in a
     daemon thread; return the server. ``allowed_clients``: the only addresses admitted (None: all).
+
+    ``pinned_cert`` (DER): ``routes`` only to a client presenting exactly this certificate. ``readers``:
+    further ``Identity``s, each served only its own routes; they need TLS and ``pinned_cert`` (else the
+    reader's certificate, which the context also trusts, would be served ``routes``).
 
     ``server.server_address[1]`` is the bound port (pass port 0 in tests); call ``server.shutdown()``
     and ``server.server_close()`` to stop.
     """
-    normalized = {(m.upper(), p): h for (m, p), h in routes.items()}
-    server = _TcpServer((address, port), _make_handler(normalized, max_body, component), bind_and_activate=False)
-    server._bound(component, read_timeout, max_connections, allowed_clients, tls)
+    readers = list(readers)
+    if readers and (tls is None or pinned_cert is None or any(r.cert_der is None or r.addresses is None
+                                                              for r in readers)):
+        raise ValueError("readers need TLS, a pinned certificate for the main routes, and each its own "
+                         "certificate and addresses")
+    if any(r.cert_der == pinned_cert for r in readers):
+        raise ValueError("a reader's certificate must differ from the pinned one")
+    identities = [Identity("peer", allowed_clients, routes, pinned_cert), *readers]
+    server = _TcpServer((address, port), None, bind_and_activate=False)
+    server._bound(component, read_timeout, max_connections, identities, tls, max_body)
     _bind(server)
     return _start(server, component, address=address, port=server.server_address[1], tls=tls is not None,
-                  allowed_clients=sorted(allowed_clients) if allowed_clients is not None else "any")
+                  allowed_clients=sorted(allowed_clients) if allowed_clients is not None else "any",
+                  readers={r.name: sorted(r.addresses) for r in readers})
 
 
 def serve_unix(path, routes, max_body=65536, component="api", read_timeout=DEFAULT_READ_TIMEOUT,
@@ -382,9 +434,8 @@ def serve_unix(path, routes, max_body=65536, component="api", read_timeout=DEFAU
         if not stat.S_ISSOCK(mode):
             raise OSError(f"{path} exists and is not a socket")
         os.unlink(path)
-    normalized = {(m.upper(), p): h for (m, p), h in routes.items()}
-    server = _UnixServer(path, _make_handler(normalized, max_body, component), bind_and_activate=False)
-    server._bound(component, read_timeout, max_connections, None, None)
+    server = _UnixServer(path, None, bind_and_activate=False)
+    server._bound(component, read_timeout, max_connections, [Identity("local", None, routes)], None, max_body)
     previous = os.umask(0o177)
     try:
         _bind(server)
