@@ -22,6 +22,8 @@ def _host(role: str, data: dict) -> tuple:
         host_data["ssh_key"] = str(Path(section["ssh_key"]).expanduser())
     if section.get("ssh_port"):
         host_data["ssh_port"] = int(section["ssh_port"])
+    if data.get("metrics_sources"):  # the Prometheus server(s): group_data agent_metrics_sources
+        host_data["agent_metrics_sources"] = data["metrics_sources"]
     return section["address"], host_data
 
 

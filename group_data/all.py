@@ -32,6 +32,11 @@ agent_keys_dir = "/etc/wirebot/agent-keys"  # 0700: agent.key (0600) + agent.crt
 agent_control_socket = "/run/wirebot-agent/control.sock"  # 0600 unix socket: the only way in for control requests
 agent_read_timeout_seconds = 10  # TLS handshake + whole request must arrive within this, or the connection is closed
 agent_max_connections = 32  # per listener; at the cap the oldest connection still waiting for its request is closed
+# The metrics reader (docs/operator.md "Prometheus"): the Prometheus server's IP address(es). Connections from
+# these presenting exactly the operator's prometheus/client.crt (secrets_dir; its key stays with Prometheus)
+# are served GET /metrics on :8300 and nothing else. [] (the default): no scraping over the network. The
+# operator sets it as `metrics_sources:` in settings.yml (tasks/operator_settings.py).
+agent_metrics_sources = []
 
 # --- Public hostnames carried by the tunnel (seed section 4) ---
 public_hostnames = {

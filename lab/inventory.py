@@ -36,6 +36,8 @@ _lab_data = {
     "filesync_full_sync_minutes": 1,
     "filesync_retry_max_seconds": 5,
     "litestream_stall_seconds": 20,
+    # --- the edge also plays the Prometheus server (its key: lab/secrets.py, prometheus/client.crt) ---
+    "agent_metrics_sources": [settings.address("edge")],
 }
 
 primary = [(settings.address("primary"), dict(_lab_data))]

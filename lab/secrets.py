@@ -8,6 +8,7 @@ edge's local receiver. None of it is real or leaves this machine.
 import json
 import os
 import secrets as random_secrets
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -53,7 +54,23 @@ def ensure() -> Path:
     _write(root / "cloudflare-api-token", settings.EDGE_API_TOKEN + "\n")
     _write(root / "discord-webhook.url", f"{settings.EDGE_URL}/lab/webhook/wirebot\n")
     _write(root / "gateway.env", "OPENCLAW_LAB_MODEL_KEY=lab-not-a-real-key\n")
+    prometheus_client()
     return root
+
+
+def prometheus_client() -> dict:
+    """The lab Prometheus' client key and certificate, made once with the operator's documented command
+    (secrets_check.MAKE_METRICS_READER_CERT); the certificate goes to secrets/prometheus/client.crt, the key
+    stays outside the secrets directory as it stays on a real Prometheus server. {"cert_file", "key_file"}."""
+    from tasks.provision.secrets_check import MAKE_METRICS_READER_CERT, METRICS_READER_CERT
+
+    folder = settings.STATE_DIR / "prometheus"
+    key, cert = folder / "client.key", folder / "client.crt"
+    if not (key.exists() and cert.exists()):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(["sh", "-c", f"umask 077 && {MAKE_METRICS_READER_CERT} 2>/dev/null"], cwd=folder, check=True)
+    _write(settings.SECRETS_DIR / METRICS_READER_CERT, cert.read_text())
+    return {"cert_file": str(cert), "key_file": str(key)}
 
 
 def edge_config() -> dict:

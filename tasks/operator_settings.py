@@ -10,6 +10,8 @@ File: ``$WIREBOT_SETTINGS`` or ``~/.config/wirebot/settings.yml``. Shape::
     standby:
       address: 203.0.113.20        # written by `python tasks/hetzner.py create`
     secrets_dir: ~/.config/wirebot/secrets   # optional, this is the default
+    metrics_sources: [198.51.100.7] # optional: the Prometheus server's IP address(es), see
+                                    # group_data/all.py agent_metrics_sources (needs prometheus/client.crt)
 
 Environment variables override the file: WIREBOT_PRIMARY_ADDRESS, WIREBOT_STANDBY_ADDRESS,
 WIREBOT_SECRETS_DIR. No address has a default: a missing one is an error naming what to set.

@@ -5,12 +5,13 @@ Settings come from group_data/all.py, then group_data/<role>.py, then the invent
 overrides there); the last file to set a key is the one named in an error.
 """
 
+import ipaddress
 import re
 import runpy
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Tuple
 
-from tasks.provision.secrets_check import SecretsError, check_all
+from tasks.provision.secrets_check import SecretsError, check_all, metrics_reader_cert
 
 GROUP_DATA = Path(__file__).resolve().parent.parent / "group_data"
 
@@ -43,6 +44,14 @@ def _text(value):
     return isinstance(value, str) and bool(value.strip())
 
 
+def _ip(value):
+    try:
+        ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        return False
+    return True
+
+
 def _url(value):
     return isinstance(value, str) and re.match(r"https?://[^/\s]+", value) is not None
 
@@ -68,6 +77,8 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
                 "a mapping secret name -> file name"),
     "exec": (lambda value: isinstance(value, str) and value[:1] in ("/", "{"), "a command line (absolute path)"),
     "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
+    "addresses": (lambda value: isinstance(value, list) and all(_ip(item) for item in value),
+                  "a list of IP addresses (may be empty)"),
     "capabilities": (lambda value: isinstance(value, list)
                      and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
                      "a list of capability names (CAP_...)"),
@@ -80,7 +91,7 @@ SCHEMA = {
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
     "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
     "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
-    "agent_max_connections": "seconds",
+    "agent_max_connections": "seconds", "agent_metrics_sources": "addresses",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
     "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
     "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
@@ -137,6 +148,8 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:
         check_all(values["secrets_dir"])
+        if values["agent_metrics_sources"]:
+            metrics_reader_cert(values["secrets_dir"], required=True)
     except SecretsError as error:
         raise SettingError(str(error)) from None
     return values

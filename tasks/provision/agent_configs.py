@@ -3,6 +3,8 @@
 Pure functions of settings, so they are unit-tested without hosts and render deterministically.
 """
 
+import ipaddress
+
 from tasks.provision import paths
 
 
@@ -18,7 +20,11 @@ def _secrets(data) -> dict:
 
 def _channel(data) -> dict:
     """The keys wirebot.channel reads: this host's TLS key and certificate, the peer's pinned one, the
-    control socket and the listeners' bounds."""
+    control socket, the listeners' bounds and, when agent_metrics_sources is set, the metrics reader."""
+    metrics = {}
+    if data.agent_metrics_sources:
+        metrics = {"metrics": {"sources": [str(ipaddress.ip_address(a)) for a in data.agent_metrics_sources],
+                               "cert_file": paths.agent_key_file(data, "metrics-reader.crt")}}
     return {
         "tls": {"cert_file": paths.agent_key_file(data, "agent.crt"),
                 "key_file": paths.agent_key_file(data, "agent.key"),
@@ -26,6 +32,7 @@ def _channel(data) -> dict:
         "control": {"socket": data.agent_control_socket},
         "http": {"read_timeout_seconds": data.agent_read_timeout_seconds,
                  "max_connections": data.agent_max_connections},
+        **metrics,
     }
 
 

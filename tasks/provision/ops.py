@@ -104,14 +104,17 @@ class Certificate(FactBase):
 
 def tls_keypair_command(key: str, cert: str, common_name: str) -> str:
     """Shell: a P-256 key (0600) and a self-signed certificate for it, made on the host, written to
-    temporary names then moved into place (an interrupted run leaves no half pair)."""
+    temporary names then moved into place (an interrupted run leaves no half pair). The common name is
+    also the certificate's DNS subjectAltName: Go's TLS (Prometheus) checks only SANs, so a scrape job
+    names it as `server_name` (docs/operator.md "Prometheus")."""
     folder = shlex.quote(key.rsplit("/", 1)[0])
     key_q, cert_q, subject = shlex.quote(key), shlex.quote(cert), shlex.quote(f"/CN={common_name}")
+    san = shlex.quote(f"subjectAltName=DNS:{common_name}")
     return (
         f"install -d -m 700 {folder} && (umask 077 && openssl req -x509 -newkey ec "
         f"-pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500 -subj {subject} "
         f"-addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature "
-        f"-addext extendedKeyUsage=serverAuth,clientAuth -keyout {key_q}.tmp -out {cert_q}.tmp "
+        f"-addext extendedKeyUsage=serverAuth,clientAuth -addext {san} -keyout {key_q}.tmp -out {cert_q}.tmp "
         f"2>/dev/null) && chmod 600 {key_q}.tmp && chmod 644 {cert_q}.tmp && "
         f"mv {key_q}.tmp {key_q} && mv {cert_q}.tmp {cert_q}"
     )

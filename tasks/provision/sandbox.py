@@ -13,6 +13,8 @@ changes (secrets_digest() goes into its root-only config).
 import hashlib
 from pathlib import Path, PurePosixPath
 
+from tasks.provision.secrets_check import METRICS_READER_CERT
+
 # Hardening every unit gets (each is scored by `systemd-analyze security`).
 COMMON = (
     "NoNewPrivileges=yes",
@@ -75,7 +77,8 @@ def control_socket(data) -> str:
 
 def secrets_digest(data, unit: str) -> str:
     """sha256 over the operator's copies (secrets_dir) of the secrets `unit` reads: changes when one does.
-    Keys made on the hosts (replication, fence) are not in secrets_dir and never change by a deploy."""
+    Keys made on the hosts (replication, fence) are not in secrets_dir and never change by a deploy. The
+    agents' also covers the metrics reader's certificate while agent_metrics_sources is set."""
     digest = hashlib.sha256()
     by_target = {target: name for name, target in data.secrets_files.items()}
     for path in unit_secrets(data, unit):
@@ -83,6 +86,9 @@ def secrets_digest(data, unit: str) -> str:
         source = Path(data.secrets_dir) / name if name else None
         if source is not None and source.is_file():
             digest.update(path.encode() + b"\0" + source.read_bytes() + b"\0")
+    reader = Path(data.secrets_dir) / METRICS_READER_CERT  # pinned by the trust deploy while sources are set
+    if unit in ("replicator", "standby") and data.agent_metrics_sources and reader.is_file():
+        digest.update(b"metrics-reader\0" + reader.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

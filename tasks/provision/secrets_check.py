@@ -5,12 +5,15 @@ Layout (the operator's, outside git; lab/secrets.py makes a lab one):
     cloudflared/credentials.json  the tunnel's credentials: AccountTag, TunnelSecret, TunnelID
     agent-hmac.key                the agents' shared HMAC key (hex, >= 64 characters)
     discord-webhook.url, cloudflare-api-token, gateway.env   optional
+    prometheus/client.crt         optional: the metrics reader's client certificate (its key stays with
+                                  Prometheus); required when agent_metrics_sources is set
 """
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import yaml
 
@@ -70,9 +73,67 @@ def agent_key(secrets_dir: str) -> None:
         raise SecretsError(f"{path}: expected at least 64 hex characters")
 
 
+METRICS_READER_CERT = "prometheus/client.crt"
+MAKE_METRICS_READER_CERT = (
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj /CN=wirebot-prometheus "
+    "-addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature "
+    "-addext extendedKeyUsage=clientAuth -keyout client.key -out client.crt")
+
+
+def metrics_reader_cert(secrets_dir: str, required: bool = False) -> Optional[Path]:
+    """The metrics reader's certificate (secrets_dir/prometheus/client.crt) if present (an error when
+    ``required`` and absent): exactly one PEM certificate and no private key, self-signed (the agents pin
+    it as its own trust anchor), valid now, for client use, with a P-256/P-384, Ed25519 or >= 2048-bit RSA
+    key. Returns its path, or None."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    path = Path(secrets_dir) / METRICS_READER_CERT
+    if not path.is_file():
+        if required:
+            raise SecretsError(f"{path}: missing: agent_metrics_sources is set, so the agents need Prometheus' "
+                               f"client certificate (make it on the Prometheus server: {MAKE_METRICS_READER_CERT}; "
+                               f"copy client.crt here, the key stays there)")
+        return None
+    text = path.read_text(errors="replace")
+    if "PRIVATE KEY" in text:
+        raise SecretsError(f"{path}: holds a private key: only the certificate goes here, the key stays with "
+                           "Prometheus (make a new pair: this one has left the Prometheus server)")
+    if text.count("-----BEGIN CERTIFICATE-----") != 1:
+        raise SecretsError(f"{path}: expected exactly one PEM certificate")
+    try:
+        cert = x509.load_pem_x509_certificate(text.encode())
+    except ValueError as error:
+        raise SecretsError(f"{path}: not a valid PEM certificate: {error}") from None
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (InvalidSignature, ValueError, TypeError):
+        raise SecretsError(f"{path}: must be self-signed (the agents pin exactly this certificate as its own "
+                           "trust anchor)") from None
+    now = datetime.now(timezone.utc)
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        raise SecretsError(f"{path}: not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} to "
+                           f"{cert.not_valid_after_utc:%Y-%m-%d})")
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usages = None
+    if usages is not None and x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        raise SecretsError(f"{path}: its extendedKeyUsage does not allow clientAuth")
+    key = cert.public_key()
+    strong = (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1")
+              or isinstance(key, ed25519.Ed25519PublicKey)
+              or isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048)
+    if not strong:
+        raise SecretsError(f"{path}: key type not accepted (use P-256 as in: {MAKE_METRICS_READER_CERT})")
+    return path
+
+
 def check_all(secrets_dir: str) -> Dict[str, str]:
-    """Every check above; returns the cloudflared facts."""
+    """Every check above (the metrics reader's certificate when present); returns the cloudflared facts."""
     if not Path(secrets_dir).is_dir():
         raise SecretsError(f"{secrets_dir}: the secrets directory does not exist")
     agent_key(secrets_dir)
+    metrics_reader_cert(secrets_dir)
     return cloudflared_files(secrets_dir)

@@ -3,7 +3,8 @@ its connections come from that host's address. Standard library only; reads a JS
 prints one JSON line.
 
   {"mode": "send", "probes": [{"target": "10.213.1.3:8300", "tls": null | {"cert_file", "key_file",
-   "peer_cert_file"} | {"no_client_cert": true, "peer_cert_file"}, "payload": base64, "wait": seconds}]}
+   "peer_cert_file"} | {"no_client_cert": true, "peer_cert_file"}, "payload": base64, "wait": seconds,
+   "answer_bytes": how much of the answer to return (default 600)}]}
       -> {"results": [{"connected", "tls", "answer": first bytes of the answer (text), "status", "error",
       "seconds": connect to close}]}
       `payload` goes out as is: over TLS when `tls` is given, raw otherwise (a replayed capture is raw).
@@ -67,7 +68,7 @@ def _send(probe):
     finally:
         sock.close()
     result["seconds"] = round(time.monotonic() - started, 4)
-    result["answer"] = data[:600].decode("latin-1")
+    result["answer"] = data[:int(probe.get("answer_bytes", 600))].decode("latin-1")
     if data.startswith(b"HTTP/1."):
         result["status"] = int(data.split(b" ", 2)[1])
     return result

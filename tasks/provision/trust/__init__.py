@@ -5,7 +5,8 @@
 - fence key: made on the standby; on the primary (root, `restrict`, only from the standby's address) it
   can only run the fence command: stop and mask the primary's cloudflared unit.
 - the agents' channel (:8300, docs/security.md): each host makes its own TLS key and self-signed
-  certificate and its own control key (never copied anywhere), and pins the other host's certificate.
+  certificate and its own control key (never copied anywhere), and pins the other host's certificate;
+  with agent_metrics_sources set, it also pins the metrics reader's (Prometheus') client certificate.
 """
 
 from io import StringIO
@@ -16,6 +17,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
+from tasks.provision.secrets_check import metrics_reader_cert
 from tasks.provision.ops import PublicKey, authorized_key_line, pinned_certificate, random_key, ssh_keypair, tls_keypair
 
 REPLICA_SHELL = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-shell"
@@ -48,6 +50,14 @@ def _agent_channel(data, role: str, peer) -> None:
     pinned_certificate(name=f"Ensure the agents' channel pins {peer.name}'s certificate.",
                        path=paths.agent_key_file(data, "peer.crt"), other=peer,
                        other_path=paths.agent_key_file(peer.data, "agent.crt"))
+    reader = paths.agent_key_file(data, "metrics-reader.crt")
+    if data.agent_metrics_sources:
+        files.put(name="Ensure the agents pin the metrics reader's certificate (prometheus/client.crt).",
+                  src=str(metrics_reader_cert(data.secrets_dir, required=True)), dest=reader,
+                  user="root", group="root", mode="644")
+    else:
+        files.file(name="Ensure no metrics reader is pinned (agent_metrics_sources is empty).", path=reader,
+                   present=False)
 
 
 @deploy("Trust between primary and standby")
@@ -57,10 +67,11 @@ def trust():
     its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir.
 
     The agents' channel: agent_keys_dir holds this host's TLS key (0600) and self-signed certificate and
-    its control key (0600), all made on the host once, and peer.crt, the other host's certificate.
+    its control key (0600), all made on the host once, and peer.crt, the other host's certificate; and
+    metrics-reader.crt, the operator's prometheus/client.crt, exactly while agent_metrics_sources is set.
 
     Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir,
-    agent_keys_dir.
+    agent_keys_dir, agent_metrics_sources, secrets_dir.
     """
     data = host.data
     is_primary = "primary" in host.groups

@@ -1,0 +1,92 @@
+"""Prometheus scrapes the agents over the channel (docs/operator.md "Prometheus"): the lab inventory names the
+edge as the metrics source and lab/secrets.py made Prometheus' pair with the operator's documented command.
+From the edge's namespace, with that certificate, both agents answer GET /metrics (Prometheus text) and
+nothing else; without it, or with it from another address, the connection is refused. A few seconds."""
+
+import base64
+import re
+
+import pytest
+from labtest import agent, identity, probe, ssh, stranger_identity
+
+from lab import secrets, settings
+
+AGENTS = {"primary": f"{settings.address('primary')}:8300", "standby": f"{settings.address('standby')}:8300"}
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                    r'(-?[0-9.eE+-]+|NaN|[+-]Inf)( -?[0-9]+)?$')
+
+
+@pytest.fixture(scope="module")
+def reader():
+    """{role: the TLS spec Prometheus uses for that agent}: its own pair and the agent's pinned certificate,
+    fetched as the operator does (cat /etc/wirebot/agent-keys/agent.crt over SSH)."""
+    pair = secrets.prometheus_client()
+    folder = settings.STATE_DIR / "test-identities" / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    specs = {}
+    for role in AGENTS:
+        pin = folder / f"{role}-agent.crt"
+        pin.write_text(ssh(role, "cat /etc/wirebot/agent-keys/agent.crt").stdout)
+        specs[role] = dict(pair, peer_cert_file=str(pin))
+    return specs
+
+
+def _ask(where, role, tls, method="GET", path="/metrics"):
+    request = f"{method} {path} HTTP/1.1\r\nHost: wirebot-{role}\r\nContent-Length: 0\r\n\r\n".encode()
+    return probe(where, {"mode": "send", "probes": [{"target": AGENTS[role], "tls": tls, "wait": 3,
+                                                     "payload": base64.b64encode(request).decode(),
+                                                     "answer_bytes": 1 << 20}]})["results"][0]
+
+
+def parse_exposition(text):
+    """{metric name: [sample lines]} of Prometheus' text format; every sample line well-formed and every
+    metric with its HELP and TYPE before its samples (an AssertionError names the line otherwise)."""
+    helps, types, samples = set(), set(), {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helps.add(line.split()[2])
+        elif line.startswith("# TYPE "):
+            assert line.split()[3] in ("gauge", "counter", "untyped", "histogram", "summary"), line
+            types.add(line.split()[2])
+        elif line.strip():
+            match = SAMPLE.match(line)
+            assert match, f"not a sample line: {line!r}"
+            name = match.group(1)
+            assert name in helps and name in types, f"{name}: samples before HELP and TYPE"
+            samples.setdefault(name, []).append(line)
+    return samples
+
+
+def test_prometheus_scrapes_both_agents_from_its_address_and_reads_nothing_else(reader):
+    status_before = agent("standby", "/status")[1]
+    for role, tls in reader.items():
+        answer = _ask("edge", role, tls)
+        assert answer["status"] == 200, (role, answer)
+        head, _, body = answer["answer"].partition("\r\n\r\n")
+        assert "text/plain; version=0.0.4" in head
+        samples = parse_exposition(body)
+        assert any(name.startswith(f"wirebot_{'replicator' if role == 'primary' else 'standby'}_")
+                   for name in samples), (role, sorted(samples))
+        for method, path, code in (("GET", "/status", 404), ("GET", "/health", 404), ("POST", "/heartbeat", 404),
+                                   ("POST", "/activate", 404), ("POST", "/metrics", 405)):
+            assert _ask("edge", role, tls, method, path)["status"] == code, (role, method, path)
+    status_after = agent("standby", "/status")[1]
+    for key in ("state", "epoch"):
+        assert status_after[key] == status_before[key]
+
+
+def test_without_the_certificate_or_from_another_address_nothing_answers(reader):
+    refused = agent("standby", "/status")[1]["connections"]["peer"]
+    for role, tls in reader.items():
+        pin = {"peer_cert_file": tls["peer_cert_file"]}
+        for where, spec in (("edge", dict(pin, no_client_cert=True)),       # no client certificate
+                            ("edge", dict(stranger_identity(), **pin)),      # a certificate pinned nowhere
+                            ("edge", dict(identity("primary" if role == "standby" else "standby"),
+                                          **pin)),                           # the stolen peer's, from the edge
+                            ("primary" if role == "standby" else "standby", tls),  # Prometheus', from the peer
+                            ("edge", None)):                                 # plain HTTP
+            answer = _ask(where, role, spec)
+            assert answer["status"] == 0 and "HTTP/" not in answer["answer"], (role, where, spec, answer)
+    after = agent("standby", "/status")[1]["connections"]["peer"]
+    assert after["refused_identity"] - refused["refused_identity"] == 2  # the stolen peer's; Prometheus' from the primary
+    assert after["tls_failed"] - refused["tls_failed"] >= 3
