@@ -88,5 +88,6 @@ def test_without_the_certificate_or_from_another_address_nothing_answers(reader)
             answer = _ask(where, role, spec)
             assert answer["status"] == 0 and "HTTP/" not in answer["answer"], (role, where, spec, answer)
     after = agent("standby", "/status")[1]["connections"]["peer"]
-    assert after["refused_identity"] - refused["refused_identity"] == 2  # the stolen peer's; Prometheus' from the primary
+    # at the standby: the stolen primary certificate from the edge, Prometheus' from the primary
+    assert after["refused_identity"] - refused["refused_identity"] == 2
     assert after["tls_failed"] - refused["tls_failed"] >= 3

@@ -17,8 +17,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
-from tasks.provision.secrets_check import metrics_reader_cert
 from tasks.provision.ops import PublicKey, authorized_key_line, pinned_certificate, random_key, ssh_keypair, tls_keypair
+from tasks.provision.secrets_check import metrics_reader_cert
 
 REPLICA_SHELL = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-shell"
 REPLICA_SHELL_DEST = "/usr/local/libexec/wirebot-replica-shell"
