@@ -50,15 +50,119 @@ def test_every_alert_has_a_unit_test():
     assert alerts == tested
 
 
-def test_scrape_config_is_valid_with_the_rules(promtool, tmp_path):
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A folder as the operator fills /etc/prometheus/wirebot: the agents' certificates made with the deploy's
+    own command (primary-agent.crt, standby-agent.crt, with their keys) and Prometheus' pair made with the
+    documented command (client.crt, client.key)."""
+    from tasks.provision.ops import tls_keypair_command
+    from tasks.provision.secrets_check import MAKE_METRICS_READER_CERT
+
+    folder = tmp_path_factory.mktemp("prometheus-wirebot")
+    for role in ("primary", "standby"):
+        subprocess.run(["sh", "-c", tls_keypair_command(str(folder / f"{role}-agent.key"),
+                                                        str(folder / f"{role}-agent.crt"), f"wirebot-{role}")],
+                       check=True)
+    subprocess.run(["sh", "-c", f"{MAKE_METRICS_READER_CERT} 2>/dev/null"], cwd=folder, check=True)
+    return folder
+
+
+def test_scrape_config_is_valid_with_the_rules(promtool, tmp_path, certs):
+    shipped = SCRAPE.read_text().replace("/etc/prometheus/wirebot/", f"{certs}/")  # promtool opens them
     config = {"global": {"scrape_interval": "30s"}, "rule_files": [str(RULES)],
-              "scrape_configs": yaml.safe_load(SCRAPE.read_text())["scrape_configs"]}
+              "scrape_configs": yaml.safe_load(shipped)["scrape_configs"]}
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     assert "is valid prometheus config file syntax" in run(promtool, "check", "config", str(path))
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert jobs == {"wirebot-replicator", "wirebot-standby"}
-    assert "tls_config" in SCRAPE.read_text()  # the placeholder for the agents' mutual TLS
+    for job in config["scrape_configs"]:  # mutual TLS, the one pinned agent certificate, its name checked
+        tls = job["tls_config"]
+        assert job["scheme"] == "https" and not tls.get("insecure_skip_verify")
+        assert {"ca_file", "cert_file", "key_file", "server_name"} <= set(tls)
+
+
+def _prometheus_sees(prometheus, tmp_path, jobs, timeout=30):
+    """Run the real Prometheus server (Go's TLS) with ``jobs`` until every target was scraped once;
+    {job: (health, last error)}."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                                    "scrape_configs": jobs}))
+    server = subprocess.Popen([prometheus, f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=2) as answer:
+                    targets = json.load(answer)["data"]["activeTargets"]
+            except (OSError, ValueError):
+                continue
+            seen = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets if t["health"] != "unknown"}
+            if len(seen) == len(jobs):
+                return seen
+        raise AssertionError(f"Prometheus did not scrape every job within {timeout} s")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
+    """The real Prometheus with the shipped wirebot-replicator job (only the target and file paths replaced)
+    scrapes an agent listener made by wirebot.channel with the deploy's own certificate command and the
+    operator's documented client-certificate command; the same job refuses a server with another name,
+    and the agent serves nothing to a client without the pinned certificate."""
+    from wirebot import channel
+
+    from tasks.provision.secrets_check import metrics_reader_cert
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus is not installed: apt-get install prometheus (lab/deploy.sh does)")
+    (tmp_path / "secrets" / "prometheus").mkdir(parents=True)
+    (tmp_path / "secrets" / "prometheus" / "client.crt").write_text((certs / "client.crt").read_text())
+    assert metrics_reader_cert(str(tmp_path / "secrets"), required=True)
+    (tmp_path / "control.key").write_text("ab" * 32 + "\n")
+    settings = channel.load_settings({
+        "tls": {"cert_file": str(certs / "primary-agent.crt"), "key_file": str(certs / "primary-agent.key"),
+                "peer_cert_file": str(certs / "standby-agent.crt")},
+        "control": {"socket": str(tmp_path / "run" / "control.sock")},
+        "secrets": {"control_key_file": str(tmp_path / "control.key")},
+        "metrics": {"sources": ["127.0.0.1"], "cert_file": str(certs / "client.crt")}}, "replicator.yml")
+    text = "# HELP wirebot_replicator_up 1\n# TYPE wirebot_replicator_up gauge\nwirebot_replicator_up 1\n"
+    routes = {("GET", "/metrics"): lambda r: (200, text), ("GET", "/status"): lambda r: (200, {"secret": 1})}
+    servers = channel.serve(settings, "127.0.0.1", 0, routes, {}, ["127.0.0.9"], "test")
+    try:
+        shipped = next(j for j in yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+                       if j["job_name"] == "wirebot-replicator")
+        target = f"127.0.0.1:{servers[0].server_address[1]}"
+        def job(name, **tls):
+            paths = {key: value.replace("/etc/prometheus/wirebot/", f"{certs}/")
+                     for key, value in shipped["tls_config"].items()}
+            return dict(shipped, job_name=name, scrape_interval="1s", scrape_timeout="1s",
+                        static_configs=[{"targets": [target]}], tls_config=dict(paths, **tls))
+
+        seen = _prometheus_sees(prometheus, tmp_path, [
+            job("shipped"), job("wrong-name", server_name="wirebot-standby"),
+            dict(job("status-path"), metrics_path="/status"),
+            job("no-pin", ca_file=str(certs / "standby-agent.crt"))])
+    finally:
+        channel.stop(servers)
+    print(seen)
+    assert seen["shipped"] == ("up", ""), seen
+    assert seen["wrong-name"][0] == "down" and "wirebot-standby" in seen["wrong-name"][1], seen
+    assert seen["status-path"][0] == "down" and "404" in seen["status-path"][1], seen
+    assert seen["no-pin"][0] == "down" and "certificate" in seen["no-pin"][1], seen
 
 
 def test_rules_use_only_exported_metrics():
