@@ -64,7 +64,7 @@ def prometheus_client() -> dict:
     stays outside the secrets directory as it stays on a real Prometheus server. {"cert_file", "key_file"}."""
     from tasks.provision.secrets_check import MAKE_METRICS_READER_CERT, METRICS_READER_CERT
 
-    folder = settings.STATE_DIR / "prometheus"
+    folder = settings.SECRETS_DIR.parent / "prometheus"  # the lab's state directory, beside secrets/
     key, cert = folder / "client.key", folder / "client.crt"
     if not (key.exists() and cert.exists()):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -150,3 +150,112 @@ def test_host_addresses_must_be_ip_addresses(tmp_path):
     path.write_text("primary: {address: wirebot.example.com}\n")
     with pytest.raises(operator_settings.SettingsError, match="must be an IP address"):
         operator_settings.host_settings("primary", path=path)
+
+
+# --- the metrics reader's certificate (secrets_dir/prometheus/client.crt) and agent_metrics_sources ---------
+
+def _certificate(path, *, issuer=None, usage="clientAuth", days=(-1, 365), key=None, with_key=False):
+    """A certificate written to ``path``: self-signed unless ``issuer`` (a key) signs it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wirebot-prometheus")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now + datetime.timedelta(days=days[0]))
+               .not_valid_after(now + datetime.timedelta(days=days[1])))
+    if usage:
+        oid = {"clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH, "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH}[usage]
+        builder = builder.add_extension(x509.ExtendedKeyUsage([oid]), critical=False)
+    text = builder.sign(issuer or key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    if with_key:
+        text += key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text)
+    return path
+
+
+def test_the_metrics_reader_certificate_made_as_documented_passes(secrets_dir):
+    from tasks.provision.secrets_check import metrics_reader_cert
+
+    assert metrics_reader_cert(str(secrets_dir), required=True) == secrets_dir / "prometheus" / "client.crt"
+    assert "PRIVATE KEY" not in (secrets_dir / "prometheus" / "client.crt").read_text()  # lab: key beside, not in
+    (secrets_dir / "prometheus" / "client.crt").unlink()
+    assert metrics_reader_cert(str(secrets_dir)) is None and check_all(str(secrets_dir))
+    with pytest.raises(SecretsError, match="missing: agent_metrics_sources is set.*openssl req"):
+        metrics_reader_cert(str(secrets_dir), required=True)
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("with_key", "holds a private key"),
+    ("signed_by_another", "must be self-signed"),
+    ("expired", "not valid now"),
+    ("server_only", "does not allow clientAuth"),
+    ("two", "exactly one PEM certificate"),
+    ("garbage", "not a valid PEM certificate"),
+])
+def test_a_bad_metrics_reader_certificate_is_refused_before_anything_changes(secrets_dir, kind, expected):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = secrets_dir / "prometheus" / "client.crt"
+    if kind == "with_key":
+        _certificate(path, with_key=True)
+    elif kind == "signed_by_another":
+        _certificate(path, issuer=ec.generate_private_key(ec.SECP256R1()))
+    elif kind == "expired":
+        _certificate(path, days=(-30, -1))
+    elif kind == "server_only":
+        _certificate(path, usage="serverAuth")
+    elif kind == "two":
+        text = _certificate(path).read_text()
+        path.write_text(text + text)
+    else:
+        path.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    with pytest.raises(SecretsError, match=expected) as error:
+        check_all(str(secrets_dir))  # present: checked even while agent_metrics_sources is empty
+    assert str(path) in str(error.value)
+    with pytest.raises(SettingError, match=expected):
+        check("standby", {"secrets_dir": str(secrets_dir), "agent_metrics_sources": ["198.51.100.7"]}, "x.py")
+
+
+def test_metrics_sources_must_be_addresses_and_need_the_certificate(secrets_dir):
+    for bad in (["prometheus.example"], "198.51.100.7", ["198.51.100.0/24"]):
+        with pytest.raises(SettingError, match="'agent_metrics_sources' must be a list of IP addresses"):
+            check("primary", {"secrets_dir": str(secrets_dir), "agent_metrics_sources": bad}, "settings.yml")
+    check("primary", {"secrets_dir": str(secrets_dir), "agent_metrics_sources": ["198.51.100.7", "2001:db8::7"]},
+          "settings.yml")
+    (secrets_dir / "prometheus" / "client.crt").unlink()
+    with pytest.raises(SettingError, match="prometheus/client.crt: missing"):
+        check("primary", {"secrets_dir": str(secrets_dir), "agent_metrics_sources": ["198.51.100.7"]}, "x.py")
+
+
+def test_agent_configs_carry_the_metrics_reader_only_when_sources_are_set():
+    tunnel = {"tunnel_id": "t", "account_tag": "a"}
+    primary, standby = _data("primary"), _data("standby")
+    assert "metrics" not in agent_configs.standby(standby, "10.0.0.3", "10.0.0.2", tunnel)
+    assert "metrics" not in agent_configs.replicator(primary, "10.0.0.2", "10.0.0.3", tunnel)
+    for data in (primary, standby):
+        data["agent_metrics_sources"] = ["198.51.100.7", "2001:DB8:0::7"]
+    for config in (agent_configs.standby(standby, "10.0.0.3", "10.0.0.2", tunnel),
+                   agent_configs.replicator(primary, "10.0.0.2", "10.0.0.3", tunnel)):
+        assert config["metrics"] == {"sources": ["198.51.100.7", "2001:db8::7"],  # as the agent sees clients
+                                     "cert_file": "/etc/wirebot/agent-keys/metrics-reader.crt"}
+
+
+def test_inventory_passes_metrics_sources_from_the_operator_settings(tmp_path, secrets_dir):
+    settings_file = tmp_path / "settings.yml"
+    settings_file.write_text(f"primary: {{address: 10.0.0.2}}\nstandby: {{address: 10.0.0.3}}\n"
+                             f"secrets_dir: {secrets_dir}\nmetrics_sources: [198.51.100.7]\n")
+    script = ("import runpy; ns = runpy.run_path('inventory.py'); "
+              "print(ns['primary'][0][1]['agent_metrics_sources'], ns['standby'][0][1]['agent_metrics_sources'])")
+    env = dict(os.environ, WIREBOT_SETTINGS=str(settings_file))
+    for name in ("WIREBOT_PRIMARY_ADDRESS", "WIREBOT_STANDBY_ADDRESS", "WIREBOT_SECRETS_DIR"):
+        env.pop(name, None)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "['198.51.100.7'] ['198.51.100.7']", result.stderr
