@@ -1,7 +1,8 @@
 """The agents' channel (:8300) attacked from the lab's addresses (docs/security.md, "The agents' channel").
 
-The attacker sees the bridge (captures the real heartbeats on the standby's link), sends from the edge's,
-the primary's and the standby's network namespaces (their addresses, without being root on those hosts),
+The attacker sees the bridge (captures the real heartbeats on the standby's link), sends from the edge's
+(also the lab's metrics source), this machine's, the primary's and the standby's network namespaces (their
+addresses, without being root on those hosts),
 holds copies of stolen certificates and a well-formed one of its own, and opens 500 half-open connections
 per address. Every attack asserts the refusal AND that nothing changed: the standby's state, epoch and
 manual request, the primary's epoch, its connector running and not masked, the edge's connectors.
@@ -210,7 +211,9 @@ def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_addre
     status = standby_status()
     before, counts = status["heartbeats"]["accepted"], status["connections"]["peer"]
     started = time.time()
-    attacks = [("edge", "standby"), ("primary", "standby"), ("edge", "primary"), ("standby", "primary")]
+    # "root" (this machine's bridge address) is the outsider: the edge is the lab's metrics source
+    # (lab/inventory.py agent_metrics_sources), admitted at accept like the peer and refused at TLS
+    attacks = [("root", "standby"), ("primary", "standby"), ("root", "primary"), ("standby", "primary")]
     procs = [subprocess.Popen(probe_argv(where), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for where, _ in attacks]
     for proc, (_, target) in zip(procs, attacks):
@@ -239,7 +242,7 @@ def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_addre
         # the peer's address passes the source filter: the cap (32) closes the rest at once
         assert result["closed_within_2s"] >= result["opened"] - 32, (where, target, result)
     peer = after["connections"]["peer"]
-    assert peer["refused_source"] - counts["refused_source"] >= 500  # the edge's, at accept
+    assert peer["refused_source"] - counts["refused_source"] >= 500  # this machine's, at accept
     assert peer["evicted"] - counts["evicted"] >= 400  # the primary address's, at the cap
     assert peer["open"] <= 32
     refused = [e for e in journal("standby", "wirebot-standby", started) if e["event"] == "connection-refused"]
