@@ -20,6 +20,7 @@ waiting for its request is closed).
 import ssl
 
 from . import config, httpapi, signing, tls
+from .log import log
 
 CONTROL_SENDER = "operator"  # the sender name of every control request (the local operator tools)
 
@@ -63,22 +64,30 @@ def metrics_routes(routes):
     return {("GET", "/metrics"): routes[("GET", "/metrics")]}
 
 
-def _identities(channel, peer_routes):
-    """(server context, the peer's pinned DER, [the metrics reader's Identity] or [])."""
+def _identities(channel, peer_routes, component):
+    """(server context, the peer's pinned DER, [the metrics reader's Identity] or []). The reader is
+    optional: a problem with its certificate is logged as an error and the listener serves the peer alone
+    (it must never stop the heartbeats; Prometheus then sees the target down)."""
     context = tls.server_context(channel["tls"])
     peer_der = _cert_der(channel["tls"]["peer_cert_file"], "the peer's pinned certificate")
     if not channel.get("metrics_sources"):
         return context, peer_der, []
     path = channel["metrics_cert_file"]
-    reader_der = _cert_der(path, "the metrics reader's pinned certificate")
-    if reader_der in (peer_der, _cert_der(channel["tls"]["cert_file"], "this host's certificate")):
-        raise config.ConfigError(f"{path}: the metrics reader's certificate must be its own, not an agent's")
     try:
-        context.load_verify_locations(cafile=path)  # trusted in the handshake; routes are chosen by identity
-    except (OSError, ssl.SSLError) as exc:
-        raise config.ConfigError(f"{path}: cannot load the metrics reader's certificate: {exc}") from None
+        reader_der = _cert_der(path, "the metrics reader's pinned certificate")
+        if reader_der in (peer_der, _cert_der(channel["tls"]["cert_file"], "this host's certificate")):
+            raise config.ConfigError(f"{path}: the metrics reader's certificate must be its own, not an agent's")
+        reader_context = tls.server_context(channel["tls"])
+        try:
+            reader_context.load_verify_locations(cafile=path)  # trusted in the handshake; routes by identity
+        except (OSError, ssl.SSLError) as exc:
+            raise config.ConfigError(f"{path}: cannot load the metrics reader's certificate: {exc}") from None
+    except config.ConfigError as exc:
+        log(component, "metrics-reader-disabled", level="error", error=str(exc),
+            reason="serving the peer only; fix the certificate and deploy")
+        return context, peer_der, []
     reader = httpapi.Identity("metrics", channel["metrics_sources"], metrics_routes(peer_routes), reader_der)
-    return context, peer_der, [reader]
+    return reader_context, peer_der, [reader]
 
 
 def control_binding(node_name):
@@ -97,7 +106,7 @@ def serve(channel, address, port, peer_routes, local_routes, allowed_clients, co
     configured) only their GET /metrics."""
     bounds = {"max_body": max_body, "component": component, "read_timeout": channel["read_timeout"],
               "max_connections": channel["max_connections"]}
-    context, peer_der, readers = _identities(channel, peer_routes)
+    context, peer_der, readers = _identities(channel, peer_routes, component)
     local = httpapi.serve_unix(channel["control_socket"], local_routes, **bounds)
     try:
         peer = httpapi.serve(address, port, peer_routes, tls=context, allowed_clients=allowed_clients,

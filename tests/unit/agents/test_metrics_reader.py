@@ -111,14 +111,35 @@ def test_without_sources_the_reader_certificate_is_not_even_trusted(tmp_path, ca
         channel.stop(servers)
 
 
-def test_sources_need_the_reader_certificate_and_it_must_be_its_own(tmp_path, calls):
+def test_sources_need_the_reader_certificate(tmp_path):
     cfg = agenttest.channel_config(tmp_path, "standby", "primary")
     cfg["secrets"] = {"control_key_file": cfg.pop("control_key_file")}
     cfg["metrics"] = {"sources": [PROMETHEUS]}
     with pytest.raises(config.ConfigError, match="metrics.cert_file is required"):
         channel.load_settings(cfg, "standby.yml")
-    with pytest.raises(config.ConfigError, match="must be its own"):
-        _start(tmp_path, calls, cert="primary")  # the peer's certificate as the reader's
     cfg["metrics"] = {"sources": "127.0.0.2", "cert_file": "/x"}
     with pytest.raises(config.ConfigError, match="metrics.sources"):
         channel.load_settings(cfg, "standby.yml")
+
+
+@pytest.mark.parametrize("cert", ["primary", "standby", "missing"])
+def test_a_bad_reader_certificate_disables_the_reader_never_the_peer(tmp_path, calls, capsys, cert):
+    """The peer's or this host's own certificate as the reader's, or none at all: logged as an error, and
+    the listener serves the peer alone (the heartbeats must not stop for an optional reader)."""
+    if cert == "missing":
+        agenttest.tls_identities(("prometheus",))
+    servers = _start(tmp_path, calls, cert="prometheus" if cert == "missing" else cert)
+    if cert == "missing":  # the file vanished between the deploy's check and the agent's start
+        channel.stop(servers)
+        cfg = agenttest.channel_config(tmp_path, "standby", "primary")
+        cfg["secrets"] = {"control_key_file": cfg.pop("control_key_file")}
+        cfg["metrics"] = {"sources": [PROMETHEUS], "cert_file": str(tmp_path / "gone.crt")}
+        servers = channel.serve(channel.load_settings(cfg, "standby.yml"), "127.0.0.1", 0, _routes(calls), {},
+                                [PEER], "test")
+    try:
+        assert '"event": "metrics-reader-disabled"' in capsys.readouterr().out
+        assert _request(servers[0], "primary", PEER, "GET", "/status")[0] == 200
+        assert _request(servers[0], "prometheus", PROMETHEUS) == (0, b"")
+        assert _request(servers[0], "primary", PROMETHEUS, "GET", "/status") == (0, b"")
+    finally:
+        channel.stop(servers)
