@@ -104,7 +104,17 @@ def test_each_host_makes_its_own_tls_identity_and_control_key_and_pins_the_peer(
     made = [c for c in ran if "openssl req -x509" in c]
     assert len(made) == 1 and "umask 077" in made[0] and "CA:FALSE" in made[0]
     assert f"/CN=wirebot-{host}" in made[0] and "/etc/wirebot/agent-keys/agent.key" in made[0]
+    assert f"subjectAltName=DNS:wirebot-{host}" in made[0]  # the name Prometheus checks as server_name
     assert [c for c in ran if "openssl rand -hex 32 > /etc/wirebot/agent-keys/control.key.tmp" in c]
     pin = almalinux_run.split(f"[@fake/{host}.example] >>> install -d -m 700 /etc/wirebot/agent-keys && printf", 1)
     assert len(pin) == 2 and pin[1].split("\n", 1)[0].strip().startswith("'%s' '-----BEGIN CERTIFICATE-----")
     assert "> /etc/wirebot/agent-keys/peer.crt.tmp && chmod 644" in pin[1][:400]
+
+
+def test_the_metrics_reader_is_pinned_only_where_metrics_sources_are_set(almalinux_run):
+    """The fake standby has agent_metrics_sources: the operator's prometheus/client.crt is pinned there
+    (root, 0644); the primary has none: nothing is written, the file is only checked to be absent."""
+    standby, primary = commands(almalinux_run, "standby"), commands(almalinux_run, "primary")
+    assert "chmod 644 /etc/wirebot/agent-keys/metrics-reader.crt" in standby
+    assert "chown root:root /etc/wirebot/agent-keys/metrics-reader.crt" in standby
+    assert not [c for c in primary if "metrics-reader.crt" in c and not c.startswith("! (test -e")]

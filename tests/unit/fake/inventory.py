@@ -36,5 +36,5 @@ def _host(arch: str) -> dict:
 
 
 primary = [("@fake/primary.example", _host("x86_64"))]
-standby = [("@fake/standby.example", _host("aarch64"))]
+standby = [("@fake/standby.example", dict(_host("aarch64"), agent_metrics_sources=["198.51.100.7"]))]  # a reader
 check_inventory({"primary": primary, "standby": standby}, __file__)
