@@ -15,7 +15,9 @@ Every connection is bounded (a hostile or half-open client costs little and for 
   this many seconds, or the connection is closed (a watchdog enforces it; slow drips do not extend it);
 - ``max_connections``: at the cap, the oldest connection that has not yet delivered a request is closed
   to admit the new one (a completed request is never evicted), so a flood of half-open connections
-  cannot lock out the peer's heartbeat;
+  cannot lock out the peer's heartbeat; connections from addresses that only readers use hold at most a
+  quarter of the cap (at least 1) and may only evict each other, so a flood from a reader's address
+  never closes the peer's connections;
 - one request per connection (``Connection: close``).
 """
 
@@ -89,12 +91,13 @@ class _Conn:
     the owning thread did to its own, e.g. handed it to TLS), when it was accepted, and whether it is still
     waiting for its request (only those may be timed out or evicted). Its thread closes ``alias`` last."""
 
-    __slots__ = ("alias", "started", "waiting")
+    __slots__ = ("alias", "started", "waiting", "reader_only")
 
-    def __init__(self, sock):
+    def __init__(self, sock, reader_only=False):
         self.alias = sock.dup()
         self.started = time.monotonic()
         self.waiting = True
+        self.reader_only = reader_only  # from an address only readers use: held to the readers' share
 
     def kill(self):
         """Shut the connection down: the owning thread's next read or write fails and it ends."""
@@ -118,6 +121,9 @@ class _Bounded:
         self.identities = [(i, _make_handler(i.routes, max_body, component)) for i in identities]
         addresses = [i.addresses for i in identities]
         self.allowed_clients = None if None in addresses else set().union(*addresses)
+        peer = addresses[0]
+        self.reader_only = set() if peer is None else set().union(*addresses[1:]) - peer
+        self.reader_cap = max(1, self.max_connections // 4)
         self.tls_context = tls_context
         self.conns = {}
         self.counts = {"refused_source": 0, "timed_out": 0, "evicted": 0, "tls_failed": 0, "refused_identity": 0}
@@ -158,11 +164,12 @@ class _Bounded:
         return None
 
     def process_request(self, request, client_address):
-        conn = _Conn(request)
+        conn = _Conn(request, _client(client_address) in self.reader_only)
         oldest, full = None, False
         with self._lock:
-            if len(self.conns) >= self.max_connections:
-                waiting = [c for c in self.conns.values() if c.waiting]
+            pool = [c for c in self.conns.values() if c.reader_only or not conn.reader_only]
+            if len(self.conns) >= self.max_connections or conn.reader_only and len(pool) >= self.reader_cap:
+                waiting = [c for c in pool if c.waiting]
                 if waiting:
                     oldest = min(waiting, key=lambda c: c.started)
                     del self.conns[id(oldest)]

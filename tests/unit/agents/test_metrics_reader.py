@@ -143,3 +143,50 @@ def test_a_bad_reader_certificate_disables_the_reader_never_the_peer(tmp_path, c
         assert _request(servers[0], "primary", PROMETHEUS, "GET", "/status") == (0, b"")
     finally:
         channel.stop(servers)
+
+
+def test_a_flood_from_the_readers_address_holds_a_quarter_of_the_cap_and_never_closes_the_peers(tmp_path, calls):
+    """max_connections 8: the reader's address holds at most 2 connections and evicts only its own; the
+    peer's 4 half-open connections stay open through 30 from the reader's address, and the peer is served."""
+    import socket
+
+    cfg = agenttest.channel_config(tmp_path, "standby", "primary", read_timeout=5, max_connections=8)
+    cfg["secrets"] = {"control_key_file": cfg.pop("control_key_file")}
+    cfg["metrics"] = {"sources": [PROMETHEUS], "cert_file": agenttest.tls_identities(("prometheus",))["prometheus"][
+        "cert_file"]}
+    servers = channel.serve(channel.load_settings(cfg, "standby.yml"), "127.0.0.1", 0, _routes(calls), {}, [PEER],
+                            "test")
+    server, socks = servers[0], []
+    try:
+        def half_open(source):
+            sock = socket.create_connection(("127.0.0.1", server.server_address[1]), source_address=(source, 0))
+            socks.append(sock)
+            return sock
+
+        peers = [half_open(PEER) for _ in range(4)]
+        flood = [half_open(PROMETHEUS) for _ in range(30)]
+        assert _count(server, "evicted", 28) == 28  # all but the reader's share of 2, and only its own
+        assert server.stats()["open"] == 6
+        for sock in peers:  # not closed by the server: a read times out instead of returning b""
+            sock.settimeout(0.2)
+            with pytest.raises(socket.timeout):
+                sock.recv(1)
+        assert sum(1 for sock in flood[-2:] if _still_open(sock)) == 2
+        assert _request(server, "primary", PEER, "GET", "/status")[0] == 200
+        assert _request(server, "prometheus", PROMETHEUS)[0] == 200  # evicts a waiting one of its own
+    finally:
+        for sock in socks:
+            sock.close()
+        channel.stop(servers)
+
+
+def _still_open(sock):
+    import socket
+
+    sock.settimeout(0.2)
+    try:
+        return sock.recv(1) != b""
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
