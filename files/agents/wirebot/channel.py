@@ -14,7 +14,8 @@ Keys: ``tls.cert_file``, ``tls.key_file``, ``tls.peer_cert_file``; ``control.soc
 ``metrics.cert_file`` (the reader's pinned client certificate, required when sources are set);
 ``http.read_timeout_seconds`` (default 10: TLS handshake plus the whole
 request); ``http.max_connections`` (default 32 per listener; at the cap the oldest connection still
-waiting for its request is closed).
+waiting for its request is closed; connections from the metrics reader's addresses hold at most a quarter of
+it and evict only each other).
 """
 
 import ssl
