@@ -60,7 +60,11 @@ def test_each_host_pins_the_others_agent_certificate_and_keeps_its_own_keys(prim
         socket = me.file("/run/wirebot-agent/control.sock")
         assert socket.is_socket and (socket.user, socket.mode) == ("root", 0o600)
     assert primary.file(f"{keys}/control.key").content_string != standby.file(f"{keys}/control.key").content_string
-    assert not list(settings.SECRETS_DIR.rglob("*.crt")) and not list(settings.SECRETS_DIR.rglob("control.key"))
+    reader = settings.SECRETS_DIR / "prometheus" / "client.crt"  # the metrics reader's: the operator's, public
+    assert set(settings.SECRETS_DIR.rglob("*.crt")) == {reader} and not list(settings.SECRETS_DIR.rglob("control.key"))
+    for host in (primary, standby):  # the lab's agent_metrics_sources is set: both pin the reader
+        pin = host.file(f"{keys}/metrics-reader.crt")
+        assert (pin.user, pin.mode, pin.content_string) == ("root", 0o644, reader.read_text())
 
 
 @pytest.mark.parametrize("role", ["primary", "standby"])
