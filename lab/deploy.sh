@@ -14,7 +14,8 @@ if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; t
   apt-get update -qq
   apt-get install -y -qq debootstrap systemd-container openssh-client rsync sqlite3 python3 python3-venv \
     iproute2 procps >/dev/null
-  # prometheus: only for promtool (tests/unit/test_prometheus.py checks the alert rules); its own
+  # prometheus: promtool and the server binary (tests/unit/test_prometheus.py checks the alert rules and
+  # scrapes a channel listener with the shipped job); its own
   # service is not wanted on the control machine, hence no recommends and the disable below.
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
