@@ -56,7 +56,7 @@ def load_config(path):
         "ssh_key": s("standby.ssh_key"),
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
         "agent_url": s("standby.agent_url"),             # heartbeats go to {agent_url}/heartbeat
-        "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
+        "replica_root": s("standby.replica_root"),       # as the rsync account sees it ("/"): files/... below
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
         "dbs": _strings(raw, "litestream.dbs", path, []),
         "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
