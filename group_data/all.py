@@ -97,6 +97,9 @@ witness_public_host_header = ""  # only when the URL's host is not the public ho
 witness_cloudflare_api_base = "https://api.cloudflare.com/client/v4"
 witness_timeout_seconds = 5
 
+# --- sshd (both hosts; docs/security.md, "sshd") ---
+sshd_dropin = "/etc/ssh/sshd_config.d/10-wirebot.conf"  # keys only, no forwarding; sorts before distro drop-ins
+
 # --- Fencing: the standby's forced-command key on the primary ---
 fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only stop+mask cloudflared
 
