@@ -18,6 +18,7 @@ import pytest
 from labtest import ssh, standby_status, wait_for, webhooks
 
 from lab import settings
+from tasks.provision import ops
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ROOT = "/var/lib/wirebot-replica"
@@ -228,6 +229,18 @@ def test_sshd_takes_keys_only_and_forwards_nothing(role):
                  "x11forwarding no", "permittunnel no", "gatewayports no", "disableforwarding yes",
                  "permituserenvironment no"):
         assert line in effective, line
+
+
+def test_a_dropin_sshd_refuses_is_never_put_in_place():
+    """The deploy's install step with a drop-in the real sshd refuses: nothing changes, sshd keeps going."""
+    dropin = "/etc/ssh/sshd_config.d/10-wirebot.conf"
+    script = ops._sshd_install_script(f"{dropin}.wirebot-new", dropin)
+    before = ssh("standby", f"sha256sum {dropin}").stdout
+    result = ssh("standby", f"printf 'NoSuchOption yes\\n' > {dropin}.wirebot-new && {script}", check=False)
+    assert result.returncode == 1 and f"sshd -t refused {dropin}" in result.stderr, result.stderr
+    assert "NoSuchOption" in result.stderr
+    assert ssh("standby", f"sha256sum {dropin}; test ! -e {dropin}.wirebot-new && sshd -t && "
+                          "systemctl is-active ssh").stdout == before + "active\n"
 
 
 def test_root_logs_in_by_key_only_and_the_fence_key_still_works():

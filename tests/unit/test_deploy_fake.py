@@ -94,3 +94,28 @@ def test_a_missing_secrets_file_fails_before_connecting(secrets_dir, tmp_path):
     assert result.returncode != 0
     assert f"{broken}/agent-hmac.key: missing" in result.stdout + result.stderr
     assert "Connecting to hosts" not in result.stdout
+
+
+def test_almalinux_standby_confines_the_replication_accounts_without_rrsync(almalinux_run):
+    """AlmaLinux 9's rsync has no rrsync in PATH: the standby's own forced command does the job there
+    exactly as on Debian."""
+    ran = commands(almalinux_run, "standby")
+    assert "useradd -d /var/lib/wirebot-replica -s /usr/sbin/nologin -g wirebot-repl -r -M wirebot-repl" in ran
+    assert "useradd -d /var/lib/wirebot-replica -s /bin/sh -g wirebot-files -r -M wirebot-files" in ran
+    assert "chown root:root /var/lib/wirebot-replica" in ran
+    assert "chown wirebot-repl:wirebot-repl /var/lib/wirebot-replica/litestream" in ran
+    assert "chown wirebot-files:wirebot-files /var/lib/wirebot-replica/files" in ran
+    assert "chown root:root /usr/local/libexec/wirebot-replica-rsync" in ran
+    assert "chown root:root /etc/ssh/wirebot-authorized-keys" in ran
+    assert "Ensure the file-sync account's forced command is installed." in almalinux_run
+    assert not [command for command in ran if "rrsync" in command]
+    assert not [command for command in commands(almalinux_run, "primary") if "wirebot-authorized-keys" in command]
+
+
+@pytest.mark.parametrize("host", ["primary", "standby"])
+def test_almalinux_sshd_dropin_is_checked_before_it_is_used(almalinux_run, host):
+    script = [command for command in commands(almalinux_run, host) if "sshd -t -f" in command]
+    assert len(script) == 1
+    text = script[0]
+    assert text.index("sshd -t -f") < text.index("mv -f /etc/ssh/sshd_config.d/10-wirebot.conf.wirebot-new")
+    assert "systemctl try-reload-or-restart \"$unit\"" in text and "unit=sshd.service" in text

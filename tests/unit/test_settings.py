@@ -72,6 +72,30 @@ def test_the_replication_accounts_are_their_own(secrets_dir, data):
         check("standby", {"secrets_dir": str(secrets_dir), **data}, "x.py")
 
 
+@pytest.mark.parametrize("name, text, expected", [
+    ("discord-webhook.url", "not a url\n", "expected one http(s) URL"),
+    ("cloudflare-api-token", "two words\n", "expected one token, no spaces"),
+    ("cloudflare-api-token", "\n", "expected one token, no spaces"),
+    ("gateway.env", "OPENAI_API_KEY=x\nnot an assignment\n", "expected KEY=value lines"),
+])
+def test_a_malformed_runtime_secret_names_the_file(secrets_dir, name, text, expected):
+    (secrets_dir / name).write_text(text)
+    with pytest.raises(SettingError) as error:
+        check("standby", {"secrets_dir": str(secrets_dir)}, "x.py")
+    assert str(error.value) == f"{secrets_dir / name}: {expected}"
+
+
+def test_runtime_secrets_are_the_ones_present(secrets_dir):
+    from tasks.provision.secrets_check import runtime_secrets
+
+    names = {"agent-hmac.key": "agent-hmac.key", "discord-webhook.url": "discord-webhook.url",
+             "cloudflare-api-token": "cloudflare-api-token", "gateway.env": "gateway.env"}
+    (secrets_dir / "cloudflare-api-token").unlink()
+    (secrets_dir / "gateway.env").write_text("# model keys\n\nA=1\n")
+    assert runtime_secrets(str(secrets_dir), names, ["agent-hmac.key"]) == [
+        "agent-hmac.key", "discord-webhook.url", "gateway.env"]
+
+
 def test_a_clock_window_shorter_than_the_interval_is_refused(secrets_dir):
     with pytest.raises(SettingError, match="heartbeat_clock_window_seconds must be larger"):
         check("standby", {"secrets_dir": str(secrets_dir), "heartbeat_clock_window_seconds": 10}, "x.py")
