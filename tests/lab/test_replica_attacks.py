@@ -258,6 +258,19 @@ def test_root_logs_in_by_key_only_and_the_fence_key_still_works():
     assert json.loads(result.stdout)["fenced"] is False
 
 
+def test_secrets_reach_both_hosts_by_the_deploy_and_never_the_replica_tree():
+    names = ["agent-hmac.key", "discord-webhook.url", "cloudflare-api-token", "gateway.env"]
+    for role in ("primary", "standby"):
+        listing = ssh(role, "stat -c '%n %U %a' " + " ".join(f"/run/wirebot/{n}" for n in names)).stdout
+        assert listing.split("\n")[:-1] == [f"/run/wirebot/{n} root 600" for n in names], role
+    synced = ssh("primary", "python3 -c 'import json, yaml; print(json.dumps(yaml.safe_load("
+                            "open(\"/etc/wirebot/replicator.yml\"))[\"file_sync\"][\"paths\"]))'").stdout
+    assert json.loads(synced) and not [path for path in json.loads(synced) if path.startswith("/run")]
+    leaked = ssh("standby", f"test ! -e {ROOT}/files/run && for f in /run/wirebot/*; do "
+                            f"grep -rlF -f \"$f\" {ROOT} || true; done", check=False)
+    assert leaked.returncode == 0 and leaked.stdout == ""
+
+
 # --- a link planted before an activation ---------------------------------------------------------------
 
 def test_a_link_planted_through_the_key_refuses_the_activation(unchanged):
