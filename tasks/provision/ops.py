@@ -143,8 +143,10 @@ def _write_line_command(path: str, marker: str, line: str, owner: str, mode: str
 
 def _sshd_install_script(new: str, dest: str) -> str:
     """Shell: check the whole sshd config with `new` in front, only then move it to `dest`, check again,
-    make sure sshd reads it, reload sshd (ssh.service on Debian, sshd.service on AlmaLinux)."""
-    q_new, q_dest = shlex.quote(new), shlex.quote(dest)
+    make sure sshd reads it, reload sshd (ssh.service on Debian, sshd.service on AlmaLinux). Anything
+    failing after the move puts the previous file back (so a re-run tries again) and exits 1."""
+    q_new, q_dest, q_old = shlex.quote(new), shlex.quote(dest), shlex.quote(f"{dest}.wirebot-old")
+    folder = dest.rsplit("/", 1)[0]
     return (
         "set -e; "
         f"chown root:root {q_new}; chmod 644 {q_new}; "
@@ -152,12 +154,15 @@ def _sshd_install_script(new: str, dest: str) -> str:
         f"printf 'Include %s\\nInclude /etc/ssh/sshd_config\\n' {q_new} > \"$check\"; "
         "if ! out=$(/usr/sbin/sshd -t -f \"$check\" 2>&1); then "
         f"rm -f \"$check\" {q_new}; echo \"sshd -t refused {dest}: $out\" >&2; exit 1; fi; "
-        f"rm -f \"$check\"; mv -f {q_new} {q_dest}; /usr/sbin/sshd -t; "
-        "/usr/sbin/sshd -T -C user=root,host=localhost,addr=127.0.0.1 | grep -qx 'passwordauthentication no' || "
-        f"{{ echo \"{dest} is not in effect: /etc/ssh/sshd_config must Include {dest.rsplit('/', 1)[0]}/*.conf\" >&2; "
-        "exit 1; }; "
-        "if systemctl cat ssh.service >/dev/null 2>&1; then unit=ssh.service; else unit=sshd.service; fi; "
-        "systemctl try-reload-or-restart \"$unit\""
+        f"rm -f \"$check\"; if [ -e {q_dest} ]; then cp -p {q_dest} {q_old}; else rm -f {q_old}; fi; "
+        f"mv -f {q_new} {q_dest}; why=''; "
+        "if ! /usr/sbin/sshd -t; then why='sshd -t refused the whole config'; "
+        "elif ! /usr/sbin/sshd -T -C user=root,host=localhost,addr=127.0.0.1 | grep -qx 'passwordauthentication no'; "
+        f"then why='not in effect: /etc/ssh/sshd_config must Include {folder}/*.conf'; "
+        "else if systemctl cat ssh.service >/dev/null 2>&1; then unit=ssh.service; else unit=sshd.service; fi; "
+        "systemctl try-reload-or-restart \"$unit\" || why=\"reloading $unit failed\"; fi; "
+        f"if [ -n \"$why\" ]; then if [ -e {q_old} ]; then mv -f {q_old} {q_dest}; else rm -f {q_dest}; fi; "
+        f"echo \"{dest}: $why; the previous file is back\" >&2; exit 1; fi; rm -f {q_old}"
     )
 
 

@@ -66,3 +66,26 @@ def test_a_refused_dropin_is_removed_and_never_moved_into_place(tmp_path):
     assert dest.read_text() == "old\n" and not new.exists()
     assert not (tmp_path / "systemctl.log").exists()
     assert not list(tmp_path.glob(".wirebot-sshd-check.*"))
+
+
+def test_a_dropin_sshd_does_not_read_is_taken_back(tmp_path):
+    """sshd accepts the file but its config does not include the folder: the previous file comes back and
+    sshd is not reloaded, so the next deploy tries again."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sshd").write_text("#!/bin/sh\n[ \"$1\" = -T ] && echo 'passwordauthentication yes'\nexit 0\n")
+    (fake / "systemctl").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/systemctl.log\n")
+    for tool in ("sshd", "systemctl"):
+        (fake / tool).chmod(0o755)
+    dest, new = tmp_path / "10-wirebot.conf", tmp_path / "10-wirebot.conf.wirebot-new"
+    dest.write_text("old\n")
+    new.write_text("PasswordAuthentication no\n")
+    script = ops._sshd_install_script(str(new), str(dest)).replace("/usr/sbin/sshd", str(fake / "sshd"))
+    script = script.replace("mktemp /etc/ssh/", f"mktemp {tmp_path}/").replace("chown root:root", "true")
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                            env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert f"not in effect: /etc/ssh/sshd_config must Include {tmp_path}/*.conf; the previous file is back" \
+        in result.stderr
+    assert dest.read_text() == "old\n" and not new.exists() and not (tmp_path / "10-wirebot.conf.wirebot-old").exists()
+    assert not (tmp_path / "systemctl.log").exists()

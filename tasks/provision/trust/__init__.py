@@ -69,7 +69,12 @@ def _known_hosts(path: str, other) -> None:
 def trust():
     """
     Guarantees: the keys above exist (made once, never replaced), each authorized on the other host for
-    its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir.
+    its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir. On the
+    standby: replica_root is root's (0755) with litestream/ (replica_user, 0750) and files/
+    (replica_files_user, 0750), everything below each owned by its account; the two accounts' keys in
+    root-owned REPLICA_KEYS_DIR/<account> (0644), never in their home; the file-sync forced command
+    installed; what the old layout left (replica_root/.ssh, the old forced command, runtime secrets in
+    files/) removed.
 
     Reads: replica_user, replica_files_user, replica_root, replica_key, fence_key, wirebot_agents_dir,
     wirebot_config_dir, wirebot_run_dir.
