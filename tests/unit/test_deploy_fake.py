@@ -100,13 +100,17 @@ def test_almalinux_standby_confines_the_replication_accounts_without_rrsync(alma
     """AlmaLinux 9's rsync has no rrsync in PATH: the standby's own forced command does the job there
     exactly as on Debian."""
     ran = commands(almalinux_run, "standby")
-    assert "useradd -d /var/lib/wirebot-replica -s /usr/sbin/nologin -g wirebot-repl -r -M wirebot-repl" in ran
-    assert "useradd -d /var/lib/wirebot-replica -s /bin/sh -g wirebot-files -r -M wirebot-files" in ran
-    assert "chown root:root /var/lib/wirebot-replica" in ran
-    assert "chown wirebot-repl:wirebot-repl /var/lib/wirebot-replica/litestream" in ran
-    assert "chown wirebot-files:wirebot-files /var/lib/wirebot-replica/files" in ran
+    assert ("useradd --system --gid wirebot-repl --home-dir /var/lib/wirebot-replica --no-create-home "
+            "--shell /usr/sbin/nologin wirebot-repl") in ran
+    assert ("useradd --system --gid wirebot-files --home-dir /var/lib/wirebot-replica --no-create-home "
+            "--shell /bin/sh wirebot-files") in ran
+    made = " ".join(command for command in ran if command.startswith("install -d"))
+    for path, owner, mode in (("/var/lib/wirebot-replica", "root", "755"),
+                              ("/var/lib/wirebot-replica/litestream", "wirebot-repl", "750"),
+                              ("/var/lib/wirebot-replica/files", "wirebot-files", "750"),
+                              ("/etc/ssh/wirebot-authorized-keys", "root", "755")):
+        assert f"install -d -m {mode} -o {owner} -g {owner} -- {path}" in made, path
     assert "chown root:root /usr/local/libexec/wirebot-replica-rsync" in ran
-    assert "chown root:root /etc/ssh/wirebot-authorized-keys" in ran
     assert "Ensure the file-sync account's forced command is installed." in almalinux_run
     assert not [command for command in ran if "rrsync" in command]
     assert not [command for command in commands(almalinux_run, "primary") if "wirebot-authorized-keys" in command]

@@ -7,7 +7,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
-from tasks.provision.ops import secret_file
+from tasks.provision.ops import directories, secret_file, system_account, tree_sync
 from tasks.provision.secrets_check import runtime_secrets
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
@@ -37,12 +37,11 @@ def base():
         raise RuntimeError(f"{host.name}: neither apt-get nor dnf found; supported: Debian/Ubuntu, AlmaLinux/RHEL")
 
     user = data.wirebot_service_user
-    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
-    server.user(name=f"Ensure system user {user} exists.", user=user, group=user, system=True,
-                home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin", create_home=False)
+    system_account(name=f"Ensure system user {user} exists (group {user}).", user=user, group=user,
+                   home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin")
 
     root = data.wirebot_data_root
-    for path, owner, mode in [
+    tree = [
         (root, user, "750"),
         (f"{root}/scoreboard", user, "750"),
         (f"{root}/scoreboard/tenants", user, "750"),
@@ -60,10 +59,9 @@ def base():
         (data.wirebot_state_dir, "root", "750"),
         (str(Path(data.wirebot_agents_dir).parent), "root", "755"),
         (data.wirebot_agents_dir, "root", "755"),
-    ]:
-        group = "root" if owner == "root" else user
-        files.directory(name=f"Ensure {path} exists ({owner}, {mode}).", path=path,
-                        user=owner, group=group, mode=mode)
+    ]
+    directories(name=f"Ensure the {len(tree)} directories of the seed's tree exist (owners, modes).",
+                specs=[(path, owner, "root" if owner == "root" else user, mode) for path, owner, mode in tree])
 
     installed = runtime_secrets(data.secrets_dir, data.secrets_files, data.secrets_required)
     run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
@@ -87,9 +85,8 @@ def base():
         secret_file(name=f"Ensure secret {target} is in {run_dir} (0600).", src=source,
                     dest=f"{run_dir}/{target}")
 
-    files.sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),
-               dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644",
-               dir_mode="755", delete=True, exclude=["*.pyc", "__pycache__"], exclude_dir=["__pycache__"])
+    tree_sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),  # one round trip
+              dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644", dir_mode="755")
 
 
 def _tmpfiles_conf(run_dir: str, kept: str, names: list):

@@ -20,7 +20,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
-from tasks.provision.ops import PublicKey, authorized_key_line, ssh_keypair
+from tasks.provision.ops import PublicKey, authorized_key_line, directories, ssh_keypair, system_account
 
 REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
@@ -109,29 +109,25 @@ def _replica_accounts(data, primary) -> None:
     """The standby's half: the two accounts, the root-owned tree, their authorized keys."""
     user, files_user, root = data.replica_user, data.replica_files_user, data.replica_root
     for account, shell, job in ((user, NOLOGIN, "Litestream's SFTP"), (files_user, "/bin/sh", "file sync's rsync")):
-        server.group(name=f"Ensure group {account} exists.", group=account, system=True)
-        server.user(name=f"Ensure {account} exists ({job}; its key's only use).", user=account, group=account,
-                    system=True, home=root, shell=shell, create_home=False, ensure_home=False)
-    files.directory(name=f"Ensure {root} is root's (0755: the SFTP chroot).", path=root,
-                    user="root", group="root", mode="755")
+        system_account(name=f"Ensure {account} exists ({job}; its key's only use).", user=account, group=account,
+                       home=root, shell=shell)
+    halves = ((paths.LITESTREAM, user), (paths.FILES, files_user))
+    directories(name=f"Ensure {root} is root's (0755: the SFTP chroot), each half its account's (0750).",
+                specs=[(root, "root", "root", "755")]
+                + [(f"{root}/{sub}", owner, owner, "750") for sub, owner in halves]
+                + [("/usr/local/libexec", "root", "root", "755"), (REPLICA_KEYS_DIR, "root", "root", "755")])
     files.directory(name=f"Ensure {root}/.ssh is gone (keys live in {REPLICA_KEYS_DIR}).",
                     path=f"{root}/.ssh", present=False)
-    for sub, owner in ((paths.LITESTREAM, user), (paths.FILES, files_user)):
-        files.directory(name=f"Ensure {root}/{sub} exists ({owner}, 750).", path=f"{root}/{sub}",
-                        user=owner, group=owner, mode="750")
+    for sub, owner in halves:
         if host.get_fact(NotAllOwnedBy, path=f"{root}/{sub}", user=owner):
             server.shell(name=f"Ensure everything below {root}/{sub} is {owner}'s.",
                          commands=[f"chown -R -h {owner}:{owner} {shlex.quote(f'{root}/{sub}')}"])
     files.directory(name="Ensure no runtime secret is left in the replica tree (secrets come from the deploy).",
                     path=f"{root}/{paths.FILES}{data.wirebot_run_dir}", present=False)
 
-    files.directory(name="Ensure /usr/local/libexec exists.", path="/usr/local/libexec",
-                    user="root", group="root", mode="755")
     files.put(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
               dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
     files.file(name="Ensure the old replica forced command is gone.", path=OLD_REPLICA_SHELL, present=False)
-    files.directory(name=f"Ensure {REPLICA_KEYS_DIR} exists (root, 755).", path=REPLICA_KEYS_DIR,
-                    user="root", group="root", mode="755")
     source = address_of(primary)
     for account, command, job in ((user, sftp_command(), "SFTP into"),
                                   (files_user, rsync_command(root), "rsync into")):
