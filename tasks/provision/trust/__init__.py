@@ -16,11 +16,11 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, inventory
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
-from tasks.provision.ops import PublicKey, authorized_key_line, directories, ssh_keypair, system_account
+from tasks.provision.ops import NotOwnedBy, PublicKey, authorized_key_line, directories, ssh_keypair, system_account
 
 REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
@@ -37,18 +37,6 @@ def sftp_command() -> str:
 def rsync_command(replica_root: str) -> str:
     """File sync's account: rsync writing below replica_root/files only."""
     return f"{REPLICA_RSYNC_DEST} {replica_root}"
-
-
-class NotAllOwnedBy(FactBase):
-    """True when something under `path` is not owned by `user`, or either does not exist yet."""
-
-    def command(self, path, user):
-        path, user = shlex.quote(path), shlex.quote(user)
-        return (f"if [ -d {path} ] && id -u {user} >/dev/null 2>&1; then "
-                f"find {path} ! -user {user} -print -quit; else echo missing; fi")
-
-    def process(self, output):
-        return any(line.strip() for line in output)
 
 
 def address_of(other) -> str:
@@ -119,7 +107,7 @@ def _replica_accounts(data, primary) -> None:
     files.directory(name=f"Ensure {root}/.ssh is gone (keys live in {REPLICA_KEYS_DIR}).",
                     path=f"{root}/.ssh", present=False)
     for sub, owner in halves:
-        if host.get_fact(NotAllOwnedBy, path=f"{root}/{sub}", user=owner):
+        if host.get_fact(NotOwnedBy, path=f"{root}/{sub}", user=owner):
             server.shell(name=f"Ensure everything below {root}/{sub} is {owner}'s.",
                          commands=[f"chown -R -h {owner}:{owner} {shlex.quote(f'{root}/{sub}')}"])
     files.directory(name="Ensure no runtime secret is left in the replica tree (secrets come from the deploy).",
