@@ -90,6 +90,8 @@ SCHEMA = {
     "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
     "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
+    "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
+    "agent_max_connections": "seconds",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
     "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
     "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
@@ -106,7 +108,8 @@ SCHEMA = {
     "witness_public_url": "url", "witness_public_host_header": "text_or_empty",
     "witness_cloudflare_api_base": "url", "witness_timeout_seconds": "seconds", "fence_key": "path",
     "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
-    "drill_schedule": "text", "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
+    "drill_schedule": "text", "drill_max_age_days": "seconds", "packages_apt": "list", "packages_dnf": "list",
+    "packages_update_cache": "bool",
 }
 ROLE_SCHEMA = {
     "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",

@@ -10,9 +10,27 @@ def _secrets(data) -> dict:
     run = data.wirebot_run_dir
     return {
         "hmac_key_file": f"{run}/agent-hmac.key",
+        "control_key_file": paths.agent_key_file(data, "control.key"),
         "discord_webhook_file": f"{run}/discord-webhook.url",
         "cloudflare_api_token_file": f"{run}/cloudflare-api-token",
     }
+
+
+def _channel(data) -> dict:
+    """The keys wirebot.channel reads: this host's TLS key and certificate, the peer's pinned one, the
+    control socket and the listeners' bounds."""
+    return {
+        "tls": {"cert_file": paths.agent_key_file(data, "agent.crt"),
+                "key_file": paths.agent_key_file(data, "agent.key"),
+                "peer_cert_file": paths.agent_key_file(data, "peer.crt")},
+        "control": {"socket": data.agent_control_socket},
+        "http": {"read_timeout_seconds": data.agent_read_timeout_seconds,
+                 "max_connections": data.agent_max_connections},
+    }
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _witness(data, tunnel: dict, self_address: str) -> dict:
@@ -41,7 +59,8 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "user": data.replica_files_user,  # file sync's rsync account (restricted to replica_root/files)
             "ssh_key": data.replica_key,
             "known_hosts": f"{data.wirebot_config_dir}/standby_known_hosts",
-            "agent_url": f"http://{standby_address}:{data.agent_port}",
+            "agent_url": f"https://{_url_host(standby_address)}:{data.agent_port}",
+            "node_name": "standby",
             # the replica tree as the rsync account sees it: its forced command's root is replica_root
             "replica_root": paths.replica_view(data.replica_root, data.replica_root),
         },
@@ -61,8 +80,10 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
-        "drill": {"command": list(data.drill_command)},
+        "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
+                  "max_age_days": data.drill_max_age_days},
         "witness": _witness(data, tunnel, self_address),
+        **_channel(data),
     }
 
 
@@ -80,6 +101,7 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "miss_threshold": data.heartbeat_miss_threshold,
             "clock_window_seconds": data.heartbeat_clock_window_seconds,
             "allowed_sources": [primary_address],
+            "sender": "primary",
         },
         "primary": {
             "address": primary_address,
@@ -103,4 +125,5 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "timeout_seconds": 60,
             "systemctl": "/bin/systemctl",
         },
+        **_channel(data),
     }
