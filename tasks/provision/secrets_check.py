@@ -13,7 +13,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import yaml
 
@@ -128,6 +128,35 @@ def metrics_reader_cert(secrets_dir: str, required: bool = False) -> Optional[Pa
     if not strong:
         raise SecretsError(f"{path}: key type not accepted (use P-256 as in: {MAKE_METRICS_READER_CERT})")
     return path
+
+
+_FORMATS = {  # what a runtime secret must look like, by its name in the secrets directory
+    "agent-hmac.key": (r"[0-9a-fA-F]{64,}", "at least 64 hex characters"),
+    "discord-webhook.url": (r"https?://\S+", "one http(s) URL"),
+    "cloudflare-api-token": (r"\S+", "one token, no spaces"),
+    "gateway.env": (r"(?:[A-Za-z_][A-Za-z0-9_]*=[^\n]*\n?)*", "KEY=value lines"),
+}
+
+
+def runtime_secrets(secrets_dir: str, names: Dict[str, str], required: List[str]) -> List[str]:
+    """The runtime secrets (secrets_files) present in the secrets directory, each checked; the deploy
+    installs exactly these on both hosts and removes the others. SecretsError names a missing required
+    one or a malformed one."""
+    present = []
+    for name in names:
+        path = Path(secrets_dir) / name
+        if not path.is_file():
+            if name in required:
+                raise SecretsError(f"{path}: missing (required)")
+            continue
+        text = path.read_text()
+        pattern, expected = _FORMATS.get(name, (r"[^\n]+\n?", "one non-empty line"))
+        content = text.strip() if name != "gateway.env" else "\n".join(
+            line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+        if not content and name != "gateway.env" or not re.fullmatch(pattern, content):
+            raise SecretsError(f"{path}: expected {expected}")
+        present.append(name)
+    return present
 
 
 def check_all(secrets_dir: str) -> Dict[str, str]:
