@@ -130,6 +130,21 @@ def metrics_reader_cert(secrets_dir: str, required: bool = False) -> Optional[Pa
     return path
 
 
+def dns_names(pem_text: str) -> Optional[set]:
+    """The DNS subjectAltNames of a PEM certificate (an empty set: none); None when it does not parse."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(pem_text.encode())
+    except ValueError:
+        return None
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                   .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        return set()
+
+
 _FORMATS = {  # what a runtime secret must look like, by its name in the secrets directory
     "agent-hmac.key": (r"[0-9a-fA-F]{64,}", "at least 64 hex characters"),
     "discord-webhook.url": (r"https?://\S+", "one http(s) URL"),

@@ -78,3 +78,19 @@ def test_the_control_key_is_random_hex_and_private(tmp_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     keys = [signing.load_key(path) for path in paths]  # the agents accept it (hex, 32 bytes)
     assert len(keys[0]) == 32 and keys[0] != keys[1]
+
+
+def test_the_certificate_names_itself_for_prometheus_and_an_old_one_is_recognised(pair, tmp_path):
+    """New certificates carry their common name as DNS subjectAltName (Go checks only SANs); one made
+    without it (before) is recognised, so the trust deploy can warn that Prometheus will refuse it."""
+    from tasks.provision.secrets_check import dns_names
+
+    _, _, cert = pair
+    with open(cert) as handle:
+        assert dns_names(handle.read()) == {"wirebot-primary"}
+    old_key, old_cert = str(tmp_path / "old.key"), str(tmp_path / "old.crt")
+    without_name = tls_keypair_command(old_key, old_cert, "wirebot-primary")
+    _sh(without_name.replace("-addext subjectAltName=DNS:wirebot-primary ", ""))
+    with open(old_cert) as handle:
+        assert dns_names(handle.read()) == set()
+    assert dns_names("-----BEGIN CERTIFICATE-----\nFAKE\n-----END CERTIFICATE-----") is None

@@ -18,12 +18,13 @@ import shlex
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host, inventory
+from pyinfra import host, inventory, logger
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
 from tasks.provision.ops import (
+    Certificate,
     NotOwnedBy,
     PublicKey,
     authorized_key_line,
@@ -34,7 +35,7 @@ from tasks.provision.ops import (
     system_account,
     tls_keypair,
 )
-from tasks.provision.secrets_check import metrics_reader_cert
+from tasks.provision.secrets_check import dns_names, metrics_reader_cert
 
 REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
@@ -81,6 +82,10 @@ def _agent_channel(data, role: str, peer) -> None:
                        other_path=paths.agent_key_file(peer.data, "agent.crt"))
     reader = paths.agent_key_file(data, "metrics-reader.crt")
     if data.agent_metrics_sources:
+        names = dns_names(host.get_fact(Certificate, path=cert) or "")
+        if names is not None and f"wirebot-{role}" not in names:  # made before certificates carried it
+            logger.warning(f"{host.name}: {cert} has no subjectAltName wirebot-{role}: Prometheus' Go TLS will "
+                           "refuse it; rotate it (docs/operator.md \"Prometheus\", server names)")
         files.put(name="Ensure the agents pin the metrics reader's certificate (prometheus/client.crt).",
                   src=str(metrics_reader_cert(data.secrets_dir, required=True)), dest=reader,
                   user="root", group="root", mode="644")
