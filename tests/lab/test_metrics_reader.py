@@ -1,14 +1,18 @@
 """Prometheus scrapes the agents over the channel (docs/operator.md "Prometheus"): the lab inventory names the
 edge as the metrics source and lab/secrets.py made Prometheus' pair with the operator's documented command.
 From the edge's namespace, with that certificate, both agents answer GET /metrics (Prometheus text) and
-nothing else; without it, or with it from another address, the connection is refused. A few seconds."""
+nothing else; without it, or with it from another address, the connection is refused; and the real
+Prometheus with the shipped scrape jobs scrapes both from there. About 10 s."""
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
-from labtest import agent, identity, probe, ssh, stranger_identity
+import yaml
+from labtest import ROOT, agent, identity, probe, ssh, stranger_identity
 
+from lab import prometheus as lab_prometheus
 from lab import secrets, settings
 
 AGENTS = {"primary": f"{settings.address('primary')}:8300", "standby": f"{settings.address('standby')}:8300"}
@@ -91,3 +95,23 @@ def test_without_the_certificate_or_from_another_address_nothing_answers(reader)
     # at the standby: the stolen primary certificate from the edge, Prometheus' from the primary
     assert after["refused_identity"] - refused["refused_identity"] == 2
     assert after["tls_failed"] - refused["tls_failed"] >= 3
+
+
+def test_the_shipped_scrape_jobs_scrape_both_agents_from_the_edge(reader, tmp_path):
+    """The real Prometheus in the edge's namespace with files/prometheus/scrape.yml as the operator sets it
+    up (addresses replaced, /etc/prometheus/wirebot/ = the lab's copies): both jobs up, through Go's TLS
+    with the agents' names as server_name."""
+    folder = tmp_path / "wirebot"
+    folder.mkdir()
+    pair = secrets.prometheus_client()
+    for name, source in (("client.crt", pair["cert_file"]), ("client.key", pair["key_file"]),
+                         ("primary-agent.crt", reader["primary"]["peer_cert_file"]),
+                         ("standby-agent.crt", reader["standby"]["peer_cert_file"])):
+        (folder / name).write_text(Path(source).read_text())
+    shipped = (ROOT / "files" / "prometheus" / "scrape.yml").read_text().replace(
+        "/etc/prometheus/wirebot/", f"{folder}/").replace("PRIMARY_ADDRESS", settings.address("primary")).replace(
+        "STANDBY_ADDRESS", settings.address("standby"))
+    jobs = [dict(job, scrape_interval="1s", scrape_timeout="1s") for job in yaml.safe_load(shipped)["scrape_configs"]]
+    seen = lab_prometheus.scrape_once(jobs, tmp_path, f"{settings.address('edge')}:9390",
+                                      prefix=["ip", "netns", "exec", settings.netns("edge")])
+    assert seen == {"wirebot-replicator": ("up", ""), "wirebot-standby": ("up", "")}, seen

@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT / "files" / "agents"))
 
 from wirebot import replicator, standby_api  # noqa: E402
 
+from lab import prometheus as lab_prometheus  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def promtool():
@@ -82,39 +84,12 @@ def test_scrape_config_is_valid_with_the_rules(promtool, tmp_path, certs):
         assert {"ca_file", "cert_file", "key_file", "server_name"} <= set(tls)
 
 
-def _prometheus_sees(prometheus, tmp_path, jobs, timeout=30):
-    """Run the real Prometheus server (Go's TLS) with ``jobs`` until every target was scraped once;
-    {job: (health, last error)}."""
-    import json
+def _free_port():
     import socket
-    import time
-    import urllib.request
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                                    "scrape_configs": jobs}))
-    server = subprocess.Popen([prometheus, f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=2) as answer:
-                    targets = json.load(answer)["data"]["activeTargets"]
-            except (OSError, ValueError):
-                continue
-            seen = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets if t["health"] != "unknown"}
-            if len(seen) == len(jobs):
-                return seen
-        raise AssertionError(f"Prometheus did not scrape every job within {timeout} s")
-    finally:
-        server.terminate()
-        server.wait(10)
+        return probe.getsockname()[1]
 
 
 def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
@@ -126,9 +101,6 @@ def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
 
     from tasks.provision.secrets_check import metrics_reader_cert
 
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail("prometheus is not installed: apt-get install prometheus (lab/deploy.sh does)")
     (tmp_path / "secrets" / "prometheus").mkdir(parents=True)
     (tmp_path / "secrets" / "prometheus" / "client.crt").write_text((certs / "client.crt").read_text())
     assert metrics_reader_cert(str(tmp_path / "secrets"), required=True)
@@ -152,13 +124,12 @@ def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
             return dict(shipped, job_name=name, scrape_interval="1s", scrape_timeout="1s",
                         static_configs=[{"targets": [target]}], tls_config=dict(paths, **tls))
 
-        seen = _prometheus_sees(prometheus, tmp_path, [
+        seen = lab_prometheus.scrape_once([
             job("shipped"), job("wrong-name", server_name="wirebot-standby"),
             dict(job("status-path"), metrics_path="/status"),
-            job("no-pin", ca_file=str(certs / "standby-agent.crt"))])
+            job("no-pin", ca_file=str(certs / "standby-agent.crt"))], tmp_path, f"127.0.0.1:{_free_port()}")
     finally:
         channel.stop(servers)
-    print(seen)
     assert seen["shipped"] == ("up", ""), seen
     assert seen["wrong-name"][0] == "down" and "wirebot-standby" in seen["wrong-name"][1], seen
     assert seen["status-path"][0] == "down" and "404" in seen["status-path"][1], seen
