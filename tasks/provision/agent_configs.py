@@ -6,6 +6,11 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 from tasks.provision import paths
 
 
+def fenced_units(data) -> list:
+    """What a fence stops and masks: the connector first, then the gateway and the scoreboard."""
+    return [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard"]
+
+
 def _secrets(data) -> dict:
     run = data.wirebot_run_dir
     return {
@@ -62,6 +67,12 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
         "drill": {"command": list(data.drill_command)},
         "witness": _witness(data, tunnel, self_address),
+        "fencing": {
+            "lease_enabled": data.fencing_lease_enabled,
+            "lease_seconds": data.fencing_lease_seconds,
+            "units": fenced_units(data),
+            "fenced_file": f"{data.wirebot_state_dir}/fenced.json",
+        },
     }
 
 
@@ -88,6 +99,7 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "ssh_timeout_seconds": 10,
         },
         "witness": _witness(data, tunnel, self_address),
+        "fencing": {"watch_seconds": data.fencing_watch_seconds},
         "replica": {"root": data.replica_root},
         "activation": {
             "litestream_binary": data.litestream_binary,

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from . import config, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing
+from . import config, filesync, heartbeat, httpapi, inotify, lease, litestream, metrics, signing
 from .alerts import Alerter
 from .log import log
 
@@ -77,6 +77,7 @@ def load_config(path):
     for key in ("litestream.socket", "standby.replica_root"):
         if not config.get(raw, key, str, path).startswith("/"):
             raise config.ConfigError(f"{path}: {key}: expected an absolute path")
+    c["fencing"] = lease.load_settings(raw, path)  # the serving lease and self-demotion (docs/fencing.md)
     c["hmac_key"] = signing.load_key(c["hmac_key_file"])
     c["discord_webhook"] = config.read_secret(c["discord_webhook_file"] or None)
     return c
@@ -102,6 +103,8 @@ class Replicator:
         self.services = {}
         self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
                                        self._collect)
+        self.lease = lease.Keeper(c["fencing"], lambda: int(self.store.read().get("epoch") or 1), self.alerter)
+        self.sender.lease = self.lease
         self.states = {}
         self._states_lock = threading.Lock()
         self.drills = []
@@ -142,6 +145,7 @@ class Replicator:
         """Bind the API (OSError if the address is not ours yet), then start the component threads."""
         self.server = httpapi.serve(self.c["listen_address"], self.c["listen_port"], self.routes(),
                                     component=COMPONENT)
+        self.lease.check_table()
         watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
         for name, target in (
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
@@ -182,7 +186,7 @@ class Replicator:
                      "components": self.component_states(), "services": self.services,
                      "watcher": self.watcher.mode if self.watcher else None,
                      "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
-                     "heartbeat": self.sender.status(), "drills": drills}
+                     "heartbeat": self.sender.status(), "lease": self.lease.status(), "drills": drills}
 
     def metrics(self, _request):
         dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()
@@ -259,8 +263,9 @@ def main(argv=None):
         log(COMPONENT, "listen-failed", level="error", address=c["listen_address"], port=c["listen_port"],
             error=str(exc), reason="cannot bind the API address; systemd will retry")
         return 1
-    while not daemon.stop_event.wait(1.0):
+    while not daemon.stop_event.wait(min(1.0, c["heartbeat_interval"] / 4)):
         daemon.component_states()
+        daemon.lease.tick()
     daemon.stop()
     return 0
 

@@ -64,7 +64,8 @@ class StandbyAgent:
     def observe(self):
         now = self.clock()
         return machine.Observation(now=now, heartbeat_age=self.heartbeat_age(now), threshold=self.threshold,
-                                   retry_seconds=self.settings["activation"]["retry_seconds"])
+                                   retry_seconds=self.settings["activation"]["retry_seconds"],
+                                   watch_seconds=self.settings["watch_seconds"])
 
     # decide + apply ------------------------------------------------------------------------------
     def _apply(self, decision, now):
@@ -131,7 +132,7 @@ class StandbyAgent:
                 self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
 
     def tick_seconds(self):
-        return min(1.0, self.settings["interval_seconds"] / 4.0)
+        return min(1.0, self.settings["interval_seconds"] / 4.0, self.settings["watch_seconds"])
 
     def run(self, stop):
         """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on."""

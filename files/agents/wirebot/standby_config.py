@@ -13,6 +13,9 @@ heartbeat:
   default 60): signed messages further from our clock are "stale"; allowed_sources (list of str,
   required): only these client addresses may POST /heartbeat.
 primary: see wirebot.fencing.  witness: see wirebot.witness.
+fencing:
+  watch_seconds (number, default 5): an ACTIVE standby asks the witness this often and fences at once
+  when another origin's connector shows up (the continuous watch, docs/fencing.md).
 replica:
   root (str, required): the replica tree written by the primary (litestream/epoch-N/..., files/...).
 activation:
@@ -96,7 +99,10 @@ def load(path):
         "witness": witness.load_settings(cfg, path),
         "replica_root": get(cfg, "replica.root", str, path),
         "activation": _activation(cfg, path, data_root),
+        "watch_seconds": get(cfg, "fencing.watch_seconds", float, path, default=5.0),
     }
+    if settings["watch_seconds"] <= 0:
+        raise config.ConfigError(f"{path}: fencing.watch_seconds must be > 0")
     if settings["interval_seconds"] <= 0 or settings["miss_threshold"] < 1:
         raise config.ConfigError(f"{path}: heartbeat.interval_seconds must be > 0 and "
                                  "heartbeat.miss_threshold >= 1")

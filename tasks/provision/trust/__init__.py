@@ -3,7 +3,8 @@
 - replication key: made on the primary; on the standby it logs in as replica_user and can only SFTP or
   rsync into replica_root (forced command wirebot-replica-shell under `restrict`), never a shell.
 - fence key: made on the standby; on the primary (root, `restrict`, only from the standby's address) it
-  can only run the fence command: stop and mask the primary's cloudflared unit.
+  can only run the fence command: take the lease away, stop and mask the primary's connector,
+  gateway and scoreboard (the units named on its command line).
 """
 
 from io import StringIO
@@ -13,6 +14,7 @@ from pyinfra import host, inventory
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
+from tasks.provision.agent_configs import fenced_units
 from tasks.provision.ops import PublicKey, authorized_key_line, ssh_keypair
 
 REPLICA_SHELL = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-shell"
@@ -33,13 +35,21 @@ def _known_hosts(path: str, other) -> None:
               dest=path, user="root", group="root", mode="644")
 
 
+def fence_command_line(data) -> str:
+    """The fence key's forced command, naming the configured units and fence file (no defaults used)."""
+    units = " ".join(f"--unit {unit}" for unit in fenced_units(data))
+    return (f"PYTHONPATH={data.wirebot_agents_dir} /usr/bin/python3 -m wirebot.fence_command {units} "
+            f"--fenced-file {data.wirebot_state_dir}/fenced.json")
+
+
 @deploy("Trust between primary and standby")
 def trust():
     """
     Guarantees: the keys above exist (made once, never replaced), each authorized on the other host for
     its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir.
 
-    Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir.
+    Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir,
+    wirebot_state_dir, cloudflared_unit.
     """
     data = host.data
     is_primary = "primary" in host.groups
@@ -56,9 +66,8 @@ def trust():
 
     if is_primary:
         _known_hosts(f"{data.wirebot_config_dir}/standby_known_hosts", standby)
-        fence = (f'restrict,from="{address_of(standby)}",command="PYTHONPATH={data.wirebot_agents_dir} '
-                 '/usr/bin/python3 -m wirebot.fence_command"')
-        authorized_key_line(name="Ensure the standby's fence key can only fence cloudflared here.",
+        fence = (f'restrict,from="{address_of(standby)}",command="{fence_command_line(data)}"')
+        authorized_key_line(name="Ensure the standby's fence key can only fence the serving units here.",
                             path="/root/.ssh/authorized_keys", marker="wirebot-fence",
                             key_from=(standby, f"{standby.data.fence_key}.pub", fence))
         return

@@ -111,11 +111,49 @@ def test_witness_clear_requests_fence_first():
     assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
 
 
-def test_witness_clear_and_api_shows_none_activates_even_if_ssh_fails():
+def test_an_absent_connector_is_not_a_fence():
+    """Issue 10: the API's "no connection" is absent, not fenced; without a lease or SSH: blocked."""
     p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=fence(1002.0, ok=False))
     d = m.decide(p, obs(age=200))
-    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
-    assert "no connection from another origin" in d.reason
+    assert d.state == m.FENCE_BLOCKED and m.ACTIVATE not in d.actions
+    assert "absent is not fenced" in d.reason
+
+
+def lease(granted_at, seconds=2.0, enforced=True):
+    return {"granted_at": granted_at, "seconds": seconds, "enforced": enforced}
+
+
+def test_an_expired_enforced_lease_fences_without_ssh():
+    """A frozen primary cannot answer SSH; its own kernel stopped it: activate without waiting."""
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), lease=lease(1090.0))
+    d = m.decide(p, obs(now=1100.0, age=10))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,) and "lease ran out" in d.reason
+
+
+@pytest.mark.parametrize("record", [lease(1099.0), lease(1090.0, enforced=False), None])
+def test_a_running_or_unenforced_lease_needs_the_ssh_fence(record):
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), lease=record)
+    d = m.decide(p, obs(now=1100.0, age=10))
+    assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
+    p["fence"] = fence(1002.0, ok=False)
+    assert m.decide(p, obs(now=1100.0, age=10)).state == m.FENCE_BLOCKED
+
+
+@pytest.mark.parametrize("current,manual,epoch,granted", [
+    (m.STANDBY, None, 1, True), (m.SUSPECT, None, 1, True), (m.FENCE_BLOCKED, None, 1, True),
+    (m.ACTIVATING, None, 1, False), (m.ACTIVE, None, 1, False), (m.STANDBY, {"reason": "x"}, 1, False),
+    (m.STANDBY, None, 0, False)])
+def test_a_lease_is_granted_only_while_watching(current, manual, epoch, granted):
+    data = state(current, manual_request=manual)
+    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}}
+    assert m.grant_lease(data, body, 50.0) is granted
+    assert (data.get("lease") == lease(50.0)) is granted
+
+
+def test_an_active_standby_watches_every_watch_seconds():
+    p = state(m.ACTIVE, witness=witness(at=1098.0, public=200))
+    assert m.decide(p, m.Observation(1100.0, 0, T, RETRY, 1.0)).actions == (m.CHECK_WITNESS,)
+    assert m.decide(p, m.Observation(1100.0, 0, T, RETRY, 5.0)).actions == ()
 
 
 def test_no_api_token_and_fence_ssh_fails_fence_blocked():
@@ -266,6 +304,8 @@ def test_default_state_is_standby_epoch_1():
 
 def test_fence_satisfied_reasons():
     ok, why = m.fence_satisfied(witness(1, others=["1.2.3.4"]), fence(2, ok=False))
-    assert not ok and "API shows connections from 1.2.3.4" in why
+    assert not ok and "API shows connections from 1.2.3.4" in why and "SSH fence failed" in why
     ok, why = m.fence_satisfied(witness(1), fence(2, ok=True))
-    assert ok and "API shows no other origin" in why
+    assert ok and "confirmed" in why
+    ok, why = m.fence_satisfied(witness(1), fence(2, ok=False), (True, "lease ran out"))
+    assert ok and why == "lease ran out"

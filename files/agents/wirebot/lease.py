@@ -1,0 +1,159 @@
+"""The primary's serving lease (docs/fencing.md): kept alive by the standby, enforced by the kernel.
+
+The host firewall (table ``inet wirebot``) passes the primary's serving traffic - the tunnel, the public
+inbound ports, whatever the serving users send - only while the set ``lease`` holds an element. Each
+heartbeat the standby acknowledges with ``"lease": {"granted": true}`` renews it: the element is
+replaced (one nft transaction) with a timeout of ``seconds - (now - sent)``, counted from when the
+heartbeat was SENT, so the lease ends no later than ``seconds`` after the standby received it. The
+kernel removes the element when the timeout runs out, whether or not this process still runs (frozen,
+paused, cut off). The standby never grants while it is ACTIVATING or ACTIVE and only detects after
+``interval * miss_threshold`` > ``seconds``: when it acts, the primary's kernel has already stopped
+serving.
+
+Self-demotion (this process, when it runs):
+
+* a heartbeat answer shows the standby ACTIVATING/ACTIVE or at a newer epoch: the full fence at once
+  (wirebot.fence_command.fence_units: fence record, lease revoked, units stopped and masked);
+* the lease lapsed (no grant for ``seconds``): the units are stopped (not masked), so the edge drops the
+  connector at once; they are started again on the next grant unless a fence record exists.
+
+Config (section ``fencing:`` of replicator.yml): ``lease_enabled`` (bool, default false; the deploy
+sets it from fencing_lease_enabled),
+``lease_seconds`` (number, required when enabled), ``units`` (list: connector first),
+``fenced_file`` (default /var/lib/wirebot/fenced.json), ``nft`` (default nft), ``systemctl``
+(default /bin/systemctl). Needs CAP_NET_ADMIN (nft) and the right to stop/mask/start the units.
+"""
+
+import os
+import subprocess
+import threading
+import time
+
+from . import config, fence_command
+from .log import log
+
+COMPONENT = "lease"
+SERVING = ("ACTIVATING", "ACTIVE")
+
+
+def load_settings(cfg, path):
+    enabled = config.get(cfg, "fencing.lease_enabled", bool, path, default=False)
+    return {
+        "enabled": enabled,
+        "seconds": config.get(cfg, "fencing.lease_seconds", float, path,
+                              default=config.REQUIRED if enabled else 0.0),
+        "units": config.get(cfg, "fencing.units", list, path, default=list(fence_command.DEFAULT_UNITS)),
+        "fenced_file": config.get(cfg, "fencing.fenced_file", str, path, default="/var/lib/wirebot/fenced.json"),
+        "nft": config.get(cfg, "fencing.nft", str, path, default="nft"),
+        "systemctl": config.get(cfg, "fencing.systemctl", str, path, default="/bin/systemctl"),
+    }
+
+
+def _nft(nft, script):
+    try:
+        proc = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    return proc.returncode == 0, proc.stderr.strip()[:300]
+
+
+class Keeper:
+    """Renews the lease on granted heartbeats and demotes this primary; the heartbeat thread calls it."""
+
+    def __init__(self, settings, epoch_of, alerter=None, clock=time.monotonic, nft=_nft, fence=None):
+        self.s = settings
+        self.epoch_of = epoch_of  # () -> our epoch
+        self.alerter = alerter
+        self.clock = clock
+        self.nft = nft
+        self.fence = fence or (lambda reason: fence_command.fence_units(
+            self.s["units"], self.s["fenced_file"], self.s["systemctl"], self.s["nft"], "self", reason))
+        self.expires_at = None  # monotonic
+        self.enforced = False
+        self.state = "none"  # none | held | lapsed | demoted
+        self.last_error = None
+        self._lock = threading.Lock()
+
+    def payload(self):
+        """What the heartbeat tells the standby about the lease."""
+        return {"lease": {"enforced": bool(self.s["enabled"] and self.enforced),
+                          "seconds": self.s["seconds"] if self.s["enabled"] else 0}}
+
+    def check_table(self):
+        """Is the lease set there (the firewall loaded)? Sets ``enforced``."""
+        if not self.s["enabled"]:
+            return False
+        ok, error = self.nft(self.s["nft"], "list set inet wirebot lease\n")
+        self.enforced, self.last_error = ok, (None if ok else error)
+        return ok
+
+    def renew(self, sent_at):
+        remaining = self.s["seconds"] - (self.clock() - sent_at)
+        if remaining <= 0.05:
+            return False
+        ms = int(remaining * 1000)
+        script = ("add element inet wirebot lease { ipv4, ipv6 }\n"
+                  "delete element inet wirebot lease { ipv4, ipv6 }\n"
+                  f"add element inet wirebot lease {{ ipv4 timeout {ms}ms, ipv6 timeout {ms}ms }}\n")
+        ok, error = self.nft(self.s["nft"], script)
+        self.enforced, self.last_error = ok, (None if ok else error)
+        if ok:
+            self.expires_at = sent_at + self.s["seconds"]
+        else:
+            log(COMPONENT, "renew-failed", level="error", error=error)
+        return ok
+
+    def on_answer(self, result, sent_at):
+        """After each heartbeat: demote, renew, or nothing (a failed send lets the lease run out)."""
+        if not result.get("ok"):
+            return
+        answer = result.get("response") or {}
+        theirs, ours = answer.get("epoch"), self.epoch_of()
+        with self._lock:
+            if answer.get("state") in SERVING or (isinstance(theirs, int) and theirs > ours):
+                self._demote(f"the standby is {answer.get('state')} at epoch {theirs} (ours {ours})")
+                return
+            if not self.s["enabled"] or not (answer.get("lease") or {}).get("granted"):
+                return
+            if self.renew(sent_at):
+                if self.state in ("lapsed", "demoted") and not os.path.exists(self.s["fenced_file"]):
+                    self._start_units()
+                if self.state != "held":
+                    log(COMPONENT, "held", seconds=self.s["seconds"], previous=self.state)
+                self.state = "held"
+
+    def tick(self):
+        """Called about once a second: notice a lapsed lease and stop serving at once."""
+        with self._lock:
+            if self.state == "held" and self.expires_at is not None and self.clock() >= self.expires_at:
+                self.state = "lapsed"
+                log(COMPONENT, "lapsed", level="warning",
+                    reason="no heartbeat acknowledged by the standby for the lease's length: the kernel "
+                           "drops serving traffic; stopping the serving units")
+                for unit in self.s["units"]:
+                    subprocess.run([self.s["systemctl"], "stop", unit], capture_output=True, timeout=60,
+                                   check=False)
+                if self.alerter:
+                    self.alerter.send("lease-lapsed", "the primary's serving lease lapsed: it stopped serving")
+
+    def _demote(self, why):
+        if self.state == "demoted" and os.path.exists(self.s["fenced_file"]):
+            return
+        code, reply = self.fence("self-demotion: " + why)
+        self.state = "demoted"
+        self.expires_at = None
+        log(COMPONENT, "demoted", level="warning", reason=why, fenced=reply.get("fenced"),
+            problems=reply.get("problems"), errors=reply.get("errors"))
+        if self.alerter:
+            self.alerter.send("self-demoted", f"the primary fenced itself: {why}")
+
+    def _start_units(self):
+        for unit in reversed(self.s["units"]):  # the connector (first) last
+            subprocess.run([self.s["systemctl"], "start", "--no-block", unit], capture_output=True,
+                           timeout=60, check=False)
+        log(COMPONENT, "units-started", units=self.s["units"], reason="lease granted again")
+
+    def status(self):
+        left = None if self.expires_at is None else round(self.expires_at - self.clock(), 3)
+        return {"state": self.state, "enforced": self.enforced, "seconds": self.s["seconds"],
+                "remaining_seconds": left, "error": self.last_error}
