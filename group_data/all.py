@@ -129,6 +129,6 @@ secrets_required = ["agent-hmac.key"]
 cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
 
 # --- Packages ---
-packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl"]
+packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "nftables"]
 packages_update_cache = True  # refresh the package index (daily at most) before installing
-packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl"]
+packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "nftables"]

@@ -4,7 +4,7 @@ from io import StringIO
 
 from pyinfra import host, inventory
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server, systemd  # nftables comes with packages_apt/dnf (base)
 
 from tasks.provision import paths
 from tasks.provision.firewall.rules import render
@@ -41,14 +41,15 @@ def rules_for(data, role: str, peer_address: str) -> str:
 @deploy("Host firewall")
 def firewall():
     """
-    Guarantees: nftables installed and the table ``inet wirebot`` loaded from firewall_rules_file by the
-    unit wirebot-firewall (enabled, before the network; re-applied whenever the file changes, in one
-    transaction that keeps the lease). Inbound: SSH only from firewall_ssh_sources and the peer, the
-    agents' agent_port only from the peer and firewall_agent_sources, the ports of firewall_inbound from
-    their sources, replies and ICMP; everything else dropped. On the primary (fencing_lease_enabled) the
-    serving traffic - fencing_tunnel_ports both ways, firewall_inbound ports, and whatever the users
-    wirebot_service_user and fencing_lease_users send - passes only while the lease element exists
-    (docs/fencing.md). Other tables are left alone.
+    Guarantees: (nftables comes with packages_apt/packages_dnf, installed by base) the table
+    ``inet wirebot`` loaded from firewall_rules_file by the unit wirebot-firewall (enabled, before the
+    network; re-applied whenever the file changes, in one transaction that keeps the lease). Inbound:
+    SSH only from firewall_ssh_sources and the peer, the agents' agent_port only from the peer and
+    firewall_agent_sources, the ports of firewall_inbound from their sources, replies and ICMP;
+    everything else dropped. On the primary (fencing_lease_enabled) the serving traffic -
+    fencing_tunnel_ports both ways, firewall_inbound ports, and whatever the users wirebot_service_user
+    and fencing_lease_users send - passes only while the lease element exists (docs/fencing.md). Other
+    tables are left alone.
 
     Reads: firewall_ssh_sources, firewall_agent_sources, firewall_inbound, firewall_rules_file,
     agent_port, fencing_lease_enabled, fencing_tunnel_ports, fencing_lease_users, wirebot_service_user.
@@ -56,7 +57,6 @@ def firewall():
     data = host.data
     role = "primary" if "primary" in host.groups else "standby"
     peer = inventory.get_group("standby" if role == "primary" else "primary")[0]
-    server.packages(name="Ensure nftables is installed.", packages=["nftables"])
     rules = files.put(name=f"Ensure {data.firewall_rules_file} holds this host's firewall.",
                       src=StringIO(rules_for(data, role, address_of(peer))),
                       dest=data.firewall_rules_file, user="root", group="root", mode="600")

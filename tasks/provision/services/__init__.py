@@ -11,6 +11,7 @@ from pyinfra.operations import apt, files, npm, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles
+from tasks.provision.cloudflared import start_gate
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
@@ -47,11 +48,12 @@ def services():
     templates, identical on both hosts, run as wirebot_service_user; the gateway reads its model keys
     from wirebot_run_dir/gateway.env. On real hosts (gateway_install) Node.js gateway_nodejs_major and
     openclaw gateway_openclaw_version; the lab's stand-ins are installed by the lab. Running and enabled
-    on the primary; on the standby present, disabled and stopped unless it is the active side.
+    on the primary; on the standby present, disabled and stopped unless it is the active side, each
+    with the standby's start gate (starts only while the standby agent is ACTIVATING or ACTIVE).
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     scoreboard_exec, scoreboard_port, scoreboard_events_db, scoreboard_tenant_dir, wirebot_data_root,
-    wirebot_service_user, wirebot_run_dir.
+    wirebot_service_user, wirebot_run_dir, wirebot_agents_dir, standby_config (standby).
     """
     data = host.data
     if data.gateway_install:
@@ -74,8 +76,9 @@ def services():
             description=description, exec_start=exec_start, user_name=data.wirebot_service_user,
             environment_files=environment_files,
         )
+    gates = [start_gate(name) for name in units] if "standby" in host.groups else []
     systemd.daemon_reload(name="Reload systemd for the gateway and scoreboard.",
-                          _if=any_changed(*installed.values()))
+                          _if=any_changed(*installed.values(), *gates))
     serving = roles.serving()
     for name, unit in installed.items():
         systemd.service(name=f"Ensure {name} is {'running' if serving else 'stopped'} here.", service=name,
