@@ -14,8 +14,9 @@ Whatever ``SSH_ORIGINAL_COMMAND`` says, this can only do one of two things:
   "fenced_info"}.
 * anything else (the standby sends ``fence``): write the fence record {"fenced_at", "by", "reason"}
   first (the start gate refuses a restart even if what follows fails), take the serving lease away
-  (``nft flush set inet wirebot lease``: the kernel drops serving traffic at once), then for every unit
-  ``systemctl stop`` and ``systemctl mask``; print {"fenced", "connector_active", "units", ...}.
+  (``nft flush set inet wirebot lease``: the kernel drops serving traffic at once), then stop every unit
+  (a unit still stopping after 10 s - a connector draining towards an edge it cannot reach - is
+  killed) and ``systemctl mask`` it; print {"fenced", "connector_active", "units", ...}.
 
 "Fenced" means every named unit is loaded (or masked), inactive and masked. A unit that is not loaded
 (not-found: a renamed or missing unit) is never reported fenced: the reply says which and why, exit 1,
@@ -31,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from . import statefile
 
@@ -106,7 +108,18 @@ def revoke_lease(nft="nft"):
     return False, f"nft flush set exit {code}: {_clean(err)}"
 
 
-def fence_units(units, fenced_file, systemctl="/bin/systemctl", nft="nft", by="local", reason="fence"):
+def _wait_stopped(systemctl, units, seconds):
+    """Poll until none of ``units`` runs or ``seconds`` pass; return those still running."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [unit for unit in units if unit_view(systemctl, unit)["active"] in RUNNING]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
+def fence_units(units, fenced_file, systemctl="/bin/systemctl", nft="nft", by="local", reason="fence",
+                stop_seconds=10.0):
     """Record the fence, take the lease away, stop and mask every unit; return (exit code, reply)."""
     units = list(units)
     record = {"fenced_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -120,12 +133,17 @@ def fence_units(units, fenced_file, systemctl="/bin/systemctl", nft="nft", by="l
     if not ok:
         errors.append(error)
     before = {unit: unit_view(systemctl, unit) for unit in units}
-    for unit in units:
-        if before[unit]["load"] == "not-found":
-            continue  # stopping or masking a name systemd does not know proves nothing
-        code, _, err = _systemctl(systemctl, "stop", unit)
+    known = [unit for unit in units if before[unit]["load"] != "not-found"]  # a name systemd does not know
+    for unit in known:  # all stops at once; a unit still draining after stop_seconds is killed
+        code, _, err = _systemctl(systemctl, "stop", unit, "--no-block")
         if code != 0:
             errors.append(f"stop {unit} exit {code}: {_clean(err)}")
+    left = _wait_stopped(systemctl, known, stop_seconds)
+    for unit in left:
+        _systemctl(systemctl, "kill", unit, "--signal=SIGKILL")
+        errors.append(f"{unit} did not stop within {stop_seconds:.0f}s: killed")
+    _wait_stopped(systemctl, left, min(5.0, stop_seconds))
+    for unit in known:
         code, _, err = _systemctl(systemctl, "mask", unit)
         if code != 0:
             errors.append(f"mask {unit} exit {code}: {_clean(err)}")
@@ -146,7 +164,8 @@ def fence(args, original):
     reason = "fence requested over SSH"
     if original and original != "fence":
         reason += f" (command {_clean(original, 80)!r} treated as fence)"
-    return fence_units(args.units, args.fenced_file, args.systemctl, args.nft, client or "local", reason)
+    return fence_units(args.units, args.fenced_file, args.systemctl, args.nft, client or "local", reason,
+                       args.stop_seconds)
 
 
 def main(argv=None):
@@ -158,6 +177,7 @@ def main(argv=None):
     parser.add_argument("--systemctl", default="/bin/systemctl", help="systemctl binary")
     parser.add_argument("--nft", default="nft", help="nft binary (the serving lease)")
     parser.add_argument("--fenced-file", default="/var/lib/wirebot/fenced.json", help="fence record path")
+    parser.add_argument("--stop-seconds", type=float, default=10.0, help="wait this long before killing a unit")
     args = parser.parse_args(argv)
     args.units = args.units or list(DEFAULT_UNITS)
     original = (os.environ.get("SSH_ORIGINAL_COMMAND") or "").strip()

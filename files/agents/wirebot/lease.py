@@ -123,18 +123,20 @@ class Keeper:
                 self.state = "held"
 
     def tick(self):
-        """Called about once a second: notice a lapsed lease and stop serving at once."""
+        """Called about once a second: notice a lapsed lease and stop serving at once (without waiting:
+        the heartbeat thread may need to demote meanwhile)."""
         with self._lock:
-            if self.state == "held" and self.expires_at is not None and self.clock() >= self.expires_at:
-                self.state = "lapsed"
-                log(COMPONENT, "lapsed", level="warning",
-                    reason="no heartbeat acknowledged by the standby for the lease's length: the kernel "
-                           "drops serving traffic; stopping the serving units")
-                for unit in self.s["units"]:
-                    subprocess.run([self.s["systemctl"], "stop", unit], capture_output=True, timeout=60,
-                                   check=False)
-                if self.alerter:
-                    self.alerter.send("lease-lapsed", "the primary's serving lease lapsed: it stopped serving")
+            if self.state != "held" or self.expires_at is None or self.clock() < self.expires_at:
+                return
+            self.state = "lapsed"
+        log(COMPONENT, "lapsed", level="warning",
+            reason="no heartbeat acknowledged by the standby for the lease's length: the kernel drops "
+                   "serving traffic; stopping the serving units")
+        for unit in self.s["units"]:
+            subprocess.run([self.s["systemctl"], "stop", unit, "--no-block"], capture_output=True, timeout=60,
+                           check=False)
+        if self.alerter:
+            self.alerter.send("lease-lapsed", "the primary's serving lease lapsed: it stopped serving")
 
     def _demote(self, why):
         if self.state == "demoted" and os.path.exists(self.s["fenced_file"]):

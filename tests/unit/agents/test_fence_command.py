@@ -21,7 +21,7 @@ def run_command(fake, tmp_path, original, env_extra=None):
     env.update(env_extra or {})
     fenced = tmp_path / "lib" / "fenced.json"
     proc = subprocess.run([sys.executable, "-m", "wirebot.fence_command", "--systemctl", fake.path,
-                           "--fenced-file", str(fenced)], env=env, capture_output=True, text=True, timeout=30)
+                           "--fenced-file", str(fenced), "--stop-seconds", "0.3"], env=env, capture_output=True, text=True, timeout=30)
     return proc, json.loads(proc.stdout.strip().splitlines()[-1]), fenced
 
 
@@ -106,6 +106,7 @@ def test_unit_that_will_not_stop_is_not_fenced(fake_systemctl, tmp_path):
     fake_systemctl.sticky(UNIT)
     proc, reply, _ = run_command(fake_systemctl, tmp_path, "fence")
     assert proc.returncode == 1 and reply["fenced"] is False and reply["connector_active"] is True
+    assert f"kill {UNIT}" in fake_systemctl.calls() and "did not stop within" in reply["errors"][0]
 
 
 def test_main_in_process(fake_systemctl, tmp_path, monkeypatch, capsys):
