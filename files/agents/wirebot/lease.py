@@ -151,7 +151,7 @@ class Keeper:
 
     def _start_units(self):
         for unit in reversed(self.s["units"]):  # the connector (first) last
-            subprocess.run([self.s["systemctl"], "start", "--no-block", unit], capture_output=True,
+            subprocess.run([self.s["systemctl"], "start", unit, "--no-block"], capture_output=True,
                            timeout=60, check=False)
         log(COMPONENT, "units-started", units=self.s["units"], reason="lease granted again")
 

@@ -21,7 +21,8 @@ def run_command(fake, tmp_path, original, env_extra=None):
     env.update(env_extra or {})
     fenced = tmp_path / "lib" / "fenced.json"
     proc = subprocess.run([sys.executable, "-m", "wirebot.fence_command", "--systemctl", fake.path,
-                           "--fenced-file", str(fenced), "--stop-seconds", "0.3"], env=env, capture_output=True, text=True, timeout=30)
+                           "--fenced-file", str(fenced), "--stop-seconds", "0.3"], env=env, capture_output=True,
+                          text=True, timeout=30)
     return proc, json.loads(proc.stdout.strip().splitlines()[-1]), fenced
 
 
