@@ -72,6 +72,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "lease_seconds": data.fencing_lease_seconds,
             "units": fenced_units(data),
             "fenced_file": f"{data.wirebot_state_dir}/fenced.json",
+            "ready_url": f"http://{data.cloudflared_metrics}/ready",
         },
     }
 

@@ -21,13 +21,16 @@ Config (section ``fencing:`` of replicator.yml): ``lease_enabled`` (bool, defaul
 sets it from fencing_lease_enabled),
 ``lease_seconds`` (number, required when enabled), ``units`` (list: connector first),
 ``fenced_file`` (default /var/lib/wirebot/fenced.json), ``nft`` (default nft), ``systemctl``
-(default /bin/systemctl). Needs CAP_NET_ADMIN (nft) and the right to stop/mask/start the units.
+(default /bin/systemctl), ``ready_url`` (the connector's readiness URL, cloudflared's /ready: the
+heartbeat's ``serving``). Needs CAP_NET_ADMIN (nft) and the right to stop/mask/start the units.
 """
 
 import os
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 from . import config, fence_command
 from .log import log
@@ -46,6 +49,7 @@ def load_settings(cfg, path):
         "fenced_file": config.get(cfg, "fencing.fenced_file", str, path, default="/var/lib/wirebot/fenced.json"),
         "nft": config.get(cfg, "fencing.nft", str, path, default="nft"),
         "systemctl": config.get(cfg, "fencing.systemctl", str, path, default="/bin/systemctl"),
+        "ready_url": config.get(cfg, "fencing.ready_url", str, path, default=None),
     }
 
 
@@ -75,9 +79,30 @@ class Keeper:
         self._lock = threading.Lock()
 
     def payload(self):
-        """What the heartbeat tells the standby about the lease."""
+        """What the heartbeat tells the standby: the lease, and whether this primary serves."""
         return {"lease": {"enforced": bool(self.s["enabled"] and self.enforced),
-                          "seconds": self.s["seconds"] if self.s["enabled"] else 0}}
+                          "seconds": self.s["seconds"] if self.s["enabled"] else 0},
+                "serving": self.serving()}
+
+    def serving(self):
+        """True: the connector is ready at the edge; False: it runs but cannot reach the edge (this
+        primary is cut from the edge: the standby may take over); None: not meant to serve now (stopped,
+        fenced, lapsed) or no ready_url configured."""
+        units = self.s["units"]
+        if not self.s.get("ready_url") or not units or os.path.exists(self.s["fenced_file"]):
+            return None
+        try:
+            state = subprocess.run([self.s["systemctl"], "is-active", units[0]], capture_output=True, text=True,
+                                   timeout=5).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if state != "active":
+            return None
+        try:
+            with urllib.request.urlopen(self.s["ready_url"], timeout=1.0) as response:
+                return 200 <= response.status < 300
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
 
     def check_table(self):
         """Is the lease set there (the firewall loaded)? Sets ``enforced``."""

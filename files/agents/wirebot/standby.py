@@ -56,10 +56,10 @@ class StandbyAgent:
 
     # observe -------------------------------------------------------------------------------------
     def heartbeat_age(self, now=None):
-        """Seconds since the last valid heartbeat, or since this agent started if later."""
+        """Seconds since the last valid heartbeat that showed the primary alive (standby_machine.alive_at),
+        or since this agent started if later."""
         now = self.clock() if now is None else now
-        received = (self.store.data.get("last_heartbeat") or {}).get("received_at") or 0
-        return now - max(received, self.started_at)
+        return now - max(machine.alive_at(self.store.data), self.started_at)
 
     def observe(self):
         now = self.clock()

@@ -71,6 +71,7 @@ def heartbeat(agent, request):
         if watching and body["epoch"] > data["epoch"]:
             log("standby", "epoch-adopted", previous=data["epoch"], epoch=body["epoch"])
             data["epoch"] = body["epoch"]
+        machine.note_serving(data, body, data["last_heartbeat"]["received_at"])
         granted = machine.grant_lease(data, body, agent.clock())  # under the store lock: see standby_machine
         alert = state in (machine.ACTIVE, machine.ACTIVATING) and not data.get("primary_alive_alerted")
         if alert:

@@ -87,6 +87,20 @@ def grant_lease(data, body, now):
     return True
 
 
+def note_serving(data, body, now):
+    """Record when the primary last looked alive: a heartbeat whose ``serving`` is not False (its connector
+    is ready at the edge, or not meant to run: stopped, fenced). A primary that heartbeats while its
+    running connector cannot reach the edge (cut from the edge only) is not alive for detection."""
+    if body.get("serving") is not False:
+        data["last_serving_at"] = now
+
+
+def alive_at(p):
+    """When the primary last looked alive (``note_serving``), falling back to the last heartbeat."""
+    received = (p.get("last_heartbeat") or {}).get("received_at") or 0
+    return p.get("last_serving_at") or received
+
+
 def lease_expired(p, now):
     """(expired, reason): has the last lease this standby granted run out, enforced by the primary's
     kernel? Unknown (never granted, or the primary does not enforce it) is not expired."""
@@ -187,14 +201,14 @@ def decide(p, o):
         return _manual(p, o)
     heartbeat = p.get("last_heartbeat") or {}
     if state == STANDBY:
-        if p.get("last_refusal") and (heartbeat.get("received_at") or 0) > p["since"]:
+        if p.get("last_refusal") and alive_at(p) > p["since"]:
             return _decision(STANDBY, "heartbeats resumed after a refused activation", last_refusal=None)
         if o.heartbeat_age > o.threshold and o.now >= (p.get("recheck_after") or 0):
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         return _decision(STANDBY, p["reason"])
     # SUSPECT or FENCE_BLOCKED
-    if (heartbeat.get("received_at") or 0) > p["since"]:
+    if alive_at(p) > p["since"]:
         return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(
             heartbeat.get("sequence"), state), last_refusal=None)
     fresh_after = p["since"] if state == SUSPECT else o.now - o.retry_seconds

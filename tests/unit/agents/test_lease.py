@@ -41,7 +41,20 @@ def test_a_granted_heartbeat_renews_counting_from_the_send(keeper):
     keeper.on_answer(answer(), sent_at=100.0)
     assert keeper.state == "held" and keeper.expires_at == 102.0
     assert "add element inet wirebot lease { ipv4 timeout 1500ms, ipv6 timeout 1500ms }" in keeper.scripts[-1]
-    assert keeper.payload() == {"lease": {"enforced": True, "seconds": 2.0}}
+    assert keeper.payload() == {"lease": {"enforced": True, "seconds": 2.0}, "serving": None}  # no ready_url
+
+
+def test_serving_is_false_only_when_the_connector_runs_but_is_not_ready(keeper, http_server, tmp_path):
+    ready = http_server()
+    ready.set("/ready", 503, {"ready": False})
+    keeper.s["ready_url"] = ready.url("/ready")
+    assert keeper.serving() is None  # the connector is not running: not meant to serve
+    keeper.fake.set_state("cloudflared-wirebot", "active")
+    assert keeper.serving() is False  # running, cut from the edge
+    ready.set("/ready", 200, {"ready": True})
+    assert keeper.serving() is True
+    (tmp_path / "fenced.json").write_text("{}")
+    assert keeper.serving() is None
 
 
 @pytest.mark.parametrize("result", [answer(granted=False), answer(ok=False)])

@@ -309,3 +309,18 @@ def test_fence_satisfied_reasons():
     assert ok and "confirmed" in why
     ok, why = m.fence_satisfied(witness(1), fence(2, ok=False), (True, "lease ran out"))
     assert ok and why == "lease ran out"
+
+
+def test_a_primary_that_heartbeats_but_cannot_serve_is_suspected():
+    """Cut from the edge only: heartbeats arrive, but its running connector is not ready."""
+    p = state(m.STANDBY, since=900.0)
+    m.note_serving(p, {"serving": True}, 1000.0)
+    p["last_heartbeat"] = {"received_at": 1000.0}
+    m.note_serving(p, {"serving": False}, 1095.0)
+    p["last_heartbeat"] = {"received_at": 1095.0}
+    assert m.alive_at(p) == 1000.0
+    p["state"], p["since"] = m.SUSPECT, 1091.0
+    d = m.decide(p, obs(now=1096.0, age=96))
+    assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,)  # the non-serving beat keeps no one calm
+    m.note_serving(p, {"serving": None}, 1097.0)  # stopped/fenced: not meant to serve, alive
+    assert m.decide(p, obs(now=1097.5, age=0)).state == m.STANDBY
