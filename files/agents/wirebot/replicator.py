@@ -162,10 +162,16 @@ class Replicator:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        deadline = time.monotonic() + 1.0  # daemon threads: a restart must not outlast the serving lease
         for thread in self.threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.watcher is not None:
             self.watcher.close()
+        if self.threads and self.c["fencing"]["enabled"]:
+            try:  # a last beat renews the lease: a restart (a deploy) does not lapse it
+                self.sender.send_once()
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log(COMPONENT, "last-heartbeat-failed", level="warning", reason=f"{type(exc).__name__}: {exc}")
         log(COMPONENT, "stopped")
 
     # -- HTTP API ---------------------------------------------------------------------------
