@@ -109,9 +109,10 @@ def test_freeze_then_thaw_after_the_standbys_active_never_serves_twice(lab):
     report(row)
     assert row["activated"]
     # the thawed primary demoted itself: fenced = loaded, inactive and masked, the fence record written
-    wait_for(lambda: ssh("primary", "test -e /var/lib/wirebot/fenced.json && [ \"$(systemctl show -p LoadState "
-                                    "--value cloudflared-wirebot openclaw-gateway wirebot-scoreboard | sort -u)\" "
-                                    "= masked ]", check=False).returncode == 0,
+    fenced = ("test -e /var/lib/wirebot/fenced.json && [ \"$(systemctl show -p LoadState --value "
+              "cloudflared-wirebot openclaw-gateway wirebot-scoreboard | grep . | sort -u)\" = masked ] && "
+              "! systemctl is-active -q cloudflared-wirebot openclaw-gateway wirebot-scoreboard")
+    wait_for(lambda: ssh("primary", fenced, check=False).returncode == 0,
              timeout=30, what="the thawed primary to fence itself")
     recover()
 

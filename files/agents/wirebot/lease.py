@@ -14,8 +14,9 @@ Self-demotion (this process, when it runs):
 
 * a heartbeat answer shows the standby ACTIVATING/ACTIVE or at a newer epoch: the full fence at once
   (wirebot.fence_command.fence_units: fence record, lease revoked, units stopped and masked);
-* the lease lapsed (no grant for ``seconds``): the units are stopped (not masked), so the edge drops the
-  connector at once; they are started again on the next grant unless a fence record exists.
+* the lease lapsed (no grant for ``seconds``): the kernel already drops the serving traffic; logged and
+  alerted. Lapsed for another ``seconds``: the units are stopped (not masked); they are started again on
+  the next grant unless a fence record exists. A short freeze or a restart does not bounce them.
 
 Config (section ``fencing:`` of replicator.yml): ``lease_enabled`` (bool, default false; the deploy
 sets it from fencing_lease_enabled),
@@ -70,11 +71,13 @@ class Keeper:
         self.alerter = alerter
         self.clock = clock
         self.nft = nft
+        # the lease is gone when this runs: a connector draining towards the edge cannot reach it anyway
         self.fence = fence or (lambda reason: fence_command.fence_units(
-            self.s["units"], self.s["fenced_file"], self.s["systemctl"], self.s["nft"], "self", reason))
+            self.s["units"], self.s["fenced_file"], self.s["systemctl"], self.s["nft"], "self", reason,
+            stop_seconds=2.0))
         self.expires_at = None  # monotonic
         self.enforced = False
-        self.state = "none"  # none | held | lapsed | demoted
+        self.state = "none"  # none | held | lapsed | stopped (units stopped after a long lapse) | demoted
         self.last_error = None
         self._lock = threading.Lock()
 
@@ -141,27 +144,40 @@ class Keeper:
             if not self.s["enabled"] or not (answer.get("lease") or {}).get("granted"):
                 return
             if self.renew(sent_at):
-                if self.state in ("lapsed", "demoted") and not os.path.exists(self.s["fenced_file"]):
+                if self.state in ("stopped", "demoted") and not os.path.exists(self.s["fenced_file"]):
                     self._start_units()
                 if self.state != "held":
                     log(COMPONENT, "held", seconds=self.s["seconds"], previous=self.state)
                 self.state = "held"
 
     def tick(self):
-        """Called about once a second: notice a lapsed lease and stop serving at once (without waiting:
-        the heartbeat thread may need to demote meanwhile)."""
+        """Called about once a second. The kernel already drops the serving traffic when the lease runs
+        out; this notes the lapse (log, alert) and, once it has lasted another lease length without a
+        grant (the standby may be taking over by then), stops the serving units without waiting. A
+        short freeze or a restart of this process does not bounce the units."""
         with self._lock:
-            if self.state != "held" or self.expires_at is None or self.clock() < self.expires_at:
+            if self.expires_at is None or self.clock() < self.expires_at:
                 return
-            self.state = "lapsed"
-        log(COMPONENT, "lapsed", level="warning",
-            reason="no heartbeat acknowledged by the standby for the lease's length: the kernel drops "
-                   "serving traffic; stopping the serving units")
+            if self.state == "held":
+                self.state = "lapsed"
+                log(COMPONENT, "lapsed", level="warning",
+                    reason="no heartbeat acknowledged by the standby for the lease's length: the kernel drops "
+                           "serving traffic")
+                self._alert("lease-lapsed", "the primary's serving lease lapsed: its kernel stopped its serving "
+                                            "traffic")
+                return
+            if self.state != "lapsed" or self.clock() < self.expires_at + self.s["seconds"]:
+                return
+            self.state = "stopped"
+        log(COMPONENT, "units-stopped", units=self.s["units"], reason="the lease stayed lapsed")
         for unit in self.s["units"]:
             subprocess.run([self.s["systemctl"], "stop", unit, "--no-block"], capture_output=True, timeout=60,
                            check=False)
+
+    def _alert(self, kind, message):
+        """Alerts go out from their own thread: a webhook behind a lapsed lease must not hold the beat."""
         if self.alerter:
-            self.alerter.send("lease-lapsed", "the primary's serving lease lapsed: it stopped serving")
+            threading.Thread(target=self.alerter.send, args=(kind, message), daemon=True).start()
 
     def _demote(self, why):
         if self.state == "demoted" and os.path.exists(self.s["fenced_file"]):
@@ -171,8 +187,7 @@ class Keeper:
         self.expires_at = None
         log(COMPONENT, "demoted", level="warning", reason=why, fenced=reply.get("fenced"),
             problems=reply.get("problems"), errors=reply.get("errors"))
-        if self.alerter:
-            self.alerter.send("self-demoted", f"the primary fenced itself: {why}")
+        self._alert("self-demoted", f"the primary fenced itself: {why}")
 
     def _start_units(self):
         for unit in reversed(self.s["units"]):  # the connector (first) last

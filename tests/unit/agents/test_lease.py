@@ -79,24 +79,33 @@ def test_a_serving_standby_or_a_newer_epoch_demotes_at_once(keeper, result):
     assert len(keeper.fences) == 1  # once
 
 
-def test_a_lapse_stops_the_units_and_a_new_grant_starts_them(keeper):
+def test_a_long_lapse_stops_the_units_and_a_new_grant_starts_them(keeper):
     keeper.on_answer(answer(), sent_at=100.0)
     keeper.clk.now = 101.9
     keeper.tick()
     assert keeper.state == "held"
     keeper.clk.now = 102.0
     keeper.tick()
-    assert keeper.state == "lapsed"
+    assert keeper.state == "lapsed" and keeper.fake.calls() == []  # the kernel fences; no bounce yet
+    keeper.on_answer(answer(), sent_at=102.5)  # a short freeze: granted again, nothing was stopped
+    assert keeper.state == "held" and keeper.fake.calls() == []
+    keeper.clk.now = 104.5
+    keeper.tick()
+    keeper.clk.now = 106.5
+    keeper.tick()
+    assert keeper.state == "stopped"
     assert keeper.fake.calls() == ["stop cloudflared-wirebot", "stop openclaw-gateway"]
-    keeper.on_answer(answer(), sent_at=102.5)
+    keeper.on_answer(answer(), sent_at=106.6)
     assert keeper.state == "held"
     assert keeper.fake.calls()[2:] == ["start openclaw-gateway", "start cloudflared-wirebot"]  # connector last
 
 
 def test_a_fence_record_keeps_the_units_down_after_a_grant(keeper, tmp_path):
     keeper.on_answer(answer(), sent_at=100.0)
-    keeper.clk.now = 103.0
-    keeper.tick()
+    for now in (103.0, 105.0):
+        keeper.clk.now = now
+        keeper.tick()
+    assert keeper.state == "stopped"
     (tmp_path / "fenced.json").write_text("{}")
     keeper.on_answer(answer(), sent_at=103.0)
     assert not [c for c in keeper.fake.calls() if c.startswith("start")]
