@@ -10,7 +10,8 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
 * ``old_writes`` - events first sent after the standby's ACTIVE that are committed in the old primary's
   database (acknowledged or not: a write only the old side has);
 * ``outage_s`` - the longest stretch without a 2xx at the edge (client-visible);
-* ``activated`` - whether the standby went ACTIVE; ``active_after_s`` - from the fault to ACTIVE.
+* ``activated`` - whether the standby went ACTIVE; ``active_after_s`` - from the fault to ACTIVE;
+  ``activation_s`` - ACTIVATING -> ACTIVE.
 """
 
 import json
@@ -105,7 +106,12 @@ def measure(name, fault_at, active_at, load, since):
                 and 200 <= r["status"] < 300]
     late_ids = {event_id for sent, event_id, _ in load.sent if active_at and sent >= active_at}
     old_writes = late_ids & primary_ids() if late_ids else set()
-    return {"scenario": name, "activated": active_at is not None,
+    activation_s = None
+    if active_at:
+        activation = standby_status().get("activation") or {}
+        if activation.get("started_at"):
+            activation_s = round(active_at - activation["started_at"], 2)
+    return {"scenario": name, "activated": active_at is not None, "activation_s": activation_s,
             "active_after_s": round(active_at - fault_at, 2) if active_at else None,
             "overlap_s": round(overlap, 2), "overlaps": len(overlaps), "old_acks": len(old_acks),
             "old_writes": len(old_writes), "outage_s": round(outage, 2), "requests": len(requests)}

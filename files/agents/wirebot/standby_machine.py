@@ -216,12 +216,15 @@ def decide(p, o):
     if w is None:
         return _decision(state, p["reason"], [CHECK_WITNESS])
     refusal = _refusal(w)
+    lease = lease_expired(p, o.now)
     if refusal:
         kind, why = refusal
+        # A connector still listed after the primary's lease ran out is one the edge has not expired yet
+        # (its packets are dropped): look again soon rather than a whole threshold later.
+        wait = o.watch_seconds if (lease[0] and kind == "connector-attached" and o.watch_seconds) else o.threshold
         alerts = [] if p.get("last_refusal") == kind else [("activation-refused", "not activating: " + why)]
-        return _decision(STANDBY, f"not activating: {why}; watching, re-check in {o.threshold:.0f}s",
-                         (), alerts, recheck_after=o.now + o.threshold, last_refusal=kind)
-    lease = lease_expired(p, o.now)
+        return _decision(STANDBY, f"not activating: {why}; watching, re-check in {wait:.0f}s",
+                         (), alerts, recheck_after=o.now + wait, last_refusal=kind)
     f = _fresh(p.get("fence"), fresh_after)
     if f is None and lease[0]:  # fenced by its own kernel: no need to wait for SSH to a frozen host
         return _decision(ACTIVATING, "primary down ({}); {}".format(w.get("summary"), lease[1]), [ACTIVATE],

@@ -324,3 +324,12 @@ def test_a_primary_that_heartbeats_but_cannot_serve_is_suspected():
     assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,)  # the non-serving beat keeps no one calm
     m.note_serving(p, {"serving": None}, 1097.0)  # stopped/fenced: not meant to serve, alive
     assert m.decide(p, obs(now=1097.5, age=0)).state == m.STANDBY
+
+
+def test_a_stale_connector_after_the_lease_ran_out_is_looked_at_again_soon():
+    p = state(m.SUSPECT, witness=witness(at=1099.0, public=502, others=["10.0.0.2"]), lease=lease(1090.0))
+    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
+    assert d.state == m.STANDBY and d.updates["recheck_after"] == 1101.0
+    p["lease"] = lease(1099.0)  # lease still running: a whole threshold
+    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
+    assert d.updates["recheck_after"] == 1100.0 + T
