@@ -208,6 +208,10 @@ def decide(p, o):
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         return _decision(STANDBY, p["reason"])
     # SUSPECT or FENCE_BLOCKED
+    fenced = _fresh(p.get("fence"), p["since"])
+    if fenced and fenced.get("ok"):  # we stopped the primary ourselves: we serve, whatever it says next
+        return _decision(ACTIVATING, "primary not serving; fence command over SSH confirmed its units "
+                         "stopped and masked", [ACTIVATE], last_refusal=None)
     if alive_at(p) > p["since"]:
         return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(
             heartbeat.get("sequence"), state), last_refusal=None)

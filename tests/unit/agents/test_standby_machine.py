@@ -333,3 +333,12 @@ def test_a_stale_connector_after_the_lease_ran_out_is_looked_at_again_soon():
     p["lease"] = lease(1099.0)  # lease still running: a whole threshold
     d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
     assert d.updates["recheck_after"] == 1100.0 + T
+
+
+def test_once_the_ssh_fence_stopped_the_primary_the_standby_serves_whatever_heartbeats_say():
+    """Cut from the edge only: the fence succeeds over SSH; the fenced primary's next heartbeats must not
+    send the standby back to STANDBY (both sides would be down)."""
+    p = state(m.SUSPECT, since=1090.0, witness=witness(at=1091.0, public=530), fence=fence(1093.0, ok=True))
+    m.note_serving(p, {"serving": None}, 1094.0)
+    d = m.decide(p, obs(now=1095.0, age=0))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
