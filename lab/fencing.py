@@ -14,31 +14,19 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
   ``activation_s`` - ACTIVATING -> ACTIVE.
 """
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-from lab import freezer, machines, network, settings
+from lab import client, freezer, machines, network, settings
 
 RATE = 10.0  # client writes per second
 PRIMARY = settings.address("primary")
 
 
 def _http(url, method="GET", body=None, headers=None, timeout=5.0):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except (OSError, ValueError):
-        return 0, None
+    status, answer = client.request(url, method, body, headers, timeout)
+    return status, (answer if status else None)
 
 
 def edge(path):

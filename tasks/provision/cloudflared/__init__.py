@@ -91,20 +91,19 @@ def start_gate(unit_name: str):
     files.directory(name=f"Ensure {unit_name}'s drop-in folder exists.",
                     path=f"/etc/systemd/system/{unit_name}.service.d", user="root", group="root", mode="755")
     if "primary" in host.groups:
-        return files.template(
-            name=f"Ensure the primary's {unit_name} has its start gate (fenced boot).",
-            src=str(TEMPLATES / "cloudflared-gate.conf.j2"),
-            dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
-            user="root", group="root", mode="644",
-            agents_dir=data.wirebot_agents_dir, config=data.replicator_config,
-        )
+        what, template, config = "has its start gate (fenced boot)", "cloudflared-gate.conf.j2", data.replicator_config
+    else:
+        what, template, config = ("starts only while the standby activates or serves", "standby-gate.conf.j2",
+                                  data.standby_config)
     return files.template(
-        name=f"Ensure the standby's {unit_name} starts only while the standby activates or serves.",
-        src=str(TEMPLATES / "standby-gate.conf.j2"),
+        name=f"Ensure the {host_role()}'s {unit_name} {what}.", src=str(TEMPLATES / template),
         dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
-        user="root", group="root", mode="644",
-        agents_dir=data.wirebot_agents_dir, config=data.standby_config,
+        user="root", group="root", mode="644", agents_dir=data.wirebot_agents_dir, config=config,
     )
+
+
+def host_role() -> str:
+    return "primary" if "primary" in host.groups else "standby"
 
 
 def _describe(serving) -> str:
