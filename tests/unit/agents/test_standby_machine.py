@@ -342,3 +342,12 @@ def test_once_the_ssh_fence_stopped_the_primary_the_standby_serves_whatever_hear
     m.note_serving(p, {"serving": None}, 1094.0)
     d = m.decide(p, obs(now=1095.0, age=0))
     assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+
+
+def test_a_unit_the_fence_does_not_know_blocks_with_the_reason():
+    """Issue 9 item 10: a renamed unit is not loaded, so it is never fenced: FENCE_BLOCKED, reason named."""
+    f = fence(1002.0, ok=False)
+    f["reply"] = {"fenced": False, "problems": ["cloudflared-renamed is not loaded (LoadState not-found)"]}
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=f)
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.FENCE_BLOCKED and "cloudflared-renamed is not loaded (LoadState not-found)" in d.reason
