@@ -117,3 +117,17 @@ def test_cli_config_error_names_file_and_key(env, capsys):
     (env["tmp"] / "bad.yml").write_text("state_file: /x\n")
     assert gate.main(["--config", str(env["tmp"] / "bad.yml")]) == 2
     assert "bad.yml: standby.agent_url is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("state,allowed", [("STANDBY", False), ("SUSPECT", False), ("FENCE_BLOCKED", False),
+                                           ("ACTIVATING", True), ("ACTIVE", True)])
+def test_the_standbys_gate_allows_only_an_activating_or_active_standby(tmp_path, state, allowed):
+    statefile.save(str(tmp_path / "state.json"), {"state": state, "epoch": 2})
+    path = tmp_path / "standby.yml"
+    path.write_text(yaml.safe_dump({"state_file": str(tmp_path / "state.json")}))
+    assert gate.main(["--standby", "--config", str(path)]) == (0 if allowed else 1)
+
+
+def test_the_standbys_gate_refuses_without_a_state_file(tmp_path):
+    allow, reason, _ = gate.evaluate_standby(str(tmp_path / "missing.json"))
+    assert not allow and "has not run" in reason
