@@ -11,7 +11,7 @@ from pyinfra.operations import apt, files, npm, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles
-from tasks.provision.cloudflared import start_gate
+from tasks.provision.cloudflared import _describe, start_gate
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
@@ -81,8 +81,9 @@ def services():
                           _if=any_changed(*installed.values(), *gates))
     serving = roles.serving()
     for name, unit in installed.items():
-        systemd.service(name=f"Ensure {name} is {'running' if serving else 'stopped'} here.", service=name,
-                        running=serving, enabled="primary" in host.groups)
+        # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
+        systemd.service(name=f"Ensure {name} is {_describe(serving)} here.", service=name,
+                        running=serving, enabled=None if serving is None else "primary" in host.groups)
         if serving:
             systemd.service(name=f"Restart {name} for its new unit.", service=name, restarted=True,
                             _if=unit.did_change)
