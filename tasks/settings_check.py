@@ -8,7 +8,7 @@ overrides there); the last file to set a key is the one named in an error.
 import ipaddress
 import re
 import runpy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Tuple
 
 from tasks.provision.secrets_check import SecretsError, check_all
@@ -89,10 +89,13 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
               "a non-empty list of port numbers"),
     "names": (lambda value: isinstance(value, list) and all(_name(v) for v in value), "a list of user names"),
     "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
+    "capabilities": (lambda value: isinstance(value, list)
+                     and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
+                     "a list of capability names (CAP_...)"),
 }
 
 SCHEMA = {
-    "wirebot_user": "name", "wirebot_service_user": "name", "wirebot_data_root": "path",
+    "wirebot_user": "name", "wirebot_service_user": "name", "scoreboard_user": "name", "wirebot_data_root": "path",
     "wirebot_workspace": "path", "wirebot_config_dir": "path", "wirebot_log_dir": "path",
     "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
@@ -103,6 +106,7 @@ SCHEMA = {
     "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
     "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
     "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
+    "litestream_capabilities": "capabilities",
     "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
     "replica_user": "name", "replica_root": "path", "replica_key": "path", "filesync_paths": "paths",
     "filesync_debounce_seconds": "seconds", "filesync_full_sync_minutes": "seconds",
@@ -117,8 +121,9 @@ SCHEMA = {
     "firewall_agent_sources": "cidrs", "firewall_inbound": "inbound", "firewall_rules_file": "path",
 }
 ROLE_SCHEMA = {
-    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list"},
-    "standby": {"standby_unit": "name", "standby_config": "path"},
+    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
+                "replicator_capabilities": "capabilities"},
+    "standby": {"standby_unit": "name", "standby_config": "path", "standby_capabilities": "capabilities"},
 }
 
 
@@ -147,6 +152,9 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
                            "be larger than heartbeat_interval_seconds")
     check_fencing_timings(values, origin)
+    if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
+        raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
+                           f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")
     if "secrets_dir" not in values:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:

@@ -257,7 +257,10 @@ def test_without_an_api_token_a_dead_primary_is_fenced_by_its_lease():
     since = time.time()
     with Surface() as surface:
         try:
-            ssh("standby", f"mv {TOKEN} {TOKEN}.aside")
+            # The agent reads its secrets as of its start (its sandbox mounts them): restart it without one.
+            ssh("standby", f"mv {TOKEN} {TOKEN}.aside && systemctl restart wirebot-standby")
+            wait_for(lambda: (standby_status() or {}).get("last_heartbeat"), timeout=30,
+                     what="the restarted standby agent to hear the primary")
             lab_cli("kill", "primary")
             status = wait_for(lambda: (s := standby_status() or {}).get("state") == "ACTIVE" and s, timeout=60,
                               what="the standby agent to activate on the primary's expired lease")
@@ -265,7 +268,8 @@ def test_without_an_api_token_a_dead_primary_is_fenced_by_its_lease():
             one_connector(STANDBY)
             surface.wait_more(10)
         finally:
-            ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside")
+            ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside; "
+                           "systemctl restart wirebot-standby")
             lab_cli("boot", "primary")
         run("recovery")
         one_connector(PRIMARY)

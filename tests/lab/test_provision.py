@@ -11,8 +11,9 @@ from labtest import changes_in_dry_run, pyinfra, ssh, wait_for
 from lab import settings
 
 DIRECTORIES = [  # path, owner, group, mode (both hosts)
-    ("/data/wirebot", "wirebot", "wirebot", 0o750),
-    ("/data/wirebot/scoreboard/tenants", "wirebot", "wirebot", 0o750),
+    ("/data/wirebot", "wirebot", "wirebot", 0o751),
+    ("/data/wirebot/scoreboard", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
+    ("/data/wirebot/scoreboard/tenants", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
     ("/data/wirebot/discovery", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/users/verious/memory", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/bin", "root", "root", 0o755),
@@ -27,6 +28,7 @@ SECRETS = ["/run/wirebot/agent-hmac.key", "/etc/wirebot/secrets/agent-hmac.key",
            "/etc/cloudflared/wirebot.yml", f"/root/.cloudflared/{settings.TUNNEL_ID}.json"]
 SERVICES = ["openclaw-gateway", "wirebot-scoreboard", "cloudflared-wirebot"]
 LITESTREAM = "/usr/local/bin/litestream"
+AS_SCOREBOARD = "runuser -u wirebot-scoreboard --"  # writes into the scoreboard's folder as the scoreboard would
 
 
 @pytest.mark.parametrize("role", ["primary", "standby"])
@@ -107,7 +109,7 @@ def _replica(path: str) -> str:
 
 def test_a_row_written_on_the_primary_is_restorable_on_the_standby_within_5_s():
     marker = str(uuid.uuid4())
-    ssh("primary", "sqlite3 /data/wirebot/scoreboard/events.db "
+    ssh("primary", f"{AS_SCOREBOARD} sqlite3 /data/wirebot/scoreboard/events.db "
                    f"\"insert into events(id,type,tenant,payload,score_delta,created_at,received_at,received_by) "
                    f"values('{marker}','ship',null,'{{}}',10,'t','t','test')\"")
     written = time.monotonic()
@@ -119,7 +121,7 @@ def test_a_row_written_on_the_primary_is_restorable_on_the_standby_within_5_s():
 def test_a_new_tenant_db_is_replicated_without_restarting_anything():
     pid = ssh("primary", "systemctl show -p MainPID --value litestream").stdout.strip()
     tenant = f"t{uuid.uuid4().hex[:8]}"
-    ssh("primary", f"sqlite3 /data/wirebot/scoreboard/tenants/{tenant}.db "
+    ssh("primary", f"{AS_SCOREBOARD} sqlite3 /data/wirebot/scoreboard/tenants/{tenant}.db "
                    "'pragma journal_mode=wal; create table events(id text primary key); "
                    "insert into events values (\"tenant-row\");'")
     wait_for(lambda: "tenant-row" in _restored_ids(_replica(f"scoreboard/tenants/{tenant}.db")), timeout=15,

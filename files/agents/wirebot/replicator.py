@@ -61,7 +61,9 @@ def load_config(path):
         "dbs": _strings(raw, "litestream.dbs", path, []),
         "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
         "stall_seconds": _positive(raw, "litestream.stall_seconds", path, 120.0),
-        "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # lag poll period
+        "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # stall/record poll period
+        # WAL check period: the lag's resolution (a stat per DB; POST /sync only while a commit is pending)
+        "lag_sample_seconds": _positive(raw, "litestream.lag_sample_seconds", path, 0.1),
         "paths": _strings(raw, "file_sync.paths", path, []),
         "debounce_seconds": _positive(raw, "file_sync.debounce_seconds", path, 5.0),
         "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path, 15.0),
@@ -95,7 +97,8 @@ class Replicator:
                                          self.store.read().get("api_last_sequence", 0))
         self._verify_lock = threading.Lock()
         self.monitor = litestream.Monitor(litestream.ControlClient(c["litestream_socket"]), c["dbs"],
-                                          c["tenant_dir"], c["stall_seconds"], self.alerter)
+                                          c["tenant_dir"], c["stall_seconds"], self.alerter,
+                                          c.get("lag_sample_seconds", 0.1))
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
@@ -201,6 +204,7 @@ class Replicator:
             "heartbeat_failures_total": hb["failures_total"]}, {
             "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
             "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],
+            "db_lag_last_seconds": [({"db": d}, r.get("lag_last_seconds")) for d, r in sorted(dbs.items())],
             "path_lag_seconds": [({"path": p}, r["lag_seconds"]) for p, r in sorted(paths.items())],
             "file_sync_failures_total": [({"path": p}, r["failures_total"])
                                          for p, r in sorted(paths.items())],

@@ -32,7 +32,7 @@ WantedBy=multi-user.target
 def rules_for(data, role: str, peer_address: str) -> str:
     """The nft file of this host (pure: tests call it with plain settings objects)."""
     lease = role == "primary" and data.fencing_lease_enabled
-    users = sorted({data.wirebot_service_user, *data.fencing_lease_users})
+    users = sorted({data.wirebot_service_user, data.scoreboard_user, *data.fencing_lease_users})
     return render(role, [peer_address], data.firewall_ssh_sources, data.agent_port,
                   data.firewall_agent_sources, data.firewall_inbound, lease=lease,
                   tunnel_ports=data.fencing_tunnel_ports, lease_users=users)
@@ -47,12 +47,13 @@ def firewall():
     SSH only from firewall_ssh_sources and the peer, the agents' agent_port only from the peer and
     firewall_agent_sources, the ports of firewall_inbound from their sources, replies and ICMP;
     everything else dropped. On the primary (fencing_lease_enabled) the serving traffic -
-    fencing_tunnel_ports both ways, firewall_inbound ports, and whatever the users wirebot_service_user
-    and fencing_lease_users send - passes only while the lease element exists (docs/fencing.md). Other
+    fencing_tunnel_ports both ways, firewall_inbound ports, and whatever the users wirebot_service_user,
+    scoreboard_user and fencing_lease_users send - passes only while the lease element exists (docs/fencing.md). Other
     tables are left alone.
 
     Reads: firewall_ssh_sources, firewall_agent_sources, firewall_inbound, firewall_rules_file,
-    agent_port, fencing_lease_enabled, fencing_tunnel_ports, fencing_lease_users, wirebot_service_user.
+    agent_port, fencing_lease_enabled, fencing_tunnel_ports, fencing_lease_users, wirebot_service_user,
+    scoreboard_user.
     """
     data = host.data
     role = "primary" if "primary" in host.groups else "standby"

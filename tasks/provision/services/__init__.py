@@ -10,7 +10,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, npm, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles
+from tasks.provision import paths, roles, sandbox
 from tasks.provision.cloudflared import _describe, start_gate
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -45,37 +45,39 @@ def _install_openclaw(node_major: int, version: str) -> None:
 def services():
     """
     Guarantees: units openclaw-gateway (gateway_port) and wirebot-scoreboard (scoreboard_port) from
-    templates, identical on both hosts, run as wirebot_service_user; the gateway reads its model keys
-    from wirebot_run_dir/gateway.env. On real hosts (gateway_install) Node.js gateway_nodejs_major and
+    templates, identical on both hosts. The gateway runs as wirebot_service_user and reads its model
+    keys from wirebot_run_dir/gateway.env; the scoreboard runs as scoreboard_user (made by the base
+    deploy) without capabilities, sandboxed, writing only its folders (tasks/provision/sandbox.py).
+    On real hosts (gateway_install) Node.js gateway_nodejs_major and
     openclaw gateway_openclaw_version; the lab's stand-ins are installed by the lab. Running and enabled
     on the primary; on the standby present, disabled and stopped unless it is the active side, each
     with the standby's start gate (starts only while the standby agent is ACTIVATING or ACTIVE).
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     scoreboard_exec, scoreboard_port, scoreboard_events_db, scoreboard_tenant_dir, wirebot_data_root,
-    wirebot_service_user, wirebot_run_dir, wirebot_agents_dir, standby_config (standby).
+    wirebot_service_user, scoreboard_user, wirebot_run_dir, wirebot_agents_dir, standby_config (standby).
     """
     data = host.data
     if data.gateway_install:
         _install_openclaw(data.gateway_nodejs_major, data.gateway_openclaw_version)
-    units = {
-        "openclaw-gateway": ("OpenClaw gateway (AI inference and tools)",
-                             data.gateway_exec.format(port=data.gateway_port),
-                             [f"{data.wirebot_run_dir}/gateway.env"]),
-        "wirebot-scoreboard": ("Wirebot scoreboard event API",
-                               data.scoreboard_exec.format(
-                                   data_root=data.wirebot_data_root, port=data.scoreboard_port,
-                                   db=data.scoreboard_events_db, tenants=data.scoreboard_tenant_dir),
-                               []),
+    scoreboard_dirs = sorted({str(Path(data.scoreboard_events_db).parent), data.scoreboard_tenant_dir})
+    units = {  # unit -> (template, its arguments)
+        "openclaw-gateway": ("gateway.service.j2", dict(
+            description="OpenClaw gateway (AI inference and tools)",
+            exec_start=data.gateway_exec.format(port=data.gateway_port), user_name=data.wirebot_service_user,
+            environment_files=[f"{data.wirebot_run_dir}/gateway.env"])),
+        "wirebot-scoreboard": ("scoreboard.service.j2", dict(
+            description="Wirebot scoreboard event API",
+            exec_start=data.scoreboard_exec.format(
+                data_root=data.wirebot_data_root, port=data.scoreboard_port,
+                db=data.scoreboard_events_db, tenants=data.scoreboard_tenant_dir),
+            sandbox=sandbox.user_unit(read_write=scoreboard_dirs, user=data.scoreboard_user))),
     }
     installed = {}
-    for name, (description, exec_start, environment_files) in units.items():
+    for name, (template, arguments) in units.items():
         installed[name] = files.template(
-            name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / "service.service.j2"),
-            dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644",
-            description=description, exec_start=exec_start, user_name=data.wirebot_service_user,
-            environment_files=environment_files,
-        )
+            name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / template),
+            dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644", **arguments)
     gates = [start_gate(name) for name in units] if "standby" in host.groups else []
     systemd.daemon_reload(name="Reload systemd for the gateway and scoreboard.",
                           _if=any_changed(*installed.values(), *gates))
