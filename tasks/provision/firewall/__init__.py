@@ -48,8 +48,8 @@ def firewall():
     firewall_agent_sources, the ports of firewall_inbound from their sources, replies and ICMP;
     everything else dropped. On the primary (fencing_lease_enabled) the serving traffic -
     fencing_tunnel_ports both ways, firewall_inbound ports, and whatever the users wirebot_service_user,
-    scoreboard_user and fencing_lease_users send - passes only while the lease element exists (docs/fencing.md). Other
-    tables are left alone.
+    scoreboard_user and fencing_lease_users send - passes only while the lease element exists
+    (docs/fencing.md). Other tables are left alone.
 
     Reads: firewall_ssh_sources, firewall_agent_sources, firewall_inbound, firewall_rules_file,
     agent_port, fencing_lease_enabled, fencing_tunnel_ports, fencing_lease_users, wirebot_service_user,
