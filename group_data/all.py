@@ -25,7 +25,13 @@ scoreboard_port = 8100  # scoreboard event API
 mem0_port = 8200  # mem0 fact memory (primary only, not on the standby)
 memory_syncd_port = 8201  # memory bridge (primary only)
 letta_port = 8283  # Letta business state (primary only, podman)
-agent_port = 8300  # replicator (primary) / standby agent (standby) HTTP API
+agent_port = 8300  # replicator (primary) / standby agent (standby) API: mutual TLS, only the peer admitted
+
+# --- The agents' channel (docs/security.md, "The agents' channel (:8300)") ---
+agent_keys_dir = "/etc/wirebot/agent-keys"  # 0700: agent.key (0600) + agent.crt made on the host, peer.crt, control.key
+agent_control_socket = "/run/wirebot-agent/control.sock"  # 0600 unix socket: the only way in for control requests
+agent_read_timeout_seconds = 10  # TLS handshake + whole request must arrive within this, or the connection is closed
+agent_max_connections = 32  # per listener; at the cap the oldest connection still waiting for its request is closed
 
 # --- Public hostnames carried by the tunnel (seed section 4) ---
 public_hostnames = {
@@ -92,6 +98,7 @@ heartbeat_clock_window_seconds = 60  # heartbeats older or newer than this are r
 
 # --- Fire drill (seed section 14): run by a systemd timer on the control machine (tasks/drill_timer.py) ---
 drill_schedule = "Sun *-*-01..07 03:00:00 America/Los_Angeles"  # systemd OnCalendar: first Sunday, 3am PT
+drill_max_age_days = 35  # the replicator alerts (drill-overdue) when no drill passed within this many days
 
 # --- Witness: how the standby tells a dead primary from a broken link ---
 witness_public_url = "https://wins.wirebot.chat/health"  # any 2xx: someone serves the public
@@ -122,7 +129,7 @@ fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can 
 # --- Secrets: files in the operator's secrets directory on the control machine, never in git ---
 secrets_dir = os.path.expanduser("~/.config/wirebot/secrets")  # inventories set it from operator settings
 secrets_files = {  # name in the secrets dir -> file on the hosts (under wirebot_run_dir), 0600
-    "agent-hmac.key": "agent-hmac.key",  # shared HMAC key of the agents (64 hex chars or more)
+    "agent-hmac.key": "agent-hmac.key",  # the heartbeat key shared by the agents (64+ hex), heartbeats only
     "discord-webhook.url": "discord-webhook.url",  # optional: alerts and drill reports
     "cloudflare-api-token": "cloudflare-api-token",  # optional: witness via the tunnel-connections API
     "gateway.env": "gateway.env",  # optional: model API keys for the gateway (KEY=value lines)
@@ -131,6 +138,6 @@ secrets_required = ["agent-hmac.key"]
 cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
 
 # --- Packages ---
-packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "nftables"]
+packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl", "nftables"]
 packages_update_cache = True  # refresh the package index (daily at most) before installing
-packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "nftables"]
+packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl", "nftables"]

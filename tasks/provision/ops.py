@@ -91,6 +91,104 @@ def ssh_keypair(path: str, comment: str):
         yield f"ssh-keygen -q -t ed25519 -N '' -C {shlex.quote(comment)} -f {shlex.quote(path)}"
 
 
+class Certificate(FactBase):
+    """A PEM certificate file's text (public), or None when absent or not a certificate."""
+
+    def command(self, path):
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    def process(self, output):
+        text = "\n".join(output).strip()
+        return text + "\n" if text.startswith("-----BEGIN CERTIFICATE-----") else None
+
+
+def tls_keypair_command(key: str, cert: str, common_name: str) -> str:
+    """Shell: a P-256 key (0600) and a self-signed certificate for it, made on the host, written to
+    temporary names then moved into place (an interrupted run leaves no half pair)."""
+    folder = shlex.quote(key.rsplit("/", 1)[0])
+    key_q, cert_q, subject = shlex.quote(key), shlex.quote(cert), shlex.quote(f"/CN={common_name}")
+    return (
+        f"install -d -m 700 {folder} && (umask 077 && openssl req -x509 -newkey ec "
+        f"-pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500 -subj {subject} "
+        f"-addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature "
+        f"-addext extendedKeyUsage=serverAuth,clientAuth -keyout {key_q}.tmp -out {cert_q}.tmp "
+        f"2>/dev/null) && chmod 600 {key_q}.tmp && chmod 644 {cert_q}.tmp && "
+        f"mv {key_q}.tmp {key_q} && mv {cert_q}.tmp {cert_q}"
+    )
+
+
+@operation()
+def tls_keypair(key: str, cert: str, common_name: str):
+    """
+    This host's TLS key (`key`, 0600) and self-signed certificate (`cert`, 0644), made on the host so the
+    private key never leaves it; made once (both present: nothing to do), remade if either is missing.
+
+    + key, cert: paths on the host (their folder is created 0700)
+    + common_name: the certificate's subject CN (names the host's role)
+    """
+    if host.get_fact(File, path=key) and host.get_fact(Certificate, path=cert):
+        return
+    yield tls_keypair_command(key, cert, common_name)
+
+
+@operation()
+def random_key(path: str):
+    """
+    A random 256-bit key as hex text at `path` (0600), made on the host once and never printed.
+
+    + path: the key file (its folder is created 0700)
+    """
+    if host.get_fact(File, path=path):
+        return
+    yield random_key_command(path)
+
+
+def random_key_command(path: str) -> str:
+    """Shell: 32 random bytes as hex into `path` (0600 from the start), written whole or not at all."""
+    folder, quoted = shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path)
+    return (f"install -d -m 700 {folder} && (umask 077 && openssl rand -hex 32 > {quoted}.tmp) && "
+            f"mv {quoted}.tmp {quoted}")
+
+
+@operation()
+def pinned_certificate(path: str, other, other_path: str):
+    """
+    `path` (0644) holds exactly the certificate `other` has at `other_path` (the peer's, to pin). Read from
+    `other` when this operation runs when it does not exist yet (it is made earlier in the same deploy).
+
+    + path: where the pinned copy goes on this host
+    + other, other_path: the host whose certificate is pinned, and where it keeps it
+    """
+    current = host.get_fact(Certificate, path=path)
+    wanted = other.get_fact(Certificate, path=other_path)
+    if wanted is not None:
+        if current != wanted:
+            yield from _put_text(path, wanted)
+        return
+
+    def install():
+        ok, output = other.run_shell_command(f"cat {shlex.quote(other_path)}")
+        text = "\n".join(output.stdout_lines).strip() + "\n" if ok else ""
+        if not text.startswith("-----BEGIN CERTIFICATE-----"):
+            raise RuntimeError(f"{other.name}: no certificate at {other_path} to pin")
+        status, result = host.run_shell_command(_put_text_command(path, text))
+        if not status:
+            raise RuntimeError(f"{host.name}: writing {path} failed: {result.stderr}")
+        return True
+
+    yield FunctionCommand(install, (), {})
+
+
+def _put_text_command(path: str, text: str) -> str:
+    quoted = shlex.quote(path)
+    return (f"install -d -m 700 {shlex.quote(path.rsplit('/', 1)[0])} && printf '%s' {shlex.quote(text)} "
+            f"> {quoted}.tmp && chmod 644 {quoted}.tmp && mv {quoted}.tmp {quoted}")
+
+
+def _put_text(path, text):
+    yield _put_text_command(path, text)
+
+
 @operation()
 def authorized_key_line(path: str, marker: str, line: str = None, key_from=None, owner: str = "root"):
     """

@@ -49,18 +49,28 @@ SSH_CLIENT_FILES = ("/etc/ssh/ssh_config", "/etc/ssh/ssh_config.d")
 def secret_dirs(data) -> list:
     """Where secrets live on a host (besides the home folders): hidden from every sandboxed unit."""
     return [f"{data.wirebot_config_dir}/secrets", data.wirebot_run_dir,
-            str(PurePosixPath(data.cloudflared_config).parent)]
+            str(PurePosixPath(data.cloudflared_config).parent), data.agent_keys_dir]
 
 
 def unit_secrets(data, unit: str) -> list:
     """The secret files `unit` may read (paths on the host); everything else of secret_dirs() is hidden."""
     run = data.wirebot_run_dir
     return {
-        "replicator": [f"{run}/agent-hmac.key", f"{run}/discord-webhook.url", data.replica_key],
+        "replicator": [f"{run}/agent-hmac.key", f"{run}/discord-webhook.url", data.replica_key,
+                       data.agent_keys_dir],
         "standby": [f"{run}/agent-hmac.key", f"{run}/discord-webhook.url", f"{run}/cloudflare-api-token",
-                    data.fence_key],
+                    data.fence_key, data.agent_keys_dir],
         "litestream": [data.replica_key],
     }[unit]
+
+
+def control_socket(data) -> str:
+    """Directives giving an agent its control socket's folder (wirebot.channel), private (0700) and writable
+    under ProtectSystem=strict: systemd's RuntimeDirectory= when it is under /run, else a writable path."""
+    folder = PurePosixPath(data.agent_control_socket).parent
+    if folder.parent == PurePosixPath("/run"):
+        return f"RuntimeDirectory={folder.name}\nRuntimeDirectoryMode=0700"
+    return f"ReadWritePaths=-{folder}"
 
 
 def secrets_digest(data, unit: str) -> str:

@@ -54,13 +54,24 @@ def test_every_secret_folder_is_hidden_and_only_the_units_own_come_back(primary,
     for data, unit in ((primary, "replicator"), (primary, "litestream"), (standby, "standby")):
         lines = directives(sandbox.root_unit(data, unit, ["CAP_CHOWN"]))
         assert values(lines, "TemporaryFileSystem") == [
-            "/etc/wirebot/secrets:ro", "/run/wirebot:ro", "/etc/cloudflared:ro", "/etc/ssh:ro"]
+            "/etc/wirebot/secrets:ro", "/run/wirebot:ro", "/etc/cloudflared:ro", "/etc/wirebot/agent-keys:ro",
+            "/etc/ssh:ro"]
         bound = {value.lstrip("-") for value in values(lines, "BindReadOnlyPaths")}
         assert bound == set(sandbox.unit_secrets(data, unit)) | {"/etc/ssh/ssh_config", "/etc/ssh/ssh_config.d"}
         assert "/run/wirebot/gateway.env" not in bound
     assert sandbox.unit_secrets(primary, "litestream") == ["/root/.ssh/wirebot-replication"]
     assert "/root/.ssh/wirebot-fence" in sandbox.unit_secrets(standby, "standby")
     assert "/root/.ssh/wirebot-fence" not in sandbox.unit_secrets(primary, "replicator")
+    # the agents' channel keys: each agent sees its host's folder, litestream does not
+    assert "/etc/wirebot/agent-keys" in sandbox.unit_secrets(primary, "replicator")
+    assert "/etc/wirebot/agent-keys" in sandbox.unit_secrets(standby, "standby")
+    assert "/etc/wirebot/agent-keys" not in sandbox.unit_secrets(primary, "litestream")
+
+
+def test_the_agents_get_their_private_control_socket_folder(primary):
+    assert sandbox.control_socket(primary) == "RuntimeDirectory=wirebot-agent\nRuntimeDirectoryMode=0700"
+    primary.agent_control_socket = "/var/lib/wirebot/agent/control.sock"
+    assert sandbox.control_socket(primary) == "ReadWritePaths=-/var/lib/wirebot/agent"
 
 
 def test_the_standby_writes_the_synced_trees_it_activates(standby):

@@ -36,10 +36,10 @@ import http.client
 import json
 import os
 import re
-import socket
 import threading
 import time
 
+from .httpapi import UnixConnection
 from .log import log
 
 COMPONENT = "litestream"
@@ -253,18 +253,6 @@ class StallDetector:
         return self._seen.get(db, {}).get("progress_at")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
 class ControlClient:
     """HTTP client of Litestream's control socket at ``socket_path``."""
 
@@ -274,7 +262,7 @@ class ControlClient:
 
     def request(self, method, path, payload=None, timeout=None):
         """(status, raw body); LitestreamError when the socket is unreachable."""
-        conn = _UnixConnection(self.socket_path, timeout or self.timeout)
+        conn = UnixConnection(self.socket_path, timeout or self.timeout)
         try:
             body = json.dumps(payload).encode() if payload is not None else None
             headers = {"Content-Type": "application/json"} if body is not None else {}

@@ -2,8 +2,9 @@
 
 Threads: Litestream supervision (lag per DB, stall alerts; litestream.service runs Litestream), file
 sync (inotify + debounced rsync) and signed heartbeats to the standby. Each component has an
-explicit state, logged on change. HTTP API on listen_address:listen_port only:
-GET /health, GET /status, GET /metrics, POST /trigger-sync (signed), POST /drill (signed).
+explicit state, logged on change. Two listeners (wirebot.channel): on listen_address:listen_port, mutual
+TLS admitting only the standby: GET /health, GET /status, GET /metrics; on the local control socket the
+same plus POST /trigger-sync and POST /drill, signed with this host's control key.
 A configuration error names the file and key and exits 2.
 """
 
@@ -14,13 +15,44 @@ import threading
 import time
 import uuid
 
-from . import config, filesync, heartbeat, httpapi, inotify, lease, litestream, metrics, signing
+from . import (
+    channel,
+    config,
+    drillwatch,
+    filesync,
+    heartbeat,
+    httpapi,
+    inotify,
+    lease,
+    litestream,
+    metrics,
+    signing,
+    tls,
+)
 from .alerts import Alerter
 from .log import log
 
 COMPONENT = "replicator"
 FAILING = {"litestream": ("unreachable", "stalled"), "file_sync": ("failing",), "heartbeat": ("failing",)}
 DRILL_KEEP = 10
+METRICS_HELP = {
+    "up": "1 while the replicator serves /metrics",
+    "heartbeats_sent_total": "heartbeats sent to the standby (answered or not)",
+    "heartbeat_failures_total": "heartbeats the standby did not accept",
+    "heartbeat_consecutive_failures": "heartbeats not accepted in a row (0 after an accepted one)",
+    "drill_last_pass_timestamp_seconds": "unix time the last passed fire drill finished, per the "
+                                         "fire-drill log (0: no passed drill logged)",
+    "drill_watch_since_timestamp_seconds": "unix time the replicator first watched the fire-drill log (the "
+                                           "drill deadline counts from it until a drill passes)",
+    "db_lag_seconds": "age in seconds of the database's oldest commit not yet in the replica (0: in sync)",
+    "db_lag_last_seconds": "the lag, in seconds, at which the database's latest replicated commit reached the "
+                           "replica",
+    "db_lag_txids": "transaction ids the database's replica is behind",
+    "path_lag_seconds": "seconds since the synced path's oldest change not yet on the standby (0: clean)",
+    "file_sync_failures_total": "failed rsync runs of the synced path",
+    "file_sync_consecutive_failures": "failed rsync runs of the synced path in a row (0 after a success)",
+    "component_failing": "1 while the component (litestream, file_sync, heartbeat) is in a failing state",
+}
 DRILL_TAIL = 4000
 
 
@@ -49,13 +81,14 @@ def load_config(path):
         "listen_port": config.get(raw, "listen_port", int, path),
         "state_file": s("state_file"),                   # {"epoch", "sequence", "api_last_sequence"}
         "data_root": s("data_root"),
-        "hmac_key_file": s("secrets.hmac_key_file"),     # hex HMAC key shared with the standby
+        "hmac_key_file": s("secrets.hmac_key_file"),     # the heartbeat key (hex), shared with the standby
         "discord_webhook_file": s("secrets.discord_webhook_file", ""),  # optional alert webhook
         "standby_host": s("standby.host"),
         "standby_user": s("standby.user"),               # rsync over SSH as this user
         "ssh_key": s("standby.ssh_key"),
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
-        "agent_url": s("standby.agent_url"),             # heartbeats go to {agent_url}/heartbeat
+        "agent_url": s("standby.agent_url"),             # https://standby:8300; heartbeats go to /heartbeat
+        "standby_node": s("standby.node_name", "standby"),  # heartbeats are signed for this receiver
         "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
         "dbs": _strings(raw, "litestream.dbs", path, []),
@@ -74,13 +107,20 @@ def load_config(path):
         "systemctl": s("systemctl", "systemctl"),
         "drill_command": _strings(raw, "drill.command", path, []),  # argv of POST /drill
         "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
+        "drill_log_file": s("drill.log_file", ""),        # the fire-drill log ("" = no deadline watch)
+        "drill_max_age_days": _positive(raw, "drill.max_age_days", path, 35.0),  # alert past this
         "clock_window": _positive(raw, "clock_window_seconds", path, 60.0),  # signed POST freshness
+        "channel": channel.load_settings(raw, path),     # tls, control socket + key, http bounds
     }
+    if not c["agent_url"].startswith("https://"):
+        raise config.ConfigError(f"{path}: standby.agent_url: expected an https:// URL (mutual TLS), "
+                                 f"got {c['agent_url']!r}")
     for key in ("litestream.socket", "standby.replica_root"):
         if not config.get(raw, key, str, path).startswith("/"):
             raise config.ConfigError(f"{path}: {key}: expected an absolute path")
     c["fencing"] = lease.load_settings(raw, path)  # the serving lease and self-demotion (docs/fencing.md)
     c["hmac_key"] = signing.load_key(c["hmac_key_file"])
+    c["control_key"] = signing.load_key(c["channel"]["control_key_file"])
     c["discord_webhook"] = config.read_secret(c["discord_webhook_file"] or None)
     return c
 
@@ -93,7 +133,8 @@ class Replicator:
         self.stop_event = threading.Event()
         self.alerter = Alerter(COMPONENT, c["discord_webhook"])
         self.store = heartbeat.StateStore(c["state_file"])
-        self.verifier = signing.Verifier(c["hmac_key"], c["clock_window"],
+        self.verifier = signing.Verifier(c["control_key"], c["clock_window"],
+                                         channel.control_binding(c["node_name"]),
                                          self.store.read().get("api_last_sequence", 0))
         self._verify_lock = threading.Lock()
         self.monitor = litestream.Monitor(litestream.ControlClient(c["litestream_socket"]), c["dbs"],
@@ -102,9 +143,17 @@ class Replicator:
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
+        self.drill_watch = None
+        if c["drill_log_file"]:
+            since = self.store.read().get("drill_watch_since") or self.store.update(
+                drill_watch_since=round(time.time(), 3))["drill_watch_since"]
+            self.drill_watch = drillwatch.DrillWatch(c["drill_log_file"], c["drill_max_age_days"], self.alerter,
+                                                     since)
         self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
-        self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
+        target = httpapi.Target.peer(c["agent_url"], tls.client_context(c["channel"]["tls"]))
+        self.sender = heartbeat.Sender(c["node_name"], target, c["hmac_key"],
+                                       channel.heartbeat_binding(c["node_name"], c["standby_node"]), self.store,
                                        self._collect)
         self.lease = lease.Keeper(c["fencing"], lambda: int(self.store.read().get("epoch") or 1), self.alerter)
         self.sender.lease = self.lease
@@ -112,7 +161,7 @@ class Replicator:
         self._states_lock = threading.Lock()
         self.drills = []
         self._drill_lock = threading.Lock()
-        self.server = None
+        self.servers = []
         self.watcher = None
         self.threads = []
 
@@ -146,8 +195,8 @@ class Replicator:
 
     def start(self):
         """Bind the API (OSError if the address is not ours yet), then start the component threads."""
-        self.server = httpapi.serve(self.c["listen_address"], self.c["listen_port"], self.routes(),
-                                    component=COMPONENT)
+        self.servers = channel.serve(self.c["channel"], self.c["listen_address"], self.c["listen_port"],
+                                     self.peer_routes(), self.routes(), [self.c["standby_host"]], COMPONENT)
         self.lease.check_table()
         watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
         for name, target in (
@@ -158,13 +207,11 @@ class Replicator:
             thread.start()
             self.threads.append(thread)
         log(COMPONENT, "started", node=self.c["node_name"], watcher=watcher.mode)
-        return self.server
+        return self.servers
 
     def stop(self):
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        channel.stop(self.servers)
         deadline = time.monotonic() + 1.0  # daemon threads: a restart must not outlast the serving lease
         for thread in self.threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -178,7 +225,13 @@ class Replicator:
         log(COMPONENT, "stopped")
 
     # -- HTTP API ---------------------------------------------------------------------------
+    def peer_routes(self):
+        """What the standby may read over mutual TLS (nothing that changes anything)."""
+        return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
+                ("GET", "/metrics"): self.metrics}
+
     def routes(self):
+        """The local control socket: reads and the signed control requests."""
         return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
                 ("GET", "/metrics"): self.metrics, ("POST", "/trigger-sync"): self.trigger_sync,
                 ("POST", "/drill"): self.drill}
@@ -195,26 +248,37 @@ class Replicator:
                      "components": self.component_states(), "services": self.services,
                      "watcher": self.watcher.mode if self.watcher else None,
                      "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
-                     "heartbeat": self.sender.status(), "lease": self.lease.status(), "drills": drills}
+                     "heartbeat": self.sender.status(), "lease": self.lease.status(), "drills": drills,
+                     "connections": channel.stats(self.servers)}
 
     def metrics(self, _request):
         dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()
+        states = self.component_states()
+        watch = self.drill_watch
         return 200, metrics.render("wirebot_replicator", {
             "up": 1, "heartbeats_sent_total": hb["sent_total"],
-            "heartbeat_failures_total": hb["failures_total"]}, {
+            "heartbeat_failures_total": hb["failures_total"],
+            "heartbeat_consecutive_failures": hb["consecutive_failures"],
+            "drill_last_pass_timestamp_seconds": None if watch is None else (watch.last_pass or 0),
+            "drill_watch_since_timestamp_seconds": None if watch is None else watch.since,
+        }, {
             "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
             "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],
             "db_lag_last_seconds": [({"db": d}, r.get("lag_last_seconds")) for d, r in sorted(dbs.items())],
             "path_lag_seconds": [({"path": p}, r["lag_seconds"]) for p, r in sorted(paths.items())],
             "file_sync_failures_total": [({"path": p}, r["failures_total"])
                                          for p, r in sorted(paths.items())],
-        })
+            "file_sync_consecutive_failures": [({"path": p}, r["consecutive_failures"])
+                                               for p, r in sorted(paths.items())],
+            "component_failing": [({"component": n}, int(st in FAILING.get(n, ())))
+                                  for n, st in sorted(states.items())],
+        }, METRICS_HELP)
 
     def _verify(self, request):
         """Check the request's signature; 401 with the reason otherwise. Persists the sequence."""
         with self._verify_lock:
             try:
-                sequence = self.verifier.verify(request.headers, request.body)
+                sequence = self.verifier.verify(request.method, request.path, request.headers, request.body)
             except signing.SignatureError as exc:
                 log(COMPONENT, "request-refused", level="warning", path=request.path,
                     client=request.client, reason=exc.reason)
@@ -260,15 +324,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         c = load_config(args.config)
+        daemon = Replicator(c)
+        signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
+        daemon.start()
     except config.ConfigError as exc:
         log(COMPONENT, "config-error", level="error", error=str(exc))
         print(f"wirebot.replicator: {exc}", file=sys.stderr)
         return 2
-    daemon = Replicator(c)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
-    try:
-        daemon.start()
     except OSError as exc:
         log(COMPONENT, "listen-failed", level="error", address=c["listen_address"], port=c["listen_port"],
             error=str(exc), reason="cannot bind the API address; systemd will retry")
@@ -276,6 +339,8 @@ def main(argv=None):
     while not daemon.stop_event.wait(min(1.0, c["heartbeat_interval"] / 4)):
         daemon.component_states()
         daemon.lease.tick()
+        if daemon.drill_watch is not None:
+            daemon.drill_watch.check(time.time())
     daemon.stop()
     return 0
 

@@ -18,13 +18,15 @@ def replicator():
 
     Reads: every key agent_configs.replicator reads, replicator_unit, replicator_config,
     replicator_capabilities, wirebot_state_dir, filesync_paths, wirebot_config_dir, wirebot_run_dir,
-    cloudflared_config, replica_key, secrets_dir, secrets_files.
+    cloudflared_config, replica_key, secrets_dir, secrets_files, agent_keys_dir,
+    agent_control_socket.
     """
     data = host.data
     config = rendered_config(agent_configs.replicator, "standby")
     unit_sandbox = sandbox.root_unit(data, "replicator", data.replicator_capabilities,
                                      read_write=[data.wirebot_state_dir], read=data.filesync_paths,
                                      families=sandbox.INET + ("AF_NETLINK",), chown=False)
+    unit_sandbox += "\n" + sandbox.control_socket(data)
     install_agent(data.replicator_unit, "wirebot.replicator", "Wirebot replicator (primary)",
                   data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox,
                   sandbox.secrets_digest(data, "replicator"))

@@ -18,7 +18,8 @@ def standby_agent():
 
     Reads: every key agent_configs.standby reads, standby_unit, standby_config, standby_capabilities,
     wirebot_state_dir, wirebot_data_root, filesync_paths, wirebot_config_dir, wirebot_run_dir,
-    cloudflared_config, fence_key, secrets_dir, secrets_files.
+    cloudflared_config, fence_key, secrets_dir, secrets_files, agent_keys_dir,
+    agent_control_socket.
     """
     data = host.data
     config = rendered_config(agent_configs.standby, "primary")
@@ -26,6 +27,7 @@ def standby_agent():
     writes = [data.wirebot_state_dir, data.wirebot_data_root] + [
         path for path in data.filesync_paths if not path.startswith(inside)]
     unit_sandbox = sandbox.root_unit(data, "standby", data.standby_capabilities, read_write=writes, umask="0022")
+    unit_sandbox += "\n" + sandbox.control_socket(data)
     install_agent(data.standby_unit, "wirebot.standby", "Wirebot standby agent",
                   data.standby_config, config, data.wirebot_agents_dir, unit_sandbox,
                   sandbox.secrets_digest(data, "standby"))
