@@ -14,6 +14,8 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
   ``activation_s`` - ACTIVATING -> ACTIVE.
 """
 
+import json
+import subprocess
 import threading
 import time
 import uuid
@@ -33,9 +35,20 @@ def edge(path):
     return _http(f"{settings.EDGE_URL}{path}")[1]
 
 
+AGENT_SOCKET = "/run/wirebot-agent/control.sock"  # group_data agent_control_socket (root only, on the host)
+
+
 def standby_status():
-    status, body = _http(f"http://{settings.address('standby')}:8300/status", timeout=3)
-    return body if status == 200 and isinstance(body, dict) else {}
+    """The standby agent's /status over its local control socket (as the operator reads it), or {}."""
+    argv = ["ssh", "-F", str(settings.SSH_CONFIG), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+            "-o", f"ControlPath={settings.STATE_DIR}/cm-%C", "standby",
+            f"curl -s -m 3 --unix-socket {AGENT_SOCKET} http://agent/status"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        body = json.loads(result.stdout)
+    except (subprocess.TimeoutExpired, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class Load:
