@@ -12,12 +12,14 @@ from tasks.provision.firewall import firewall
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
+from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
 base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
-trust()  # replication and fence keys, pinned host keys
+trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
+sshd()  # keys only, no forwarding; the replication accounts' chroot and forced commands
 litestream()  # binary on both; streaming primary -> standby
 services()  # gateway + scoreboard units: serving on the primary, waiting on the standby
 if "primary" in host.groups:

@@ -76,17 +76,18 @@ litestream_databases = [  # single databases replicated as `path:` entries
 litestream_tenant_dir = "/data/wirebot/scoreboard/tenants"  # replicated with dir + pattern + watch
 litestream_stall_seconds = 120  # alert when a database stops advancing this long
 
-# --- Replication target on the standby ---
-replica_user = "wirebot-repl"  # owns the replica tree; its key can only SFTP/rsync there
-replica_root = "/var/lib/wirebot-replica"  # outside wirebot_state_dir: replica_user must reach its home
-replica_key = "/root/.ssh/wirebot-replication"  # on the primary, generated there, no passphrase
+# --- Replication target on the standby (docs/security.md, "The replication account and the replica tree") ---
+replica_root = "/var/lib/wirebot-replica"  # root-owned 0755: the SFTP chroot; litestream/ and files/ below
+replica_user = "wirebot-repl"  # Litestream's SFTP account: internal-sftp chrooted in replica_root, writes litestream/
+replica_files_user = "wirebot-files"  # file sync's rsync account: forced restricted rsync, writes files/ only
+replica_key = "/root/.ssh/wirebot-replication"  # on the primary, generated there, no passphrase; both accounts
 
 # --- File sync (seed section 12) ---
 filesync_paths = [
     "/data/wirebot/users/verious",
     "/home/wirebot/clawd",
     "/data/wirebot/bin",
-]  # not /run/wirebot: secrets reach both hosts through the deploy only (and agents cannot see it)
+]  # never a secret: wirebot_run_dir and wirebot_config_dir are refused (secrets reach both hosts through the deploy)
 filesync_debounce_seconds = 5
 filesync_full_sync_minutes = 15
 filesync_retry_max_seconds = 300
@@ -122,6 +123,9 @@ firewall_ssh_sources = ["0.0.0.0/0", "::/0"]  # who may reach :22; narrow this t
 firewall_agent_sources = []  # besides the peer, who may reach agent_port (the lab: its control address)
 firewall_inbound = []  # [{"port": N, "from": [cidr, ...]}] more inbound TCP; the real connector dials out
 firewall_rules_file = "/etc/wirebot/firewall.nft"  # the table's nft file, applied by wirebot-firewall.service
+
+# --- sshd (both hosts; docs/security.md, "sshd") ---
+sshd_dropin = "/etc/ssh/sshd_config.d/10-wirebot.conf"  # keys only, no forwarding; sorts before distro drop-ins
 
 # --- Fencing: the standby's forced-command key on the primary ---
 fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only fence the serving units

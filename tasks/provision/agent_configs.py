@@ -61,12 +61,13 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "secrets": _secrets(data),
         "standby": {
             "host": standby_address,
-            "user": data.replica_user,
+            "user": data.replica_files_user,  # file sync's rsync account (restricted to replica_root/files)
             "ssh_key": data.replica_key,
             "known_hosts": f"{data.wirebot_config_dir}/standby_known_hosts",
             "agent_url": f"https://{_url_host(standby_address)}:{data.agent_port}",
             "node_name": "standby",
-            "replica_root": data.replica_root,
+            # the replica tree as the rsync account sees it: its forced command's root is replica_root
+            "replica_root": paths.replica_view(data.replica_root, data.replica_root),
         },
         "litestream": {
             "binary": data.litestream_binary,

@@ -10,7 +10,7 @@ Layout (the operator's, outside git; lab/secrets.py makes a lab one):
 import json
 import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import yaml
 
@@ -68,6 +68,35 @@ def agent_key(secrets_dir: str) -> None:
                            f"print(secrets.token_hex(32))' > {path}; chmod 600 {path})")
     if not re.fullmatch(r"[0-9a-fA-F]{64,}", path.read_text().strip()):
         raise SecretsError(f"{path}: expected at least 64 hex characters")
+
+
+_FORMATS = {  # what a runtime secret must look like, by its name in the secrets directory
+    "agent-hmac.key": (r"[0-9a-fA-F]{64,}", "at least 64 hex characters"),
+    "discord-webhook.url": (r"https?://\S+", "one http(s) URL"),
+    "cloudflare-api-token": (r"\S+", "one token, no spaces"),
+    "gateway.env": (r"(?:[A-Za-z_][A-Za-z0-9_]*=[^\n]*\n?)*", "KEY=value lines"),
+}
+
+
+def runtime_secrets(secrets_dir: str, names: Dict[str, str], required: List[str]) -> List[str]:
+    """The runtime secrets (secrets_files) present in the secrets directory, each checked; the deploy
+    installs exactly these on both hosts and removes the others. SecretsError names a missing required
+    one or a malformed one."""
+    present = []
+    for name in names:
+        path = Path(secrets_dir) / name
+        if not path.is_file():
+            if name in required:
+                raise SecretsError(f"{path}: missing (required)")
+            continue
+        text = path.read_text()
+        pattern, expected = _FORMATS.get(name, (r"[^\n]+\n?", "one non-empty line"))
+        content = text.strip() if name != "gateway.env" else "\n".join(
+            line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+        if not content and name != "gateway.env" or not re.fullmatch(pattern, content):
+            raise SecretsError(f"{path}: expected {expected}")
+        present.append(name)
+    return present
 
 
 def check_all(secrets_dir: str) -> Dict[str, str]:

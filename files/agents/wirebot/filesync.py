@@ -29,6 +29,7 @@ ALERT_AFTER = 3
 # steps (truncate, write, close) goes in one rsync, not half of it now and the rest a window later.
 SETTLE_SECONDS = 0.05
 OUTPUT_TAIL = 2000
+RSYNC_FLAGS = ("-rlpt", "--delete", "--mkpath")  # what the standby's wirebot-replica-rsync accepts
 
 
 def remote_path(replica_root, src):
@@ -39,18 +40,21 @@ def remote_path(replica_root, src):
 def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rsync"):
     """argv of the rsync over SSH for ``src`` (pure).
 
-    ``--mkpath`` (rsync >= 3.2.3 on both ends) creates the destination's parent directories.
+    ``--mkpath`` (rsync >= 3.2.3 on both ends) creates the destination's parent directories. The flags
+    are the ones the standby's forced command accepts (``-rlpt``, ``--delete``, ``--mkpath``, nothing
+    else: no devices or specials, owners come from the live folder at activation); ``replica_root`` is
+    the replica tree as the rsync account sees it (``/``).
     """
     ssh = (f"ssh -i {ssh_key} -o BatchMode=yes -o StrictHostKeyChecking=yes"
            f" -o UserKnownHostsFile={known_hosts}")
-    return [rsync, "-a", "--delete", "--mkpath", "-e", ssh, src.rstrip("/") + "/",
+    return [rsync, *RSYNC_FLAGS, "-e", ssh, src.rstrip("/") + "/",
             f"{user}@{host}:{remote_path(replica_root, src)}"]
 
 
 def local_command(dest_root, rsync="rsync"):
     """A ``command_for`` that rsyncs into a local directory laid out like the replica (tests)."""
     def command_for(src):
-        return [rsync, "-a", "--delete", "--mkpath", src.rstrip("/") + "/", remote_path(dest_root, src)]
+        return [rsync, *RSYNC_FLAGS, src.rstrip("/") + "/", remote_path(dest_root, src)]
     return command_for
 
 

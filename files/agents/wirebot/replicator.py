@@ -89,7 +89,7 @@ def load_config(path):
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
         "agent_url": s("standby.agent_url"),             # https://standby:8300; heartbeats go to /heartbeat
         "standby_node": s("standby.node_name", "standby"),  # heartbeats are signed for this receiver
-        "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
+        "replica_root": s("standby.replica_root"),       # as the rsync account sees it ("/"): files/... below
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
         "dbs": _strings(raw, "litestream.dbs", path, []),
         "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too

@@ -34,16 +34,15 @@ def _fs(paths, runner, **kw):
 
 
 def test_rsync_command_is_exact():
-    argv = filesync.rsync_command("/data/wirebot/users/verious", "wirebot-repl", "10.213.0.3",
-                                  "/root/.ssh/key", "/etc/wirebot/standby_known_hosts",
-                                  "/var/lib/wirebot/replica")
+    argv = filesync.rsync_command("/data/wirebot/users/verious", "wirebot-files", "10.213.0.3",
+                                  "/root/.ssh/key", "/etc/wirebot/standby_known_hosts", "/")
     assert argv == [
-        "rsync", "-a", "--delete", "--mkpath", "-e",
+        "rsync", "-rlpt", "--delete", "--mkpath", "-e",
         "ssh -i /root/.ssh/key -o BatchMode=yes -o StrictHostKeyChecking=yes"
         " -o UserKnownHostsFile=/etc/wirebot/standby_known_hosts",
         "/data/wirebot/users/verious/",
-        "wirebot-repl@10.213.0.3:/var/lib/wirebot/replica/files/data/wirebot/users/verious/"]
-    assert filesync.remote_path("/r/", "/run/wirebot/") == "/r/files/run/wirebot/"
+        "wirebot-files@10.213.0.3:/files/data/wirebot/users/verious/"]
+    assert filesync.remote_path("/r/", "/home/wirebot/clawd/") == "/r/files/home/wirebot/clawd/"
 
 
 def drive(fs, src, changes, until, step=0.01):
