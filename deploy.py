@@ -8,6 +8,7 @@ from pyinfra import host
 
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
+from tasks.provision.firewall import firewall
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
@@ -16,6 +17,7 @@ from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
 base()  # packages, users, directories, runtime secrets, the agents' code
+firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
 sshd()  # keys only, no forwarding; the replication accounts' chroot and forced commands
 litestream()  # binary on both; streaming primary -> standby

@@ -37,7 +37,7 @@ from tasks.incident.hosts import address_of, pair
 from tasks.incident.merging import MergeSteps
 from tasks.incident.model import DONE, STARTED, STOPPED, VERIFIED
 from tasks.incident.preview import preview
-from tasks.incident.remote import StepFailed
+from tasks.incident.remote import StepFailed, fence_units_args
 from tasks.incident.steps import Step, incident_step
 from tasks.provision.litestream import HOST_KEY, config_arguments
 from tasks.provision.ops import PublicKey
@@ -143,7 +143,8 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", "--unit", self.connector, "--fenced-file", f"{data.wirebot_state_dir}/fenced.json"))
+            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            f"{data.wirebot_state_dir}/fenced.json"))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
         primary, standby = view(self.primary), view(self.standby)
@@ -236,7 +237,9 @@ class Recovery(MergeSteps):
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         fenced = f"{self.data.wirebot_state_dir}/fenced.json"
-        remote.sh(self.primary, f"systemctl start {' '.join(SERVICES)} && systemctl unmask {self.connector} && "
+        # the fence masked the connector, the gateway and the scoreboard: unmask all, then start them
+        remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
+                                f"systemctl start {' '.join(SERVICES)} && "
                                 f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
                                 f"systemctl start {self.connector}", "starting the primary's services and connector")
         left = model.primary_todo(view(self.primary), self.connector, SERVICES)

@@ -56,6 +56,9 @@ def install_agent(unit: str, module: str, description: str, config_path: str, co
         description=description, agents_dir=agents_dir, module=module, config=config_path, sandbox=sandbox,
     )
     systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
-    systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True, enabled=True)
+    started = systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True,
+                              enabled=True)
+    changed = any_changed(rendered, unit_file)
+    # not right after starting it: a second start would stop the heartbeats for a lease's length (fencing)
     systemd.service(name=f"Restart {unit} for its new config or unit.", service=unit, restarted=True,
-                    _if=any_changed(rendered, unit_file))
+                    _if=lambda: changed() and not started.did_change())

@@ -11,6 +11,7 @@ from pyinfra.operations import apt, files, npm, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles, sandbox
+from tasks.provision.cloudflared import _describe, start_gate
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
@@ -49,11 +50,12 @@ def services():
     deploy) without capabilities, sandboxed, writing only its folders (tasks/provision/sandbox.py).
     On real hosts (gateway_install) Node.js gateway_nodejs_major and
     openclaw gateway_openclaw_version; the lab's stand-ins are installed by the lab. Running and enabled
-    on the primary; on the standby present, disabled and stopped unless it is the active side.
+    on the primary; on the standby present, disabled and stopped unless it is the active side, each
+    with the standby's start gate (starts only while the standby agent is ACTIVATING or ACTIVE).
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     scoreboard_exec, scoreboard_port, scoreboard_events_db, scoreboard_tenant_dir, wirebot_data_root,
-    wirebot_service_user, scoreboard_user, wirebot_run_dir.
+    wirebot_service_user, scoreboard_user, wirebot_run_dir, wirebot_agents_dir, standby_config (standby).
     """
     data = host.data
     if data.gateway_install:
@@ -76,12 +78,14 @@ def services():
         installed[name] = files.template(
             name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / template),
             dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644", **arguments)
+    gates = [start_gate(name) for name in units] if "standby" in host.groups else []
     systemd.daemon_reload(name="Reload systemd for the gateway and scoreboard.",
-                          _if=any_changed(*installed.values()))
+                          _if=any_changed(*installed.values(), *gates))
     serving = roles.serving()
     for name, unit in installed.items():
-        systemd.service(name=f"Ensure {name} is {'running' if serving else 'stopped'} here.", service=name,
-                        running=serving, enabled="primary" in host.groups)
+        # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
+        systemd.service(name=f"Ensure {name} is {_describe(serving)} here.", service=name,
+                        running=serving, enabled=None if serving is None else "primary" in host.groups)
         if serving:
             systemd.service(name=f"Restart {name} for its new unit.", service=name, restarted=True,
                             _if=unit.did_change)
