@@ -106,8 +106,11 @@ def test_units_are_identical_on_both_hosts(primary, standby):
         path = f"/usr/local/lib/systemd/system/{name}.service"
         assert primary.file(path).sha256sum == standby.file(path).sha256sum, name
     gate = "/etc/systemd/system/cloudflared-wirebot.service.d/10-wirebot-gate.conf"
-    assert "wirebot.gate" in primary.file(gate).content_string
-    assert not standby.file(gate).exists  # the start gate guards the primary's connector only
+    primary_gate, standby_gate = primary.file(gate).content_string, standby.file(gate).content_string
+    # each side's connector has its own start gate: the primary's refuses while fenced or outranked,
+    # the standby's allows a start only while its agent activates or serves
+    assert "wirebot.gate" in primary_gate and "--standby" not in primary_gate
+    assert "wirebot.gate" in standby_gate and "--standby" in standby_gate
 
 
 def test_litestream_config_pins_the_standby_host_key_and_carries_the_epoch(primary, standby):
