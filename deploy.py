@@ -8,6 +8,7 @@ from pyinfra import host
 
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
+from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
@@ -17,7 +18,8 @@ from tasks.provision.trust import trust
 base()  # packages, users, directories, runtime secrets, the agents' code
 trust()  # replication and fence keys, pinned host keys
 litestream()  # binary on both; streaming primary -> standby
-services()  # gateway + scoreboard units: serving on the primary, waiting on the standby
+gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby
+services()  # the scoreboard unit: serving on the primary, waiting on the standby
 if "primary" in host.groups:
     replicator()  # file sync, heartbeat, lag, :8300 API; its config also feeds the connector's start gate
 else:

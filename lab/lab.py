@@ -3,7 +3,7 @@
 import shutil
 import time
 
-from lab import edge_service, machines, network, processes, rootfs, secrets, settings
+from lab import edge_service, gateway_bundle, machines, network, processes, rootfs, secrets, settings
 from lab.shell import LabError, run
 
 
@@ -17,6 +17,7 @@ def up() -> float:
     for folder in (settings.STATE_DIR, settings.RUN_DIR, settings.HOSTS_DIR):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     image = rootfs.ensure()
+    gateway_bundle.ensure()
     machines.ensure_lab_key()
     secrets.ensure()
     network.ensure_bridge()
@@ -72,6 +73,7 @@ def leftovers() -> list:
         found.append(f"state dir {settings.STATE_DIR}")
     for proc in run(["ps", "-eo", "args"], check=False).stdout.splitlines():
         if ("systemd-nspawn" in proc and str(settings.HOSTS_DIR) in proc) or (
-                "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc):
+                "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc) or (
+                "-m lab.model_server" in proc and f"--listen {settings.address('edge')} " in proc):
             found.append(f"process {proc.strip()}")
     return found

@@ -68,6 +68,9 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
                 "a mapping secret name -> file name"),
     "exec": (lambda value: isinstance(value, str) and value[:1] in ("/", "{"), "a command line (absolute path)"),
     "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
+    "config_keys": (lambda value: isinstance(value, dict) and all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", k) for k in value),
+        "a mapping of dotted config keys (a.b.c) to values"),
 }
 
 SCHEMA = {
@@ -77,7 +80,9 @@ SCHEMA = {
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
     "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
-    "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
+    "gateway_openclaw_version": "text", "gateway_state_dir": "path", "gateway_config_file": "path",
+    "gateway_database": "path", "gateway_config": "config_keys", "gateway_ready_timeout_seconds": "seconds",
+    "gateway_stop_timeout_seconds": "seconds", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
     "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
     "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
     "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
@@ -122,6 +127,15 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
                            "be larger than heartbeat_interval_seconds")
+    if values["gateway_database"] not in values["litestream_databases"]:
+        raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
+                           f"{values['gateway_database']} (a live WAL database is streamed, never rsynced)")
+    for key in ("gateway_config_file", "gateway_database"):
+        if not values[key].startswith(values["gateway_state_dir"].rstrip("/") + "/"):
+            raise SettingError(f"{origin[key]}: {key} must lie in gateway_state_dir {values['gateway_state_dir']}")
+    if not any(values["gateway_state_dir"].startswith(p.rstrip("/") + "/") for p in values["filesync_paths"]):
+        raise SettingError(f"{origin['gateway_state_dir']}: gateway_state_dir must lie in one of filesync_paths "
+                           "(the standby's gateway needs the primary's config)")
     if "secrets_dir" not in values:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:

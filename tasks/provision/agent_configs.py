@@ -4,6 +4,7 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 """
 
 from tasks.provision import paths
+from tasks.provision.gateway import ready_url as gateway_ready_url
 
 
 def _secrets(data) -> dict:
@@ -25,6 +26,14 @@ def _witness(data, tunnel: dict, self_address: str) -> dict:
         "self_origin_ip": self_address,
         "timeout_seconds": data.witness_timeout_seconds,
     }
+
+
+def filesync_exclude(data) -> list:
+    """Absolute paths file sync never copies: every Litestream database with its -wal/-shm/-journal (a
+    copy of a live WAL database can be torn: Litestream carries them) and the gateway's per-host lock
+    files and caches (gateway_state_dir/tmp, /cache)."""
+    dbs = [f"{db}{suffix}" for db in data.litestream_databases for suffix in ("", "-wal", "-shm", "-journal")]
+    return dbs + [f"{data.gateway_state_dir}/tmp", f"{data.gateway_state_dir}/cache"]
 
 
 def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:
@@ -57,6 +66,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "debounce_seconds": data.filesync_debounce_seconds,
             "full_sync_minutes": data.filesync_full_sync_minutes,
             "retry_max_seconds": data.filesync_retry_max_seconds,
+            "exclude": filesync_exclude(data),
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
@@ -95,11 +105,11 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "tenant_dir": data.litestream_tenant_dir,
             "file_sync_paths": list(data.filesync_paths),
             "services": [
-                {"unit": "openclaw-gateway", "health_url": f"http://127.0.0.1:{data.gateway_port}/health"},
+                {"unit": "openclaw-gateway", "health_url": gateway_ready_url(data)},  # /readyz, not /health
                 {"unit": "wirebot-scoreboard", "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
             ],
             "tunnel": {"unit": data.cloudflared_unit, "ready_url": f"http://{data.cloudflared_metrics}/ready"},
-            "timeout_seconds": 60,
+            "timeout_seconds": max(60, data.gateway_ready_timeout_seconds),
             "systemctl": "/bin/systemctl",
         },
     }

@@ -4,6 +4,8 @@ Layout (the operator's, outside git; lab/secrets.py makes a lab one):
     cloudflared/wirebot.yml       cloudflared config: tunnel, credentials-file, ingress (catch-all last)
     cloudflared/credentials.json  the tunnel's credentials: AccountTag, TunnelSecret, TunnelID
     agent-hmac.key                the agents' shared HMAC key (hex, >= 64 characters)
+    gateway-token.env             OPENCLAW_GATEWAY_TOKEN=<token>: the gateway's persistent bearer token
+                                  (32+ characters, no spaces), given to the gateway as its environment
     discord-webhook.url, cloudflare-api-token, gateway.env   optional
 """
 
@@ -70,9 +72,31 @@ def agent_key(secrets_dir: str) -> None:
         raise SecretsError(f"{path}: expected at least 64 hex characters")
 
 
+GATEWAY_TOKEN_FILE = "gateway-token.env"
+GATEWAY_TOKEN_VARIABLE = "OPENCLAW_GATEWAY_TOKEN"
+
+
+def gateway_token(secrets_dir: str) -> str:
+    """The gateway's bearer token from gateway-token.env (one line OPENCLAW_GATEWAY_TOKEN=<token>)."""
+    path = Path(secrets_dir) / GATEWAY_TOKEN_FILE
+    make = (f"(make one: python3 -c 'import secrets; print(\"{GATEWAY_TOKEN_VARIABLE}=\" + "
+            f"secrets.token_urlsafe(32))' > {path}; chmod 600 {path})")
+    if not path.is_file():
+        raise SecretsError(f"{path}: missing {make}")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    prefix = GATEWAY_TOKEN_VARIABLE + "="
+    if len(lines) != 1 or not lines[0].startswith(prefix):
+        raise SecretsError(f"{path}: expected exactly one line {prefix}<token> {make}")
+    token = lines[0][len(prefix):]
+    if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{32,}", token):
+        raise SecretsError(f"{path}: the token must be 32 or more characters without spaces or quotes")
+    return token
+
+
 def check_all(secrets_dir: str) -> Dict[str, str]:
     """Every check above; returns the cloudflared facts."""
     if not Path(secrets_dir).is_dir():
         raise SecretsError(f"{secrets_dir}: the secrets directory does not exist")
     agent_key(secrets_dir)
+    gateway_token(secrets_dir)
     return cloudflared_files(secrets_dir)
