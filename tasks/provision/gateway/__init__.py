@@ -5,6 +5,7 @@ from pathlib import Path, PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, npm, server, systemd
 from pyinfra.operations.util import any_changed
@@ -16,6 +17,7 @@ from tasks.provision.ops import HttpStatus
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
 NODESOURCE_RPM_KEY = "https://rpm.nodesource.com/gpgkey/ns-operations-public.key"
+NPM_GLOBAL_MODULES = "/usr/lib/node_modules"  # NodeSource's npm prefix is /usr
 UNIT = "openclaw-gateway"
 TOKEN_SECRET = "gateway-token.env"  # OPENCLAW_GATEWAY_TOKEN=... (tasks/provision/secrets_check.py)
 MODEL_KEYS_SECRET = "gateway.env"  # optional KEY=value lines: the model providers' API keys
@@ -57,7 +59,16 @@ def _install_openclaw(node_major: int, version: str) -> None:
             f"enabled=1\ngpgcheck=1\ngpgkey={NODESOURCE_RPM_KEY}\n"),
             dest="/etc/yum.repos.d/nodesource-nodejs.repo", user="root", group="root", mode="644")
         dnf.packages(name="Ensure Node.js is installed (dnf).", packages=["nodejs"])
-    npm.packages(name=f"Ensure openclaw {version} is installed (npm, global).", packages=[f"openclaw@{version}"])
+    installed = npm.packages(name=f"Ensure openclaw {version} is installed (npm, global).",
+                             packages=[f"openclaw@{version}"])
+    # npm 11 skips install scripts by default; openclaw then finishes its own lifecycle at first start,
+    # which the gateway's user cannot do in root's /usr/lib/node_modules: run its postinstall here, as root
+    package = f"{NPM_GLOBAL_MODULES}/openclaw"
+    marker = f"{package}/.openclaw-lifecycle-pending"
+    pending = host.get_fact(File, path=marker)
+    server.shell(name="Ensure openclaw's package lifecycle is complete (its postinstall, as root).",
+                 commands=[f"test ! -e {marker} || (cd {package} && node scripts/postinstall-bundled-plugins.mjs)"],
+                 _if=(lambda: True) if pending else installed.did_change)
 
 
 def _config(data, user: str):
