@@ -39,7 +39,7 @@ def start() -> None:
     waiting = {"edge": [settings.EDGE_PUBLIC_PORT, settings.EDGE_CONTROL_PORT], "model": [settings.MODEL_PORT]}
     while time.monotonic() < deadline:
         try:
-            for name, ports in waiting.items():
+            for _name, ports in waiting.items():
                 for port in ports:
                     socket.create_connection((settings.address("edge"), port), timeout=1).close()
             return

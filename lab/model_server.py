@@ -54,8 +54,9 @@ def answer_for(request, host: str) -> tuple:
     if not isinstance(messages, list) or not messages or not all(
             isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         return 400, error("'messages' must be a non-empty list of messages with a 'role'"), ""
-    users = [_text(m.get("content")) for m in messages if m["role"] == "user"]
-    last = " ".join(GATEWAY_CONTEXT.sub(" ", users[-1] if users else "").split())[:160]  # without the gateway's context
+    users = [" ".join(GATEWAY_CONTEXT.sub(" ", _text(m.get("content"))).split())  # without the gateway's context
+             for m in messages if m["role"] == "user"]
+    last = next((text for text in reversed(users) if text), "")[:160]
     text = f"Wirebot lab model, via the {host} gateway: {last}"
     return 200, None, text
 

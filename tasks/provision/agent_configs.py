@@ -3,6 +3,8 @@
 Pure functions of settings, so they are unit-tested without hosts and render deterministically.
 """
 
+from pathlib import PurePosixPath
+
 from tasks.provision import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
@@ -30,10 +32,12 @@ def _witness(data, tunnel: dict, self_address: str) -> dict:
 
 def filesync_exclude(data) -> list:
     """Absolute paths file sync never copies: every Litestream database with its -wal/-shm/-journal (a
-    copy of a live WAL database can be torn: Litestream carries them) and the gateway's per-host lock
-    files and caches (gateway_state_dir/tmp, /cache)."""
+    copy of a live WAL database can be torn: Litestream carries them) and Litestream's .<db>-litestream
+    folder, and the gateway's per-host lock files and caches (gateway_state_dir/tmp, /cache)."""
     dbs = [f"{db}{suffix}" for db in data.litestream_databases for suffix in ("", "-wal", "-shm", "-journal")]
-    return dbs + [f"{data.gateway_state_dir}/tmp", f"{data.gateway_state_dir}/cache"]
+    litestream_state = [str(PurePosixPath(db).with_name(f".{PurePosixPath(db).name}-litestream"))
+                        for db in data.litestream_databases]  # Litestream's own bookkeeping beside each DB
+    return dbs + litestream_state + [f"{data.gateway_state_dir}/tmp", f"{data.gateway_state_dir}/cache"]
 
 
 def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:
