@@ -98,11 +98,13 @@ def gateway():
     keys). openclaw.json carries gateway.mode=local, a loopback bind on gateway_port, token auth, the
     OpenAI-compatible endpoint and gateway_config; the operator's other keys are kept. Running and
     enabled on the primary, and /readyz 200 before the deploy goes on to the connector; on the standby
-    present, disabled and stopped unless it is the active side.
+    present, disabled and stopped unless it is the active side. Before each start the unit drops an owner
+    lease of another host from the (restored) database (wirebot.gateway_lease).
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     gateway_state_dir, gateway_config_file, gateway_database, gateway_config, gateway_ready_timeout_seconds,
-    gateway_stop_timeout_seconds, wirebot_service_user, wirebot_workspace, wirebot_run_dir.
+    gateway_stop_timeout_seconds, wirebot_service_user, wirebot_workspace, wirebot_run_dir,
+    wirebot_agents_dir.
     """
     data = host.data
     if data.gateway_install:
@@ -120,7 +122,8 @@ def gateway():
         name=f"Ensure {UNIT}.service is installed.", src=str(TEMPLATES / "openclaw-gateway.service.j2"),
         dest=f"{paths.UNIT_DIR}/{UNIT}.service", user="root", group="root", mode="644",
         user_name=user, home=str(PurePosixPath(data.wirebot_workspace).parent), state_dir=str(state),
-        config_file=data.gateway_config_file, run_dir=run,
+        config_file=data.gateway_config_file, run_dir=run, database=data.gateway_database,
+        agents_dir=data.wirebot_agents_dir,
         environment_files=[f"{run}/{TOKEN_SECRET}", f"-{run}/{MODEL_KEYS_SECRET}"],
         exec_start=data.gateway_exec.format(port=data.gateway_port),
         stop_timeout=data.gateway_stop_timeout_seconds,
