@@ -6,14 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3; do
+for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3 npm; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq debootstrap systemd-container openssh-client rsync sqlite3 python3 python3-venv \
-    iproute2 procps >/dev/null
+    iproute2 procps npm >/dev/null  # npm: the lab's gateway bundle comes from the npm registry
 fi
 if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then
   python3 -m venv .venv

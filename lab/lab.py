@@ -10,10 +10,10 @@ from lab.shell import LabError, run
 def up() -> float:
     """Bring the whole lab up from any state; returns the seconds it took."""
     started = time.monotonic()
-    for tool in ("debootstrap", "systemd-nspawn", "ssh", "rsync"):
+    for tool in ("debootstrap", "systemd-nspawn", "ssh", "rsync", "npm"):
         if shutil.which(tool) is None:
             raise LabError(f"'{tool}' is not installed: apt-get install -y debootstrap systemd-container "
-                           "openssh-client rsync")
+                           "openssh-client rsync npm")
     for folder in (settings.STATE_DIR, settings.RUN_DIR, settings.HOSTS_DIR):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     image = rootfs.ensure()
