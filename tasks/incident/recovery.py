@@ -63,11 +63,13 @@ class Recovery(MergeSteps):
         if self.data.litestream_tenant_dir:
             tenants = self.data.litestream_tenant_dir
             self.dbs.append((relative_to_data_root(tenants, root), tenants, True))
-        # The gateway's own database is never merged: OpenClaw's internal state has no append-only keys
-        # (the merge would refuse it); the primary's gateway resumes its own state, and the standby's
-        # copy is kept on the primary like any skipped DB (the surfaces keep their chat history).
+        # The gateway's own databases (every one in gateway_state_dir) are never merged: OpenClaw's internal
+        # state has no append-only keys (the merge would refuse it); the primary's gateway resumes its own
+        # state, the standby's copies are kept on the primary like any skipped DB (the surfaces keep their
+        # chat history).
+        gateway_state = self.data.gateway_state_dir.rstrip("/") + "/"
         self.skip_dbs = settings.paths(self.data, "recovery_skip_dbs") + [
-            relative_to_data_root(self.data.gateway_database, root)]
+            relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
         self.explained = {}
 
     # --- facts ---------------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ def recovery(report=True):
     refuses the recovery before anything is stopped.
 
     Reads: recovery_stop_after (0), recovery_skip_dbs ([]), incident_verify_seconds (60),
-    incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_database,
+    incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_state_dir,
     litestream_databases, litestream_tenant_dir, litestream_config and the litestream deploy's keys,
     cloudflared_unit, replicator_unit, standby_config, wirebot_state_dir, wirebot_data_root,
     wirebot_agents_dir, witness_public_url, witness_public_host_header, witness_cloudflare_api_base,

@@ -167,3 +167,12 @@ def test_the_bundle_cache_is_keyed_by_the_pins_and_never_looks_like_a_rootfs(mon
     before = gateway_bundle.cache_key()
     (source / "openclaw" / "package-lock.json").write_text("{}")
     assert gateway_bundle.cache_key() != before
+
+
+def test_every_folder_down_to_the_gateways_databases_is_made_by_the_deploy():
+    from tasks.provision.gateway import _state_folders
+
+    d = data()
+    state = d.gateway_state_dir
+    assert _state_folders(d) == {state, f"{state}/state", f"{state}/agents", f"{state}/agents/main",
+                                 f"{state}/agents/main/agent"}

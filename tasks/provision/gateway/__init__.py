@@ -39,6 +39,20 @@ def wait_ready_command(data) -> str:
             f"($(systemctl is-active {UNIT}))\" >&2; exit 1")
 
 
+def _state_folders(data) -> set:
+    """The state dir and every folder down to each of its databases and its config: the gateway's own
+    (a database restored at activation keeps its folder's owner; mkdir -p would make them root's)."""
+    state = PurePosixPath(data.gateway_state_dir)
+    folders = {str(state)}
+    for path in [data.gateway_config_file, data.gateway_database, *data.litestream_databases]:
+        folder = PurePosixPath(path).parent
+        if folder == state or state in folder.parents:
+            while folder != state:
+                folders.add(str(folder))
+                folder = folder.parent
+    return folders
+
+
 def _install_openclaw(node_major: int, version: str) -> None:
     """Node.js from NodeSource (apt or rpm) and the pinned openclaw from npm (real hosts only)."""
     if host.get_fact(Which, command="apt-get"):
@@ -103,16 +117,15 @@ def gateway():
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     gateway_state_dir, gateway_config_file, gateway_database, gateway_config, gateway_ready_timeout_seconds,
-    gateway_stop_timeout_seconds, wirebot_service_user, wirebot_workspace, wirebot_run_dir,
-    wirebot_agents_dir.
+    gateway_stop_timeout_seconds, litestream_databases, wirebot_service_user, wirebot_workspace,
+    wirebot_run_dir, wirebot_agents_dir.
     """
     data = host.data
     if data.gateway_install:
         _install_openclaw(data.gateway_nodejs_major, data.gateway_openclaw_version)
     user = data.wirebot_service_user
     state = PurePosixPath(data.gateway_state_dir)
-    folders = sorted({str(state), str(PurePosixPath(data.gateway_database).parent),
-                      str(PurePosixPath(data.gateway_config_file).parent)})
+    folders = sorted(_state_folders(data))
     for folder in folders:
         files.directory(name=f"Ensure {folder} exists ({user}, 700).", path=folder, user=user, group=user,
                         mode="700")
