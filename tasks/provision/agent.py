@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 from pyinfra import host, inventory
 from pyinfra.operations import files, systemd
-from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths
 from tasks.provision.secrets_check import cloudflared_files
@@ -52,6 +51,8 @@ def install_agent(unit: str, module: str, description: str, config_path: str, co
         description=description, agents_dir=agents_dir, module=module, config=config_path,
     )
     systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
-    systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True, enabled=True)
+    started = systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True,
+                              enabled=True)
+    # not right after its first start: a stop+start there leaves the standby seconds without heartbeats
     systemd.service(name=f"Restart {unit} for its new config or unit.", service=unit, restarted=True,
-                    _if=any_changed(rendered, unit_file))
+                    _if=lambda: (rendered.did_change() or unit_file.did_change()) and not started.did_change())
