@@ -73,7 +73,6 @@ litestream_databases = [  # single databases replicated as `path:` entries
     "/data/wirebot/scoreboard/events.db",
     "/data/wirebot/mem0/history.db",
     "/data/wirebot/users/verious/openclaw/state/openclaw.sqlite",  # gateway_database
-    "/data/wirebot/users/verious/openclaw/agents/main/agent/openclaw-agent.sqlite",  # the default agent's sessions
 ]
 litestream_tenant_dir = "/data/wirebot/scoreboard/tenants"  # replicated with dir + pattern + watch
 litestream_stall_seconds = 120  # alert when a database stops advancing this long

@@ -33,11 +33,14 @@ def _witness(data, tunnel: dict, self_address: str) -> dict:
 def filesync_exclude(data) -> list:
     """Absolute paths file sync never copies: every Litestream database with its -wal/-shm/-journal (a
     copy of a live WAL database can be torn: Litestream carries them) and Litestream's .<db>-litestream
-    folder, and the gateway's per-host lock files and caches (gateway_state_dir/tmp, /cache)."""
+    folder, and the gateway's per-host lock files, caches and agent session databases (a glob)."""
     dbs = [f"{db}{suffix}" for db in data.litestream_databases for suffix in ("", "-wal", "-shm", "-journal")]
     litestream_state = [str(PurePosixPath(db).with_name(f".{PurePosixPath(db).name}-litestream"))
                         for db in data.litestream_databases]  # Litestream's own bookkeeping beside each DB
-    return dbs + litestream_state + [f"{data.gateway_state_dir}/tmp", f"{data.gateway_state_dir}/cache"]
+    # the agents' session databases (WAL): not Litestream's (their schema needs SQLite >= 3.43, which the
+    # standby's integrity check lacks), not a torn copy either: the standby's gateway starts without them
+    state = data.gateway_state_dir
+    return dbs + litestream_state + [f"{state}/tmp", f"{state}/cache", f"{state}/agents/*/agent/*.sqlite*"]
 
 
 def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:

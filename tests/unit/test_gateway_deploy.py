@@ -111,6 +111,7 @@ def test_file_sync_skips_every_litestream_database_and_the_gateways_lock_files()
     args = filesync.exclude_args("/data/wirebot/users/verious", exclude)
     assert "--exclude=/openclaw/state/openclaw.sqlite-wal" in args and "--exclude=/openclaw/tmp" in args
     assert "--exclude=/openclaw/openclaw.json" not in args
+    assert "--exclude=/openclaw/agents/*/agent/*.sqlite*" in args  # session DBs: neither copied nor streamed
     assert not [a for a in filesync.exclude_args("/home/wirebot/clawd", exclude)]
     argv = filesync.rsync_command("/data/wirebot/users/verious", "u", "h", "k", "kh", "/r", exclude=exclude)
     assert argv.index("--exclude=/openclaw/tmp") < argv.index("/data/wirebot/users/verious/")
@@ -121,7 +122,9 @@ def test_changes_to_excluded_files_do_not_trigger_a_sync():
     sync = filesync.FileSync([root], lambda src: ["true"], now=0.0,
                              exclude=[f"{root}/openclaw/state/openclaw.sqlite-wal", f"{root}/openclaw/tmp"])
     sync.paths[root].state = "clean"
-    for path in (f"{root}/openclaw/state/openclaw.sqlite-wal", f"{root}/openclaw/tmp/openclaw-999/x.lock"):
+    sync.exclude.append(f"{root}/openclaw/agents/*/agent/*.sqlite*")
+    for path in (f"{root}/openclaw/state/openclaw.sqlite-wal", f"{root}/openclaw/tmp/openclaw-999/x.lock",
+                 f"{root}/openclaw/agents/main/agent/openclaw-agent.sqlite-wal"):
         sync.route(Event(root, path, "modify"))
     assert sync.paths[root].state == "clean"
     sync.route(Event(root, f"{root}/openclaw/openclaw.json", "modify"))
@@ -174,5 +177,7 @@ def test_every_folder_down_to_the_gateways_databases_is_made_by_the_deploy():
 
     d = data()
     state = d.gateway_state_dir
+    assert _state_folders(d) == {state, f"{state}/state"}
+    d.litestream_databases.append(f"{state}/agents/main/agent/a.sqlite")
     assert _state_folders(d) == {state, f"{state}/state", f"{state}/agents", f"{state}/agents/main",
                                  f"{state}/agents/main/agent"}

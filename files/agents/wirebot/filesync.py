@@ -13,6 +13,7 @@ copied, and changes to them do not trigger a sync. Tests inject ``command_for`` 
 to a temp dir) and/or ``runner``.
 """
 
+import fnmatch
 import os
 import subprocess
 import threading
@@ -31,16 +32,23 @@ def remote_path(replica_root, src):
 
 
 def exclude_args(src, exclude):
-    """``--exclude=/rel`` (anchored at the transfer root) for each excluded absolute path under ``src``."""
+    """``--exclude=/rel`` (anchored at the transfer root) for each excluded absolute path (or glob, where
+    ``*`` stays within one folder, as in rsync) under ``src``."""
     root = os.path.abspath(src)
     return [f"--exclude=/{os.path.relpath(path, root)}" for path in exclude
             if os.path.abspath(path).startswith(root + os.sep)]
 
 
 def excluded(path, exclude):
-    """True when ``path`` is one of the excluded absolute paths or lies under one."""
+    """True when ``path`` is one of the excluded absolute paths (or matches an excluded glob) or lies
+    under one."""
     path = os.path.abspath(path)
-    return any(path == e or path.startswith(e.rstrip("/") + "/") for e in map(os.path.abspath, exclude))
+    for e in map(os.path.abspath, exclude):
+        if path == e or path.startswith(e.rstrip("/") + "/"):
+            return True
+        if any(c in e for c in "*?[") and fnmatch.fnmatchcase(path, e):
+            return True
+    return False
 
 
 def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rsync", exclude=()):
