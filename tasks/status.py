@@ -2,7 +2,7 @@
 
 Prints a table at the end of the run: the active side (units, the standby agent's state and one public
 request), the epoch on both hosts, each agent's state, replication lag per DB and per path (from the
-replicator's and the standby agent's /status on :8300, asked on the hosts themselves), the last
+replicator's and the standby agent's /status on their local control socket, asked on the hosts), the last
 heartbeat's age, and the last fire drill's result and time (last JSON line of
 /var/log/wirebot/fire-drill.log on the primary). A host that cannot be reached shows as unreachable.
 """

@@ -3,10 +3,12 @@
 
 Usage (like the real CLI):
   cloudflared --version
-  cloudflared [--no-autoupdate] [--metrics ADDR] [--config FILE] tunnel [--metrics ADDR] run [NAME]
+  cloudflared [--no-autoupdate] [--metrics ADDR] [--config FILE] tunnel [--metrics ADDR] run
+      [--credentials-file FILE] [NAME]
 
 Reads the real config (YAML): `tunnel`, `credentials-file` (JSON with AccountTag, TunnelSecret,
-TunnelID), `ingress` (ending in a catch-all rule) and `metrics` (default: the first free port of
+TunnelID; `run --credentials-file` or $TUNNEL_CRED_FILE take precedence, as in cloudflared),
+`ingress` (ending in a catch-all rule) and `metrics` (default: the first free port of
 127.0.0.1:20241-20245, as cloudflared does). Without --config it looks for config.yml/config.yaml in
 ~/.cloudflared, ~/.cloudflare-warp, ~/cloudflare-warp, /etc/cloudflared, /usr/local/etc/cloudflared.
 
@@ -103,9 +105,10 @@ def load_config(path) -> dict:
     return config
 
 
-def load_credentials(config: dict, tunnel: str) -> dict:
-    """The tunnel's credentials, checked: exits 1 with a clear message when unusable."""
-    path = config.get("credentials-file") or find_file([f"{tunnel}.json"])
+def load_credentials(config: dict, tunnel: str, given: str = None) -> dict:
+    """The tunnel's credentials (`given`: the command line's or the environment's file, else the config's),
+    checked: exits 1 with a clear message when unusable."""
+    path = given or config.get("credentials-file") or find_file([f"{tunnel}.json"])
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
         die(f"Tunnel credentials file '{path}' doesn't exist or is not a file")
@@ -394,6 +397,9 @@ def parse_args(argv) -> argparse.Namespace:
                             help="accepted and ignored")
     run = t.add_subparsers(dest="tunnel_command", metavar="{run}").add_parser(
         "run", help="run the tunnel (the default when `tunnel` has no subcommand)")
+    run.add_argument("--credentials-file", "--cred-file", dest="credentials_file", metavar="FILE",
+                     default=os.environ.get("TUNNEL_CRED_FILE") or None,
+                     help="tunnel credentials JSON (overrides `credentials-file` in the config)")
     run.add_argument("name", nargs="?", help="tunnel UUID; overrides `tunnel` in the config")
     return p.parse_args(argv)
 
@@ -410,7 +416,7 @@ def main(argv=None) -> int:
     if not tunnel:
         die('"cloudflared tunnel run" requires the ID or name of the tunnel to run as the last command line '
             "argument or in the configuration file.")
-    creds = load_credentials(config, str(tunnel))
+    creds = load_credentials(config, str(tunnel), getattr(args, "credentials_file", None))
     rules = parse_ingress(config.get("ingress"))
     edge_url = lab_value("CLOUDFLARED_LAB_EDGE", "edge-url", DEFAULT_EDGE)
     log("INF", f"Starting tunnel tunnelID={creds['TunnelID']}")

@@ -77,10 +77,12 @@ class MergeDryRun(FactBase):
 
 
 class HttpJson(FactBase):
-    """GET `url` from the host itself (curl), parsed JSON, or {"error"}: the agents' /status."""
+    """GET `url` from the host itself (curl), parsed JSON, or {"error"}; with `socket`, over that unix
+    socket (the agents' /status on their local control socket, root only)."""
 
-    def command(self, url, timeout=5):
-        return f"curl -s -m {int(timeout)} {shlex.quote(url)} 2>&1; echo; true"
+    def command(self, url, timeout=5, socket=None):
+        via = f"--unix-socket {shlex.quote(socket)} " if socket else ""
+        return f"curl -s -m {int(timeout)} {via}{shlex.quote(url)} 2>&1; echo; true"
 
     def process(self, output):
         return last_json(output) or {"error": (" ".join(output).strip() or "no answer")[-200:]}

@@ -1,13 +1,12 @@
 """The status table: who serves, epochs, agents' states, replication lag per DB and path, heartbeat,
-last drill. Read-only: facts on both hosts (the agents' /status on :8300 through curl on the host
-itself) and one public request from the control machine."""
+last drill. Read-only: facts on both hosts (the agents' /status through curl on the host itself, over
+their local control socket) and one public request from the control machine."""
 
 import time
 from typing import Optional
 
 from tasks.incident import remote
 from tasks.incident.facts import HttpJson, LastJsonLine, view
-from tasks.incident.hosts import address_of
 
 
 def _fact(target, fact, **kwargs):
@@ -22,8 +21,8 @@ def _fact(target, fact, **kwargs):
 def collect(primary, standby) -> dict:
     """Everything the table shows, as plain data (see format_table)."""
     pdata, sdata = primary.data, standby.data
-    replicator = _fact(primary, HttpJson, url=f"http://{address_of(primary)}:{pdata.agent_port}/status")
-    agent = _fact(standby, HttpJson, url=f"http://{address_of(standby)}:{sdata.agent_port}/status")
+    replicator = _fact(primary, HttpJson, url="http://agent/status", socket=pdata.agent_control_socket)
+    agent = _fact(standby, HttpJson, url="http://agent/status", socket=sdata.agent_control_socket)
     drill = _fact(primary, LastJsonLine, path=f"{pdata.wirebot_log_dir}/fire-drill.log")
     answer = remote.probe(sdata.witness_public_url, sdata.witness_public_host_header or None)
     pv, sv = view(primary), view(standby)

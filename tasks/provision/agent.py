@@ -34,21 +34,25 @@ def code_digest(src: Path = AGENTS_SRC) -> str:
 
 
 def install_agent(unit: str, module: str, description: str, config_path: str, config: dict,
-                  agents_dir: str) -> None:
+                  agents_dir: str, sandbox: str, secrets_digest: str) -> None:
     """Config (0600, may name secrets' paths), unit, enabled and running; restart on change. The config's
     header names the digest of the agents' code, so new code (installed by the base deploy) changes the
-    config and restarts the running agent, which would otherwise keep the old code in memory."""
+    config and restarts the running agent, which would otherwise keep the old code in memory.
+    `sandbox`: the unit's least-privilege directives (tasks/provision/sandbox.py); the unit sees its
+    secrets as of its start, so `secrets_digest` (of those secrets) in the config restarts it too."""
     rendered = files.put(
         name=f"Ensure {config_path} is rendered from settings.",
         src=StringIO("# Managed by the wirebot deploy: edit group_data/, not this file.\n"
                      f"# Agents' code sha256 {code_digest()} (a change restarts the agent).\n"
+                 f"# Its secrets' sha256 {secrets_digest} (a change restarts the agent: it reads them as of\n"
+                 "# its start).\n"
                      + yaml.safe_dump(config, sort_keys=False)),
         dest=config_path, user="root", group="root", mode="600",
     )
     unit_file = files.template(
         name=f"Ensure {unit}.service is installed.", src=str(TEMPLATES / "agent.service.j2"),
         dest=f"{paths.UNIT_DIR}/{unit}.service", user="root", group="root", mode="644",
-        description=description, agents_dir=agents_dir, module=module, config=config_path,
+        description=description, agents_dir=agents_dir, module=module, config=config_path, sandbox=sandbox,
     )
     systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
     started = systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True,

@@ -13,9 +13,27 @@ def _secrets(data) -> dict:
     run = data.wirebot_run_dir
     return {
         "hmac_key_file": f"{run}/agent-hmac.key",
+        "control_key_file": paths.agent_key_file(data, "control.key"),
         "discord_webhook_file": f"{run}/discord-webhook.url",
         "cloudflare_api_token_file": f"{run}/cloudflare-api-token",
     }
+
+
+def _channel(data) -> dict:
+    """The keys wirebot.channel reads: this host's TLS key and certificate, the peer's pinned one, the
+    control socket and the listeners' bounds."""
+    return {
+        "tls": {"cert_file": paths.agent_key_file(data, "agent.crt"),
+                "key_file": paths.agent_key_file(data, "agent.key"),
+                "peer_cert_file": paths.agent_key_file(data, "peer.crt")},
+        "control": {"socket": data.agent_control_socket},
+        "http": {"read_timeout_seconds": data.agent_read_timeout_seconds,
+                 "max_connections": data.agent_max_connections},
+    }
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _witness(data, tunnel: dict, self_address: str) -> dict:
@@ -57,7 +75,8 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "user": data.replica_user,
             "ssh_key": data.replica_key,
             "known_hosts": f"{data.wirebot_config_dir}/standby_known_hosts",
-            "agent_url": f"http://{standby_address}:{data.agent_port}",
+            "agent_url": f"https://{_url_host(standby_address)}:{data.agent_port}",
+            "node_name": "standby",
             "replica_root": data.replica_root,
         },
         "litestream": {
@@ -79,6 +98,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
         "drill": {"command": list(data.drill_command)},
         "witness": _witness(data, tunnel, self_address),
+        **_channel(data),
     }
 
 
@@ -96,6 +116,7 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "miss_threshold": data.heartbeat_miss_threshold,
             "clock_window_seconds": data.heartbeat_clock_window_seconds,
             "allowed_sources": [primary_address],
+            "sender": "primary",
         },
         "primary": {
             "address": primary_address,
@@ -119,4 +140,5 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "timeout_seconds": max(60, data.gateway_ready_timeout_seconds),
             "systemctl": "/bin/systemctl",
         },
+        **_channel(data),
     }

@@ -5,8 +5,8 @@ import json
 import shlex
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, StringCommand, operation
-from pyinfra.facts.files import File, Sha256File
+from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, StringCommand, operation
+from pyinfra.facts.files import File
 
 
 class WirebotState(FactBase):
@@ -34,6 +34,19 @@ class HttpStatus(FactBase):
         return int(text) if text.isdigit() and text != "000" else None
 
 
+class NotOwnedBy(FactBase):
+    """Whether anything under `path` belongs to another user or group than `user` (the user and its group
+    share the name), or `user` does not exist yet (then nothing can be its own)."""
+
+    def command(self, path, user):
+        name = shlex.quote(user)
+        return (f"if id -u {name} >/dev/null 2>&1; then find {shlex.quote(path)} \\( \\! -user {name} -o "
+                f"\\! -group {name} \\) -print -quit 2>/dev/null; else echo 'no such user'; fi")
+
+    def process(self, output):
+        return bool("\n".join(output).strip())
+
+
 class PublicKey(FactBase):
     """The first line of a public key file, or None when absent."""
 
@@ -56,20 +69,23 @@ def _sha256(path) -> str:
 @operation()
 def secret_file(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "600"):
     """
-    Upload a secret file: compared by sha256, never diffed or printed (unlike files.put with --diff).
+    Upload a secret file: compared by sha256, never diffed or printed (unlike files.put with --diff);
+    checked in one round trip (its owner, mode and sha256 in one command).
 
     + src: local path (in the operator's secrets directory)
     + dest: remote path
     + user, group, mode: ownership and permissions the file must have
     """
-    remote = host.get_fact(File, path=dest)
-    changed = not remote or host.get_fact(Sha256File, path=dest) != _sha256(src)
+    remote = host.get_fact(PathStats, paths=[dest], digests=True).get(dest)  # one round trip
+    if remote and remote["kind"] != "f":
+        raise OperationError(f"{host.name}: {dest} exists and is not a regular file")
+    changed = not remote or remote["sha256"] != _sha256(src)
     if changed:
         host.log(f"Will write secret {dest} (content not shown)", logger.info)
         yield FileUploadCommand(src, dest, remote_temp_filename=host.get_temp_filename(dest))
-    if changed or remote.get("user") != user or remote.get("group") != group:
+    if changed or (remote["user"], remote["group"]) != (user, group):
         yield StringCommand("chown", f"{user}:{group}", dest)
-    if changed or str(remote.get("mode")) != mode.lstrip("0"):
+    if changed or remote["mode"] != mode.lstrip("0"):
         yield StringCommand("chmod", mode, dest)
 
 
@@ -84,6 +100,104 @@ def ssh_keypair(path: str, comment: str):
     if not host.get_fact(File, path=path):
         yield f"install -d -m 700 $(dirname {shlex.quote(path)})"
         yield f"ssh-keygen -q -t ed25519 -N '' -C {shlex.quote(comment)} -f {shlex.quote(path)}"
+
+
+class Certificate(FactBase):
+    """A PEM certificate file's text (public), or None when absent or not a certificate."""
+
+    def command(self, path):
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    def process(self, output):
+        text = "\n".join(output).strip()
+        return text + "\n" if text.startswith("-----BEGIN CERTIFICATE-----") else None
+
+
+def tls_keypair_command(key: str, cert: str, common_name: str) -> str:
+    """Shell: a P-256 key (0600) and a self-signed certificate for it, made on the host, written to
+    temporary names then moved into place (an interrupted run leaves no half pair)."""
+    folder = shlex.quote(key.rsplit("/", 1)[0])
+    key_q, cert_q, subject = shlex.quote(key), shlex.quote(cert), shlex.quote(f"/CN={common_name}")
+    return (
+        f"install -d -m 700 {folder} && (umask 077 && openssl req -x509 -newkey ec "
+        f"-pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500 -subj {subject} "
+        f"-addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature "
+        f"-addext extendedKeyUsage=serverAuth,clientAuth -keyout {key_q}.tmp -out {cert_q}.tmp "
+        f"2>/dev/null) && chmod 600 {key_q}.tmp && chmod 644 {cert_q}.tmp && "
+        f"mv {key_q}.tmp {key_q} && mv {cert_q}.tmp {cert_q}"
+    )
+
+
+@operation()
+def tls_keypair(key: str, cert: str, common_name: str):
+    """
+    This host's TLS key (`key`, 0600) and self-signed certificate (`cert`, 0644), made on the host so the
+    private key never leaves it; made once (both present: nothing to do), remade if either is missing.
+
+    + key, cert: paths on the host (their folder is created 0700)
+    + common_name: the certificate's subject CN (names the host's role)
+    """
+    if host.get_fact(File, path=key) and host.get_fact(Certificate, path=cert):
+        return
+    yield tls_keypair_command(key, cert, common_name)
+
+
+@operation()
+def random_key(path: str):
+    """
+    A random 256-bit key as hex text at `path` (0600), made on the host once and never printed.
+
+    + path: the key file (its folder is created 0700)
+    """
+    if host.get_fact(File, path=path):
+        return
+    yield random_key_command(path)
+
+
+def random_key_command(path: str) -> str:
+    """Shell: 32 random bytes as hex into `path` (0600 from the start), written whole or not at all."""
+    folder, quoted = shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path)
+    return (f"install -d -m 700 {folder} && (umask 077 && openssl rand -hex 32 > {quoted}.tmp) && "
+            f"mv {quoted}.tmp {quoted}")
+
+
+@operation()
+def pinned_certificate(path: str, other, other_path: str):
+    """
+    `path` (0644) holds exactly the certificate `other` has at `other_path` (the peer's, to pin). Read from
+    `other` when this operation runs when it does not exist yet (it is made earlier in the same deploy).
+
+    + path: where the pinned copy goes on this host
+    + other, other_path: the host whose certificate is pinned, and where it keeps it
+    """
+    current = host.get_fact(Certificate, path=path)
+    wanted = other.get_fact(Certificate, path=other_path)
+    if wanted is not None:
+        if current != wanted:
+            yield from _put_text(path, wanted)
+        return
+
+    def install():
+        ok, output = other.run_shell_command(f"cat {shlex.quote(other_path)}")
+        text = "\n".join(output.stdout_lines).strip() + "\n" if ok else ""
+        if not text.startswith("-----BEGIN CERTIFICATE-----"):
+            raise RuntimeError(f"{other.name}: no certificate at {other_path} to pin")
+        status, result = host.run_shell_command(_put_text_command(path, text))
+        if not status:
+            raise RuntimeError(f"{host.name}: writing {path} failed: {result.stderr}")
+        return True
+
+    yield FunctionCommand(install, (), {})
+
+
+def _put_text_command(path: str, text: str) -> str:
+    quoted = shlex.quote(path)
+    return (f"install -d -m 700 {shlex.quote(path.rsplit('/', 1)[0])} && printf '%s' {shlex.quote(text)} "
+            f"> {quoted}.tmp && chmod 644 {quoted}.tmp && mv {quoted}.tmp {quoted}")
+
+
+def _put_text(path, text):
+    yield _put_text_command(path, text)
 
 
 @operation()
@@ -146,3 +260,283 @@ def _write_line_command(path: str, marker: str, line: str, owner: str) -> str:
 
 def _write_line(path, marker, line, owner):
     yield _write_line_command(path, marker, line, owner)
+
+
+# --- a directory tree in one round trip (the agents' code) --------------------------------------------
+
+TREE_IGNORED_DIRS = ("__pycache__",)  # never synced, never deleted (Python writes them on the host)
+TREE_IGNORED_FILES = ("*.pyc",)
+
+
+def _find_prune(ignored_dirs, ignored_files) -> str:
+    dirs = " -o ".join(f"-name {shlex.quote(d)}" for d in ignored_dirs) or "-false"
+    names = " -o ".join(f"-name {shlex.quote(f)}" for f in ignored_files) or "-false"
+    return f"\\( -type d \\( {dirs} \\) -prune \\) -o \\( -type f \\( {names} \\) \\) -o"
+
+
+class TreeManifest(FactBase):
+    """Every entry under a directory, in one command: {relative path ("." for the root): {"type" (find's
+    %y: f, d, l, ...), "mode" (octal, e.g. "644"), "user", "group", "sha256" (regular files)}}; None when
+    the directory is absent. Ignored directories (with their contents) and files are left out."""
+
+    def command(self, path, ignored_dirs=TREE_IGNORED_DIRS, ignored_files=TREE_IGNORED_FILES):
+        prune = _find_prune(ignored_dirs, ignored_files)
+        return (f"if [ -d {shlex.quote(path)} ]; then cd {shlex.quote(path)} && echo TREE && "
+                f"find . {prune} -printf 'e %y %m %u %g %p\\n' && "
+                f"find . {prune} -type f -exec sha256sum -- {{}} + ; else echo ABSENT; fi")
+
+    def process(self, output):
+        lines = list(output)
+        if not lines or lines[0] != "TREE":
+            return None  # absent (or no answer at all): everything is to be made
+        tree = {}
+        for line in lines[1:]:
+            if line.startswith("e "):
+                _, kind, mode, user, group, rel = line.split(" ", 5)
+                tree[_rel(rel)] = {"type": kind, "mode": mode, "user": user, "group": group, "sha256": None}
+            elif len(line) > 66 and line[64:66] == "  " and _rel(line[66:]) in tree:
+                tree[_rel(line[66:])]["sha256"] = line[:64]
+        return tree
+
+
+def _rel(path: str) -> str:
+    return "." if path in (".", "./") else path[2:] if path.startswith("./") else path
+
+
+def local_tree(src: str, ignored_dirs=TREE_IGNORED_DIRS, ignored_files=TREE_IGNORED_FILES) -> dict:
+    """The local side of TreeManifest: {relative path: {"type": "d" | "f", "sha256" (files)}}. Raises
+    ValueError on what a tree sync does not copy (links, devices, names with a newline or backslash)."""
+    import fnmatch
+    import os
+
+    if not os.path.isdir(src):
+        raise ValueError(f"tree sync: source directory not found: {src}")
+    tree = {".": {"type": "d"}}
+    for folder, dirs, names in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if d not in ignored_dirs)
+        for name in sorted(dirs) + sorted(names):
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, src)
+            if any(c in rel for c in "\n\\"):
+                raise ValueError(f"tree sync: unsupported file name {full!r}")
+            if os.path.islink(full):
+                raise ValueError(f"tree sync: {full} is a symbolic link (not copied)")
+            if os.path.isdir(full):
+                tree[rel] = {"type": "d"}
+            elif os.path.isfile(full):
+                if not any(fnmatch.fnmatch(name, p) for p in ignored_files):
+                    tree[rel] = {"type": "f", "sha256": _sha256(full)}
+            else:
+                raise ValueError(f"tree sync: {full} is not a regular file or directory")
+    return tree
+
+
+def tree_sync_plan(local: dict, remote, dest: str, user: str, group: str, mode: str, dir_mode: str) -> list:
+    """What makes `dest` equal to `local` (pure; see tree_sync): a list of shell commands (str) and
+    ("upload", relative path) steps, in order; [] when nothing differs."""
+    remote = remote or {}
+    mode, dir_mode = mode.lstrip("0") or "0", dir_mode.lstrip("0") or "0"
+
+    def path(rel):
+        return dest if rel == "." else f"{dest.rstrip('/')}/{rel}"
+
+    def quoted(rels):
+        return " ".join(shlex.quote(path(r)) for r in rels)
+
+    steps = []
+    # remote entries that are not in the source, or are of another type: removed first
+    gone = sorted(r for r, e in remote.items() if r not in local or local[r]["type"] != e["type"])
+    gone = [r for r in gone if not any(r.startswith(g + "/") for g in gone if g != r)]  # rm -rf covers them
+    if gone:
+        steps.append(f"rm -rf -- {quoted(gone)}")
+    kept = {r: e for r, e in remote.items() if r not in gone and not any(r.startswith(g + "/") for g in gone)}
+    new_dirs = [r for r, e in local.items() if e["type"] == "d" and r not in kept]
+    if new_dirs:
+        steps.append(f"install -d -m {dir_mode} -o {shlex.quote(user)} -g {shlex.quote(group)} -- "
+                     f"{quoted(sorted(new_dirs))}")
+    uploads = sorted(r for r, e in local.items() if e["type"] == "f"
+                     and (r not in kept or kept[r].get("sha256") != e["sha256"]))
+    steps += [("upload", r) for r in uploads]
+    owner = sorted(r for r, e in local.items() if r in uploads or (
+        r in kept and r not in new_dirs and (kept[r]["user"], kept[r]["group"]) != (user, group)))
+    owner = [r for r in owner if not (local[r]["type"] == "d" and r in new_dirs)]
+    if owner:
+        steps.append(f"chown {shlex.quote(user)}:{shlex.quote(group)} -- {quoted(owner)}")
+    for kind, wanted in (("f", mode), ("d", dir_mode)):
+        fix = sorted(r for r, e in local.items() if e["type"] == kind and r not in new_dirs
+                     and (r in uploads or (r in kept and kept[r]["mode"] != wanted)))
+        if fix:
+            steps.append(f"chmod {wanted} -- {quoted(fix)}")
+    return steps
+
+
+@operation()
+def tree_sync(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "644",
+              dir_mode: str = "755"):
+    """
+    Make the directory `dest` an exact copy of the local directory `src`, checked in one round trip.
+
+    One command lists the remote tree with its owners, modes and sha256 sums (TreeManifest); when it
+    equals the source nothing runs. Otherwise: entries not in the source are removed, missing folders
+    made, changed or missing files uploaded (pyinfra writes a temporary file and moves it into place),
+    owners and modes set, each kind of fix one command for all paths. `__pycache__` folders and `*.pyc`
+    files are neither copied nor removed (Python writes them on the host).
+
+    + src: local directory (regular files and folders only; links are refused)
+    + dest: remote directory
+    + user, group: owner of every file and folder
+    + mode, dir_mode: permissions of files and of folders
+    """
+    local = local_tree(src)
+    remote = host.get_fact(TreeManifest, path=dest)
+    for step in tree_sync_plan(local, remote, dest, user, group, mode, dir_mode):
+        if isinstance(step, tuple):
+            target = f"{dest.rstrip('/')}/{step[1]}"
+            yield FileUploadCommand(f"{src.rstrip('/')}/{step[1]}", target,
+                                    remote_temp_filename=host.get_temp_filename(target))
+        else:
+            yield step
+
+
+# --- many paths checked in one round trip ----------------------------------------------------------
+
+class PathStats(FactBase):
+    """{path: {"kind": "d" (directory) | "f" (regular file) | "l" (link) | "o" (other), "user", "group",
+    "mode" (octal, e.g. "750"), "sha256" (regular files, when `digests`)}} for those of `paths` that
+    exist (links are not followed), in one command."""
+
+    @staticmethod
+    def default():
+        return {}  # no output at all: none of them exists
+
+    def command(self, paths, digests=False):
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        command = f"stat -c 's %f %U %G %a %n' -- {quoted} 2>/dev/null"
+        if digests:
+            command += f"; sha256sum -- {quoted} 2>/dev/null"
+        return command + "; true"
+
+    def process(self, output):
+        import stat as stat_module
+
+        result = {}
+        for line in output:
+            if line.startswith("s "):
+                _, raw, user, group, mode, path = line.split(" ", 5)
+                fmt = stat_module.S_IFMT(int(raw, 16))
+                kind = {stat_module.S_IFDIR: "d", stat_module.S_IFREG: "f", stat_module.S_IFLNK: "l"}.get(fmt, "o")
+                result[path] = {"kind": kind, "user": user, "group": group, "mode": mode, "sha256": None}
+            elif len(line) > 66 and line[64:66] == "  " and result.get(line[66:], {}).get("kind") == "f":
+                result[line[66:]]["sha256"] = line[:64]  # sha256sum follows links: regular files only
+        return result
+
+
+def _attribute_fixes(wanted: list, current: dict) -> list:
+    """chown/chmod commands, one per distinct owner and per distinct mode, for the (path, user, group,
+    mode) in `wanted` whose attributes differ from `current` (or that are not in it)."""
+    owners, modes = {}, {}
+    for path, user, group, mode in wanted:
+        now = current.get(path)
+        if now is None or (now["user"], now["group"]) != (user, group):
+            owners.setdefault(f"{user}:{group}", []).append(path)
+        if now is None or now["mode"] != (mode.lstrip("0") or "0"):
+            modes.setdefault(mode, []).append(path)
+    return ([f"chown {shlex.quote(o)} -- {' '.join(shlex.quote(p) for p in ps)}" for o, ps in owners.items()]
+            + [f"chmod {m} -- {' '.join(shlex.quote(p) for p in ps)}" for m, ps in modes.items()])
+
+
+def directories_plan(specs: list, current: dict) -> list:
+    """Commands (pure; see directories) making each (path, user, group, mode) of `specs` a directory
+    with those attributes; [] when all are. Raises ValueError when a path is something else."""
+    missing = [s for s in specs if s[0] not in current]
+    for path, *_ in specs:
+        if path in current and current[path]["kind"] != "d":
+            raise ValueError(f"{path} exists and is not a directory")
+    commands = []
+    made = set()
+    for user, group, mode in dict.fromkeys((u, g, m) for _, u, g, m in missing):  # in order, parents first
+        paths = [p for p, u, g, m in missing if (u, g, m) == (user, group, mode)]
+        made.update(paths)
+        commands.append(f"install -d -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} -- "
+                        + " ".join(shlex.quote(p) for p in paths))
+    if len(commands) > 1:  # groups out of order could make a child before its parent: one line, in order
+        commands = [" && ".join(f"install -d -m {m} -o {shlex.quote(u)} -g {shlex.quote(g)} -- {shlex.quote(p)}"
+                                for p, u, g, m in missing)]
+    return commands + _attribute_fixes([s for s in specs if s[0] not in made], current)
+
+
+@operation()
+def directories(specs: list):
+    """
+    Directories with explicit owners and modes, all checked in one round trip (files.directory takes
+    one per directory). Missing ones are made in the order given (parents first); wrong owners or modes
+    fixed, one command per distinct owner and per distinct mode. A path that is not a directory is an
+    error, before anything changes.
+
+    + specs: [(path, user, group, mode)], parents before children
+    """
+    current = host.get_fact(PathStats, paths=[s[0] for s in specs])
+    try:
+        yield from directories_plan(specs, current)
+    except ValueError as exc:
+        raise OperationError(f"{host.name}: {exc}") from None
+
+
+class Account(FactBase):
+    """A user and a group, in one command: {"group": gid or None, "user": {"uid", "gid", "home", "shell"}
+    or None} (getent, so users from any NSS source count)."""
+
+    @staticmethod
+    def default():
+        return {"group": None, "user": None}
+
+    def command(self, user, group):
+        return (f"echo g $(getent group {shlex.quote(group)} | cut -d: -f3); "
+                f"echo u $(getent passwd {shlex.quote(user)} | cut -d: -f3,4,6,7 | tr : ' ')")
+
+    def process(self, output):
+        result = {"group": None, "user": None}
+        for line in output:
+            parts = line.split()
+            if parts[:1] == ["g"] and len(parts) == 2:
+                result["group"] = parts[1]
+            elif parts[:1] == ["u"] and len(parts) == 5:
+                result["user"] = dict(zip(("uid", "gid", "home", "shell"), parts[1:]))
+        return result
+
+
+def system_account_plan(user: str, group: str, home: str, shell: str, current: dict) -> list:
+    """Commands (pure; see system_account) making `user` a system user in its own system `group` with
+    that home (not created) and shell; [] when it is."""
+    commands = []
+    if current.get("group") is None:
+        commands.append(f"groupadd --system {shlex.quote(group)}")
+    found = current.get("user")
+    if found is None:
+        commands.append(f"useradd --system --gid {shlex.quote(group)} --home-dir {shlex.quote(home)} --no-create-home "
+                        f"--shell {shlex.quote(shell)} {shlex.quote(user)}")
+    else:
+        changes = []
+        if current.get("group") is None or found["gid"] != current["group"]:
+            changes.append(f"--gid {shlex.quote(group)}")
+        if found["home"] != home:
+            changes.append(f"--home {shlex.quote(home)}")
+        if found["shell"] != shell:
+            changes.append(f"--shell {shlex.quote(shell)}")
+        if changes:
+            commands.append(f"usermod {' '.join(changes)} {shlex.quote(user)}")
+    return commands
+
+
+@operation()
+def system_account(user: str, group: str, home: str, shell: str = "/usr/sbin/nologin"):
+    """
+    A system user in its own system group, checked in one round trip (server.group and server.user
+    take six): made when missing, its primary group, home and shell corrected when they differ. The home
+    folder is not made (the deploy makes the folders it needs with their own owners and modes).
+
+    + user, group: names
+    + home: the user's home directory (in /etc/passwd)
+    + shell: login shell (nologin: nobody logs in as it)
+    """
+    yield from system_account_plan(user, group, home, shell, host.get_fact(Account, user=user, group=group))

@@ -10,6 +10,11 @@ def state_file(data) -> str:
     return f"{data.wirebot_state_dir}/state.json"
 
 
+def agent_key_file(data, name: str) -> str:
+    """A file of the agents' channel on a host: agent.key, agent.crt, peer.crt or control.key."""
+    return f"{data.agent_keys_dir}/{name}"
+
+
 def relative_to_data_root(path: str, data_root: str) -> str:
     """`path` relative to the data root (events.db -> scoreboard/events.db); outside it: without the /."""
     try:

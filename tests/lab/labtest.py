@@ -1,6 +1,7 @@
 """Helpers for lab tests: commands on lab hosts, requests to the edge, polling, pyinfra runs."""
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -83,6 +84,14 @@ def changes_in_dry_run(deploy="deploy.py", *extra):
 # --- Runtime agents: resetting the lab, the agents' APIs, journals, alerts ---------------------------
 
 AGENT_PORT = 8300
+AGENT_SOCKET = "/run/wirebot-agent/control.sock"  # group_data agent_control_socket
+
+
+def _ssh_mux(name, command, timeout):
+    """ssh to a lab host reusing one connection per host (the agents' API is polled often)."""
+    argv = ["ssh", "-F", str(settings.SSH_CONFIG), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
+            "-o", f"ControlPath={settings.STATE_DIR}/cm-%C", name, command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 15, stdin=subprocess.DEVNULL)
 
 
 def lab_cli(*args, timeout=600):
@@ -95,8 +104,24 @@ def lab_cli(*args, timeout=600):
 
 
 def agent(name, path, method="GET", body=None, timeout=5):
-    """Call the agent on lab host `name` (the replicator on the primary, the standby agent) directly."""
-    return http(f"http://{settings.address(name)}:{AGENT_PORT}{path}", method, body, timeout=timeout)
+    """Call the agent on lab host `name` (the replicator on the primary, the standby agent) the way the
+    operator does: on the host, over its local control socket (root only; :8300 admits only the peer, over
+    mutual TLS). Returns (status, parsed JSON or text); status 0 when the agent does not answer."""
+    command = f"curl -s -m {int(timeout)} --unix-socket {AGENT_SOCKET} -X {method} -w '\\n%{{http_code}}' "
+    if body is not None:
+        command += f"-H 'Content-Type: application/json' --data-binary {shlex.quote(json.dumps(body))} "
+    try:
+        result = _ssh_mux(name, command + shlex.quote(f"http://agent{path}"), timeout)
+    except subprocess.TimeoutExpired:
+        return 0, "ssh timed out"
+    text, _, code = result.stdout.rpartition("\n")
+    status = int(code) if code.strip().isdigit() else 0
+    if status == 0:
+        return 0, (result.stdout + result.stderr).strip()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
 
 
 def standby_status():
@@ -185,3 +210,51 @@ def ensure_clean_lab():
         return False
     fresh_lab()
     return True
+
+
+# --- The agents' channel: probes from a host's network namespace, stolen and stranger identities -------
+
+PROBE = ROOT / "tests" / "lab" / "channel_probe.py"
+AGENT_KEYS = "/etc/wirebot/agent-keys"  # group_data agent_keys_dir
+
+
+def probe_argv(where):
+    """argv running tests/lab/channel_probe.py with the network of lab host `where` ("root": this machine)."""
+    argv = [sys.executable, str(PROBE)]
+    return argv if where == "root" else ["ip", "netns", "exec", settings.netns(where), *argv]
+
+
+def probe(where, spec, timeout=120):
+    """Run one channel_probe.py spec from `where`'s address; its JSON answer."""
+    result = subprocess.run(probe_argv(where), input=json.dumps(spec), capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def identity(name):
+    """Copies of lab host `name`'s agent key, certificate and pinned peer certificate on this machine (an
+    attacker who stole them): {"cert_file", "key_file", "peer_cert_file"} for channel_probe.py."""
+    folder = settings.STATE_DIR / "test-identities" / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = {}
+    for field, file in (("cert_file", "agent.crt"), ("key_file", "agent.key"), ("peer_cert_file", "peer.crt")):
+        text = ssh(name, f"cat {AGENT_KEYS}/{file}").stdout
+        path = folder / file
+        path.write_text(text)
+        path.chmod(0o600)
+        out[field] = str(path)
+    return out
+
+
+def stranger_identity():
+    """A key and self-signed certificate made on this machine with the deploy's own command: well-formed,
+    but pinned nowhere."""
+    from tasks.provision.ops import tls_keypair_command
+
+    folder = settings.STATE_DIR / "test-identities" / "stranger"
+    key, cert = folder / "agent.key", folder / "agent.crt"
+    if not (key.exists() and cert.exists()):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(["sh", "-c", tls_keypair_command(str(key), str(cert), "wirebot-primary")], check=True)
+    return {"cert_file": str(cert), "key_file": str(key)}

@@ -17,7 +17,7 @@ from lab import settings
 PRIMARY = settings.address("primary")
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"
 DBS = ["/data/wirebot/users/verious/memory/verious.sqlite", EVENTS_DB, "/data/wirebot/mem0/history.db"]
-PATHS = ["/data/wirebot/users/verious", "/home/wirebot/clawd", "/data/wirebot/bin", "/run/wirebot"]
+PATHS = ["/data/wirebot/users/verious", "/home/wirebot/clawd", "/data/wirebot/bin"]
 LAG_KEYS = {"txid", "replicated_txid", "lag_txids", "lag_seconds", "last_sync_at", "stalled", "error"}
 METRIC = re.compile(r'^(\w+)(?:\{(\w+)="([^"]*)"\})? (\S+)$')
 

@@ -1,21 +1,22 @@
 """Runtime agents on the lab (issue: runtime agents): hostile and broken requests to the agents.
 
 Forged (bad signature, tampered body), stale (timestamp outside the clock window), replayed (same
-sequence) and unsigned heartbeats sent from the primary (the one allowed source) with the agent's own
-signing code on that host are refused with the right status; a correctly signed heartbeat from this
-machine (not an allowed source) gets 403; malformed JSON and oversized bodies get 4xx on both agents,
-which stay up and keep accepting the real heartbeats.
+sequence) and unsigned heartbeats sent from the primary (the one allowed source, over mutual TLS with its
+own certificate) with the agent's own signing code on that host are refused with the right status; a
+correctly signed heartbeat from this machine (not an allowed source) never gets an answer; malformed
+JSON and oversized bodies get 4xx on both agents, which stay up and keep accepting the real heartbeats.
+(The channel's own attacks are in test_channel_attacks.py.)
 
 Not destructive; starts from a clean lab (reset when it is not).
 """
 
+import base64
 import json
-import socket
 import sys
 import time
 
 import pytest
-from labtest import ROOT, agent, ensure_clean_lab, journal, ssh, standby_status, wait_for
+from labtest import ROOT, agent, ensure_clean_lab, identity, journal, probe, ssh, standby_status, wait_for
 
 from lab import settings
 
@@ -29,17 +30,25 @@ MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replica
 # Prints {case: [status, body]}; a status 0 means the connection failed before an HTTP answer.
 HOSTILE = r'''
 import json, os, socket, sys, time, urllib.error, urllib.parse, urllib.request
-from wirebot import signing
+from wirebot import signing, tls
 
 URL = sys.argv[1] + "/heartbeat"
 KEY = signing.load_key("/run/wirebot/agent-hmac.key")
+HB = signing.Binding("heartbeat", "primary", "standby")
+TLS = tls.client_context({"cert_file": "/etc/wirebot/agent-keys/agent.crt",
+                          "key_file": "/etc/wirebot/agent-keys/agent.key",
+                          "peer_cert_file": "/etc/wirebot/agent-keys/peer.crt"})
+
+
+def sign(key, body, seq, now):
+    return signing.signed_headers(key, HB, "POST", "/heartbeat", body, seq, now)
 
 
 def post(body, headers):
     request = urllib.request.Request(URL, data=body, method="POST",
                                      headers=dict(headers, **{"Content-Type": "application/json"}))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=TLS) as response:
             return [response.status, response.read().decode()]
     except urllib.error.HTTPError as exc:
         return [exc.code, exc.read().decode()]
@@ -50,7 +59,7 @@ def post(body, headers):
 def raw(head, body=b""):
     """Send `head` (and `body`) on a bare socket; the HTTP status of the answer, 0 if none."""
     target = urllib.parse.urlsplit(URL)
-    sock = socket.create_connection((target.hostname, target.port), timeout=10)
+    sock = TLS.wrap_socket(socket.create_connection((target.hostname, target.port), timeout=10))
     data = b""
     try:
         sock.sendall(head + body)
@@ -75,27 +84,27 @@ out = {}
 now = time.time()
 seq = signing.next_sequence(0, now)
 body = beat(seq, now)
-good = signing.signed_headers(KEY, body, seq, now)
-out["forged"] = post(body, signing.signed_headers(os.urandom(32), body, seq, now))
+good = sign(KEY, body, seq, now)
+out["forged"] = post(body, sign(os.urandom(32), body, seq, now))
 out["tampered"] = post(body.replace(b'"epoch": 1', b'"epoch": 7'), good)
 old = beat(seq, now - 600)
-out["stale"] = post(old, signing.signed_headers(KEY, old, seq, now - 600))
+out["stale"] = post(old, sign(KEY, old, seq, now - 600))
 ahead = beat(seq, now + 600)
-out["future"] = post(ahead, signing.signed_headers(KEY, ahead, seq, now + 600))
+out["future"] = post(ahead, sign(KEY, ahead, seq, now + 600))
 out["unsigned"] = post(body, {})
 out["valid"] = post(body, good)
 out["replayed"] = post(body, good)
 lower = beat(seq - 1000, time.time())
-out["older-sequence"] = post(lower, signing.signed_headers(KEY, lower, seq - 1000))
+out["older-sequence"] = post(lower, sign(KEY, lower, seq - 1000, time.time()))
 broken = b'{"node": "hostile-test", "sent_at": '
-out["malformed-signed"] = post(broken, signing.signed_headers(KEY, broken, seq + 1))
+out["malformed-signed"] = post(broken, sign(KEY, broken, seq + 1, time.time()))
 out["malformed-unsigned"] = post(b"{not json", {})
 wrong = json.dumps({"node": 1, "sequence": seq + 2}).encode()
-out["wrong-fields"] = post(wrong, signing.signed_headers(KEY, wrong, seq + 2))
+out["wrong-fields"] = post(wrong, sign(KEY, wrong, seq + 2, time.time()))
 big = beat(seq + 3, time.time(), node="x" * (65536 + 1))
 host = urllib.parse.urlsplit(URL).netloc.encode()
 head = (b"POST /heartbeat HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: application/json\r\n"
-        + "".join(f"{k}: {v}\r\n" for k, v in signing.signed_headers(KEY, big, seq + 3).items()).encode())
+        + "".join(f"{k}: {v}\r\n" for k, v in sign(KEY, big, seq + 3, time.time()).items()).encode())
 out["oversized"] = raw(head + f"Content-Length: {len(big)}\r\n\r\n".encode(), big)
 out["oversized-declared"] = raw(head + b"Content-Length: 100000000\r\n\r\n")
 out["bad-length"] = raw(head + b"Content-Length: lots\r\n\r\n")
@@ -121,17 +130,22 @@ EXPECTED = {  # case: (HTTP status, the reason the agent gives and counts the re
 
 
 def signed_post(url: str, body: bytes, key: bytes, sequence: int) -> tuple:
-    """POST `body` signed with `key` from this machine; (status, text)."""
+    """POST `body` signed with `key` from this machine (no client certificate); (status, text), status 0
+    when there is no HTTP answer."""
     import urllib.error
     import urllib.request
 
-    headers = dict(signing.signed_headers(key, body, sequence), **{"Content-Type": "application/json"})
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    headers = signing.signed_headers(key, signing.Binding("heartbeat", "primary", "standby"), "POST",
+                                     "/heartbeat", body, sequence)
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers=dict(headers, **{"Content-Type": "application/json"}))
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +155,7 @@ def attack():
     ensure_clean_lab()
     before = standby_status()
     started = time.time()
-    result = ssh("primary", f"PYTHONPATH=/opt/wirebot/agents python3 - http://{STANDBY}:8300 <<'EOF'\n{HOSTILE}\nEOF",
+    result = ssh("primary", f"PYTHONPATH=/opt/wirebot/agents python3 - https://{STANDBY}:8300 <<'EOF'\n{HOSTILE}\nEOF",
                  timeout=120)
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     return {"before": before, "started": started, "answers": answers}
@@ -176,15 +190,17 @@ def test_the_refusals_are_counted_and_logged_with_their_reason(attack):
 
 
 def test_a_correctly_signed_heartbeat_from_this_machine_is_refused_by_source(attack):
+    refused_before = standby_status()["connections"]["peer"]["refused_source"]
     key = signing.load_key(str(settings.SECRETS_DIR / "agent-hmac.key"))
     now = time.time()
     sequence = signing.next_sequence(0, now)
     body = json.dumps({"node": "primary", "sent_at": now, "sequence": sequence, "epoch": 1}).encode()
-    status, text = signed_post(f"http://{STANDBY}:8300/heartbeat", body, key, sequence)
-    assert status == 403
-    assert json.loads(text)["error"] == f"source: {settings.BRIDGE_ADDRESS} is not in heartbeat.allowed_sources"
+    for scheme in ("http", "https"):
+        status, text = signed_post(f"{scheme}://{STANDBY}:8300/heartbeat", body, key, sequence)
+        assert status == 0, (scheme, status, text)  # closed at accept, before TLS or HTTP
+    assert standby_status()["connections"]["peer"]["refused_source"] == refused_before + 2
     status, _ = agent("standby", "/heartbeat", "POST", {"node": "primary"})
-    assert status == 403
+    assert status == 404  # the local control socket takes no heartbeats
 
 
 def test_unsigned_control_requests_are_refused_and_change_nothing(attack):
@@ -200,15 +216,20 @@ def test_unsigned_control_requests_are_refused_and_change_nothing(attack):
 
 @pytest.mark.parametrize("name", ["standby", "primary"])
 def test_malformed_and_oversized_bodies_get_4xx_and_the_agent_stays_up(attack, name):
-    address = settings.address(name)
-    path = "/heartbeat" if name == "standby" else "/trigger-sync"
-    answers = {}
+    """Sent by the agent's peer (its certificate, from its address) over mutual TLS: :8300 admits no other."""
+    peer = "primary" if name == "standby" else "standby"
+    path = "/heartbeat" if name == "standby" else "/status"
+    cases = {}
     for case, extra, body in (
             ("malformed", b"Content-Length: 9\r\n", b"{not json"),
             ("oversized", f"Content-Length: {MAX_BODY + 1}\r\n".encode(), b""),
             ("bad-length", b"Content-Length: -5\r\n", b"")):
         head = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
-        answers[case] = _raw_status(address, head + body)
+        cases[case] = base64.b64encode(head + body).decode()
+    probes = [{"target": f"{settings.address(name)}:8300", "tls": identity(peer), "payload": payload, "wait": 5}
+              for payload in cases.values()]
+    results = probe(peer, {"mode": "send", "probes": probes})["results"]
+    answers = {case: result["status"] for case, result in zip(cases, results)}
     print(f"\n{name}: {answers}")
     assert all(400 <= status < 500 for status in answers.values()), answers
     assert agent(name, "/health")[0] == 200
@@ -224,19 +245,3 @@ def test_the_standby_stays_up_and_keeps_accepting_the_real_heartbeats(attack):
     assert later["last_heartbeat"]["node"] == "primary" and later["state"] == "STANDBY"
     restarts = ssh("standby", "systemctl show -p NRestarts --value wirebot-standby").stdout.strip()
     assert restarts == "0"
-
-
-def _raw_status(address: str, payload: bytes) -> int:
-    """Send raw bytes to the agent at `address`:8300; the HTTP status of its answer (0: none)."""
-    data = b""
-    with socket.create_connection((address, 8300), timeout=10) as sock:
-        try:
-            sock.sendall(payload)
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            pass
-    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0

@@ -255,7 +255,10 @@ def test_without_an_api_token_a_dead_primary_needs_the_operators_force():
     since = time.time()
     with Surface() as surface:
         try:
-            ssh("standby", f"mv {TOKEN} {TOKEN}.aside")
+            # The agent reads its secrets as of its start (its sandbox mounts them): restart it without one.
+            ssh("standby", f"mv {TOKEN} {TOKEN}.aside && systemctl restart wirebot-standby")
+            wait_for(lambda: (standby_status() or {}).get("last_heartbeat"), timeout=30,
+                     what="the restarted standby agent to hear the primary")
             lab_cli("kill", "primary")
             wait_for(lambda: (standby_status() or {}).get("state") == "FENCE_BLOCKED", timeout=60,
                      what="the standby agent to be blocked without a fence")
@@ -270,7 +273,8 @@ def test_without_an_api_token_a_dead_primary_needs_the_operators_force():
             one_connector(STANDBY)
             surface.wait_more(10)
         finally:
-            ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside")
+            ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside; "
+                           "systemctl restart wirebot-standby")
             lab_cli("boot", "primary")
         run("recovery")
         one_connector(PRIMARY)

@@ -11,8 +11,9 @@ from labtest import changes_in_dry_run, pyinfra, ssh, wait_for
 from lab import settings
 
 DIRECTORIES = [  # path, owner, group, mode (both hosts)
-    ("/data/wirebot", "wirebot", "wirebot", 0o750),
-    ("/data/wirebot/scoreboard/tenants", "wirebot", "wirebot", 0o750),
+    ("/data/wirebot", "wirebot", "wirebot", 0o751),
+    ("/data/wirebot/scoreboard", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
+    ("/data/wirebot/scoreboard/tenants", "wirebot-scoreboard", "wirebot-scoreboard", 0o750),
     ("/data/wirebot/discovery", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/users/verious/memory", "wirebot", "wirebot", 0o750),
     ("/data/wirebot/bin", "root", "root", 0o755),
@@ -22,11 +23,14 @@ DIRECTORIES = [  # path, owner, group, mode (both hosts)
     ("/var/log/wirebot", "root", "root", 0o750),
     ("/var/lib/wirebot", "root", "root", 0o750),
     ("/run/wirebot", "root", "root", 0o700),
+    ("/etc/wirebot/agent-keys", "root", "root", 0o700),
 ]
 SECRETS = ["/run/wirebot/agent-hmac.key", "/etc/wirebot/secrets/agent-hmac.key",
-           "/etc/cloudflared/wirebot.yml", f"/root/.cloudflared/{settings.TUNNEL_ID}.json"]
+           "/etc/cloudflared/wirebot.yml", f"/root/.cloudflared/{settings.TUNNEL_ID}.json",
+           "/etc/wirebot/agent-keys/agent.key", "/etc/wirebot/agent-keys/control.key"]
 SERVICES = ["openclaw-gateway", "wirebot-scoreboard", "cloudflared-wirebot"]
 LITESTREAM = "/usr/local/bin/litestream"
+AS_SCOREBOARD = "runuser -u wirebot-scoreboard --"  # writes into the scoreboard's folder as the scoreboard would
 
 
 @pytest.mark.parametrize("role", ["primary", "standby"])
@@ -42,6 +46,21 @@ def test_directory_tree(role, path, owner, group, mode, request):
 def test_secrets_are_root_only(role, path, request):
     secret = request.getfixturevalue(role).file(path)
     assert secret.is_file and (secret.user, secret.group, secret.mode) == ("root", "root", 0o600)
+
+
+def test_each_host_pins_the_others_agent_certificate_and_keeps_its_own_keys(primary, standby):
+    """The agents' channel: each host made its own TLS key and control key (different on each host, never
+    in the operator's secrets directory) and pins exactly the other host's certificate."""
+    keys = "/etc/wirebot/agent-keys"
+    for me, peer in ((primary, standby), (standby, primary)):
+        assert me.file(f"{keys}/peer.crt").content_string == peer.file(f"{keys}/agent.crt").content_string
+        assert me.file(f"{keys}/agent.crt").content_string != peer.file(f"{keys}/agent.crt").content_string
+        text = me.check_output(f"openssl x509 -in {keys}/agent.crt -noout -text")
+        assert "CA:FALSE" in text and "TLS Web Client Authentication" in text
+        socket = me.file("/run/wirebot-agent/control.sock")
+        assert socket.is_socket and (socket.user, socket.mode) == ("root", 0o600)
+    assert primary.file(f"{keys}/control.key").content_string != standby.file(f"{keys}/control.key").content_string
+    assert not list(settings.SECRETS_DIR.rglob("*.crt")) and not list(settings.SECRETS_DIR.rglob("control.key"))
 
 
 @pytest.mark.parametrize("role", ["primary", "standby"])
@@ -107,7 +126,7 @@ def _replica(path: str) -> str:
 
 def test_a_row_written_on_the_primary_is_restorable_on_the_standby_within_5_s():
     marker = str(uuid.uuid4())
-    ssh("primary", "sqlite3 /data/wirebot/scoreboard/events.db "
+    ssh("primary", f"{AS_SCOREBOARD} sqlite3 /data/wirebot/scoreboard/events.db "
                    f"\"insert into events(id,type,tenant,payload,score_delta,created_at,received_at,received_by) "
                    f"values('{marker}','ship',null,'{{}}',10,'t','t','test')\"")
     written = time.monotonic()
@@ -119,7 +138,7 @@ def test_a_row_written_on_the_primary_is_restorable_on_the_standby_within_5_s():
 def test_a_new_tenant_db_is_replicated_without_restarting_anything():
     pid = ssh("primary", "systemctl show -p MainPID --value litestream").stdout.strip()
     tenant = f"t{uuid.uuid4().hex[:8]}"
-    ssh("primary", f"sqlite3 /data/wirebot/scoreboard/tenants/{tenant}.db "
+    ssh("primary", f"{AS_SCOREBOARD} sqlite3 /data/wirebot/scoreboard/tenants/{tenant}.db "
                    "'pragma journal_mode=wal; create table events(id text primary key); "
                    "insert into events values (\"tenant-row\");'")
     wait_for(lambda: "tenant-row" in _restored_ids(_replica(f"scoreboard/tenants/{tenant}.db")), timeout=15,

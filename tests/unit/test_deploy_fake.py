@@ -51,7 +51,7 @@ def commands(log: str, host: str) -> list:
 @pytest.mark.parametrize("host", ["primary", "standby"])
 def test_almalinux_packages_come_from_dnf(almalinux_run, host):
     ran = commands(almalinux_run, host)
-    assert "dnf install -y rsync sqlite python3 python3-pyyaml openssh-clients curl" in ran
+    assert "dnf install -y rsync sqlite python3 python3-pyyaml openssh-clients curl openssl" in ran
     assert not [command for command in ran if command.startswith("apt-get")]
 
 
@@ -121,3 +121,17 @@ def test_a_malformed_gateway_token_fails_before_connecting(secrets_dir, tmp_path
     assert f"{broken}/gateway-token.env: expected exactly one line OPENCLAW_GATEWAY_TOKEN=<token>" in (
         result.stdout + result.stderr)
     assert "Connecting to hosts" not in result.stdout
+
+
+@pytest.mark.parametrize("host,peer", [("primary", "standby"), ("standby", "primary")])
+def test_each_host_makes_its_own_tls_identity_and_control_key_and_pins_the_peer(almalinux_run, host, peer):
+    """The agents' channel: key + self-signed certificate and the control key made on the host (0600,
+    umask 077), never uploaded; the peer's certificate written as peer.crt."""
+    ran = commands(almalinux_run, host)
+    made = [c for c in ran if "openssl req -x509" in c]
+    assert len(made) == 1 and "umask 077" in made[0] and "CA:FALSE" in made[0]
+    assert f"/CN=wirebot-{host}" in made[0] and "/etc/wirebot/agent-keys/agent.key" in made[0]
+    assert [c for c in ran if "openssl rand -hex 32 > /etc/wirebot/agent-keys/control.key.tmp" in c]
+    pin = almalinux_run.split(f"[@fake/{host}.example] >>> install -d -m 700 /etc/wirebot/agent-keys && printf", 1)
+    assert len(pin) == 2 and pin[1].split("\n", 1)[0].strip().startswith("'%s' '-----BEGIN CERTIFICATE-----")
+    assert "> /etc/wirebot/agent-keys/peer.crt.tmp && chmod 644" in pin[1][:400]

@@ -179,6 +179,30 @@ def test_accepted_schemas_composite_key_column_order_without_rowid_and_target_on
     assert merge.merge_database(source, target).inserted == 0
 
 
+def test_null_keys_are_matched_by_is_and_never_doubled(tmp_path):
+    """SQLite lets NULL into a rowid table's (composite) PRIMARY KEY and its unique index never matches
+    NULLs, so OR IGNORE alone would copy them again on every run: they are matched with IS."""
+    sql = [EVENTS_SQL, "CREATE TABLE scores (tenant TEXT, day TEXT, points INTEGER, PRIMARY KEY (tenant, day))"]
+    source, target = make_db(tmp_path / "s.db", sql=sql), make_db(tmp_path / "p.db", sql=sql)
+    shared_null, new_null = event(id=None), event(received_by="standby")
+    with sqlite3.connect(source) as c:
+        c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", [shared_null, new_null])
+        c.executemany("INSERT INTO scores VALUES (?,?,?)",
+                      [(None, "d1", 1), ("a", None, 2), (None, None, 3), ("a", "d1", 4)])
+    with sqlite3.connect(target) as c:
+        c.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", event(id=None))  # a NULL id already there
+        c.execute("INSERT INTO scores VALUES (?,?,?)", ("a", None, 99))
+    report = merge.merge_database(source, target)
+    assert {t.table: t.inserted for t in report.tables} == {"events": 1, "scores": 3} and report.ok
+    expected = snapshot(target)
+    with sqlite3.connect(target) as c:
+        assert sorted(c.execute("SELECT tenant, day, points FROM scores"), key=repr) == sorted(
+            [(None, "d1", 1), ("a", None, 99), (None, None, 3), ("a", "d1", 4)], key=repr)
+        assert c.execute("SELECT count(*) FROM events WHERE id IS NULL").fetchone()[0] == 1
+    again = merge.merge_database(source, target)
+    assert again.inserted == 0 and again.ok and snapshot(target) == expected
+
+
 # --- WAL, busy target, interruption ------------------------------------------------------------------
 
 def test_wal_target_with_open_reader_and_briefly_busy_writer(tmp_path):

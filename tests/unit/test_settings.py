@@ -126,8 +126,12 @@ def test_agent_configs_agree_on_paths_and_secrets():
     tunnel = {"tunnel_id": "t", "account_tag": "a"}
     replicator = agent_configs.replicator(_data("primary"), "10.0.0.2", "10.0.0.3", tunnel)
     standby = agent_configs.standby(_data("standby"), "10.0.0.3", "10.0.0.2", tunnel)
-    assert replicator["standby"]["agent_url"] == "http://10.0.0.3:8300"
+    assert replicator["standby"]["agent_url"] == "https://10.0.0.3:8300"
     assert standby["heartbeat"]["allowed_sources"] == ["10.0.0.2"]
+    assert (replicator["node_name"], replicator["standby"]["node_name"]) == (standby["heartbeat"]["sender"],
+                                                                             standby["node_name"])
+    assert replicator["tls"] == standby["tls"] and replicator["control"] == standby["control"]
+    assert replicator["tls"]["key_file"].startswith("/etc/wirebot/agent-keys/")
     assert replicator["secrets"] == standby["secrets"]
     assert replicator["litestream"]["dbs"] == standby["activation"]["dbs"]
     assert replicator["standby"]["replica_root"] == standby["replica"]["root"]

@@ -8,7 +8,8 @@
 wait) it polls GET /status until the state is ACTIVE (exit 0), the request was refused for lack of a
 fence (FENCE_BLOCKED, exit 1) or S seconds passed (exit 1, last status printed). ``deactivate`` sends
 POST /deactivate {"epoch": N}. Exit 0 on success, 1 on failure or timeout, 2 on configuration errors.
-The agent URL is http://{listen_address}:{listen_port}; the HMAC key is secrets.hmac_key_file.
+It talks to the agent over its local control socket (``control.socket``, root only) and signs with this
+host's control key (``secrets.control_key_file``): control requests are accepted nowhere else.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import json
 import sys
 import time
 
-from . import config, httpapi, signing, standby_config
+from . import channel, config, httpapi, standby_config
 
 
 def _print(data):
@@ -24,13 +25,15 @@ def _print(data):
 
 
 def _post(settings, path, payload, timeout):
-    key = signing.load_key(settings["hmac_key_file"])
-    url = standby_config.agent_url(settings) + path
-    return httpapi.post_signed(url, key, payload, signing.next_sequence(0), timeout)
+    return channel.post_control(settings["channel"], settings["node_name"], path, payload, timeout)
+
+
+def _status(settings, timeout):
+    return httpapi.get_json(channel.local_target(settings["channel"]), "/status", timeout)
 
 
 def status(settings, timeout=10):
-    code, data = httpapi.get_json(standby_config.agent_url(settings) + "/status", timeout)
+    code, data = _status(settings, timeout)
     _print(data)
     return 0 if code == 200 else 1
 
@@ -48,7 +51,7 @@ def activate(settings, force, reason, wait, timeout=30, poll=0.5):
     deadline = time.monotonic() + wait
     last = answer
     while True:
-        status_code, last = httpapi.get_json(standby_config.agent_url(settings) + "/status", timeout)
+        status_code, last = _status(settings, timeout)
         if status_code == 200:
             if last.get("state") == "ACTIVE":
                 _print({"ok": True, "state": "ACTIVE", "epoch": last.get("epoch"),

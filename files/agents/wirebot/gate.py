@@ -7,7 +7,8 @@ Refuses (exit 1, logged with the reason) when any of these holds:
 1. the fence record exists (``gate.fenced_file``, default /var/lib/wirebot/fenced.json, written by
    wirebot.fence_command when the standby fenced this primary; recovery removes it and unmasks the
    unit);
-2. the standby's ``GET {standby.agent_url}/status`` reports state ACTIVE or ACTIVATING at an epoch
+2. the standby's ``GET {standby.agent_url}/status`` (mutual TLS with the replicator's ``tls`` keys:
+   this host's certificate, the standby's pinned one) reports state ACTIVE or ACTIVATING at an epoch
    >= this primary's epoch (``state_file``, default epoch 1);
 3. the witness API (optional ``witness:`` section, same keys as standby.yml with ``self_origin_ip`` =
    this primary's origin IP; token in ``secrets.cloudflare_api_token_file``, default
@@ -21,7 +22,7 @@ witness is not evidence of another connector (a primary must be able to boot alo
 import argparse
 import sys
 
-from . import config, httpapi, statefile, witness
+from . import config, httpapi, statefile, tls, witness
 from .log import log
 
 DEFAULT_TOKEN_FILE = "/run/wirebot/cloudflare-api-token"
@@ -35,6 +36,7 @@ def load_settings(path):
     return {
         "state_file": get(cfg, "state_file", str, path, default="/var/lib/wirebot/state.json"),
         "agent_url": get(cfg, "standby.agent_url", str, path).rstrip("/"),
+        "tls": tls.load_settings(cfg, path),
         "witness": witness.load_settings(cfg, path, required=False, require_public=False),
         "token_file": get(cfg, "secrets.cloudflare_api_token_file", str, path, default=DEFAULT_TOKEN_FILE),
         "timeout_seconds": get(cfg, "gate.timeout_seconds", float, path, default=5.0),
@@ -52,7 +54,11 @@ def evaluate(settings):
                        "(it unmasks the unit and removes the fence record)"), checks
     own_epoch = int(statefile.load(settings["state_file"], {"epoch": 1}).get("epoch") or 1)
     checks["own_epoch"] = own_epoch
-    code, status = httpapi.get_json(settings["agent_url"] + "/status", settings["timeout_seconds"])
+    try:
+        target = httpapi.Target.peer(settings["agent_url"], tls.client_context(settings["tls"]))
+        code, status = httpapi.get_json(target, "/status", settings["timeout_seconds"])
+    except config.ConfigError as exc:  # our TLS files are unreadable: we cannot ask, as if unreachable
+        code, status = 0, {"error": str(exc)}
     standby = {"http_status": code, "state": status.get("state"), "epoch": status.get("epoch"),
                "error": status.get("error") if code != 200 else None}
     checks["standby"] = standby

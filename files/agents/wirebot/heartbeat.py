@@ -1,8 +1,9 @@
 """Signed heartbeats from the primary to the standby agent.
 
-Every ``heartbeat.interval_seconds`` the primary POSTs to ``{standby.agent_url}/heartbeat``:
+Every ``heartbeat.interval_seconds`` the primary POSTs to ``{standby.agent_url}/heartbeat`` (mutual TLS):
 ``{"node", "sent_at", "sequence", "epoch", "services": {unit: systemctl is-active state},
-"litestream": {db: lag record}, "file_sync": {path: lag record}}``, signed (wirebot.signing).
+"litestream": {db: lag record}, "file_sync": {path: lag record}}``, signed (wirebot.signing) with the heartbeat key for
+"heartbeat primary -> standby, POST /heartbeat".
 The sequence comes from ``signing.next_sequence`` over the last one persisted in the primary's state
 file ({"epoch", "sequence"}), so it keeps increasing across restarts; the epoch is read from the same
 file on every beat (the recovery task may raise it). A failed send is logged with its reason and
@@ -101,12 +102,17 @@ def build_payload(node, sequence, epoch, services, litestream, file_sync, now):
 
 
 class Sender:
-    """Builds and sends heartbeats; ``collect()`` returns (services, litestream, file_sync)."""
+    """Builds and sends heartbeats to ``target`` (an httpapi.Target); ``collect()`` returns (services,
+    litestream, file_sync); ``binding`` is the heartbeat's signing.Binding."""
 
-    def __init__(self, node, url, key, store, collect, timeout=10.0, post=httpapi.post_signed):
+    PATH = "/heartbeat"
+
+    def __init__(self, node, target, key, binding, store, collect, timeout=10.0, post=httpapi.post_signed):
         self.node = node
-        self.url = url.rstrip("/") + "/heartbeat"
+        self.target = target
+        self.url = f"{target}{self.PATH}"
         self.key = key
+        self.binding = binding
         self.store = store
         self.collect = collect
         self.timeout = timeout
@@ -124,7 +130,7 @@ class Sender:
         services, litestream, file_sync = self.collect()
         sequence, epoch = self.store.next_sequence(now)
         payload = build_payload(self.node, sequence, epoch, services, litestream, file_sync, now)
-        status, answer = self.post(self.url, self.key, payload, sequence, self.timeout)
+        status, answer = self.post(self.target, self.PATH, self.key, self.binding, payload, sequence, self.timeout)
         ok = 200 <= status < 300
         reason = "accepted" if ok else (
             "unreachable: {}".format(answer.get("error")) if status == 0

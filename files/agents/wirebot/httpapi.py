@@ -1,20 +1,36 @@
-"""A small JSON HTTP server (ThreadingHTTPServer) and a signed-POST client.
+"""A small JSON HTTP server (ThreadingHTTPServer) and its client, over mutual TLS or a local unix socket.
 
 Routes map (method, path) to a handler ``handler(request) -> (status, result)``: dict/list results are
 sent as JSON, str as text/plain (for /metrics). The server never dies on a bad request: malformed
 Content-Length -> 400, body over ``max_body`` -> 413 (not read), unknown path -> 404, known path with
 another method -> 405, handler exception -> 500 (logged).
+
+Every connection is bounded (a hostile or half-open client costs little and for a short time):
+- ``allowed_clients`` (TCP): a connection from any other address is closed at accept, before TLS;
+- ``read_timeout``: the TLS handshake plus the whole request (line, headers, body) must arrive within
+  this many seconds, or the connection is closed (a watchdog enforces it; slow drips do not extend it);
+- ``max_connections``: at the cap, the oldest connection that has not yet delivered a request is closed
+  to admit the new one (a completed request is never evicted), so a flood of half-open connections
+  cannot lock out the peer's heartbeat;
+- one request per connection (``Connection: close``).
 """
 
+import http.client
 import json
+import os
+import socket
+import socketserver
+import stat
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import signing
 from .log import log
+
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 32
 
 
 class HttpError(Exception):
@@ -27,7 +43,7 @@ class HttpError(Exception):
 
 
 class Request:
-    """One request as handlers see it."""
+    """One request as handlers see it (``client`` is the peer's address, or "local" on the unix socket)."""
 
     def __init__(self, method, path, query, headers, body, client):
         self.method = method
@@ -48,9 +64,182 @@ class Request:
         return data
 
 
-class _Server(ThreadingHTTPServer):
+class _Conn:
+    """One open connection: a duplicate of its descriptor (to shut it down from another thread whatever
+    the owning thread did to its own, e.g. handed it to TLS), when it was accepted, and whether it is still
+    waiting for its request (only those may be timed out or evicted). Its thread closes ``alias`` last."""
+
+    __slots__ = ("alias", "started", "waiting")
+
+    def __init__(self, sock):
+        self.alias = sock.dup()
+        self.started = time.monotonic()
+        self.waiting = True
+
+    def kill(self):
+        """Shut the connection down: the owning thread's next read or write fails and it ends."""
+        try:
+            self.alias.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Bounded:
+    """The connection bounds of the module docstring, mixed into a socketserver class."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 512  # the kernel's accept queue: a burst must not drop the peer's SYN
+
+    def _bound(self, component, read_timeout, max_connections, allowed_clients, tls_context):
+        self.component = component
+        self.read_timeout = float(read_timeout)
+        self.max_connections = max(1, int(max_connections))
+        self.allowed_clients = None if allowed_clients is None else set(allowed_clients)
+        self.tls_context = tls_context
+        self.conns = {}
+        self.counts = {"refused_source": 0, "timed_out": 0, "evicted": 0, "tls_failed": 0}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._noted = {}
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watchdog, name=f"{component}-watchdog", daemon=True).start()
+
+    def _note(self, reason, client, detail=""):
+        """Count a refused connection; log it at most once per reason every 10 s (a flood is one line)."""
+        with self._lock:
+            self.counts[reason] += 1
+            now = time.monotonic()
+            if now - self._noted.get(reason, -60.0) < 10.0:
+                return
+            self._noted[reason] = now
+            total = self.counts[reason]
+        log(self.component, "connection-refused", level="warning", reason=reason, client=client,
+            detail=str(detail)[:200], total=total)
+
+    def verify_request(self, request, client_address):
+        if self.allowed_clients is None:
+            return True
+        client = client_address[0] if client_address else ""
+        if client in self.allowed_clients:
+            return True
+        self._note("refused_source", client, "not the configured peer")
+        return False
+
+    def process_request(self, request, client_address):
+        conn = _Conn(request)
+        oldest, full = None, False
+        with self._lock:
+            if len(self.conns) >= self.max_connections:
+                waiting = [c for c in self.conns.values() if c.waiting]
+                if waiting:
+                    oldest = min(waiting, key=lambda c: c.started)
+                    del self.conns[id(oldest)]
+                    oldest.kill()
+                else:
+                    full = True
+            if not full:
+                self.conns[id(conn)] = conn
+        if oldest is not None:
+            self._note("evicted", _client(client_address), "connection cap reached: closed the oldest waiting")
+        if full:  # every slot is busy answering a request: refuse the newcomer
+            self._note("evicted", _client(client_address), "connection cap reached, all connections busy")
+            conn.alias.close()
+            self.shutdown_request(request)
+            return
+        request.settimeout(self.read_timeout)
+        threading.Thread(target=self._serve_conn, args=(conn, request, client_address), daemon=True,
+                         name=f"{self.component}-conn").start()
+
+    def _serve_conn(self, conn, request, client_address):
+        sock = request
+        try:
+            if self.tls_context is not None:
+                sock = self.tls_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+                try:
+                    sock.do_handshake()
+                except (OSError, ValueError) as exc:
+                    with self._lock:
+                        evicted = id(conn) not in self.conns  # already counted as evicted or timed out
+                    if not evicted:
+                        self._note("tls_failed", _client(client_address), exc)
+                    return
+            self._local.conn = conn
+            self.RequestHandlerClass(sock, client_address, self)
+            _linger(sock)
+        except Exception as exc:  # noqa: BLE001 - one connection never takes the server down
+            with self._lock:
+                counted = id(conn) not in self.conns  # the watchdog or an eviction closed it
+            if conn.waiting and not counted:
+                self._note("timed_out", _client(client_address), exc)
+        finally:
+            with self._lock:
+                self.conns.pop(id(conn), None)
+            for handle in (sock, conn.alias):
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+
+    def request_read(self):
+        """Called by the handler once the request is fully read: from now on it is never evicted."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.waiting = False
+
+    def _watchdog(self):
+        while not self._stopping.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c in self.conns.values() if c.waiting and now - c.started > self.read_timeout]
+                for conn in late:
+                    del self.conns[id(conn)]
+            for conn in late:
+                conn.kill()
+                self._note("timed_out", "", f"no complete request within {self.read_timeout:.0f} s")
+
+    def server_close(self):
+        self._stopping.set()
+        super().server_close()
+        with self._lock:
+            conns = list(self.conns.values())
+        for conn in conns:
+            conn.kill()
+
+    def stats(self):
+        """{"open": N, "refused_source", "timed_out", "evicted", "tls_failed"} (counts since start)."""
+        with self._lock:
+            return dict(self.counts, open=len(self.conns))
+
+
+def _linger(sock, seconds=1.0, limit=1 << 20):
+    """Half-close after the answer and drop what the client still sends (a refused body), so closing does
+    not reset the connection before the client has read the answer; bounded in time and bytes."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        sock.settimeout(seconds)
+        deadline = time.monotonic() + seconds
+        while limit > 0 and time.monotonic() < deadline:
+            chunk = socket.socket.recv(sock, 65536)
+            if not chunk:
+                break
+            limit -= len(chunk)
+    except (OSError, ValueError):
+        pass
+
+
+def _client(client_address):
+    return client_address[0] if isinstance(client_address, tuple) and client_address else "local"
+
+
+class _TcpServer(_Bounded, ThreadingHTTPServer):
+    pass
+
+
+class _UnixServer(_Bounded, socketserver.UnixStreamServer):
+    def server_bind(self):
+        socketserver.UnixStreamServer.server_bind(self)
+        os.chmod(self.server_address, 0o600)
 
 
 def _make_handler(routes, max_body, component):
@@ -66,6 +255,9 @@ def _make_handler(routes, max_body, component):
         def log_message(self, format, *args):  # noqa: A002 - silence stderr access log
             pass
 
+        def address_string(self):
+            return _client(self.client_address)
+
         def _send(self, status, result):
             if isinstance(result, str):
                 payload = result.encode("utf-8")
@@ -76,9 +268,8 @@ def _make_handler(routes, max_body, component):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
-            if status >= 400:
-                self.send_header("Connection", "close")
-                self.close_connection = True
+            self.send_header("Connection", "close")  # one request per connection
+            self.close_connection = True
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
@@ -87,7 +278,7 @@ def _make_handler(routes, max_body, component):
             parsed = urllib.parse.urlsplit(self.path)
             path = parsed.path
             method = self.command.upper()
-            client = self.client_address[0] if self.client_address else ""
+            client = _client(self.client_address)
             length_text = self.headers.get("Content-Length")
             length = 0
             if length_text is not None:
@@ -102,6 +293,9 @@ def _make_handler(routes, max_body, component):
                     client=client, path=path, length=length)
                 return self._send(413, {"error": f"body too large (max {max_body} bytes)"})
             body = self.rfile.read(length) if length else b""
+            if len(body) < length:
+                return self._send(400, {"error": "body shorter than Content-Length"})
+            self.server.request_read()
             if path not in paths:
                 return self._send(404, {"error": "not found"})
             if method not in paths[path]:
@@ -136,47 +330,144 @@ def _make_handler(routes, max_body, component):
     return Handler
 
 
-def serve(address, port, routes, max_body=65536, component="api"):
-    """Start serving ``routes`` on address:port in a daemon thread; return the server.
+def _bind(server):
+    """Bind and listen; on failure close the server (and its watchdog) and raise."""
+    try:
+        server.server_bind()
+        server.server_activate()
+    except OSError:
+        server.server_close()
+        raise
+
+
+def _start(server, component, **where):
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"{component}-http", daemon=True)
+    thread.start()
+    log(component, "listening", **where)
+    return server
+
+
+def serve(address, port, routes, max_body=65536, component="api", tls=None, allowed_clients=None,
+          read_timeout=DEFAULT_READ_TIMEOUT, max_connections=DEFAULT_MAX_CONNECTIONS):
+    """Serve ``routes`` on address:port (over TLS when ``tls``, an ssl server context, is given) in a
+    daemon thread; return the server. ``allowed_clients``: the only addresses admitted (None: all).
 
     ``server.server_address[1]`` is the bound port (pass port 0 in tests); call ``server.shutdown()``
     and ``server.server_close()`` to stop.
     """
     normalized = {(m.upper(), p): h for (m, p), h in routes.items()}
-    server = _Server((address, port), _make_handler(normalized, max_body, component))
-    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"{component}-http",
-                              daemon=True)
-    thread.start()
-    log(component, "listening", address=address, port=server.server_address[1])
-    return server
+    server = _TcpServer((address, port), _make_handler(normalized, max_body, component), bind_and_activate=False)
+    server._bound(component, read_timeout, max_connections, allowed_clients, tls)
+    _bind(server)
+    return _start(server, component, address=address, port=server.server_address[1], tls=tls is not None,
+                  allowed_clients=sorted(allowed_clients) if allowed_clients is not None else "any")
 
 
-def post_signed(url, key, payload, sequence, timeout):
-    """POST ``payload`` as JSON with signing headers; return (status, parsed JSON dict).
+def serve_unix(path, routes, max_body=65536, component="api", read_timeout=DEFAULT_READ_TIMEOUT,
+               max_connections=DEFAULT_MAX_CONNECTIONS):
+    """Serve ``routes`` on the unix socket ``path`` (0600, in a 0700 folder made if absent; a stale socket
+    left by a previous run is replaced, any other file there is an error). Only this process's user (and
+    root) can connect: the socket is the local control channel."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise OSError(f"{folder}: the control socket's folder must be a directory owned by this process's user")
+    os.chmod(folder, 0o700)  # nobody else may reach the socket or swap it
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise OSError(f"{path} exists and is not a socket")
+        os.unlink(path)
+    normalized = {(m.upper(), p): h for (m, p), h in routes.items()}
+    server = _UnixServer(path, _make_handler(normalized, max_body, component), bind_and_activate=False)
+    server._bound(component, read_timeout, max_connections, None, None)
+    previous = os.umask(0o177)
+    try:
+        _bind(server)
+    finally:
+        os.umask(previous)
+    return _start(server, component, socket=path)
 
-    Connection failures return (0, {"error": ...}); non-JSON answers return {"raw": text}.
-    """
+
+# --- client --------------------------------------------------------------------------------------------
+
+class Target:
+    """Where requests go: ``Target.peer(url, context)`` (https with our client certificate; http when
+    ``context`` is None, tests only) or ``Target.local(socket_path)`` (the agent's unix socket)."""
+
+    def __init__(self, url=None, context=None, socket_path=None):
+        self.url = url.rstrip("/") if url else None
+        self.context = context
+        self.socket_path = socket_path
+
+    @classmethod
+    def peer(cls, url, context=None):
+        return cls(url=url, context=context)
+
+    @classmethod
+    def local(cls, socket_path):
+        return cls(socket_path=socket_path)
+
+    def __str__(self):
+        return self.url or f"unix:{self.socket_path}"
+
+    def connection(self, timeout):
+        if self.socket_path:
+            return UnixConnection(self.socket_path, timeout)
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
+                                               context=self.context)
+        return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the agents' control socket, Litestream's control socket)."""
+
+    def __init__(self, socket_path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def call(target, method, path, body=None, headers=None, timeout=10.0):
+    """``method path`` to ``target``; (status, parsed JSON dict or {"raw": text}); (0, {"error"}) when the
+    server cannot be reached or the TLS handshake fails."""
+    conn = target.connection(timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return response.status, _decode(response.read())
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return 0, {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+
+def post_signed(target, path, key, binding, payload, sequence, timeout):
+    """POST ``payload`` as JSON to ``target`` ``path``, signed for ``binding``; (status, dict)."""
     body = json.dumps(payload, sort_keys=True).encode("utf-8")
     headers = {"Content-Type": "application/json"}
-    headers.update(signing.signed_headers(key, body, sequence))
-    return _send(urllib.request.Request(url, data=body, headers=headers, method="POST"), timeout)
+    headers.update(signing.signed_headers(key, binding, "POST", path, body, sequence))
+    return call(target, "POST", path, body, headers, timeout)
 
 
-def get_json(url, timeout, headers=None):
-    """GET ``url``; return (status, parsed JSON dict or {"raw": text}); (0, {"error"}) when unreachable."""
-    return _send(urllib.request.Request(url, headers=headers or {}, method="GET"), timeout)
-
-
-def _send(request, timeout):
-    """(status, decoded body) of `request`; (0, {"error"}) when the server cannot be reached."""
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, _decode(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _decode(exc.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, {"error": f"{reason}"}
+def get_json(target, path, timeout, headers=None):
+    """GET ``path`` from ``target``; (status, dict); (0, {"error"}) when unreachable."""
+    return call(target, "GET", path, None, headers, timeout)
 
 
 def _decode(raw):

@@ -1,9 +1,17 @@
 """Failback merge: bring the standby's writes into the primary's SQLite databases.
 
 Rows are immutable facts keyed by a declared primary key (the event UUID), so merging is a set union:
-each source table is copied with ``INSERT OR IGNORE ... SELECT ... WHERE NOT EXISTS`` from the source,
+each source table is copied with ``INSERT OR IGNORE ... SELECT ... ORDER BY <key>`` from the source,
 ATTACHed read-only, in one ``BEGIN IMMEDIATE`` transaction per database (all or nothing, re-runnable).
-Rows already on the target are never modified. Afterwards every source key is checked to be on the target.
+Rows already on the target are never modified (OR IGNORE on the key; a row whose key holds a NULL, which
+the key's unique index does not match, goes in only when no row with the same key IS on the target).
+Afterwards one query per table checks that every source key is on the target.
+
+Speed (bench/merge_bench.py): reading the source in key order makes the target's key index grow by
+in-order merges instead of random inserts (random UUIDs otherwise thrash the page cache and make the
+cost superlinear), the copy reads nothing of the target (no temporary copy of the rows; the
+redundant ``WHERE NOT EXISTS`` is gone), and both files are read through mmap (no page copy per
+lookup; the mapped pages are the kernel's page cache, shared and reclaimable, not the process's heap).
 Tenant databases that exist only on the source are copied with the backup API and ``os.link`` (atomic,
 never overwrites). Standard library only; run as ``python3 -m wirebot.merge --help``.
 """
@@ -23,7 +31,8 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 BUSY_TIMEOUT_MS = 30_000
-CACHE_KIB = 65_536
+CACHE_KIB = 65_536           # SQLite page cache per connection (KiB): enough for in-key-order merges
+MMAP_BYTES = 4 << 30         # mmap window per attached file (address space; pages are the page cache)
 EXIT_OK, EXIT_ERROR, EXIT_SCHEMA, EXIT_VERIFY = 0, 1, 2, 3
 Plan = Dict[str, Tuple[List[str], List[str]]]  # table -> (columns, primary-key columns)
 
@@ -109,6 +118,9 @@ def _open_pair(source: str, target: str) -> sqlite3.Connection:
     conn = _connect(target, "rw", "target")
     try:
         conn.execute("ATTACH DATABASE ? AS src", ("file:" + quote(os.path.abspath(source)) + "?mode=ro",))
+        for schema in ("main", "src"):
+            conn.execute(f"PRAGMA {schema}.mmap_size = {MMAP_BYTES}")
+        conn.execute(f"PRAGMA src.cache_size = -{CACHE_KIB}")
     except sqlite3.Error as e:
         conn.close()
         raise MergeError(f"source database {source}: {e}") from e
@@ -176,11 +188,35 @@ def _count(conn: sqlite3.Connection, schema: str, table: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {schema}.{_q(table)}").fetchone()[0]
 
 
-def _missing_sql(table: str, pk: List[str], select: str) -> str:
-    """``select`` FROM source rows whose key is not on the target (IS: NULL keys match, index is used)."""
+def _absent(table: str, pk: List[str]) -> str:
+    """SQL condition: the source row ``s`` has no row with the same key on the target (IS: NULL keys
+    match; the target's key index is used)."""
     match = " AND ".join(f"m.{_q(k)} IS s.{_q(k)}" for k in pk)
-    return (f"SELECT {select} FROM src.{_q(table)} AS s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM main.{_q(table)} AS m WHERE {match})")
+    return f"NOT EXISTS (SELECT 1 FROM main.{_q(table)} AS m WHERE {match})"
+
+
+def _missing_sql(table: str, pk: List[str], select: str) -> str:
+    """``select`` FROM source rows whose key is not on the target: one pass over the source's key
+    index (in key order) with one index lookup on the target per key."""
+    return f"SELECT {select} FROM src.{_q(table)} AS s WHERE {_absent(table, pk)}"
+
+
+def _insert_sql(table: str, cols: List[str], pk: List[str]) -> List[str]:
+    """The statements that copy the source rows whose key is not on the target.
+
+    A key without NULLs is matched by OR IGNORE on the target's key index, in key order, and the
+    statement reads nothing of the target, so SQLite streams it (a statement that also read the target
+    would first copy the whole result into a temporary table). A key holding a NULL never collides
+    (SQLite lets NULLs into a rowid table's PRIMARY KEY), so those rows, rare, go in by a second
+    statement only when no row with the same key IS on the target."""
+    names = ", ".join(_q(c) for c in cols)
+    select = ", ".join(f"s.{_q(c)}" for c in cols)
+    into = f"INSERT OR IGNORE INTO main.{_q(table)} ({names}) SELECT {select} FROM src.{_q(table)} AS s "
+    not_null = " AND ".join(f"s.{_q(k)} IS NOT NULL" for k in pk)
+    any_null = " OR ".join(f"s.{_q(k)} IS NULL" for k in pk)
+    order = ", ".join(f"s.{_q(k)}" for k in pk)
+    return [into + f"WHERE {not_null} ORDER BY {order}",
+            into + f"WHERE ({any_null}) AND {_absent(table, pk)}"]
 
 
 def merge_database(source: str, target: str, dry_run: bool = False) -> DatabaseReport:
@@ -197,11 +233,9 @@ def merge_database(source: str, target: str, dry_run: bool = False) -> DatabaseR
                 if dry_run:
                     row.inserted = conn.execute(_missing_sql(table, pk, "count(*)")).fetchone()[0]
                 else:
-                    names = ", ".join(_q(c) for c in cols)
-                    select = ", ".join(f"s.{_q(c)}" for c in cols)
-                    conn.execute(f"INSERT OR IGNORE INTO main.{_q(table)} ({names}) "
-                                 + _missing_sql(table, pk, select))
-                    row.inserted = conn.execute("SELECT changes()").fetchone()[0]
+                    for statement in _insert_sql(table, cols, pk):
+                        conn.execute(statement)
+                        row.inserted += conn.execute("SELECT changes()").fetchone()[0]
                 report.tables.append(row)
             conn.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:

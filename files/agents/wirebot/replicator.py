@@ -2,8 +2,9 @@
 
 Threads: Litestream supervision (lag per DB, stall alerts; litestream.service runs Litestream), file
 sync (inotify + debounced rsync) and signed heartbeats to the standby. Each component has an
-explicit state, logged on change. HTTP API on listen_address:listen_port only:
-GET /health, GET /status, GET /metrics, POST /trigger-sync (signed), POST /drill (signed).
+explicit state, logged on change. Two listeners (wirebot.channel): on listen_address:listen_port, mutual
+TLS admitting only the standby: GET /health, GET /status, GET /metrics; on the local control socket the
+same plus POST /trigger-sync and POST /drill, signed with this host's control key.
 A configuration error names the file and key and exits 2.
 """
 
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 
-from . import config, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing
+from . import channel, config, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing, tls
 from .alerts import Alerter
 from .log import log
 
@@ -49,19 +50,22 @@ def load_config(path):
         "listen_port": config.get(raw, "listen_port", int, path),
         "state_file": s("state_file"),                   # {"epoch", "sequence", "api_last_sequence"}
         "data_root": s("data_root"),
-        "hmac_key_file": s("secrets.hmac_key_file"),     # hex HMAC key shared with the standby
+        "hmac_key_file": s("secrets.hmac_key_file"),     # the heartbeat key (hex), shared with the standby
         "discord_webhook_file": s("secrets.discord_webhook_file", ""),  # optional alert webhook
         "standby_host": s("standby.host"),
         "standby_user": s("standby.user"),               # rsync over SSH as this user
         "ssh_key": s("standby.ssh_key"),
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
-        "agent_url": s("standby.agent_url"),             # heartbeats go to {agent_url}/heartbeat
+        "agent_url": s("standby.agent_url"),             # https://standby:8300; heartbeats go to /heartbeat
+        "standby_node": s("standby.node_name", "standby"),  # heartbeats are signed for this receiver
         "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
         "dbs": _strings(raw, "litestream.dbs", path, []),
         "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
         "stall_seconds": _positive(raw, "litestream.stall_seconds", path, 120.0),
-        "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # lag poll period
+        "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # stall/record poll period
+        # WAL check period: the lag's resolution (a stat per DB; POST /sync only while a commit is pending)
+        "lag_sample_seconds": _positive(raw, "litestream.lag_sample_seconds", path, 0.1),
         "paths": _strings(raw, "file_sync.paths", path, []),
         "debounce_seconds": _positive(raw, "file_sync.debounce_seconds", path, 5.0),
         "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path, 15.0),
@@ -74,11 +78,16 @@ def load_config(path):
         "drill_command": _strings(raw, "drill.command", path, []),  # argv of POST /drill
         "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
         "clock_window": _positive(raw, "clock_window_seconds", path, 60.0),  # signed POST freshness
+        "channel": channel.load_settings(raw, path),     # tls, control socket + key, http bounds
     }
+    if not c["agent_url"].startswith("https://"):
+        raise config.ConfigError(f"{path}: standby.agent_url: expected an https:// URL (mutual TLS), "
+                                 f"got {c['agent_url']!r}")
     for key in ("litestream.socket", "standby.replica_root"):
         if not config.get(raw, key, str, path).startswith("/"):
             raise config.ConfigError(f"{path}: {key}: expected an absolute path")
     c["hmac_key"] = signing.load_key(c["hmac_key_file"])
+    c["control_key"] = signing.load_key(c["channel"]["control_key_file"])
     c["discord_webhook"] = config.read_secret(c["discord_webhook_file"] or None)
     return c
 
@@ -91,24 +100,28 @@ class Replicator:
         self.stop_event = threading.Event()
         self.alerter = Alerter(COMPONENT, c["discord_webhook"])
         self.store = heartbeat.StateStore(c["state_file"])
-        self.verifier = signing.Verifier(c["hmac_key"], c["clock_window"],
+        self.verifier = signing.Verifier(c["control_key"], c["clock_window"],
+                                         channel.control_binding(c["node_name"]),
                                          self.store.read().get("api_last_sequence", 0))
         self._verify_lock = threading.Lock()
         self.monitor = litestream.Monitor(litestream.ControlClient(c["litestream_socket"]), c["dbs"],
-                                          c["tenant_dir"], c["stall_seconds"], self.alerter)
+                                          c["tenant_dir"], c["stall_seconds"], self.alerter,
+                                          c.get("lag_sample_seconds", 0.1))
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter,
             exclude=c["exclude"])
         self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
-        self.sender = heartbeat.Sender(c["node_name"], c["agent_url"], c["hmac_key"], self.store,
+        target = httpapi.Target.peer(c["agent_url"], tls.client_context(c["channel"]["tls"]))
+        self.sender = heartbeat.Sender(c["node_name"], target, c["hmac_key"],
+                                       channel.heartbeat_binding(c["node_name"], c["standby_node"]), self.store,
                                        self._collect)
         self.states = {}
         self._states_lock = threading.Lock()
         self.drills = []
         self._drill_lock = threading.Lock()
-        self.server = None
+        self.servers = []
         self.watcher = None
         self.threads = []
 
@@ -142,8 +155,8 @@ class Replicator:
 
     def start(self):
         """Bind the API (OSError if the address is not ours yet), then start the component threads."""
-        self.server = httpapi.serve(self.c["listen_address"], self.c["listen_port"], self.routes(),
-                                    component=COMPONENT)
+        self.servers = channel.serve(self.c["channel"], self.c["listen_address"], self.c["listen_port"],
+                                     self.peer_routes(), self.routes(), [self.c["standby_host"]], COMPONENT)
         watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
         for name, target in (
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
@@ -153,13 +166,11 @@ class Replicator:
             thread.start()
             self.threads.append(thread)
         log(COMPONENT, "started", node=self.c["node_name"], watcher=watcher.mode)
-        return self.server
+        return self.servers
 
     def stop(self):
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        channel.stop(self.servers)
         for thread in self.threads:
             thread.join(timeout=5)
         if self.watcher is not None:
@@ -167,7 +178,13 @@ class Replicator:
         log(COMPONENT, "stopped")
 
     # -- HTTP API ---------------------------------------------------------------------------
+    def peer_routes(self):
+        """What the standby may read over mutual TLS (nothing that changes anything)."""
+        return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
+                ("GET", "/metrics"): self.metrics}
+
     def routes(self):
+        """The local control socket: reads and the signed control requests."""
         return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
                 ("GET", "/metrics"): self.metrics, ("POST", "/trigger-sync"): self.trigger_sync,
                 ("POST", "/drill"): self.drill}
@@ -184,7 +201,8 @@ class Replicator:
                      "components": self.component_states(), "services": self.services,
                      "watcher": self.watcher.mode if self.watcher else None,
                      "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
-                     "heartbeat": self.sender.status(), "drills": drills}
+                     "heartbeat": self.sender.status(), "drills": drills,
+                     "connections": channel.stats(self.servers)}
 
     def metrics(self, _request):
         dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()
@@ -193,6 +211,7 @@ class Replicator:
             "heartbeat_failures_total": hb["failures_total"]}, {
             "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
             "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],
+            "db_lag_last_seconds": [({"db": d}, r.get("lag_last_seconds")) for d, r in sorted(dbs.items())],
             "path_lag_seconds": [({"path": p}, r["lag_seconds"]) for p, r in sorted(paths.items())],
             "file_sync_failures_total": [({"path": p}, r["failures_total"])
                                          for p, r in sorted(paths.items())],
@@ -202,7 +221,7 @@ class Replicator:
         """Check the request's signature; 401 with the reason otherwise. Persists the sequence."""
         with self._verify_lock:
             try:
-                sequence = self.verifier.verify(request.headers, request.body)
+                sequence = self.verifier.verify(request.method, request.path, request.headers, request.body)
             except signing.SignatureError as exc:
                 log(COMPONENT, "request-refused", level="warning", path=request.path,
                     client=request.client, reason=exc.reason)
@@ -248,15 +267,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         c = load_config(args.config)
+        daemon = Replicator(c)
+        signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
+        daemon.start()
     except config.ConfigError as exc:
         log(COMPONENT, "config-error", level="error", error=str(exc))
         print(f"wirebot.replicator: {exc}", file=sys.stderr)
         return 2
-    daemon = Replicator(c)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: daemon.stop_event.set())
-    try:
-        daemon.start()
     except OSError as exc:
         log(COMPONENT, "listen-failed", level="error", address=c["listen_address"], port=c["listen_port"],
             error=str(exc), reason="cannot bind the API address; systemd will retry")

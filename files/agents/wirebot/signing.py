@@ -1,12 +1,20 @@
-"""HMAC-SHA256 signing of the agents' control channel (heartbeats and every POST).
+"""HMAC-SHA256 signing of the agents' messages, bound to their purpose, direction and endpoint.
 
 Headers: X-Wirebot-Timestamp (unix seconds as a decimal string), X-Wirebot-Sequence (int),
-X-Wirebot-Signature (hex HMAC-SHA256 over ``f"{timestamp}\\n{sequence}\\n".encode() + body``).
+X-Wirebot-Signature (hex HMAC-SHA256). The signed text is
+
+    "wirebot/2\\n{purpose}\\n{sender}\\n{receiver}\\n{METHOD}\\n{path}\\n{timestamp}\\n{sequence}\\n" + body
+
+so a message made for one purpose (``heartbeat``, ``control``), one direction (sender -> receiver node
+names) and one endpoint (method + path) verifies nowhere else, even under the same key. Each purpose has
+its own key: the heartbeat key is shared by the pair (the operator's ``agent-hmac.key``); the control key
+is made on each host and never leaves it (see docs/security.md, "The agents' channel").
 A receiver refuses a message outside its clock window ("stale") or with a sequence not greater than
 the last accepted one ("replayed").
 """
 
 import binascii
+import collections
 import hashlib
 import hmac
 import time
@@ -17,6 +25,12 @@ HDR_TIMESTAMP = "X-Wirebot-Timestamp"
 HDR_SEQUENCE = "X-Wirebot-Sequence"
 HDR_SIGNATURE = "X-Wirebot-Signature"
 MIN_KEY_BYTES = 32
+VERSION = "wirebot/2"
+HEARTBEAT, CONTROL = "heartbeat", "control"
+PURPOSES = (HEARTBEAT, CONTROL)
+
+# What a message is for: its purpose and its direction (node names). Method and path come with each message.
+Binding = collections.namedtuple("Binding", "purpose sender receiver")
 
 
 class SignatureError(Exception):
@@ -28,19 +42,26 @@ class SignatureError(Exception):
         self.reason = reason
 
 
-def sign(key, body, timestamp, sequence):
-    """Hex HMAC-SHA256 of ``key`` over "{timestamp}\\n{sequence}\\n" + body."""
-    message = f"{timestamp}\n{int(sequence)}\n".encode() + bytes(body)
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def _check_binding(binding):
+    if binding.purpose not in PURPOSES or not binding.sender or not binding.receiver:
+        raise ValueError(f"a binding needs a purpose in {PURPOSES}, a sender and a receiver: {binding!r}")
 
 
-def signed_headers(key, body, sequence, now=None):
-    """The three X-Wirebot-* headers for ``body`` sent at ``now`` (default: time.time())."""
+def sign(key, binding, method, path, body, timestamp, sequence):
+    """Hex HMAC-SHA256 of ``key`` over the signed text above."""
+    _check_binding(binding)
+    head = "\n".join([VERSION, binding.purpose, binding.sender, binding.receiver, method.upper(), path,
+                      str(timestamp), str(int(sequence))]) + "\n"
+    return hmac.new(key, head.encode("utf-8") + bytes(body), hashlib.sha256).hexdigest()
+
+
+def signed_headers(key, binding, method, path, body, sequence, now=None):
+    """The three X-Wirebot-* headers for ``body`` sent to ``method path`` at ``now`` (default: now)."""
     timestamp = f"{time.time() if now is None else now:.3f}"
     return {
         HDR_TIMESTAMP: timestamp,
         HDR_SEQUENCE: str(int(sequence)),
-        HDR_SIGNATURE: sign(key, body, timestamp, sequence),
+        HDR_SIGNATURE: sign(key, binding, method, path, body, timestamp, sequence),
     }
 
 
@@ -62,17 +83,20 @@ def _header(headers, name):
 
 
 class Verifier:
-    """Verifies signed messages: signature, clock window and strictly increasing sequence.
+    """Verifies messages of one ``binding`` (purpose, sender, receiver): signature over the request's
+    method and path, clock window and strictly increasing sequence.
 
     ``last_sequence`` is the last accepted sequence; persist it so a restart refuses replays.
     """
 
-    def __init__(self, key, window_seconds, last_sequence=0):
+    def __init__(self, key, window_seconds, binding, last_sequence=0):
+        _check_binding(binding)
         self.key = key
+        self.binding = binding
         self.window_seconds = float(window_seconds)
         self.last_sequence = int(last_sequence or 0)
 
-    def verify(self, headers, body, now=None):
+    def verify(self, method, path, headers, body, now=None):
         """Return the message's sequence, or raise SignatureError. Updates last_sequence on success."""
         timestamp = _header(headers, HDR_TIMESTAMP)
         sequence_text = _header(headers, HDR_SEQUENCE)
@@ -86,9 +110,11 @@ class Verifier:
             raise SignatureError("malformed", "timestamp or sequence is not a number") from None
         if sent_at != sent_at or sequence < 0:  # NaN or negative
             raise SignatureError("malformed", "timestamp or sequence out of range")
-        expected = sign(self.key, body, timestamp, sequence)
+        expected = sign(self.key, self.binding, method, path, body, timestamp, sequence)
         if not hmac.compare_digest(expected.encode(), str(signature).strip().lower().encode()):
-            raise SignatureError("bad-signature", "signature does not match")
+            raise SignatureError("bad-signature", f"signature does not match a {self.binding.purpose} message "
+                                                  f"{self.binding.sender} -> {self.binding.receiver} "
+                                                  f"for {method.upper()} {path}")
         now = time.time() if now is None else now
         if abs(now - sent_at) > self.window_seconds:
             raise SignatureError("stale", f"timestamp {now - sent_at:.0f}s from local clock "
@@ -100,7 +126,7 @@ class Verifier:
 
 
 def load_key(path):
-    """Read the shared HMAC key (hex text) from ``path``; ConfigError if missing, not hex or short."""
+    """Read an HMAC key (hex text) from ``path``; ConfigError if missing, not hex or short."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read().strip()

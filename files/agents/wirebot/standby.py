@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from . import activation, config, fencing, httpapi, signing, standby_api, standby_config, statefile, witness
+from . import activation, channel, config, fencing, signing, standby_api, standby_config, statefile, witness
 from . import standby_machine as machine
 from .alerts import Alerter
 from .log import log
@@ -35,17 +35,22 @@ class StandbyAgent:
         if self.store.data.get("state") not in machine.STATES:
             raise config.ConfigError("{}: unknown state {!r}".format(settings["state_file"],
                                                                       self.store.data.get("state")))
-        key = signing.load_key(settings["hmac_key_file"])
         window = settings["clock_window_seconds"]
         data = self.store.data
-        self.heartbeat_verifier = signing.Verifier(key, window, data.get("last_sequence") or 0)
-        self.control_verifier = signing.Verifier(key, window, data.get("last_control_sequence") or 0)
+        self.heartbeat_verifier = signing.Verifier(
+            signing.load_key(settings["hmac_key_file"]), window,
+            channel.heartbeat_binding(settings["heartbeat_sender"], settings["node_name"]),
+            data.get("last_sequence") or 0)
+        self.control_verifier = signing.Verifier(
+            signing.load_key(settings["channel"]["control_key_file"]), window,
+            channel.control_binding(settings["node_name"]), data.get("last_control_sequence") or 0)
         self.alerter = Alerter(COMPONENT, config.read_secret(settings["discord_webhook_file"]))
         self.started_at = clock()
         self.accepted = 0
         self.rejected = {}
         self.activation_lock = threading.Lock()
         self.wake = threading.Event()
+        self.servers = []  # the two listeners (wirebot.channel), once serving
         self.threshold = settings["interval_seconds"] * settings["miss_threshold"]
         data = self.store.data
         if not data.get("since"):
@@ -148,33 +153,40 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m wirebot.standby", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="/etc/wirebot/standby.yml")
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    holder = {}
+
+    def _stop(signum, _frame):
+        log(COMPONENT, "stopping", signal=signum)
+        stop.set()
+        if "agent" in holder:
+            holder["agent"].wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         settings = standby_config.load(args.config)
         lock = activation.try_lock(settings["state_file"])
         if lock is None:
             raise config.ConfigError("{}.lock is held: another standby agent or activation is running".format(
                 settings["state_file"]))
-        agent = StandbyAgent(settings)
+        agent = holder["agent"] = StandbyAgent(settings)
+        servers = agent.servers = channel.serve(
+            settings["channel"], settings["listen_address"], settings["listen_port"], standby_api.peer_routes(agent),
+            standby_api.local_routes(agent), settings["allowed_sources"], COMPONENT, settings["max_body_bytes"])
     except config.ConfigError as exc:
         log(COMPONENT, "config-error", level="error", error=str(exc))
         print(f"wirebot.standby: {exc}", file=sys.stderr)
         return 2
-    server = httpapi.serve(settings["listen_address"], settings["listen_port"], standby_api.routes(agent),
-                           max_body=settings["max_body_bytes"], component=COMPONENT)
-    stop = threading.Event()
-
-    def _stop(signum, _frame):
-        log(COMPONENT, "stopping", signal=signum)
-        stop.set()
-        agent.wake.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    except OSError as exc:
+        log(COMPONENT, "listen-failed", level="error", error=str(exc),
+            reason="cannot bind the API address or the control socket; systemd will retry")
+        print(f"wirebot.standby: {exc}", file=sys.stderr)
+        return 1
     try:
         agent.run(stop)
     finally:
-        server.shutdown()
-        server.server_close()
+        channel.stop(servers)
         os.close(lock)
     return 0
 

@@ -1,26 +1,33 @@
-"""HTTP endpoints of the standby agent (see wirebot.httpapi for the server).
+"""HTTP endpoints of the standby agent (see wirebot.httpapi for the server, wirebot.channel for the two
+listeners: the peer listener, mutual TLS from the primary only, serves ``peer_routes``; the local
+control socket serves ``local_routes``, the only place control requests are accepted).
 
-* ``POST /heartbeat`` - signed; only from heartbeat.allowed_sources (else 403). Refusals: 401
+* ``POST /heartbeat`` (peer listener only) - signed with the heartbeat key for "heartbeat primary ->
+  standby, POST /heartbeat"; only from heartbeat.allowed_sources (else 403). Refusals: 401
   (missing/malformed/bad-signature/stale), 409 (replayed: sequence not above the last accepted,
   persisted as ``last_sequence``), 400 (body not {node, sent_at, sequence, epoch, ...} or its sequence
   differs from the signed header). Accepted: 200 {"ok", "state", "epoch"}; the body is kept as
   ``last_heartbeat`` (plus received_at, source). While STANDBY/SUSPECT/FENCE_BLOCKED a higher
   heartbeat epoch is adopted as ours.
-* ``POST /activate`` {"force": bool, "reason": str} - signed; 202 {"accepted", "id", "state"}: the
+* ``POST /activate`` {"force": bool, "reason": str} (local socket only) - signed with this host's
+  control key for "control operator -> standby, POST /activate"; 202 {"accepted", "id", "state"}: the
   tick loop fences (unless force) and activates; ``last_manual`` on /status says what became of request
   ``id``. 200 when already ACTIVE.
-* ``POST /deactivate`` {"epoch": N} - signed; from ACTIVE, ACTIVATING (a stuck activation needs a
-  way out), FENCE_BLOCKED or SUSPECT: stops the tunnel and the services (reverse order), state STANDBY
-  at epoch N. N must be >= our epoch (equal is accepted so a retried recovery is idempotent; lower ->
+* ``POST /deactivate`` {"epoch": N} (local socket only) - signed like /activate, for its own path;
+  from ACTIVE, ACTIVATING (a stuck activation needs a way out), FENCE_BLOCKED or SUSPECT: stops the
+  tunnel and the services (reverse order), state STANDBY at epoch N.
+  N must be >= our epoch (equal is accepted so a retried recovery is idempotent; lower ->
   409). Already STANDBY at epoch N -> 200 unchanged; other STANDBY -> 409.
-* ``GET /status``, ``GET /health``, ``GET /metrics``.
-Control POSTs use their own sequence (``last_control_sequence``), so they never collide with
+* ``GET /status`` (with ``connections``: each listener's refused and open connections), ``GET /health``,
+  ``GET /metrics`` (both listeners; the peer listener admits the primary
+  only, so nobody else reads them).
+Control POSTs use their own key and their own sequence (``last_control_sequence``), so they never collide with
 heartbeats.
 """
 
 import uuid
 
-from . import activation, metrics, signing
+from . import activation, channel, metrics, signing
 from . import activation_steps as steps
 from . import standby_machine as machine
 from .httpapi import HttpError
@@ -39,7 +46,8 @@ def _reject(agent, reason, status, message, client):
 def _verify(agent, verifier, request, sequence_key):
     """Check the signature with ``verifier``; persist the sequence. Call with the store lock held."""
     try:
-        sequence = verifier.verify(request.headers, request.body, now=agent.clock())
+        sequence = verifier.verify(request.method, request.path, request.headers, request.body,
+                                   now=agent.clock())
     except signing.SignatureError as exc:
         return None, exc
     agent.store.data[sequence_key] = sequence
@@ -161,6 +169,7 @@ def status(agent, request):
         "witness": snap.get("witness"), "fence": snap.get("fence"), "activation": snap.get("activation"),
         "manual_request": snap.get("manual_request"), "last_manual": snap.get("last_manual"),
         "heartbeats": {"accepted": agent.accepted, "rejected": dict(agent.rejected)},
+        "connections": channel.stats(agent.servers),
     }
 
 
@@ -180,10 +189,19 @@ def metrics_text(agent, request):
     })
 
 
-def routes(agent):
-    """The route table for wirebot.httpapi.serve."""
+def peer_routes(agent):
+    """What the primary may ask over mutual TLS: heartbeats and reads, never a control request."""
     return {
         ("POST", "/heartbeat"): lambda r: heartbeat(agent, r),
+        ("GET", "/status"): lambda r: status(agent, r),
+        ("GET", "/health"): lambda r: (200, {"ok": True}),
+        ("GET", "/metrics"): lambda r: metrics_text(agent, r),
+    }
+
+
+def local_routes(agent):
+    """The local control socket: control requests and reads (no heartbeats: they come from the primary)."""
+    return {
         ("POST", "/activate"): lambda r: activate(agent, r),
         ("POST", "/deactivate"): lambda r: deactivate(agent, r),
         ("GET", "/status"): lambda r: status(agent, r),

@@ -5,13 +5,16 @@ Top level:
   listen_port (int, default 8300); state_file (str, default /var/lib/wirebot/state.json);
   data_root (str, required: live data root, e.g. /data/wirebot); max_body_bytes (int, default 65536).
 secrets:
-  hmac_key_file (required: hex HMAC key shared with the primary); discord_webhook_file (optional);
+  hmac_key_file (required: the heartbeat key, hex, shared with the primary and used for nothing else);
+  control_key_file (required: this host's own control key, see wirebot.channel); discord_webhook_file (optional);
   cloudflare_api_token_file (optional: enables the witness's tunnel-connections API check).
 heartbeat:
   interval_seconds (number, default 30); miss_threshold (int, default 3): SUSPECT after
   miss_threshold * interval_seconds without a valid heartbeat; clock_window_seconds (number,
   default 60): signed messages further from our clock are "stale"; allowed_sources (list of str,
-  required): only these client addresses may POST /heartbeat.
+  required): the only client addresses admitted on listen_address:listen_port (the primary's);
+  sender (str, default "primary"): the node_name heartbeats must be signed as coming from.
+tls, control, http: the two listeners and their bounds, see wirebot.channel.
 primary: see wirebot.fencing.  witness: see wirebot.witness.
 replica:
   root (str, required): the replica tree written by the primary (litestream/epoch-N/..., files/...).
@@ -25,7 +28,7 @@ activation:
 
 import os
 
-from . import config, fencing, witness
+from . import channel, config, fencing, witness
 
 
 def _under(path, root, key, cfg_path):
@@ -92,6 +95,8 @@ def load(path):
         "miss_threshold": get(cfg, "heartbeat.miss_threshold", int, path, default=3),
         "clock_window_seconds": get(cfg, "heartbeat.clock_window_seconds", float, path, default=60.0),
         "allowed_sources": get(cfg, "heartbeat.allowed_sources", list, path),
+        "heartbeat_sender": get(cfg, "heartbeat.sender", str, path, default="primary"),
+        "channel": channel.load_settings(cfg, path),
         "primary": fencing.load_settings(cfg, path),
         "witness": witness.load_settings(cfg, path),
         "replica_root": get(cfg, "replica.root", str, path),
@@ -101,11 +106,3 @@ def load(path):
         raise config.ConfigError(f"{path}: heartbeat.interval_seconds must be > 0 and "
                                  "heartbeat.miss_threshold >= 1")
     return settings
-
-
-def agent_url(settings):
-    """The local agent's base URL (what ctl talks to)."""
-    host = settings["listen_address"]
-    if ":" in host:
-        host = f"[{host}]"
-    return "http://{}:{}".format(host, settings["listen_port"])

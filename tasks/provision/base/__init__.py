@@ -1,4 +1,4 @@
-"""Base: OS packages, the wirebot user, the seed's directory tree, runtime secrets, the agents' code."""
+"""Base: OS packages, the services' users, the seed's directory tree, runtime secrets, the agents' code."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
-from tasks.provision.ops import secret_file
+from tasks.provision.ops import NotOwnedBy, directories, secret_file, system_account, tree_sync
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
@@ -15,13 +15,16 @@ AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot
 @deploy("Base system")
 def base():
     """
-    Guarantees: the packages the agents and replication need; user `wirebot_service_user`; the seed's
-    directories with explicit owners and modes; /run/wirebot recreated at boot (tmpfiles.d) holding the
-    runtime secrets (0600, persisted 0600 under wirebot_config_dir/secrets); the agents' code in
-    wirebot_agents_dir. Secrets are compared by hash and never printed.
+    Guarantees: the packages the agents and replication need; users `wirebot_service_user` (the
+    gateway) and `scoreboard_user` (the scoreboard alone: it owns the scoreboard's folder, whatever an
+    earlier deploy left there is given to it); the seed's directories with explicit owners and modes (the
+    data root 0751: each service reaches its own folder, lists none of the others'); /run/wirebot
+    recreated at boot (tmpfiles.d) holding the runtime secrets (0600, persisted 0600 under
+    wirebot_config_dir/secrets); the agents' code in wirebot_agents_dir. Secrets are compared by hash and
+    never printed.
 
-    Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, wirebot_user,
-    wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
+    Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, scoreboard_user,
+    wirebot_user, wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
     wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files.
     """
     data = host.data
@@ -33,16 +36,16 @@ def base():
     else:
         raise RuntimeError(f"{host.name}: neither apt-get nor dnf found; supported: Debian/Ubuntu, AlmaLinux/RHEL")
 
-    user = data.wirebot_service_user
-    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
-    server.user(name=f"Ensure system user {user} exists.", user=user, group=user, system=True,
-                home=str(Path(data.wirebot_workspace).parent), shell="/usr/sbin/nologin", create_home=False)
+    user, scoreboard = data.wirebot_service_user, data.scoreboard_user
+    for name, home in ((user, str(Path(data.wirebot_workspace).parent)), (scoreboard, "/nonexistent")):
+        system_account(name=f"Ensure system user {name} exists (group {name}).", user=name, group=name,
+                       home=home, shell="/usr/sbin/nologin")
 
     root = data.wirebot_data_root
-    for path, owner, mode in [
-        (root, user, "750"),
-        (f"{root}/scoreboard", user, "750"),
-        (f"{root}/scoreboard/tenants", user, "750"),
+    tree = [
+        (root, user, "751"),
+        (f"{root}/scoreboard", scoreboard, "750"),
+        (f"{root}/scoreboard/tenants", scoreboard, "750"),
         (f"{root}/discovery", user, "750"),
         (f"{root}/users", user, "750"),
         (f"{root}/users/{data.wirebot_user}", user, "750"),
@@ -57,10 +60,12 @@ def base():
         (data.wirebot_state_dir, "root", "750"),
         (str(Path(data.wirebot_agents_dir).parent), "root", "755"),
         (data.wirebot_agents_dir, "root", "755"),
-    ]:
-        group = "root" if owner == "root" else user
-        files.directory(name=f"Ensure {path} exists ({owner}, {mode}).", path=path,
-                        user=owner, group=group, mode=mode)
+    ]
+    directories(name=f"Ensure the {len(tree)} directories of the seed's tree exist (owners, modes).",
+                specs=[(path, owner, owner, mode) for path, owner, mode in tree])  # each user has its group
+    if host.get_fact(NotOwnedBy, path=f"{root}/scoreboard", user=scoreboard):
+        server.shell(name=f"Give {root}/scoreboard's files to {scoreboard} (they were another user's).",
+                     commands=[f"chown -R {scoreboard}:{scoreboard} {root}/scoreboard"])
 
     installed = [name for name in data.secrets_files if (Path(data.secrets_dir) / name).is_file()]
     run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
@@ -80,9 +85,8 @@ def base():
         secret_file(name=f"Ensure secret {target} is in {run_dir} (0600).", src=source,
                     dest=f"{run_dir}/{target}")
 
-    files.sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),
-               dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644",
-               dir_mode="755", delete=True, exclude=["*.pyc", "__pycache__"], exclude_dir=["__pycache__"])
+    tree_sync(name="Ensure the agents' code is installed.", src=str(AGENTS_SRC),  # one round trip
+              dest=f"{data.wirebot_agents_dir}/wirebot", user="root", group="root", mode="644", dir_mode="755")
 
 
 def _tmpfiles_conf(run_dir: str, kept: str, names: list):

@@ -9,7 +9,7 @@ from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, dnf, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles
+from tasks.provision import paths, roles, sandbox
 from tasks.provision.ops import secret_file
 from tasks.provision.secrets_check import cloudflared_files
 
@@ -44,7 +44,8 @@ def cloudflared():
     0600 root, never printed; the unit cloudflared_unit, identical on both hosts. The primary's unit has
     a start gate (ExecStartPre: wirebot.gate) that refuses while the standby serves. Running and enabled
     on the primary (left stopped when the standby fenced it); on the standby disabled and stopped unless
-    it is the active side.
+    it is the active side. The connector runs as a dynamic user without capabilities; its config and
+    credentials reach it by LoadCredential= (tasks/provision/sandbox.py); the gate runs as root ("+").
 
     Reads: cloudflared_install, cloudflared_version, cloudflared_binary, cloudflared_config,
     cloudflared_metrics, cloudflared_unit, cloudflared_secrets, secrets_dir, wirebot_agents_dir,
@@ -69,8 +70,11 @@ def cloudflared():
     unit = files.template(name=f"Ensure {unit_name}.service is installed.",
                           src=str(TEMPLATES / "cloudflared.service.j2"),
                           dest=f"{paths.UNIT_DIR}/{unit_name}.service", user="root", group="root", mode="644",
-                          binary=data.cloudflared_binary, config=data.cloudflared_config,
-                          metrics=data.cloudflared_metrics)
+                          binary=data.cloudflared_binary, metrics=data.cloudflared_metrics,
+                          # AF_NETLINK: cloudflared reads the host's interfaces (its ICMP proxy's source addresses)
+                          sandbox=sandbox.user_unit(credentials=[("config.yml", data.cloudflared_config),
+                                                                 ("credentials.json", facts["credentials_dest"])],
+                                                    families=sandbox.INET + ("AF_NETLINK",)))
     unit_files = [unit]
     if "primary" in host.groups:
         files.directory(name="Ensure the unit's drop-in folder exists.",

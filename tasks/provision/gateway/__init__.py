@@ -1,5 +1,6 @@
 """The OpenClaw gateway: its own user, unit, config and state in the synced tree, secrets from systemd."""
 
+import hashlib
 from io import StringIO
 from pathlib import Path, PurePosixPath
 
@@ -51,6 +52,16 @@ def _state_folders(data) -> set:
                 folders.add(str(folder))
                 folder = folder.parent
     return folders
+
+
+def _secrets_digest(data) -> str:
+    """sha256 over the operator's copies of the gateway's secrets: in the unit, so a changed token or model
+    key restarts the gateway (it reads its environment at start)."""
+    digest = hashlib.sha256()
+    for name in (TOKEN_SECRET, MODEL_KEYS_SECRET):
+        source = Path(data.secrets_dir) / name
+        digest.update(name.encode() + b"\0" + (source.read_bytes() if source.is_file() else b"") + b"\0")
+    return digest.hexdigest()
 
 
 def _install_openclaw(node_major: int, version: str) -> None:
@@ -117,7 +128,7 @@ def gateway():
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     gateway_state_dir, gateway_config_file, gateway_database, gateway_config, gateway_ready_timeout_seconds,
-    gateway_stop_timeout_seconds, litestream_databases, wirebot_service_user, wirebot_workspace,
+    gateway_stop_timeout_seconds, litestream_databases, secrets_dir, wirebot_service_user, wirebot_workspace,
     wirebot_run_dir, wirebot_agents_dir.
     """
     data = host.data
@@ -138,7 +149,7 @@ def gateway():
         config_file=data.gateway_config_file, run_dir=run, database=data.gateway_database,
         agents_dir=data.wirebot_agents_dir,
         environment_files=[f"{run}/{TOKEN_SECRET}", f"-{run}/{MODEL_KEYS_SECRET}"],
-        exec_start=data.gateway_exec.format(port=data.gateway_port),
+        exec_start=data.gateway_exec.format(port=data.gateway_port), secrets_digest=_secrets_digest(data),
         stop_timeout=data.gateway_stop_timeout_seconds,
         # its state, its config's folder and its home (the workspace, ~/.cache: OpenClaw's fallback temp dir)
         writable=sorted({str(state), str(PurePosixPath(data.gateway_config_file).parent),

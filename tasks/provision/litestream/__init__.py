@@ -1,7 +1,7 @@
 """Litestream: the pinned binary on both hosts; on the primary its config and service streaming every
 replicated database to the standby over SFTP."""
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pyinfra import host, inventory
 from pyinfra.api import deploy
@@ -9,7 +9,7 @@ from pyinfra.facts.server import Arch
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles
+from tasks.provision import paths, roles, sandbox
 from tasks.provision.litestream.wheel import binary_for
 from tasks.provision.ops import PublicKey
 
@@ -31,6 +31,11 @@ def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
     )
 
 
+def _runtime_directory(socket: str) -> str:
+    """The unit's RuntimeDirectory= for litestream_socket: its folder under /run (settings_check checks)."""
+    return PurePosixPath(socket).parent.name
+
+
 @deploy("Litestream")
 def litestream(epoch=None):
     """
@@ -40,10 +45,14 @@ def litestream(epoch=None):
     restart) to one SFTP replica on the standby, as replica_user with replica_key, the standby's host key
     pinned; the replica path carries the primary's epoch (state file), so a later epoch never writes
     where an earlier one did; litestream.service enabled, running, RestartSec=5s, restarted on change.
+    The unit runs as root with only litestream_capabilities, writes only its databases' folders and
+    its socket's folder (the RuntimeDirectory holding litestream_socket), and of the secrets sees only
+    the replication key (tasks/provision/sandbox.py).
 
     Reads: litestream_version, litestream_wheel_sha256, litestream_binary, litestream_config,
-    litestream_socket, litestream_databases, litestream_tenant_dir, replica_user, replica_root,
-    replica_key, wirebot_data_root, wirebot_state_dir.
+    litestream_socket, litestream_databases, litestream_tenant_dir, litestream_capabilities, replica_user,
+    replica_root, replica_key, wirebot_data_root, wirebot_state_dir, wirebot_config_dir, wirebot_run_dir,
+    cloudflared_config.
 
     + epoch: the replica paths' epoch (default: the primary's state file epoch)
     """
@@ -70,6 +79,10 @@ def litestream(epoch=None):
         name="Ensure litestream.service is installed.", src=str(TEMPLATES / "litestream.service.j2"),
         dest=f"{paths.UNIT_DIR}/litestream.service", user="root", group="root", mode="644",
         binary=data.litestream_binary, config=data.litestream_config,
+        runtime_directory=_runtime_directory(data.litestream_socket),
+        sandbox=sandbox.root_unit(data, "litestream", data.litestream_capabilities, read_write=sorted(
+            {str(PurePosixPath(db).parent) for db in data.litestream_databases} | {data.litestream_tenant_dir}),
+            ssh_client=False),
     )
     systemd.daemon_reload(name="Reload systemd for litestream.service.", _if=unit.did_change)
     systemd.service(name="Ensure litestream is enabled and running.", service="litestream",

@@ -3,7 +3,7 @@
 from pyinfra import host
 from pyinfra.api import deploy
 
-from tasks.provision import agent_configs
+from tasks.provision import agent_configs, sandbox
 from tasks.provision.agent import install_agent, rendered_config
 
 
@@ -12,11 +12,21 @@ def replicator():
     """
     Guarantees: replicator_config rendered from settings (seed section 12 shape plus epoch state,
     witness and secrets paths), the unit replicator_unit enabled and running, restarted when its
-    config or unit changes. The agents' code is installed by the base deploy.
+    config or unit changes. The agents' code is installed by the base deploy. The unit runs as root with
+    only replicator_capabilities, writes only wirebot_state_dir, reads the synced trees, and of the
+    secrets sees only its own (tasks/provision/sandbox.py).
 
-    Reads: every key agent_configs.replicator reads, replicator_unit, replicator_config.
+    Reads: every key agent_configs.replicator reads, replicator_unit, replicator_config,
+    replicator_capabilities, wirebot_state_dir, filesync_paths, wirebot_config_dir, wirebot_run_dir,
+    cloudflared_config, replica_key, secrets_dir, secrets_files, agent_keys_dir,
+    agent_control_socket.
     """
     data = host.data
     config = rendered_config(agent_configs.replicator, "standby")
+    unit_sandbox = sandbox.root_unit(data, "replicator", data.replicator_capabilities,
+                                     read_write=[data.wirebot_state_dir], read=data.filesync_paths,
+                                     families=sandbox.INET + ("AF_NETLINK",), chown=False)
+    unit_sandbox += "\n" + sandbox.control_socket(data)
     install_agent(data.replicator_unit, "wirebot.replicator", "Wirebot replicator (primary)",
-                  data.replicator_config, config, data.wirebot_agents_dir)
+                  data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox,
+                  sandbox.secrets_digest(data, "replicator"))

@@ -8,7 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles
+from tasks.provision import paths, roles, sandbox
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
@@ -17,28 +17,28 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 def services():
     """
     Guarantees: unit wirebot-scoreboard (scoreboard_port) from templates, identical on both hosts, run as
-    wirebot_service_user; the lab's stand-in binary is installed by the lab. Running and enabled on the
-    primary; on the standby present, disabled and stopped unless it is the active side.
+    scoreboard_user (made by the base deploy) without capabilities, sandboxed, writing only its folders
+    (tasks/provision/sandbox.py); the lab's stand-in binary is installed by the lab. Running and enabled
+    on the primary; on the standby present, disabled and stopped unless it is the active side.
 
     Reads: scoreboard_exec, scoreboard_port, scoreboard_events_db, scoreboard_tenant_dir, wirebot_data_root,
-    wirebot_service_user.
+    scoreboard_user.
     """
     data = host.data
-    units = {
-        "wirebot-scoreboard": ("Wirebot scoreboard event API",
-                               data.scoreboard_exec.format(
-                                   data_root=data.wirebot_data_root, port=data.scoreboard_port,
-                                   db=data.scoreboard_events_db, tenants=data.scoreboard_tenant_dir),
-                               []),
+    scoreboard_dirs = sorted({str(Path(data.scoreboard_events_db).parent), data.scoreboard_tenant_dir})
+    units = {  # unit -> (template, its arguments)
+        "wirebot-scoreboard": ("scoreboard.service.j2", dict(
+            description="Wirebot scoreboard event API",
+            exec_start=data.scoreboard_exec.format(
+                data_root=data.wirebot_data_root, port=data.scoreboard_port,
+                db=data.scoreboard_events_db, tenants=data.scoreboard_tenant_dir),
+            sandbox=sandbox.user_unit(read_write=scoreboard_dirs, user=data.scoreboard_user))),
     }
     installed = {}
-    for name, (description, exec_start, environment_files) in units.items():
+    for name, (template, arguments) in units.items():
         installed[name] = files.template(
-            name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / "service.service.j2"),
-            dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644",
-            description=description, exec_start=exec_start, user_name=data.wirebot_service_user,
-            environment_files=environment_files,
-        )
+            name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / template),
+            dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644", **arguments)
     systemd.daemon_reload(name="Reload systemd for the scoreboard.", _if=any_changed(*installed.values()))
     serving = roles.serving()
     for name, unit in installed.items():

@@ -1,9 +1,11 @@
-"""Trust between the hosts: two single-purpose SSH keys and pinned host keys.
+"""Trust between the hosts: two single-purpose SSH keys and pinned host keys; the agents' TLS identities.
 
 - replication key: made on the primary; on the standby it logs in as replica_user and can only SFTP or
   rsync into replica_root (forced command wirebot-replica-shell under `restrict`), never a shell.
 - fence key: made on the standby; on the primary (root, `restrict`, only from the standby's address) it
   can only run the fence command: stop and mask the primary's cloudflared unit.
+- the agents' channel (:8300, docs/security.md): each host makes its own TLS key and self-signed
+  certificate and its own control key (never copied anywhere), and pins the other host's certificate.
 """
 
 from io import StringIO
@@ -13,7 +15,8 @@ from pyinfra import host, inventory
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from tasks.provision.ops import PublicKey, authorized_key_line, ssh_keypair
+from tasks.provision import paths
+from tasks.provision.ops import PublicKey, authorized_key_line, pinned_certificate, random_key, ssh_keypair, tls_keypair
 
 REPLICA_SHELL = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-shell"
 REPLICA_SHELL_DEST = "/usr/local/libexec/wirebot-replica-shell"
@@ -33,18 +36,37 @@ def _known_hosts(path: str, other) -> None:
               dest=path, user="root", group="root", mode="644")
 
 
+def _agent_channel(data, role: str, peer) -> None:
+    """This host's TLS identity and control key (made here once), and the peer's pinned certificate."""
+    key, cert = paths.agent_key_file(data, "agent.key"), paths.agent_key_file(data, "agent.crt")
+    files.directory(name=f"Ensure {data.agent_keys_dir} exists (root, 0700).", path=data.agent_keys_dir,
+                    user="root", group="root", mode="700")
+    tls_keypair(name="Ensure this host's agent TLS key and certificate exist (made here, never copied).",
+                key=key, cert=cert, common_name=f"wirebot-{role}")
+    random_key(name="Ensure this host's agent control key exists (made here, never copied).",
+               path=paths.agent_key_file(data, "control.key"))
+    pinned_certificate(name=f"Ensure the agents' channel pins {peer.name}'s certificate.",
+                       path=paths.agent_key_file(data, "peer.crt"), other=peer,
+                       other_path=paths.agent_key_file(peer.data, "agent.crt"))
+
+
 @deploy("Trust between primary and standby")
 def trust():
     """
     Guarantees: the keys above exist (made once, never replaced), each authorized on the other host for
     its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir.
 
-    Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir.
+    The agents' channel: agent_keys_dir holds this host's TLS key (0600) and self-signed certificate and
+    its control key (0600), all made on the host once, and peer.crt, the other host's certificate.
+
+    Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir,
+    agent_keys_dir.
     """
     data = host.data
     is_primary = "primary" in host.groups
     primary = inventory.get_group("primary")[0]
     standby = inventory.get_group("standby")[0]
+    _agent_channel(data, "primary" if is_primary else "standby", standby if is_primary else primary)
 
     # Keys first: each is authorized on the other host further down, in the same run.
     if is_primary:

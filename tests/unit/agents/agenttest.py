@@ -6,6 +6,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,41 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 AGENTS = os.path.join(REPO, "files", "agents")
 
 LITESTREAM = os.path.join(REPO, ".venv", "bin", "litestream")
+CONTROL_KEY_HEX = "c3" * 32
+_TLS_CACHE = {}
+
+
+def tls_identities(names=("primary", "standby", "stranger")):
+    """{name: {"cert_file", "key_file"}}: a key and self-signed certificate per name, made once per session
+    with the deploy's own openssl command (tasks.provision.ops.tls_keypair_command)."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from tasks.provision.ops import tls_keypair_command
+
+    for name in names:
+        if name not in _TLS_CACHE:
+            folder = tempfile.mkdtemp(prefix=f"wirebot-tls-{name}-")
+            atexit.register(shutil.rmtree, folder, True)
+            key, cert = os.path.join(folder, "agent.key"), os.path.join(folder, "agent.crt")
+            subprocess.run(["sh", "-c", tls_keypair_command(key, cert, f"wirebot-{name}")], check=True)
+            _TLS_CACHE[name] = {"cert_file": cert, "key_file": key}
+    return {name: dict(_TLS_CACHE[name]) for name in names}
+
+
+def tls_settings(me, peer):
+    """The ``tls`` section for host ``me`` pinning ``peer`` (names from tls_identities)."""
+    ids = tls_identities()
+    return dict(ids[me], peer_cert_file=ids[peer]["cert_file"])
+
+
+def channel_config(tmp_path, me, peer, read_timeout=10, max_connections=32):
+    """The keys wirebot.channel reads, for a test agent ``me`` talking to ``peer``; writes the control key."""
+    key = os.path.join(str(tmp_path), f"control-{me}.key")
+    with open(key, "w") as handle:
+        handle.write(CONTROL_KEY_HEX + "\n")
+    return {"tls": tls_settings(me, peer), "control": {"socket": os.path.join(str(tmp_path), f"{me}.sock")},
+            "http": {"read_timeout_seconds": read_timeout, "max_connections": max_connections},
+            "control_key_file": key}
 
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 # Fake systemctl: logs "verb unit" to $DIR/log, keeps unit state in $DIR/state/<unit>.
@@ -198,10 +234,14 @@ class Site:
         self.set_ssh("echo 'ssh: connect to host 10.213.0.2 port 22: No route to host' >&2; exit 255")
         self.edge = http_server()
         self.edge.set("/health", 530, "error code: 1033")
+        self.channel = channel_config(tmp_path, "standby", "primary")
+        self.control_key = bytes.fromhex(CONTROL_KEY_HEX)
         self.cfg = {
+            "tls": self.channel["tls"], "control": self.channel["control"], "http": self.channel["http"],
             "node_name": "standby", "listen_address": "127.0.0.1", "listen_port": free_port(),
             "state_file": self.state_file, "data_root": self.data_root,
             "secrets": {"hmac_key_file": str(self.key_file),
+                        "control_key_file": self.channel["control_key_file"],
                         "discord_webhook_file": str(tmp_path / "absent-webhook"),
                         "cloudflare_api_token_file": str(tmp_path / "absent-token")},
             "heartbeat": {"interval_seconds": 2, "miss_threshold": 3, "clock_window_seconds": 60,

@@ -115,14 +115,15 @@ def _site(tmp_path):
 
 
 def test_standby_config_loads_with_defaults(tmp_path):
-    from wirebot import standby_config
 
     site = _site(tmp_path)
     del site.cfg["activation"]["retry_seconds"]
     settings = site.settings()
     assert settings["activation"]["retry_seconds"] == 10.0 and settings["activation"]["rsync"] == "rsync"
     assert settings["primary"]["ssh_binary"] == site.ssh
-    assert standby_config.agent_url(settings) == f"http://127.0.0.1:{site.cfg['listen_port']}"
+    assert settings["heartbeat_sender"] == "primary"
+    assert settings["channel"]["control_socket"] == site.cfg["control"]["socket"]
+    assert (settings["channel"]["read_timeout"], settings["channel"]["max_connections"]) == (10.0, 32)
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -137,6 +138,10 @@ def test_standby_config_loads_with_defaults(tmp_path):
     (lambda c: c["activation"]["dbs"].append("/elsewhere/x.db"), "activation.dbs[3]: /elsewhere/x.db is not under"),
     (lambda c: c["activation"].update(dbs=["relative.db"]), "activation.dbs[0]: expected an absolute path"),
     (lambda c: c["heartbeat"].update(miss_threshold=0), "heartbeat.miss_threshold >= 1"),
+    (lambda c: c["tls"].pop("peer_cert_file"), "tls.peer_cert_file is required"),
+    (lambda c: c["secrets"].pop("control_key_file"), "secrets.control_key_file is required"),
+    (lambda c: c["control"].update(socket="relative.sock"), "control.socket: expected an absolute path"),
+    (lambda c: c["http"].update(max_connections=1), "http.max_connections >= 2"),
 ])
 def test_standby_config_errors_name_key_and_file(tmp_path, mutate, message):
     site = _site(tmp_path)

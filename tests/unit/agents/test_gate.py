@@ -7,7 +7,7 @@ import sys
 import agenttest
 import pytest
 import yaml
-from wirebot import gate, statefile
+from wirebot import gate, httpapi, statefile, tls
 
 
 @pytest.fixture
@@ -22,6 +22,7 @@ def env(tmp_path, http_server):
     token.write_text("tok\n")
     cfg = {"state_file": str(tmp_path / "state.json"),
            "standby": {"agent_url": standby.url()},
+           "tls": agenttest.tls_settings("primary", "standby"),
            "secrets": {"cloudflare_api_token_file": str(token)},
            "gate": {"timeout_seconds": 2, "fenced_file": str(tmp_path / "fenced.json")},
            "witness": {"public_url": cf.url("/health"), "cloudflare_api_base": cf.url("/client/v4"),
@@ -117,3 +118,24 @@ def test_cli_config_error_names_file_and_key(env, capsys):
     (env["tmp"] / "bad.yml").write_text("state_file: /x\n")
     assert gate.main(["--config", str(env["tmp"] / "bad.yml")]) == 2
     assert "bad.yml: standby.agent_url is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("server_identity,readable", [("standby", True), ("stranger", False)])
+def test_the_gate_reads_the_standby_over_mutual_tls_and_only_the_pinned_one(env, server_identity, readable):
+    """The standby's /status over https with this host's client certificate; a server presenting any
+    other certificate is not believed (treated as unreachable)."""
+    server_tls = dict(agenttest.tls_identities()[server_identity], peer_cert_file=agenttest.tls_identities()[
+        "primary"]["cert_file"])
+    seen = []
+    routes = {("GET", "/status"): lambda r: seen.append(r.client) or (200, {"state": "ACTIVE", "epoch": 9})}
+    srv = httpapi.serve("127.0.0.1", 0, routes, tls=tls.server_context(server_tls), component="test")
+    try:
+        settings = env["write"](standby={"agent_url": f"https://127.0.0.1:{srv.server_address[1]}"})
+        allow, reason, checks = gate.evaluate(settings)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    if readable:
+        assert not allow and "standby is ACTIVE at epoch 9" in reason and seen == ["127.0.0.1"]
+    else:
+        assert allow and checks["standby"]["http_status"] == 0 and seen == []

@@ -5,9 +5,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from wirebot import heartbeat, signing, statefile
+from wirebot import heartbeat, httpapi, signing, statefile
 
 KEY = bytes(range(32))
+HB = signing.Binding("heartbeat", "primary", "standby")
 
 
 class Receiver:
@@ -16,7 +17,7 @@ class Receiver:
     def __init__(self, status=200):
         self.received = []
         self.status = status
-        self.verifier = signing.Verifier(KEY, window_seconds=60)
+        self.verifier = signing.Verifier(KEY, 60, HB)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,7 +27,7 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 try:
-                    seq = receiver.verifier.verify(dict(self.headers.items()), body)
+                    seq = receiver.verifier.verify("POST", self.path, dict(self.headers.items()), body)
                     receiver.received.append((self.path, seq, json.loads(body)))
                     code, answer = receiver.status, {"ok": receiver.status == 200, "state": "STANDBY"}
                 except signing.SignatureError as exc:
@@ -39,7 +40,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = httpapi.Target.peer(f"http://127.0.0.1:{self.server.server_address[1]}")
 
     def close(self):
         self.server.shutdown()
@@ -78,12 +79,12 @@ def test_payload_shape():
 def test_sends_signed_heartbeats_with_increasing_sequence_across_restarts(tmp_path, receiver):
     state = str(tmp_path / "state.json")
     statefile.save(state, {"epoch": 4, "sequence": 0, "other": "kept"})
-    first = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(state), _collect, timeout=5)
+    first = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(state), _collect, timeout=5)
     r1 = first.send_once()
     r2 = first.send_once()
     assert r1["ok"] and r2["ok"] and r2["sequence"] > r1["sequence"]
     # a "restart": a new sender over the same state file, with the clock stepped back
-    again = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(state), _collect, timeout=5)
+    again = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(state), _collect, timeout=5)
     r3 = again.send_once(now=1.0)
     assert r3["ok"] and r3["sequence"] == r2["sequence"] + 1
     assert [path for path, _, _ in receiver.received] == ["/heartbeat"] * 3
@@ -99,24 +100,29 @@ def test_sends_signed_heartbeats_with_increasing_sequence_across_restarts(tmp_pa
 def test_signature_verifies_with_verifier(tmp_path):
     captured = {}
 
-    def post(url, key, payload, sequence, timeout):
+    def post(target, path, key, binding, payload, sequence, timeout):
         body = json.dumps(payload, sort_keys=True).encode()
-        captured.update(headers=signing.signed_headers(key, body, sequence), body=body, url=url)
+        captured.update(headers=signing.signed_headers(key, binding, "POST", path, body, sequence), body=body,
+                        url=f"{target}{path}")
         return 200, {"ok": True}
 
-    sender = heartbeat.Sender("primary", "http://standby:8300/", KEY,
+    sender = heartbeat.Sender("primary", httpapi.Target.peer("https://standby:8300"), KEY, HB,
                               heartbeat.StateStore(str(tmp_path / "s.json")), _collect, post=post)
     result = sender.send_once()
-    assert captured["url"] == "http://standby:8300/heartbeat"
-    assert signing.Verifier(KEY, 60).verify(captured["headers"], captured["body"]) == result["sequence"]
+    assert captured["url"] == "https://standby:8300/heartbeat"
+    assert signing.Verifier(KEY, 60, HB).verify("POST", "/heartbeat", captured["headers"],
+                                                captured["body"]) == result["sequence"]
     with pytest.raises(signing.SignatureError):
-        signing.Verifier(b"\1" * 32, 60).verify(captured["headers"], captured["body"])
+        signing.Verifier(b"\1" * 32, 60, HB).verify("POST", "/heartbeat", captured["headers"], captured["body"])
+    with pytest.raises(signing.SignatureError):  # a heartbeat is no control request, even to the same path
+        signing.Verifier(KEY, 60, signing.Binding("control", "operator", "standby")).verify(
+            "POST", "/heartbeat", captured["headers"], captured["body"])
 
 
 def test_standby_ahead_is_warned_once_per_change_not_per_heartbeat(tmp_path, capsys):
     answers = iter([{"state": "STANDBY", "epoch": 1}] + [{"state": "ACTIVE", "epoch": 2}] * 4
                    + [{"state": "ACTIVE", "epoch": 3}] + [{"state": "STANDBY", "epoch": 1}] * 2)
-    sender = heartbeat.Sender("primary", "http://standby:8300/", KEY,
+    sender = heartbeat.Sender("primary", httpapi.Target.peer("https://standby:8300"), KEY, HB,
                               heartbeat.StateStore(str(tmp_path / "s.json")), _collect,
                               post=lambda *a: (200, next(answers)))
     for _ in range(8):
@@ -130,13 +136,13 @@ def test_standby_ahead_is_warned_once_per_change_not_per_heartbeat(tmp_path, cap
 def test_failed_send_is_logged_and_not_fatal(tmp_path, capsys):
     refusing = Receiver(status=409)
     try:
-        sender = heartbeat.Sender("primary", refusing.url, KEY,
+        sender = heartbeat.Sender("primary", refusing.url, KEY, HB,
                                   heartbeat.StateStore(str(tmp_path / "s.json")), _collect, timeout=5)
         result = sender.send_once()
         assert not result["ok"] and result["status"] == 409 and result["reason"].startswith("HTTP 409")
     finally:
         refusing.close()
-    dead = heartbeat.Sender("primary", refusing.url, KEY,
+    dead = heartbeat.Sender("primary", refusing.url, KEY, HB,
                             heartbeat.StateStore(str(tmp_path / "s.json")), _collect, timeout=2)
     result = dead.send_once()
     assert not result["ok"] and result["status"] == 0 and result["reason"].startswith("unreachable")
@@ -146,7 +152,7 @@ def test_failed_send_is_logged_and_not_fatal(tmp_path, capsys):
 
 
 def test_run_loop_stops(tmp_path, receiver):
-    sender = heartbeat.Sender("primary", receiver.url, KEY, heartbeat.StateStore(str(tmp_path / "s.json")),
+    sender = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(str(tmp_path / "s.json")),
                               _collect, timeout=5)
     stop = threading.Event()
     thread = threading.Thread(target=sender.run, args=(stop, 0.05), daemon=True)

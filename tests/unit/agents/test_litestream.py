@@ -271,3 +271,72 @@ def test_real_litestream_stall_is_detected_and_recovers(real_litestream):
     mon.request_sync()
     assert _wait(lambda: mon.poll() and mon.state == "ok", budget=60), mon.snapshot()
     assert ("litestream-recovered", env["db"]) in alerts.sent
+
+
+# -- lag: the age of the oldest unreplicated commit --------------------------------------------------
+
+def test_commit_lag_is_the_oldest_unreplicated_commits_age():
+    lag = litestream.CommitLag()
+    assert lag.lag(5.0) == 0.0 and lag.last is None
+    lag.committed(10.0)
+    lag.committed(10.05)  # still untagged: the older one stands for both
+    assert lag.lag(10.3) == 0.3
+    lag.synced(txid=5, replicated_txid=4, now=10.1)  # both are in local TXID 5 at the latest
+    lag.committed(10.2)
+    lag.synced(txid=6, replicated_txid=4, now=10.3)
+    assert [e[1] for e in lag.pending] == [5, 6] and lag.lag(10.9) == 0.9
+    assert not lag.completes(4) and lag.completes(5)
+    lag.synced(txid=6, replicated_txid=5, now=11.1, replicated_at=11.02)  # the replica sync ended at 11.02
+    assert lag.last == 1.02 and lag.lag(11.1) == 0.9  # 10.2's commit is still out
+    lag.synced(txid=6, replicated_txid=6, now=12.0)
+    assert lag.last == 1.8 and lag.lag(12.0) == 0.0 and lag.take_peak(12.0) == 1.8 and lag.take_peak(12.0) == 0.0
+
+
+def test_wal_watch_sees_changes_with_their_mtime(tmp_path):
+    db = str(tmp_path / "x.db")
+    watch = litestream.WalWatch(db)
+    assert watch.check() is None  # baseline (no WAL yet)
+    Path(db + "-wal").write_bytes(b"a")
+    os.utime(db + "-wal", ns=(1_000_000_000_000_000_000, 1_000_000_000_123_000_000))
+    assert watch.check() == 1_000_000_000.123
+    assert watch.check() is None  # unchanged
+    Path(db + "-wal").write_bytes(b"ab")
+    assert watch.check() is not None
+
+
+class CountingClient(FakeClient):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls = 0
+
+    def sync(self, db, wait=False, timeout=None):
+        self.calls += 1
+        return super().sync(db, wait, timeout)
+
+
+def test_monitor_samples_the_wal_and_asks_litestream_only_while_a_commit_is_pending(tmp_path):
+    db = str(tmp_path / "events.db")
+    wal = Path(db + "-wal")
+    wal.write_bytes(b"")
+    client = CountingClient({db: {"status": "no_change", "txid": 7, "replicated_txid": 7}},
+                            {db: {"status": "replicating", "last_sync_at": 900.0}})
+    mon = litestream.Monitor(client, [db], "", stall_seconds=30)
+    mon.poll(now=1000.0)
+    client.calls = 0
+    for _ in range(5):  # idle: a stat per tick, nothing asked
+        mon.sample(now=1000.5)
+    assert client.calls == 0 and mon.snapshot(now=1001.0)[db]["lag_seconds"] == 0.0
+    wal.write_bytes(b"commit")
+    committed = os.stat(wal).st_mtime_ns / 1e9
+    client.answers[db] = {"status": "synced_local", "txid": 8, "replicated_txid": 7}
+    mon.sample(now=committed + 0.1)
+    assert client.calls == 1
+    assert mon.snapshot(now=committed + 0.6)[db]["lag_seconds"] == pytest.approx(0.6, abs=0.001)
+    client.answers[db] = {"status": "no_change", "txid": 8, "replicated_txid": 8}
+    client.listing = {db: {"status": "replicating", "last_sync_at": committed + 0.85}}
+    mon.sample(now=committed + 0.9)
+    record = mon.snapshot(now=committed + 1.0)[db]
+    assert record["lag_seconds"] == 0.0 and record["lag_last_seconds"] == pytest.approx(0.85, abs=0.001)
+    client.calls = 0
+    mon.sample(now=committed + 1.0)
+    assert client.calls == 0  # nothing pending any more

@@ -1,5 +1,7 @@
 """wirebot.replicator: the daemon in-process on 127.0.0.1 with a temp config, a stand-in Litestream
-control socket and a loopback standby receiving heartbeats."""
+control socket and a loopback standby (mutual TLS, the standby's certificate) receiving heartbeats.
+The API is reached over the replicator's local control socket; control requests signed with its
+control key."""
 
 import itertools
 import json
@@ -9,16 +11,17 @@ import socketserver
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+import agenttest
 import pytest
 import yaml
-from wirebot import config, filesync, httpapi, replicator, signing, statefile
+from wirebot import config, filesync, httpapi, replicator, signing, statefile, tls
 
-KEY_HEX = "ab" * 32
-KEY = bytes.fromhex(KEY_HEX)
+KEY_HEX = "ab" * 32  # the heartbeat key
+KEY = bytes.fromhex(agenttest.CONTROL_KEY_HEX)  # the control key (what signed() uses)
+CONTROL = signing.Binding("control", "operator", "primary")
+_LOCAL = {}
 _seq = itertools.count(signing.next_sequence(0))
 
 
@@ -61,25 +64,20 @@ class FakeLitestream(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
 
 class Standby:
+    """The standby's peer listener: mutual TLS with the standby's certificate, pinning the primary's."""
+
     def __init__(self):
         self.beats = []
-        standby = self
+        self.clients = []
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+        def beat(request):
+            self.beats.append(request.json())
+            self.clients.append(request.client)
+            return 200, {"ok": True}
 
-            def do_POST(self):
-                standby.beats.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                data = b'{"ok": true}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = httpapi.serve("127.0.0.1", 0, {("POST", "/heartbeat"): beat}, component="standby-test",
+                                    tls=tls.server_context(agenttest.tls_settings("standby", "primary")))
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
 
 
 def write_config(tmp_path, socket_path, agent_url, **overrides):
@@ -87,11 +85,13 @@ def write_config(tmp_path, socket_path, agent_url, **overrides):
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     (src / "openclaw.json").write_text("{}")
+    channel = agenttest.channel_config(tmp_path, "primary", "standby")
     cfg = {
         "node_name": "primary", "listen_address": "127.0.0.1", "listen_port": 0,
         "state_file": str(tmp_path / "state.json"), "data_root": str(tmp_path),
-        "secrets": {"hmac_key_file": str(tmp_path / "hmac.key"),
+        "secrets": {"hmac_key_file": str(tmp_path / "hmac.key"), "control_key_file": channel["control_key_file"],
                     "discord_webhook_file": str(tmp_path / "absent.url")},
+        "tls": channel["tls"], "control": channel["control"], "http": channel["http"],
         "standby": {"host": "127.0.0.1", "user": "wirebot-repl", "ssh_key": "/nonexistent/key",
                     "known_hosts": "/nonexistent/known", "agent_url": agent_url,
                     "replica_root": str(tmp_path / "replica")},
@@ -130,9 +130,10 @@ def env(tmp_path):
         c = replicator.load_config(write_config(tmp_path, fake.server_address, standby.url, **overrides))
         d = replicator.Replicator(c, command_for=filesync.local_command(str(tmp_path / "replica")),
                                   probe=lambda unit: "active")
-        server = d.start()
+        d.start()
         daemons.append(d)
-        d.url = f"http://127.0.0.1:{server.server_address[1]}"
+        _LOCAL["target"] = httpapi.Target.local(c["channel"]["control_socket"])
+        d.url = ""  # call() and signed() take the path and go through the control socket
         return d
 
     statefile.save(str(tmp_path / "state.json"), {"epoch": 7, "sequence": 0})
@@ -140,26 +141,29 @@ def env(tmp_path):
     for d in daemons:
         d.stop()
     standby.server.shutdown()
+    standby.server.server_close()
     fake.shutdown()
     fake.server_close()
     shutil.rmtree(sockdir, ignore_errors=True)
 
 
-def call(url, method="GET", body=None, headers=None):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+def call(path, method="GET", body=None, headers=None):
+    """``method path`` on the running replicator's control socket; (status, JSON or text)."""
+    conn = _LOCAL["target"].connection(10)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        raw, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        raw, status, ctype = response.read(), response.status, response.getheader("Content-Type") or ""
+    finally:
+        conn.close()
     return status, (json.loads(raw) if "json" in ctype else raw.decode())
 
 
-def signed(url, payload=None, raw=None):
+def signed(path, payload=None, raw=None):
     body = raw if raw is not None else json.dumps(payload or {}).encode()
     headers = {"Content-Type": "application/json"}
-    headers.update(signing.signed_headers(KEY, body, next(_seq)))
-    return call(url, "POST", body, headers), headers, body
+    headers.update(signing.signed_headers(KEY, CONTROL, "POST", path, body, next(_seq)))
+    return call(path, "POST", body, headers), headers, body
 
 
 def wait_for(predicate, budget=15.0):
@@ -219,7 +223,7 @@ def test_signed_posts(env):
     assert call(d.url + "/trigger-sync", "POST", raw, headers)[0] == 401          # replay
     bad = dict(headers, **{"X-Wirebot-Signature": "0" * 64})
     assert call(d.url + "/trigger-sync", "POST", raw, bad)[0] == 401
-    stale = signing.signed_headers(KEY, raw, next(_seq), now=time.time() - 3600)
+    stale = signing.signed_headers(KEY, CONTROL, "POST", "/trigger-sync", raw, next(_seq), now=time.time() - 3600)
     assert call(d.url + "/trigger-sync", "POST", raw, stale)[0] == 401
     assert signed(d.url + "/trigger-sync", raw=b"{not json")[0][0] == 400
     big = b"x" * 70000
@@ -264,25 +268,65 @@ def test_drill_without_command_is_503(env):
     ({"drill.command": "make drill"}, "drill.command: expected a list"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, overrides, message):
-    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9", **overrides)
+    path = write_config(tmp_path, "/tmp/x.sock", "https://127.0.0.1:9", **overrides)
     with pytest.raises(config.ConfigError) as err:
         replicator.load_config(path)
     assert str(err.value).startswith(path + ": ") and message in str(err.value)
 
 
 def test_main_exits_2_on_config_error(tmp_path, capsys):
-    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9", **{"secrets.hmac_key_file": None})
+    path = write_config(tmp_path, "/tmp/x.sock", "https://127.0.0.1:9", **{"secrets.hmac_key_file": None})
     assert replicator.main(["--config", path]) == 2
     assert "secrets.hmac_key_file is required" in capsys.readouterr().err
     assert replicator.main(["--config", str(tmp_path / "missing.yml")]) == 2
     assert "missing.yml: file not found" in capsys.readouterr().err
-    path = write_config(tmp_path, "/tmp/x.sock", "http://127.0.0.1:9")
+    path = write_config(tmp_path, "/tmp/x.sock", "https://127.0.0.1:9")
     (tmp_path / "hmac.key").write_text("abcd")
     assert replicator.main(["--config", path]) == 2
     assert "HMAC key" in capsys.readouterr().err
 
 
 def test_post_signed_helper_is_accepted(env):
-    d = env["start"]()
-    status, body = httpapi.post_signed(d.url + "/trigger-sync", KEY, {"why": "test"}, next(_seq), 5)
+    env["start"]()
+    status, body = httpapi.post_signed(_LOCAL["target"], "/trigger-sync", KEY, CONTROL, {"why": "test"},
+                                       next(_seq), 5)
     assert status == 202 and body["accepted"]
+
+
+def test_control_is_bound_to_its_key_path_and_listener(env):
+    """A control request signed for /trigger-sync is refused at /drill; the heartbeat key does not sign
+    control; the peer listener (mutual TLS, the standby only) has no control route at all."""
+    d = env["start"]()
+    body = b"{}"
+    made_for_sync = signing.signed_headers(KEY, CONTROL, "POST", "/trigger-sync", body, next(_seq))
+    assert call("/drill", "POST", body, made_for_sync) == (401, {"error": "signature refused: bad-signature"})
+    heartbeat_key = bytes.fromhex(KEY_HEX)
+    with_hb_key = signing.signed_headers(heartbeat_key, CONTROL, "POST", "/trigger-sync", body, next(_seq))
+    assert call("/trigger-sync", "POST", body, with_hb_key)[0] == 401
+    as_heartbeat = signing.signed_headers(heartbeat_key, signing.Binding("heartbeat", "primary", "standby"), "POST",
+                                          "/trigger-sync", body, next(_seq))
+    assert call("/trigger-sync", "POST", body, as_heartbeat)[0] == 401
+    assert d.drills == [] and statefile.load(str(env["tmp"] / "state.json"), {}).get("api_last_sequence") is None
+    port = d.servers[0].server_address[1]
+    as_standby = httpapi.Target.peer(f"https://127.0.0.1:{port}",
+                                     tls.client_context(agenttest.tls_settings("standby", "primary")))
+    assert httpapi.get_json(as_standby, "/status", 5)[1]["node"] == "primary"  # the peer may read
+    signed_ok = signing.signed_headers(KEY, CONTROL, "POST", "/trigger-sync", body, next(_seq))
+    assert httpapi.call(as_standby, "POST", "/trigger-sync", body, signed_ok, 5)[0] == 404
+    stranger = httpapi.Target.peer(f"https://127.0.0.1:{port}",
+                                   tls.client_context(agenttest.tls_settings("stranger", "primary")))
+    assert httpapi.get_json(stranger, "/status", 5)[0] == 0
+    assert wait_for(lambda: env["standby"].beats) and set(env["standby"].clients) == {"127.0.0.1"}
+
+
+def test_the_heartbeat_goes_only_to_the_pinned_standby(env):
+    """A standby presenting another certificate never receives a heartbeat (the TLS handshake fails)."""
+    env["standby"].server.shutdown()
+    env["standby"].server.server_close()
+    impostor = []
+    srv = httpapi.serve("127.0.0.1", 0, {("POST", "/heartbeat"): lambda r: impostor.append(r) or (200, {})},
+                        component="impostor", tls=tls.server_context(agenttest.tls_settings("stranger", "primary")))
+    env["standby"].server = srv
+    d = env["start"](**{"standby.agent_url": f"https://127.0.0.1:{srv.server_address[1]}"})
+    assert wait_for(lambda: d.sender.status()["failures_total"] >= 2)
+    assert impostor == [] and "unreachable" in d.sender.status()["last"]["reason"]

@@ -1,4 +1,5 @@
-"""wirebot.signing: signature ok / bad / stale / replayed / missing / malformed; key loading."""
+"""wirebot.signing: signature ok / bad / stale / replayed / missing / malformed; bound to purpose,
+direction, method and path; key loading."""
 
 import pytest
 from wirebot import signing
@@ -6,28 +7,34 @@ from wirebot.config import ConfigError
 
 KEY = bytes(range(32))
 BODY = b'{"node": "primary"}'
+HB = signing.Binding("heartbeat", "primary", "standby")
 
 
-def _headers(sequence=5, now=1000.0, body=BODY, key=KEY):
-    return signing.signed_headers(key, body, sequence, now=now)
+def _headers(sequence=5, now=1000.0, body=BODY, key=KEY, binding=HB, method="POST", path="/heartbeat"):
+    return signing.signed_headers(key, binding, method, path, body, sequence, now=now)
+
+
+def _verifier(last_sequence=0, binding=HB):
+    return signing.Verifier(KEY, 60, binding, last_sequence=last_sequence)
 
 
 def test_valid_signature_returns_sequence_and_advances():
-    verifier = signing.Verifier(KEY, 60)
-    assert verifier.verify(_headers(5), BODY, now=1000.0) == 5
+    verifier = _verifier()
+    assert verifier.verify("POST", "/heartbeat", _headers(5), BODY, now=1000.0) == 5
     assert verifier.last_sequence == 5
 
 
 def test_header_names_are_case_insensitive():
     headers = {k.lower(): v for k, v in _headers().items()}
-    assert signing.Verifier(KEY, 60).verify(headers, BODY, now=1000.0) == 5
+    assert _verifier().verify("POST", "/heartbeat", headers, BODY, now=1000.0) == 5
 
 
 def test_sign_matches_documented_construction():
     import hashlib
     import hmac
-    expected = hmac.new(KEY, b"12.5\n7\n" + BODY, hashlib.sha256).hexdigest()
-    assert signing.sign(KEY, BODY, "12.5", 7) == expected
+    head = b"wirebot/2\nheartbeat\nprimary\nstandby\nPOST\n/heartbeat\n12.5\n7\n"
+    expected = hmac.new(KEY, head + BODY, hashlib.sha256).hexdigest()
+    assert signing.sign(KEY, HB, "POST", "/heartbeat", BODY, "12.5", 7) == expected
 
 
 @pytest.mark.parametrize("mutate", ["body", "key", "sequence", "timestamp"])
@@ -42,9 +49,9 @@ def test_bad_signature(mutate):
         headers[signing.HDR_SEQUENCE] = "6"
     else:
         headers[signing.HDR_TIMESTAMP] = "1000.5"
-    verifier = signing.Verifier(KEY, 60)
+    verifier = _verifier()
     with pytest.raises(signing.SignatureError) as info:
-        verifier.verify(headers, body, now=1000.0)
+        verifier.verify("POST", "/heartbeat", headers, body, now=1000.0)
     assert info.value.reason == "bad-signature"
     assert verifier.last_sequence == 0
 
@@ -52,23 +59,23 @@ def test_bad_signature(mutate):
 @pytest.mark.parametrize("offset", [-61, 61, 3600])
 def test_stale(offset):
     with pytest.raises(signing.SignatureError) as info:
-        signing.Verifier(KEY, 60).verify(_headers(now=1000.0), BODY, now=1000.0 + offset)
+        _verifier().verify("POST", "/heartbeat", _headers(now=1000.0), BODY, now=1000.0 + offset)
     assert info.value.reason == "stale"
 
 
 def test_within_window_accepted_both_directions():
-    verifier = signing.Verifier(KEY, 60)
-    assert verifier.verify(_headers(1, now=1000.0), BODY, now=1059.0) == 1
-    assert verifier.verify(_headers(2, now=1000.0), BODY, now=941.0) == 2
+    verifier = _verifier()
+    assert verifier.verify("POST", "/heartbeat", _headers(1, now=1000.0), BODY, now=1059.0) == 1
+    assert verifier.verify("POST", "/heartbeat", _headers(2, now=1000.0), BODY, now=941.0) == 2
 
 
 def test_replayed_same_and_lower_sequence():
-    verifier = signing.Verifier(KEY, 60, last_sequence=10)
+    verifier = _verifier(10)
     for seq in (10, 3):
         with pytest.raises(signing.SignatureError) as info:
-            verifier.verify(_headers(seq), BODY, now=1000.0)
+            verifier.verify("POST", "/heartbeat", _headers(seq), BODY, now=1000.0)
         assert info.value.reason == "replayed"
-    assert verifier.verify(_headers(11), BODY, now=1000.0) == 11
+    assert verifier.verify("POST", "/heartbeat", _headers(11), BODY, now=1000.0) == 11
 
 
 @pytest.mark.parametrize("drop", [signing.HDR_TIMESTAMP, signing.HDR_SEQUENCE, signing.HDR_SIGNATURE])
@@ -76,7 +83,7 @@ def test_missing_headers(drop):
     headers = _headers()
     del headers[drop]
     with pytest.raises(signing.SignatureError) as info:
-        signing.Verifier(KEY, 60).verify(headers, BODY, now=1000.0)
+        _verifier().verify("POST", "/heartbeat", headers, BODY, now=1000.0)
     assert info.value.reason == "missing"
 
 
@@ -86,7 +93,7 @@ def test_malformed(field, value):
     headers = _headers()
     headers[field] = value
     with pytest.raises(signing.SignatureError) as info:
-        signing.Verifier(KEY, 60).verify(headers, BODY, now=1000.0)
+        _verifier().verify("POST", "/heartbeat", headers, BODY, now=1000.0)
     assert info.value.reason == "malformed"
 
 
@@ -111,3 +118,28 @@ def test_load_key_errors(tmp_path, content, needle):
     with pytest.raises(ConfigError) as info:
         signing.load_key(str(path))
     assert str(path) in str(info.value) and needle in str(info.value)
+
+
+@pytest.mark.parametrize("binding,method,path", [
+    (signing.Binding("control", "primary", "standby"), "POST", "/heartbeat"),   # another purpose
+    (signing.Binding("heartbeat", "standby", "primary"), "POST", "/heartbeat"),  # the other direction
+    (signing.Binding("heartbeat", "primary", "standby2"), "POST", "/heartbeat"),  # another receiver
+    (HB, "POST", "/activate"),                                                  # another endpoint
+    (HB, "GET", "/heartbeat"),                                                  # another method
+])
+def test_a_message_made_for_one_purpose_direction_and_endpoint_verifies_nowhere_else(binding, method, path):
+    """The same key, body, timestamp and sequence: only the exact (purpose, sender, receiver, method, path)
+    the message was made for verifies it."""
+    headers = _headers(binding=binding, method=method, path=path)
+    verifier = _verifier()
+    with pytest.raises(signing.SignatureError) as info:
+        verifier.verify("POST", "/heartbeat", headers, BODY, now=1000.0)
+    assert info.value.reason == "bad-signature" and verifier.last_sequence == 0
+    assert signing.Verifier(KEY, 60, binding).verify(method, path, headers, BODY, now=1000.0) == 5
+
+
+def test_bindings_are_checked():
+    with pytest.raises(ValueError):
+        signing.Verifier(KEY, 60, signing.Binding("anything", "a", "b"))
+    with pytest.raises(ValueError):
+        signing.sign(KEY, signing.Binding("control", "", "b"), "POST", "/x", b"", "1", 1)

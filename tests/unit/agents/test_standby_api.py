@@ -1,7 +1,6 @@
 """wirebot.standby + standby_api: heartbeats, control POSTs, /status, /metrics and the tick loop,
 against loopback servers (edge witness, health, tunnel-ready), a fake systemctl and a fake ssh."""
 
-import http.client
 import json
 import os
 import signal
@@ -12,11 +11,13 @@ import time
 
 import agenttest
 import pytest
-from wirebot import activation, ctl, httpapi, signing, standby_api, statefile
+from wirebot import activation, channel, ctl, httpapi, signing, standby_api, statefile, tls
 from wirebot import standby_machine as m
 from wirebot.standby import StandbyAgent
 
 API_PATH = "/client/v4/accounts/acct/cfd_tunnel/tun/connections"
+HEARTBEAT = signing.Binding("heartbeat", "primary", "standby")
+CONTROL = signing.Binding("control", "operator", "standby")
 
 
 class Clock:
@@ -47,17 +48,24 @@ class Env:
             self.stop()
         settings = self.site.settings()
         self.agent = StandbyAgent(settings, clock=self.clock)
-        self.server = httpapi.serve("127.0.0.1", settings["listen_port"], standby_api.routes(self.agent),
-                                    max_body=4096, component="standby")
+        self.server = channel.serve(settings["channel"], "127.0.0.1", settings["listen_port"],
+                                    standby_api.peer_routes(self.agent), standby_api.local_routes(self.agent),
+                                    ["127.0.0.1"], "standby", max_body=4096)
+        self.agent.servers = self.server
+        self.peer = httpapi.Target.peer(f"https://127.0.0.1:{settings['listen_port']}",
+                                        tls.client_context(agenttest.tls_settings("primary", "standby")))
+        self.local = channel.local_target(settings["channel"])
         return self.agent
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        channel.stop(self.server)
         self.server = None
 
-    def request(self, method, path, body=b"", headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.server_address[1], timeout=10)
+    def request(self, method, path, body=b"", headers=None, via=None):
+        """``method path`` to the agent: heartbeats over mutual TLS as the primary, everything else over
+        the local control socket (``via``: "peer" or "local" to choose)."""
+        via = via or ("peer" if path == "/heartbeat" else "local")
+        conn = (self.peer if via == "peer" else self.local).connection(10)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -74,7 +82,7 @@ class Env:
         payload = body if body is not None else json.dumps({
             "node": "primary", "sent_at": self.clock(), "sequence": sequence, "epoch": epoch,
             "services": {"openclaw-gateway": "active"}, "litestream": {}, "file_sync": {}}).encode()
-        headers = signing.signed_headers(key or self.site.key, payload, sequence,
+        headers = signing.signed_headers(key or self.site.key, HEARTBEAT, "POST", "/heartbeat", payload, sequence,
                                          now=self.clock() if now is None else now)
         if drop:
             del headers[drop]
@@ -84,7 +92,8 @@ class Env:
         body = json.dumps(payload).encode()
         self.control_sequence = signing.next_sequence(getattr(self, "control_sequence", 0), now=self.clock())
         seq = sequence or self.control_sequence
-        return self.request("POST", path, body, signing.signed_headers(self.site.key, body, seq, now=self.clock()))
+        headers = signing.signed_headers(self.site.control_key, CONTROL, "POST", path, body, seq, now=self.clock())
+        return self.request("POST", path, body, headers)
 
     def status(self):
         return self.request("GET", "/status")[1]
@@ -110,6 +119,7 @@ def test_valid_heartbeat_accepted_and_shown(env):
     assert st["last_heartbeat"]["node"] == "primary" and st["last_heartbeat"]["source"] == "127.0.0.1"
     assert st["last_heartbeat"]["services"] == {"openclaw-gateway": "active"}
     assert st["last_heartbeat_age_seconds"] == 0 and st["heartbeats"]["accepted"] == 1
+    assert st["connections"]["peer"]["refused_source"] == 0 and st["connections"]["local"]["open"] == 1
     assert env.state()["last_sequence"] == env.sequence
 
 
@@ -390,9 +400,9 @@ def test_daemon_process_starts_serves_and_stops(env):
                             env=dict(os.environ, PYTHONPATH=agenttest.AGENTS), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        url = f"http://127.0.0.1:{settings['listen_port']}/health"
+        local = channel.local_target(settings["channel"])
         deadline = time.monotonic() + 20
-        while httpapi.get_json(url, 1)[0] != 200:
+        while httpapi.get_json(local, "/health", 1)[0] != 200:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         assert activation.try_lock(settings["state_file"]) is None  # the agent holds it

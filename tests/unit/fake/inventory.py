@@ -29,6 +29,7 @@ def _host(arch: str) -> dict:
             "uname -s": "Linux",
             "ssh_host_ecdsa_key.pub": "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBFAKE",
             "ssh_host_ed25519_key.pub": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKEFAKEFAKE",
+            "agent-keys/agent.crt": "-----BEGIN CERTIFICATE-----\nFAKE\n-----END CERTIFICATE-----",
             re.compile(r"os-release"): _ALMA,
         },
     }
