@@ -17,8 +17,9 @@ from tasks.provision.trust import trust
 
 base()  # packages, users, directories, runtime secrets, the agents' code
 trust()  # replication and fence keys, pinned host keys
+gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby; its state
+# folders exist before Litestream's sandbox is set up (ReadWritePaths of a missing folder is dropped)
 litestream()  # binary on both; streaming primary -> standby
-gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby
 services()  # the scoreboard unit: serving on the primary, waiting on the standby
 if "primary" in host.groups:
     replicator()  # file sync, heartbeat, lag, :8300 API; its config also feeds the connector's start gate
