@@ -12,11 +12,13 @@ from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
+from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
 base()  # packages, users, directories, runtime secrets, the agents' code
-trust()  # replication and fence keys, pinned host keys
+trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
+sshd()  # keys only, no forwarding; the replication accounts' chroot and forced commands
 gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby; its state
 # folders exist before Litestream's sandbox is set up (ReadWritePaths of a missing folder is dropped)
 litestream()  # binary on both; streaming primary -> standby

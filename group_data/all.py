@@ -86,17 +86,18 @@ litestream_databases = [  # single databases replicated as `path:` entries
 litestream_tenant_dir = "/data/wirebot/scoreboard/tenants"  # replicated with dir + pattern + watch
 litestream_stall_seconds = 120  # alert when a database stops advancing this long
 
-# --- Replication target on the standby ---
-replica_user = "wirebot-repl"  # owns the replica tree; its key can only SFTP/rsync there
-replica_root = "/var/lib/wirebot-replica"  # outside wirebot_state_dir: replica_user must reach its home
-replica_key = "/root/.ssh/wirebot-replication"  # on the primary, generated there, no passphrase
+# --- Replication target on the standby (docs/security.md, "The replication account and the replica tree") ---
+replica_root = "/var/lib/wirebot-replica"  # root-owned 0755: the SFTP chroot; litestream/ and files/ below
+replica_user = "wirebot-repl"  # Litestream's SFTP account: internal-sftp chrooted in replica_root, writes litestream/
+replica_files_user = "wirebot-files"  # file sync's rsync account: forced restricted rsync, writes files/ only
+replica_key = "/root/.ssh/wirebot-replication"  # on the primary, generated there, no passphrase; both accounts
 
 # --- File sync (seed section 12) ---
 filesync_paths = [
     "/data/wirebot/users/verious",
     "/home/wirebot/clawd",
     "/data/wirebot/bin",
-]  # not /run/wirebot: secrets reach both hosts through the deploy only (and agents cannot see it)
+]  # never a secret: wirebot_run_dir and wirebot_config_dir are refused (secrets reach both hosts through the deploy)
 filesync_debounce_seconds = 5
 filesync_full_sync_minutes = 15
 filesync_retry_max_seconds = 300
@@ -108,12 +109,16 @@ heartbeat_clock_window_seconds = 60  # heartbeats older or newer than this are r
 
 # --- Fire drill (seed section 14): run by a systemd timer on the control machine (tasks/drill_timer.py) ---
 drill_schedule = "Sun *-*-01..07 03:00:00 America/Los_Angeles"  # systemd OnCalendar: first Sunday, 3am PT
+drill_max_age_days = 35  # the replicator alerts (drill-overdue) when no drill passed within this many days
 
 # --- Witness: how the standby tells a dead primary from a broken link ---
 witness_public_url = "https://wins.wirebot.chat/health"  # any 2xx: someone serves the public
 witness_public_host_header = ""  # only when the URL's host is not the public hostname (lab)
 witness_cloudflare_api_base = "https://api.cloudflare.com/client/v4"
 witness_timeout_seconds = 5
+
+# --- sshd (both hosts; docs/security.md, "sshd") ---
+sshd_dropin = "/etc/ssh/sshd_config.d/10-wirebot.conf"  # keys only, no forwarding; sorts before distro drop-ins
 
 # --- Fencing: the standby's forced-command key on the primary ---
 fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only stop+mask cloudflared

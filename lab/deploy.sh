@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3 npm; do
+for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3 promtool npm; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -14,6 +14,10 @@ if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; t
   apt-get update -qq
   apt-get install -y -qq debootstrap systemd-container openssh-client rsync sqlite3 python3 python3-venv \
     iproute2 procps npm >/dev/null  # npm: the lab's gateway bundle comes from the npm registry
+  # prometheus: only for promtool (tests/unit/test_prometheus.py checks the alert rules); its own
+  # service is not wanted on the control machine, hence no recommends and the disable below.
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 fi
 if [ ! -x .venv/bin/pyinfra ] || [ pyproject.toml -nt .venv/.installed ]; then
   python3 -m venv .venv

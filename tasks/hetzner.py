@@ -1,16 +1,20 @@
 """Create, find or delete the Hetzner standby server; pyinfra needs the host to exist first.
 
-    python tasks/hetzner.py plan                      # preflight, cost, what create would do (no changes)
-    python tasks/hetzner.py create [--dry-run]        # SSH key, firewall, server; records standby.address
-    python tasks/hetzner.py delete --confirm NAME     # deletes the server NAME (our labels only)
+    .venv/bin/python tasks/hetzner.py plan                   # preflight, cost, what create would do
+    .venv/bin/python tasks/hetzner.py create [--dry-run]     # SSH key, firewall, server; records standby.address
+    .venv/bin/python tasks/hetzner.py delete --confirm NAME  # deletes the server NAME (our labels only)
+    .venv/bin/python tasks/hetzner.py COMMAND --help         # that command's flags and their defaults
 
 The API token comes from HCLOUD_TOKEN and is never printed; HCLOUD_ENDPOINT overrides the API URL.
 Settings: DEFAULTS below, overridden by the ``hetzner:`` section of the operator's settings file
 ($WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml; keys with or without the ``hetzner_`` prefix),
 overridden by command-line flags. Every setting is checked before any API call.
 
-Exit codes: 0 done, 2 settings or usage, 3 type/location/image not offered (nothing created),
-4 Hetzner API error (after hcloud-python's retries), 5 refused (not ours, key clash, no confirmation).
+Exit codes: 0 done, 2 settings or usage (or no virtualenv), 3 type/location/image not offered or no
+capacity for it (nothing created; the alternatives are listed), 4 Hetzner API error (after
+hcloud-python's retries; with the X-Correlation-Id Hetzner support asks for), 5 refused (not ours,
+key clash, no confirmation). Progress is printed while actions run and before each of hcloud's retries.
+The checkout's virtualenv: `python3 -m venv .venv && .venv/bin/pip install -e .` (docs/operator.md).
 """
 
 import argparse
@@ -23,20 +27,33 @@ from typing import Any, Dict, List, Optional, Tuple
 if __package__ in (None, ""):  # run as `python tasks/hetzner.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
-from hcloud import APIException, Client  # noqa: E402
-from hcloud.actions import ActionException  # noqa: E402
+VENV_SETUP = "python3 -m venv .venv && .venv/bin/pip install -e ."
+try:  # every third-party module this command needs (pyproject.toml), before any of them is used
+    import requests
+    import yaml  # noqa: F401 - used by tasks.operator_settings
+    from hcloud import APIException, Client
+    from hcloud.actions import ActionException
+except ModuleNotFoundError as missing:  # the system Python, not the checkout's virtualenv
+    print(f"error: tasks/hetzner.py needs the checkout's virtualenv ({missing.name} is not installed for "
+          f"{sys.executable}): run `{VENV_SETUP}` in the checkout once, then "
+          f"`.venv/bin/python tasks/hetzner.py ...`", file=sys.stderr)
+    sys.exit(2)
 
 from tasks import operator_settings  # noqa: E402
 from tasks.hcloud_standby import config, preflight, resources  # noqa: E402
 from tasks.hcloud_standby.errors import (  # noqa: E402
+    CAPACITY_CODES,
     EXIT_API,
     EXIT_SETTINGS,
     ApiProblem,
     Problem,
     Refused,
     SettingsProblem,
+    Unavailable,
+    correlation,
+    describe_action_error,
     describe_api_error,
+    error_code,
 )
 
 DEFAULTS: Dict[str, Any] = {
@@ -81,21 +98,43 @@ FLAGS: Dict[str, Tuple[str, Dict[str, Any]]] = {
 }
 
 
+def _flag_help(key: str) -> str:
+    default = DEFAULTS[key]
+    shown = "none: required" if default in (None, []) else (
+        ",".join(f"{k}={v}" for k, v in default.items()) if isinstance(default, dict) else default)
+    return f"hetzner.{key[len('hetzner_'):]} (default: {shown})"
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    """The command line: a command (plan, create, delete) and setting overrides."""
-    common = argparse.ArgumentParser(add_help=False)
-    for flag, (key, options) in FLAGS.items():
-        common.add_argument(flag, dest=key, help=f"overrides {key}", **options)
-    common.add_argument("--dry-run", action="store_true", help="only look, and say what would be done")
+    """The command line: a command (plan, create, delete), each with only the flags it uses."""
     parser = argparse.ArgumentParser(
         prog="tasks/hetzner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("plan", parents=[common], help="preflight and what create would do; no changes")
-    commands.add_parser("create", parents=[common], help="create or find the standby")
-    delete = commands.add_parser("delete", parents=[common], help="delete the standby server")
-    delete.add_argument("--confirm", metavar="NAME", help="the exact server name, to confirm")
-    return parser.parse_args(argv)
+    plan = commands.add_parser("plan", help="preflight and what create would do; no changes",
+                               description="Preflight, cost and what create would do; changes nothing.")
+    create = commands.add_parser("create", help="create or find the standby",
+                                 description="Create (or find) the SSH key, firewall and server; records "
+                                             "standby.address in the settings file.")
+    create.add_argument("--dry-run", action="store_true", help="only look, and say what would be done")
+    delete = commands.add_parser("delete", help="delete the standby server",
+                                 description="Delete the standby server (ours by its labels only); the "
+                                             "firewall and SSH key are kept.")
+    delete.add_argument("--confirm", metavar="NAME", help="the exact server name, to confirm (required)")
+    delete.add_argument("--dry-run", action="store_true", help="only look, and say what would be deleted")
+    for command in (plan, create, delete):
+        keys = config.IDENTITY if command is delete else FLAGS_KEYS
+        for flag, (key, options) in FLAGS.items():
+            if key in keys:
+                command.add_argument(flag, dest=key, help=_flag_help(key), **options)
+    args = parser.parse_args(argv)
+    for key, _ in FLAGS.values():
+        if not hasattr(args, key):
+            setattr(args, key, None)
+    return args
+
+
+FLAGS_KEYS = tuple(key for key, _ in FLAGS.values())
 
 
 def flag_overrides(args: argparse.Namespace) -> Dict[str, Tuple[str, Any]]:
@@ -114,6 +153,29 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Tuple[str, Any]]:
     return overrides
 
 
+def show_retries(client: Client, say) -> None:
+    """Say each of hcloud-python's retries before it sleeps: what failed, the wait, the attempt.
+
+    hcloud-python (pinned in pyproject.toml) retries inside Client.request with no hook; this wraps its
+    retry policy (to see the error) and retry interval (to see the wait) on this client only.
+    """
+    base = client._client
+    policy, interval, seen = base._retry_policy, base._retry_interval_func, []
+
+    def retry_policy(error):
+        seen[:] = [error]
+        return policy(error)
+
+    def retry_interval(retries: int) -> float:
+        seconds = interval(retries)
+        error = seen.pop() if seen else None
+        what = f"{error_code(error)}{correlation(error)}" if error is not None else "a timeout"
+        say(f"  Hetzner API: {what}; retry {retries + 1} of {base._retry_max_retries} in {seconds:.1f} s")
+        return seconds
+
+    base._retry_policy, base._retry_interval_func = retry_policy, retry_interval
+
+
 def make_client() -> Tuple[Client, str]:
     """A client for HCLOUD_ENDPOINT (default: the Hetzner Cloud API) with the HCLOUD_TOKEN token."""
     token = os.environ.get("HCLOUD_TOKEN", "").strip()
@@ -124,6 +186,7 @@ def make_client() -> Tuple[Client, str]:
         )
     endpoint = os.environ.get("HCLOUD_ENDPOINT", "").strip() or DEFAULT_ENDPOINT
     client = Client(token=token, api_endpoint=endpoint, application_name="wirebot-standby", timeout=(10, 60))
+    show_retries(client, lambda line: print(line, flush=True))
     return client, endpoint
 
 
@@ -148,13 +211,25 @@ def create(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
     """Preflight, then the SSH key, the firewall and the server (each found or created)."""
     offer = preflight.check(client, spec)
     print(f"preflight: {offer.cost_line()}")
+    if offer.deprecation:
+        print(f"warning: {spec.server_type} in {spec.location} is {offer.deprecation}: Hetzner stops offering "
+              f"it then (a running server keeps running, but it cannot be created again). Consider instead "
+              f"(monthly, gross):\n{offer.alternatives}")
     # Every ownership and key check comes first, so a refusal leaves nothing half created.
     server = resources.find_server(client, spec)
     firewall = resources.find_firewall(client, spec)
     key = resources.find_ssh_key(client, spec)
     key = resources.ensure_ssh_key(client, spec, key, dry_run, print)
     firewall = resources.ensure_firewall(client, spec, firewall, dry_run, print)
-    server = resources.ensure_server(client, spec, offer, (server, key, firewall), dry_run, print)
+    try:
+        server = resources.ensure_server(client, spec, offer, (server, key, firewall), dry_run, print)
+    except ApiProblem as problem:
+        if problem.code not in CAPACITY_CODES:
+            raise
+        raise Unavailable(f"{problem}. No server was created; the SSH key and firewall stay for the next run. "
+                          f"Other choices (monthly, gross):\n{preflight.alternatives(client, spec)}\n"
+                          f"  Choose one: set hetzner.server_type / hetzner.location in {spec.settings_file}, "
+                          f"or pass --server-type / --location.") from None
     if dry_run:
         print("dry run: nothing was created or changed")
     else:
@@ -187,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         if deleting:
             delete(client, spec, args.dry_run)
         else:
-            create(client, spec, args.dry_run or args.command == "plan")
+            create(client, spec, getattr(args, "dry_run", False) or args.command == "plan")
     except requests.RequestException as error:
         raise ApiProblem(f"cannot reach the Hetzner API at {endpoint}: {type(error).__name__}") from None
     return 0
@@ -208,7 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {describe_api_error(error)}", file=sys.stderr)
         return EXIT_API
     except ActionException as error:
-        print(f"error: {' '.join(error.message.split())}", file=sys.stderr)
+        print(f"error: {describe_action_error(error)}", file=sys.stderr)
         return EXIT_API
 
 

@@ -16,7 +16,9 @@ WIREBOT_SECRETS_DIR. No address has a default: a missing one is an error naming 
 """
 
 import ipaddress
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict
 
@@ -46,24 +48,81 @@ def load(path: Path = None) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
     for role in ROLES:
-        if role in data and not isinstance(data[role], dict):
+        if data.get(role) is not None and not isinstance(data[role], dict):  # `standby:` alone is empty
             raise SettingsError(f"{path}: '{role}' must be a mapping with at least 'address'")
     return data
 
 
 def save_address(role: str, address: str, path: Path = None) -> Path:
-    """Record `address` as the `role` host's address, keeping every other setting; returns the file."""
+    """Record `address` as the `role` host's address; returns the file.
+
+    Only the one ``address:`` line under ``role:`` changes (or is added): every other line, comment and
+    layout of the operator's file stays as it was. The edited text must load as the old settings with
+    just that address changed, else nothing is written and SettingsError says what to set by hand.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     path = path or settings_path()
     data = load(path)
-    data.setdefault(role, {})["address"] = address
+    expected = dict(data, **{role: dict(data.get(role) or {}, address=address)})
+    old = path.read_text() if path.exists() else ""
+    new = _with_address(old, role, address)
+    try:
+        same = yaml.safe_load(new) == expected
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        raise SettingsError(f"{path}: could not record {role}.address by editing one line (unusual layout); "
+                            f"set it by hand: '{role}: {{address: {address}}}'")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(new)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
+
+
+ADDRESS_LINE = re.compile(r"^(?P<indent>[ \t]+)address[ \t]*:(?P<value>[^#\n]*?)(?P<comment>[ \t]+#.*)?$")
+
+
+def _with_address(text: str, role: str, address: str) -> str:
+    """`text` with `role`'s address line set to `address` (quoted), added when missing."""
+    value = json.dumps(address)  # a quoted YAML scalar: an IPv6 address is never read as a number
+    lines = text.splitlines(keepends=True)
+    head = re.compile(rf"^{role}[ \t]*:(?P<rest>[^#\n]*)(?P<comment>#.*)?$")
+    for index, line in enumerate(lines):
+        match = head.match(line.rstrip("\n"))
+        if not match:
+            continue
+        rest = match.group("rest").strip()
+        if rest and rest not in ("null", "~", "{}"):  # a flow mapping on the role's line: rewrite that line
+            section = dict(yaml.safe_load(rest) or {}, address=address)
+            flow = yaml.safe_dump(section, default_flow_style=True, width=10_000).strip()
+            comment = f" {match.group('comment')}" if match.group("comment") else ""
+            lines[index] = f"{role}: {flow}{comment}\n"
+            return "".join(lines)
+        if rest:  # `role: null` or `role: {}`: an empty block from here on
+            comment = f" {match.group('comment')}" if match.group("comment") else ""
+            lines[index] = f"{role}:{comment}\n"
+        block, indent = [], None
+        for child in range(index + 1, len(lines)):
+            stripped = lines[child].strip()
+            if stripped and not lines[child][0].isspace():
+                break  # the next top-level key
+            if stripped and not stripped.startswith("#"):
+                indent = indent or lines[child][: len(lines[child]) - len(lines[child].lstrip())]
+                block.append(child)
+        for child in block:
+            found = ADDRESS_LINE.match(lines[child].rstrip("\n"))
+            if found and found.group("indent") == indent:
+                lines[child] = f"{indent}address: {value}{found.group('comment') or ''}\n"
+                return "".join(lines)
+        lines.insert(index + 1, f"{indent or '  '}address: {value}\n")
+        if not lines[index].endswith("\n"):
+            lines[index] += "\n"
+        return "".join(lines)
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return f"{text}{separator}{role}:\n  address: {value}\n"
 
 
 def host_settings(role: str, data: Dict[str, Any] = None, path: Path = None) -> Dict[str, Any]:

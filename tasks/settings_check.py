@@ -10,7 +10,7 @@ import runpy
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Tuple
 
-from tasks.provision.secrets_check import SecretsError, check_all
+from tasks.provision.secrets_check import SecretsError, check_all, runtime_secrets
 
 GROUP_DATA = Path(__file__).resolve().parent.parent / "group_data"
 
@@ -35,6 +35,16 @@ def _abs_paths(value):
     return isinstance(value, list) and bool(value) and all(_abs_path(item) for item in value)
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._@+-]+")
+
+
+def _synced_paths(value):
+    """Absolute paths of plain names only: what the standby's rsync forced command accepts."""
+    return _abs_paths(value) and all(
+        all(_PLAIN.fullmatch(part) and part not in (".", "..") for part in item.strip("/").split("/"))
+        for item in value if item != "/")
+
+
 def _name(value):
     return isinstance(value, str) and re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) is not None
 
@@ -52,6 +62,7 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seconds": (_positive_int, "a positive whole number"),
     "path": (_abs_path, "an absolute path"),
     "paths": (_abs_paths, "a non-empty list of absolute paths"),
+    "synced_paths": (_synced_paths, "a non-empty list of absolute paths of plain names (letters, digits, ._@+-)"),
     "name": (_name, "a lower-case name (letters, digits, _ and -)"),
     "text": (_text, "a non-empty string"),
     "url": (_url, "an http(s) URL"),
@@ -94,14 +105,16 @@ SCHEMA = {
     "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
     "litestream_capabilities": "capabilities",
     "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
-    "replica_user": "name", "replica_root": "path", "replica_key": "path", "filesync_paths": "paths",
+    "replica_user": "name", "replica_files_user": "name", "replica_root": "path", "replica_key": "path",
+    "filesync_paths": "synced_paths", "sshd_dropin": "path",
     "filesync_debounce_seconds": "seconds", "filesync_full_sync_minutes": "seconds",
     "filesync_retry_max_seconds": "seconds", "heartbeat_interval_seconds": "seconds",
     "heartbeat_miss_threshold": "seconds", "heartbeat_clock_window_seconds": "seconds",
     "witness_public_url": "url", "witness_public_host_header": "text_or_empty",
     "witness_cloudflare_api_base": "url", "witness_timeout_seconds": "seconds", "fence_key": "path",
     "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
-    "drill_schedule": "text", "packages_apt": "list", "packages_dnf": "list", "packages_update_cache": "bool",
+    "drill_schedule": "text", "drill_max_age_days": "seconds", "packages_apt": "list", "packages_dnf": "list",
+    "packages_update_cache": "bool",
 }
 ROLE_SCHEMA = {
     "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
@@ -134,6 +147,7 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
                            "be larger than heartbeat_interval_seconds")
+    _check_replication(values, origin)
     if values["gateway_database"] not in values["litestream_databases"]:
         raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
                            f"{values['gateway_database']} (a live WAL database is streamed, never rsynced)")
@@ -150,9 +164,35 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
         raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
     try:
         check_all(values["secrets_dir"])
+        runtime_secrets(values["secrets_dir"], values["secrets_files"], values["secrets_required"])
     except SecretsError as error:
         raise SettingError(str(error)) from None
     return values
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = path.rstrip("/") or "/", folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder if folder == "/" else folder + "/")
+
+
+def _check_replication(values: dict, origin: dict) -> None:
+    """File sync never carries a secret or the replica itself; the replication accounts are their own."""
+    private = {
+        "wirebot_run_dir": values["wirebot_run_dir"],  # runtime secrets
+        "wirebot_config_dir": values["wirebot_config_dir"],  # persisted secrets, pinned host keys
+        "cloudflared_config": values["cloudflared_config"].rsplit("/", 1)[0] or "/",  # tunnel credentials
+        "replica_root": values["replica_root"],
+        "replica_key": values["replica_key"].rsplit("/", 1)[0] or "/",  # root's SSH keys
+    }
+    for path in values["filesync_paths"]:
+        for key, folder in private.items():
+            if _inside(path, folder) or _inside(folder, path):
+                raise SettingError(f"{origin['filesync_paths']}: filesync_paths entry {path!r} overlaps {folder} "
+                                   f"({key}): file sync never carries secrets, keys or the replica itself")
+    accounts = [values["replica_user"], values["replica_files_user"]]
+    if len(set(accounts)) != 2 or set(accounts) & {"root", values["wirebot_service_user"]}:
+        raise SettingError(f"{origin['replica_files_user']}: replica_user and replica_files_user must be two "
+                           "accounts of their own (not root, not wirebot_service_user)")
 
 
 def check_inventory(hosts: Dict[str, list], source_file: str) -> None:

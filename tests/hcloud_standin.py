@@ -3,8 +3,11 @@
 It answers the endpoints ``tasks/hetzner.py`` uses with the API's JSON shapes (pagination meta,
 ``{"error": {"code", "message", "details"}}`` errors, actions that run then succeed), checks the
 bearer token, and records every request (method, path, query, JSON body; never the token) so tests
-can assert what was asked. ``fail()`` injects error answers. Prices and offers are test figures in
-the API's format, not Hetzner's price list; as on Hetzner, the ARM type cax11 is offered in EU only.
+can assert what was asked. ``fail()`` injects error answers; every answer carries an
+``X-Correlation-Id`` header (``last_correlation_id``). Prices and offers are test figures in the API's
+format, not Hetzner's price list; as on Hetzner, the ARM types are offered in EU only, and the CPX Gen 1
+and CX Gen 2 types carry per-location ``deprecation`` objects with Hetzner's dates (announced
+2025-10-16, unavailable after 2025-12-31); ``deprecate()`` sets other dates.
 """
 
 import base64
@@ -35,7 +38,12 @@ SERVER_TYPES = [
     (22, "cpx11", "x86", 2, 2.0, 40, "4.35", "5.09", ALL),
     (104, "cx22", "x86", 2, 4.0, 40, "3.79", None, EU),
     (23, "cpx21", "x86", 3, 4.0, 80, "7.55", "8.99", ALL),
+    (108, "cpx22", "x86", 2, 4.0, 80, "7.99", "9.49", ALL),
+    (109, "cx23", "x86", 2, 4.0, 40, "3.49", None, EU),
 ]
+# Hetzner deprecated CPX Gen 1 and CX Gen 2 on 2025-10-16; they were removed at the end of 2025.
+GEN1_DEPRECATION = {"announced": "2025-10-16T00:00:00+00:00", "unavailable_after": "2025-12-31T00:00:00+00:00"}
+DEPRECATED = ("cpx11", "cpx21", "cx22")
 VAT = 1.19
 
 
@@ -98,6 +106,10 @@ class HcloudStandin:
         self.locations = [dict(zip(("id", "name", "description", "country", "city", "latitude",
                                     "longitude", "network_zone"), row)) for row in LOCATIONS]
         self.server_types = [self._server_type(*row) for row in SERVER_TYPES]
+        for name in DEPRECATED:
+            self.deprecate(name, **GEN1_DEPRECATION)
+        self.correlation_ids = itertools.count(0xC0FFEE)
+        self.last_correlation_id: Optional[str] = None
         self.ssh_keys: List[dict] = []
         self.firewalls: List[dict] = []
         self.servers: List[dict] = []
@@ -150,6 +162,13 @@ class HcloudStandin:
         """Answer the next `times` requests `method path` (None: all of them) with this error."""
         self.failures.append([method, path, ApiError(status, code, message, details), times])
 
+    def deprecate(self, name: str, announced: str, unavailable_after: str, location: Optional[str] = None) -> None:
+        """Give the type `name` a deprecation object at `location` (None: at every location it is offered)."""
+        kind = next(t for t in self.server_types if t["name"] == name)
+        for entry in kind["locations"]:
+            if location in (None, entry["name"]):
+                entry["deprecation"] = {"announced": announced, "unavailable_after": unavailable_after}
+
     def writes(self) -> List[Recorded]:
         """Every request that was not a GET."""
         return [r for r in self.requests if r.method != "GET"]
@@ -178,6 +197,8 @@ class HcloudStandin:
                 if error.code == "rate_limit_exceeded":
                     headers = {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0", "RateLimit-Reset": "1"}
         data = json.dumps(payload).encode()
+        self.last_correlation_id = f"{next(self.correlation_ids):08x}-standin"
+        headers["X-Correlation-Id"] = self.last_correlation_id
         handler.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():
             handler.send_header(name, value)

@@ -133,12 +133,13 @@ def human_summary(report: dict) -> str:
 
 
 def discord_message(report: dict) -> dict:
-    """Discord's webhook JSON: {"content": headline + the step table}, within Discord's 2000 characters."""
+    """Discord's webhook JSON: {"content": headline + the step table}, within Discord's 2000 characters,
+    mentioning nobody (allowed_mentions parse nothing)."""
     text = human_summary(report)
     body = f"**{headline(report)}**\n```\n{text.split(chr(10), 1)[1]}\n```"
     if len(body) > DISCORD_LIMIT:
         body = body[:DISCORD_LIMIT - 5] + "\n```"
-    return {"content": body}
+    return {"content": body, "allowed_mentions": {"parse": []}}  # no @everyone/@here/<@id> pings
 
 
 def send_webhook(url: str, message: dict, timeout: float = 10.0) -> tuple:

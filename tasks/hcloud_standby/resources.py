@@ -6,9 +6,11 @@ Ownership is by labels: a server or firewall with our name but without our label
 else's, and is never changed. The SSH key is matched by its MD5 fingerprint, never by name alone.
 """
 
+import time
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from hcloud import Client
+from hcloud.actions import ActionFailedException, ActionTimeoutException
 from hcloud.firewalls import Firewall, FirewallResource, FirewallRule
 
 from tasks.hcloud_standby.config import StandbySpec
@@ -18,11 +20,32 @@ from tasks.hcloud_standby.preflight import Offer
 Say = Callable[[str], None]
 
 
-def wait(actions: Iterable[Any]) -> None:
-    """Wait for each action to finish (hcloud polls GET /actions/{id}); a failed one raises."""
+POLL_SECONDS = 1.0  # between GET /actions/{id} while an action runs
+ACTION_TIMEOUT_SECONDS = 600.0  # a server create takes under a minute; ten is a stuck action
+
+
+def wait(actions: Iterable[Any], say: Say) -> None:
+    """Wait for each action to finish, saying its progress whenever it changes (GET /actions/{id}
+    every POLL_SECONDS); a failed action raises ActionFailedException, one still running after
+    ACTION_TIMEOUT_SECONDS ActionTimeoutException."""
     for action in actions:
-        if action is not None:
-            action.wait_until_finished()
+        if action is None:
+            continue
+        started, shown = time.monotonic(), None
+        while True:
+            action.reload()
+            progress = (action.status, action.progress)
+            if progress != shown:
+                say(f"  {action.command} (action {action.id}): {action.status}, {action.progress or 0}% "
+                    f"after {time.monotonic() - started:.0f} s")
+                shown = progress
+            if action.status != "running":
+                break
+            if time.monotonic() - started > ACTION_TIMEOUT_SECONDS:
+                raise ActionTimeoutException(action=action)
+            time.sleep(POLL_SECONDS)
+        if action.status == "error":
+            raise ActionFailedException(action=action)
 
 
 def _ours(resource: Any, spec: StandbySpec) -> bool:
@@ -127,7 +150,7 @@ def ensure_firewall(
             return None
         with during(f"creating the firewall {spec.firewall_name!r}"):
             created = client.firewalls.create(name=spec.firewall_name, rules=rules, labels=spec.labels)
-            wait(created.actions or [])
+            wait(created.actions or [], say)
         say(f"firewall: created {spec.firewall_name!r}: {summary}")
         return created.firewall
     if sorted(map(rule_key, firewall.rules or [])) == sorted(map(rule_key, rules)):
@@ -136,7 +159,7 @@ def ensure_firewall(
         say(f"firewall: would replace the rules of {spec.firewall_name!r} with: {summary}")
     else:
         with during(f"setting the rules of the firewall {spec.firewall_name!r}"):
-            wait(client.firewalls.set_rules(firewall, rules))
+            wait(client.firewalls.set_rules(firewall, rules), say)
         say(f"firewall: rules of {spec.firewall_name!r} replaced: {summary}")
     return firewall
 
@@ -157,7 +180,7 @@ def _attach_firewall(client: Client, server: Any, firewall: Any, dry_run: bool, 
         return
     with during(f"attaching the firewall to {server.name!r}"):
         resource = FirewallResource(type=FirewallResource.TYPE_SERVER, server=server)
-        wait(client.firewalls.apply_to_resources(firewall, [resource]))
+        wait(client.firewalls.apply_to_resources(firewall, [resource]), say)
     say(f"firewall: attached {firewall.name!r} to {server.name!r}")
 
 
@@ -193,7 +216,7 @@ def ensure_server(
             firewalls=[Firewall(id=firewall.id)],
             labels=dict(spec.labels),
         )
-        wait([response.action, *(response.next_actions or [])])
+        wait([response.action, *(response.next_actions or [])], say)
         server = client.servers.get_by_id(response.server.id)
     say(f"server: created {spec.name!r} (id {server.id}, {server.status})")
     return server
@@ -210,7 +233,7 @@ def delete_server(client: Client, spec: StandbySpec, dry_run: bool, say: Say) ->
         say(f"server: would delete {spec.name!r} (id {server.id}, {ipv4})")
         return None
     with during(f"deleting the server {spec.name!r}"):
-        wait([client.servers.delete(server)])
+        wait([client.servers.delete(server)], say)
     say(f"server: deleted {spec.name!r} (id {server.id}); firewall {spec.firewall_name!r} and the SSH "
         f"key are kept (free of charge) for the next create")
     return ipv4

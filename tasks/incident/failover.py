@@ -133,8 +133,7 @@ class Failover:
             self.data, "activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
         if code != 0:
-            why = reply.get("reason") or reply.get("error") or (stdout + stderr)[-400:]
-            raise StepFailed(f"wirebot.activation exited {code}: {why}")
+            raise StepFailed(activation_failure(code, reply, stdout + stderr))
         return describe_activation(reply, decision)
 
     # 3 -------------------------------------------------------------------------------------------------
@@ -160,6 +159,25 @@ def describe_activation(reply: dict, decision: model.Activation) -> str:
     timings = ", ".join(f"{name} {seconds:.1f} s" for _, name, seconds in timed)
     text = f"standby ACTIVE at epoch {epoch}" + (f" ({timings})" if timings else "")
     return text + ("; FORCED" if decision.force else "")
+
+
+def activation_failure(code: int, reply: dict, output: str) -> str:
+    """Why wirebot.activation gave up, in one line: its own verdict (e.g. "not ACTIVE after 20s", or the
+    state and reason) and the agent's activation error from its status (the failed step and its
+    error, e.g. "restore: ... No space left on device"), with the attempts so far."""
+    status = reply.get("status") if isinstance(reply.get("status"), dict) else reply
+    activation = status.get("activation") if isinstance(status.get("activation"), dict) else {}
+    failed = [(name, record.get("error")) for name, record in (activation.get("steps") or {}).items()
+              if isinstance(record, dict) and record.get("status") == "failed" and record.get("error")]
+    error = activation.get("error") or "; ".join(f"{name}: {text}" for name, text in failed)
+    verdict = reply.get("error") or (f"state {status['state']}" + (f" ({status['reason']})" if status.get("reason")
+                                                                     else "") if status.get("state") else "")
+    text = f"wirebot.activation exited {code}: {verdict or ' '.join(output.split())[-400:]}"
+    if error:
+        attempts = activation.get("attempts")
+        text += f"; the agent's activation error: {' '.join(str(error).split())}"
+        text += f" ({attempts} attempts)" if attempts else ""
+    return text
 
 
 def refuse(message: str, number: int = 2, key: str = "activate") -> None:

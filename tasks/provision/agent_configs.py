@@ -72,12 +72,13 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "secrets": _secrets(data),
         "standby": {
             "host": standby_address,
-            "user": data.replica_user,
+            "user": data.replica_files_user,  # file sync's rsync account (restricted to replica_root/files)
             "ssh_key": data.replica_key,
             "known_hosts": f"{data.wirebot_config_dir}/standby_known_hosts",
             "agent_url": f"https://{_url_host(standby_address)}:{data.agent_port}",
             "node_name": "standby",
-            "replica_root": data.replica_root,
+            # the replica tree as the rsync account sees it: its forced command's root is replica_root
+            "replica_root": paths.replica_view(data.replica_root, data.replica_root),
         },
         "litestream": {
             "binary": data.litestream_binary,
@@ -96,7 +97,8 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
-        "drill": {"command": list(data.drill_command)},
+        "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
+                  "max_age_days": data.drill_max_age_days},
         "witness": _witness(data, tunnel, self_address),
         **_channel(data),
     }

@@ -23,6 +23,25 @@ def relative_to_data_root(path: str, data_root: str) -> str:
         return str(PurePosixPath(path)).lstrip("/")
 
 
+# The replica tree (docs/security.md, "The replication account and the replica tree"): replica_root is
+# root-owned; Litestream's SFTP account writes only LITESTREAM below it, file sync's rsync account only
+# FILES. Both see replica_root as "/" (the SFTP chroot, the rsync forced command's root), so what the
+# primary names is the standby's path with replica_root cut off: replica_view() below.
+LITESTREAM = "litestream"
+FILES = "files"
+
+
 def replica_dir(replica_root: str, epoch: int, path: str, data_root: str) -> str:
     """Where the standby keeps the Litestream replica of database (or tenant folder) `path` at `epoch`."""
-    return f"{replica_root}/litestream/epoch-{epoch}/{relative_to_data_root(path, data_root)}"
+    return f"{replica_root}/{LITESTREAM}/epoch-{epoch}/{relative_to_data_root(path, data_root)}"
+
+
+def replica_view(path: str, replica_root: str) -> str:
+    """`path` (on the standby, inside replica_root) as the replication accounts see it: from their "/"."""
+    relative = str(PurePosixPath(path).relative_to(replica_root))
+    return "/" if relative == "." else "/" + relative
+
+
+def litestream_replica_path(replica_root: str, epoch: int, path: str, data_root: str) -> str:
+    """The SFTP path litestream.yml names for `path` at `epoch` (chroot-relative: replica_view)."""
+    return replica_view(replica_dir(replica_root, epoch, path, data_root), replica_root)

@@ -12,7 +12,7 @@ Layout (the operator's, outside git; lab/secrets.py makes a lab one):
 import json
 import re
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import yaml
 
@@ -91,6 +91,37 @@ def gateway_token(secrets_dir: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{32,}", token):
         raise SecretsError(f"{path}: the token must be 32 or more characters without spaces or quotes")
     return token
+
+
+_FORMATS = {  # what a runtime secret must look like, by its name in the secrets directory
+    "agent-hmac.key": (r"[0-9a-fA-F]{64,}", "at least 64 hex characters"),
+    "discord-webhook.url": (r"https?://\S+", "one http(s) URL"),
+    "cloudflare-api-token": (r"\S+", "one token, no spaces"),
+    "gateway.env": (r"(?:[A-Za-z_][A-Za-z0-9_]*=[^\n]*\n?)*", "KEY=value lines"),
+    "gateway-token.env": (GATEWAY_TOKEN_VARIABLE + r"=[A-Za-z0-9._~+/=-]{32,}",
+                          "one line OPENCLAW_GATEWAY_TOKEN=<32+ characters>"),
+}
+
+
+def runtime_secrets(secrets_dir: str, names: Dict[str, str], required: List[str]) -> List[str]:
+    """The runtime secrets (secrets_files) present in the secrets directory, each checked; the deploy
+    installs exactly these on both hosts and removes the others. SecretsError names a missing required
+    one or a malformed one."""
+    present = []
+    for name in names:
+        path = Path(secrets_dir) / name
+        if not path.is_file():
+            if name in required:
+                raise SecretsError(f"{path}: missing (required)")
+            continue
+        text = path.read_text()
+        pattern, expected = _FORMATS.get(name, (r"[^\n]+\n?", "one non-empty line"))
+        content = text.strip() if name != "gateway.env" else "\n".join(
+            line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+        if not content and name != "gateway.env" or not re.fullmatch(pattern, content):
+            raise SecretsError(f"{path}: expected {expected}")
+        present.append(name)
+    return present
 
 
 def check_all(secrets_dir: str) -> Dict[str, str]:

@@ -1,5 +1,6 @@
 """deploy.py on the lab (issue: provision the primary and the standby): the target state on both hosts,
-replication for real, the replication key's limits, idempotency and masked secrets."""
+replication for real, idempotency and masked secrets (the replication key's limits:
+test_replica_attacks.py)."""
 
 import shutil
 import time
@@ -144,27 +145,6 @@ def test_a_new_tenant_db_is_replicated_without_restarting_anything():
     wait_for(lambda: "tenant-row" in _restored_ids(_replica(f"scoreboard/tenants/{tenant}.db")), timeout=15,
              what="the new tenant DB in the standby's replica")
     assert ssh("primary", "systemctl show -p MainPID --value litestream").stdout.strip() == pid
-
-
-REPLICATION_SSH = ("ssh -i /root/.ssh/wirebot-replication -o BatchMode=yes -o ConnectTimeout=5 "
-                   f"-o UserKnownHostsFile=/etc/wirebot/standby_known_hosts wirebot-repl@{settings.address('standby')}")
-
-
-@pytest.mark.parametrize("command", ["", "id", "/bin/sh -c id", "rsync --server --sender -r . /etc/",
-                                     "rsync --server -r . /etc/cron.d/"])
-def test_the_replication_key_cannot_open_a_shell_or_leave_the_replica(command):
-    result = ssh("primary", f"{REPLICATION_SSH} {command!r} </dev/null" if command else
-                            f"{REPLICATION_SSH} </dev/null", check=False)
-    assert result.returncode != 0
-    assert "refused" in result.stderr
-
-
-def test_the_replication_key_can_rsync_into_the_replica():
-    result = ssh("primary", f"rsync -a -e '{REPLICATION_SSH.split(' wirebot-repl@')[0]}' /etc/hostname "
-                            f"wirebot-repl@{settings.address('standby')}:/var/lib/wirebot-replica/files/probe",
-                 check=False)
-    assert result.returncode == 0, result.stderr
-    assert ssh("standby", "cat /var/lib/wirebot-replica/files/probe").stdout.strip() == "primary"
 
 
 def test_a_second_deploy_changes_nothing():

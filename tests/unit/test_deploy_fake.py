@@ -123,6 +123,35 @@ def test_a_malformed_gateway_token_fails_before_connecting(secrets_dir, tmp_path
     assert "Connecting to hosts" not in result.stdout
 
 
+def test_almalinux_standby_confines_the_replication_accounts_without_rrsync(almalinux_run):
+    """AlmaLinux 9's rsync has no rrsync in PATH: the standby's own forced command does the job there
+    exactly as on Debian."""
+    ran = commands(almalinux_run, "standby")
+    assert ("useradd --system --gid wirebot-repl --home-dir /var/lib/wirebot-replica --no-create-home "
+            "--shell /usr/sbin/nologin wirebot-repl") in ran
+    assert ("useradd --system --gid wirebot-files --home-dir /var/lib/wirebot-replica --no-create-home "
+            "--shell /bin/sh wirebot-files") in ran
+    made = " ".join(command for command in ran if command.startswith("install -d"))
+    for path, owner, mode in (("/var/lib/wirebot-replica", "root", "755"),
+                              ("/var/lib/wirebot-replica/litestream", "wirebot-repl", "750"),
+                              ("/var/lib/wirebot-replica/files", "wirebot-files", "750"),
+                              ("/etc/ssh/wirebot-authorized-keys", "root", "755")):
+        assert f"install -d -m {mode} -o {owner} -g {owner} -- {path}" in made, path
+    assert "chown root:root /usr/local/libexec/wirebot-replica-rsync" in ran
+    assert "Ensure the file-sync account's forced command is installed." in almalinux_run
+    assert not [command for command in ran if "rrsync" in command]
+    assert not [command for command in commands(almalinux_run, "primary") if "wirebot-authorized-keys" in command]
+
+
+@pytest.mark.parametrize("host", ["primary", "standby"])
+def test_almalinux_sshd_dropin_is_checked_before_it_is_used(almalinux_run, host):
+    script = [command for command in commands(almalinux_run, host) if "sshd -t -f" in command]
+    assert len(script) == 1
+    text = script[0]
+    assert text.index("sshd -t -f") < text.index("mv -f /etc/ssh/sshd_config.d/10-wirebot.conf.wirebot-new")
+    assert "systemctl try-reload-or-restart \"$unit\"" in text and "unit=sshd.service" in text
+
+
 @pytest.mark.parametrize("host,peer", [("primary", "standby"), ("standby", "primary")])
 def test_each_host_makes_its_own_tls_identity_and_control_key_and_pins_the_peer(almalinux_run, host, peer):
     """The agents' channel: key + self-signed certificate and the control key made on the host (0600,

@@ -83,7 +83,8 @@ def test_human_summary_and_discord_message():
     assert text.startswith("Fire drill FAILED") and "lost 0, doubled 0" in text
     assert "gateway answered HTTP 502" in text and len(text.splitlines()) >= 14
     message = report.discord_message(sample())
-    assert set(message) == {"content"} and message["content"].startswith("**Fire drill PASSED")
+    assert set(message) == {"content", "allowed_mentions"} and message["content"].startswith("**Fire drill PASSED")
+    assert message["allowed_mentions"] == {"parse": []}  # an @everyone in a step detail pings nobody
     assert len(message["content"]) <= report.DISCORD_LIMIT
     long = sample(report.FAILED)
     long["steps"][4]["detail"] = "x" * 5000

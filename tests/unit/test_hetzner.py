@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ import hcloud._client as hcloud_client
 import hcloud.actions.client as hcloud_actions
 import pytest
 import yaml
+from hcloud import APIException
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -22,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from hcloud_standin import HcloudStandin, md5_fingerprint  # noqa: E402
 
 from tasks import hetzner  # noqa: E402
-from tasks.hcloud_standby import config  # noqa: E402
+from tasks.hcloud_standby import config, errors, resources  # noqa: E402
 
 TOKEN = "tok-3f9c1d7e-a61b-never-print-me"
 # Generated with ssh-keygen; the fingerprints are `ssh-keygen -E md5 -lf` of each.
@@ -69,6 +71,7 @@ def sleeps(monkeypatch):
     calls = []
     for module in (hcloud_client, hcloud_actions):
         monkeypatch.setattr(module, "time", SimpleNamespace(sleep=calls.append))
+    monkeypatch.setattr(resources.time, "sleep", calls.append)  # our action progress loop
     return calls
 
 
@@ -161,8 +164,9 @@ def test_unavailable_type_creates_nothing_and_lists_alternatives(env, capsys):
     assert env.standin.writes() == []
     assert "server type 'cax11' is not offered in ash (Ashburn, VA)" in err
     assert "cax11 in fsn1 (Falkenstein DC Park 1): 4.51 EUR/month" in err
-    assert "cpx11 (x86, 2 vCPU, 2 GB RAM, 40 GB disk): 6.06 EUR/month" in err
+    assert "cpx22 (x86, 2 vCPU, 4 GB RAM, 80 GB disk): 11.29 EUR/month" in err
     assert "cax21" not in err.split("cheapest types offered in ash:")[1]
+    assert "cpx11" not in err  # removed at the end of 2025: not offered, not proposed
 
 
 def test_dry_run_and_plan_create_nothing(env, capsys):
@@ -266,26 +270,90 @@ def test_delete_with_the_exact_name_deletes_and_clears_the_address(env, capsys):
     assert "nothing to delete" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "status, code, expected",
-    [
-        (401, "unauthorized", "the API token was refused (401 unauthorized)"),
-        (403, "forbidden", "the API token may not do this (403 forbidden)"),
-        (404, "not_found", "not found (404 not_found): injected"),
-        (409, "conflict", "busy with another action (409 conflict)"),
-        (409, "uniqueness_error", "already taken in the project (409 uniqueness_error): injected"),
-        (422, "invalid_input", "rejected the request (422 invalid_input): injected; name: is too long"),
-        (429, "rate_limit_exceeded", "rate limit exceeded (429 rate_limit_exceeded)"),
-    ],
-)
-def test_api_errors_become_one_line_messages(env, capsys, status, code, expected):
+STATUS = {code: status for status, code in errors.HTTP_STATUS_CODES.items()}
+
+
+@pytest.mark.parametrize("code", sorted(errors.API_MESSAGES))
+def test_every_documented_error_code_is_one_line_with_what_to_do(env, capsys, code):
     details = {"fields": [{"name": "name", "messages": ["is too long"]}]} if code == "invalid_input" else None
-    env.standin.fail("POST", "/ssh_keys", status, code, times=None, details=details)
+    env.standin.fail("POST", "/ssh_keys", STATUS.get(code, 422), code, times=None, details=details)
     assert hetzner.main(["create"]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("error: uploading the SSH key 'wirebot-operator': ") and expected in err
+    assert err.startswith("error: uploading the SSH key 'wirebot-operator': ") and f"{code})" in err
+    assert f"(X-Correlation-Id {env.standin.last_correlation_id}: quote it to Hetzner support)" in err
+    assert "Hetzner API error (" not in err  # not the generic fallback
+    if code == "invalid_input":
+        assert "rejected the request (422 invalid_input): injected; name: is too long" in err
     assert env.standin.calls("POST", "/servers") == []
+
+
+@pytest.mark.parametrize("status, code", [(401, "unauthorized"), (403, "forbidden"), (412, "resource_unavailable"),
+                                          (423, "locked"), (503, "unavailable"), (504, "timeout")])
+def test_error_without_a_json_body_is_named_by_its_status(status, code):
+    error = APIException(code=status, message="Service Unavailable", details=None, correlation_id="abc-1")
+    text = errors.describe_api_error(error)
+    assert f"{code})" in text and "X-Correlation-Id abc-1" in text
+
+
+def test_unknown_error_code_still_shows_code_message_and_correlation_id():
+    text = errors.describe_api_error(APIException(code="brand_new", message="new thing", details=None,
+                                                 correlation_id="c-9"))
+    assert text == "Hetzner API error (brand_new): new thing (X-Correlation-Id c-9: quote it to Hetzner support)"
+
+
+@pytest.mark.parametrize("code", errors.CAPACITY_CODES)
+def test_capacity_error_on_create_lists_the_alternatives_plan_would(env, capsys, code):
+    env.standin.fail("POST", "/servers", 412 if code == "resource_unavailable" else 422, code,
+                     message="no capacity for cax11 in fsn1")
+    assert hetzner.main(["create"]) == 3
+    err = capsys.readouterr().err
+    assert "creating the server 'wirebot-standby': " in err and f"{code}): no capacity" in err.split("\n")[0]
+    assert "X-Correlation-Id" in err.split("\n")[0]
+    assert "cax11 in nbg1 (Nuremberg DC Park 1): 4.51 EUR/month" in err
+    assert "cheapest types offered in fsn1:" in err and "cx23 (x86, 2 vCPU, 4 GB RAM, 40 GB disk)" in err
+    assert "not proposed" not in err  # cx22 is past its end, so not offered at all
+    assert env.standin.servers == [] and len(env.standin.firewalls) == 1
+    assert hetzner.main(["create"]) == 0  # capacity back: the next run finishes the job
+    assert len(env.standin.servers) == 1 and len(env.standin.firewalls) == 1
+
+
+def test_soon_deprecated_type_is_named_with_its_dates_and_never_proposed_silently(env, capsys):
+    soon = (datetime.now(timezone.utc) + timedelta(days=60)).date().isoformat()
+    env.standin.deprecate("cax11", "2026-01-15T00:00:00+00:00", f"{soon}T00:00:00+00:00")
+    env.standin.deprecate("cax21", "2026-01-15T00:00:00+00:00", f"{soon}T00:00:00+00:00", location="fsn1")
+    assert hetzner.main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: cax11 in fsn1 is deprecated: announced 2026-01-15, unavailable after {soon}" in out
+    proposed = out.split("Consider instead")[1]
+    assert "cheapest types offered in fsn1:" in proposed and "cx23 (x86" in proposed
+    assert "    cax21" not in proposed and "cax11 in nbg1" not in proposed
+    assert f"not proposed, deprecated in fsn1: cax21 (deprecated: announced 2026-01-15, unavailable after {soon})" \
+        in proposed
+    env.write(server_type="cax21", location="nbg1")  # not deprecated there: no warning
+    assert hetzner.main(["plan"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_past_unavailable_after_says_so(env, capsys):
+    env.write(server_type="cpx11", location="ash")  # the README's old suggestion
+    assert hetzner.main(["plan"]) == 3
+    err = capsys.readouterr().err
+    assert "server type 'cpx11' is not offered in ash (Ashburn, VA) (deprecated: announced 2025-10-16, " \
+           "unavailable after 2025-12-31)" in err
+    assert "cpx22 (x86, 2 vCPU, 4 GB RAM, 80 GB disk)" in err
+
+
+def test_progress_is_shown_while_actions_run_and_while_hcloud_retries(env, capsys, sleeps):
+    env.standin.polls_until_done = 2
+    env.standin.fail("GET", "/locations", 429, "rate_limit_exceeded", times=2)
+    assert hetzner.main(["create"]) == 0
+    out = capsys.readouterr().out
+    retries = [line for line in out.splitlines() if "Hetzner API: rate_limit_exceeded" in line]
+    assert len(retries) == 2 and "retry 1 of 5 in " in retries[0] and "X-Correlation-Id" in retries[0]
+    assert "  create_server (action " in out and "): running, 0% after " in out
+    assert "): success, 100% after " in out
+    assert sleeps.count(resources.POLL_SECONDS) >= 2
 
 
 def test_rate_limit_is_retried_with_backoff(env, sleeps):
@@ -365,3 +433,44 @@ def test_runs_as_a_script(env):
     assert result.returncode == 0, result.stderr
     assert "preflight: cax11 in fsn1" in result.stdout and TOKEN not in result.stdout + result.stderr
     assert env.standin.writes() == []
+
+
+def test_create_keeps_the_settings_files_comments_and_layout(env):
+    text = (f"# my settings\nprimary:\n  address: {PRIMARY}  # DE\nhetzner:\n  location: fsn1  # EU: cax11 is offered\n"
+            f"  operator_cidrs: [{', '.join(OPERATOR_CIDRS)}]   # home, office\n  primary_address: {PRIMARY}\n"
+            f"  ssh_public_key: {env.key}\n")
+    env.settings.write_text(text)
+    assert hetzner.main(["create"]) == 0
+    ipv4 = env.standin.servers[0]["public_net"]["ipv4"]["ip"]
+    assert env.settings.read_text() == text + f'standby:\n  address: "{ipv4}"\n'
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby"]) == 0
+    assert env.settings.read_text() == text + 'standby:\n  address: ""\n'
+
+
+@pytest.mark.parametrize("command, present, absent", [
+    ("delete", ["--confirm", "--server-name", "--label", "--firewall-name", "--dry-run"],
+     ["--server-type", "--location", "--image", "--ssh-public-key", "--ssh-key-name", "--operator-cidr",
+      "--primary-address", "--agent-port"]),
+    ("plan", ["--server-type", "--location", "--operator-cidr", "--agent-port"], ["--dry-run", "--confirm"]),
+    ("create", ["--server-type", "--dry-run", "--primary-address"], ["--confirm"]),
+])
+def test_each_command_helps_with_its_own_flags_and_defaults(capsys, command, present, absent):
+    with pytest.raises(SystemExit) as exit_:
+        hetzner.parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    flags = {word.rstrip(",") for word in out.split() if word.startswith("--")}
+    assert set(present) <= flags and not set(absent) & flags
+    assert "(default: wirebot-standby)" in out
+    if command != "delete":
+        assert "(default: cax11)" in out and "hetzner.operator_cidrs (default: none: required)" in out
+
+
+def test_system_python_without_the_venv_gets_one_line_saying_what_to_run(tmp_path):
+    """`python3 tasks/hetzner.py plan` outside the virtualenv: no traceback, the set-up command instead."""
+    result = subprocess.run([sys.executable, "-S", "-I", str(ROOT / "tasks" / "hetzner.py"), "plan"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "python3 -m venv .venv && .venv/bin/pip install -e ." in result.stderr
+    assert "is not installed for" in result.stderr

@@ -145,3 +145,24 @@ def test_replication_checks_epoch_config_and_units():
 
 def test_marker_names_are_flat():
     assert model.merge_marker("scoreboard/tenants") == "2-merged-scoreboard__tenants.json"
+
+
+# --- failover: why the activation gave up ------------------------------------------------------------
+def test_failover_prints_the_agents_activation_error_when_it_gives_up():
+    from tasks.incident.failover import activation_failure
+
+    activation = {"attempts": 4, "error": "restore: sqlite3 .restore failed: No space left on device",
+                  "steps": {"restore": {"status": "failed", "error": "sqlite3 .restore failed: No space left"
+                                                                     " on device"}}}
+    via_agent = {"ok": False, "error": "not ACTIVE after 20s",
+                 "status": {"state": "ACTIVATING", "reason": "operator activation", "activation": activation}}
+    text = activation_failure(1, via_agent, "")
+    assert text.startswith("wirebot.activation exited 1: not ACTIVE after 20s; the agent's activation error: ")
+    assert "No space left on device" in text and "(4 attempts)" in text
+    standalone = {"ok": False, "state": "ACTIVATING", "reason": "operator activation (x): fence skipped",
+                  "activation": {"steps": activation["steps"]}}
+    text = activation_failure(1, standalone, "")
+    assert "state ACTIVATING (operator activation (x): fence skipped)" in text
+    assert "restore: sqlite3 .restore failed: No space left on device" in text
+    assert activation_failure(2, {}, "wirebot.activation: no such file\n") == (
+        "wirebot.activation exited 2: wirebot.activation: no such file")

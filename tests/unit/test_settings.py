@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from wirebot import filesync
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
@@ -33,6 +34,8 @@ def test_group_data_as_shipped_is_valid(secrets_dir):
     ("heartbeat_interval_seconds", "30s", "must be a positive whole number"),
     ("agent_port", 70000, "must be a port number"),
     ("filesync_paths", ["relative/path"], "must be a non-empty list of absolute paths"),
+    ("filesync_paths", ["/home/wirebot/my notes"], "absolute paths of plain names"),
+    ("filesync_paths", ["/home/wirebot/$(id)"], "absolute paths of plain names"),
     ("cloudflared_install", "curl-pipe-bash", "must be 'repo' or 'none'"),
     ("litestream_wheel_sha256", {"x86_64": "abc"}, "sha256"),
     ("witness_public_url", "wins.wirebot.chat", "must be an http(s) URL"),
@@ -42,6 +45,55 @@ def test_a_malformed_setting_names_the_key_and_the_file(secrets_dir, key, value,
         check("primary", {"secrets_dir": str(secrets_dir), key: value}, "lab/inventory.py")
     assert str(error.value).startswith(f"lab/inventory.py: setting '{key}'")
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("path, overlaps", [
+    ("/run/wirebot", "/run/wirebot (wirebot_run_dir)"),
+    ("/run", "/run/wirebot (wirebot_run_dir)"),
+    ("/etc/wirebot/secrets", "/etc/wirebot (wirebot_config_dir)"),
+    ("/etc", "/etc/wirebot (wirebot_config_dir)"),
+    ("/etc/cloudflared", "/etc/cloudflared (cloudflared_config)"),
+    ("/root", "/root/.ssh (replica_key)"),
+    ("/var/lib/wirebot-replica/files/x", "/var/lib/wirebot-replica (replica_root)"),
+    ("/", "/run/wirebot (wirebot_run_dir)"),
+])
+def test_file_sync_never_carries_a_secret(secrets_dir, path, overlaps):
+    with pytest.raises(SettingError) as error:
+        check("primary", {"secrets_dir": str(secrets_dir), "filesync_paths": ["/data/wirebot/bin", path]},
+              "lab/inventory.py")
+    assert str(error.value) == (f"lab/inventory.py: filesync_paths entry {path!r} overlaps {overlaps}: file sync "
+                                "never carries secrets, keys or the replica itself")
+
+
+@pytest.mark.parametrize("data", [{"replica_files_user": "wirebot-repl"}, {"replica_user": "root"},
+                                  {"replica_files_user": "wirebot"}])
+def test_the_replication_accounts_are_their_own(secrets_dir, data):
+    with pytest.raises(SettingError, match="must be two accounts of their own"):
+        check("standby", {"secrets_dir": str(secrets_dir), **data}, "x.py")
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("discord-webhook.url", "not a url\n", "expected one http(s) URL"),
+    ("cloudflare-api-token", "two words\n", "expected one token, no spaces"),
+    ("cloudflare-api-token", "\n", "expected one token, no spaces"),
+    ("gateway.env", "OPENAI_API_KEY=x\nnot an assignment\n", "expected KEY=value lines"),
+])
+def test_a_malformed_runtime_secret_names_the_file(secrets_dir, name, text, expected):
+    (secrets_dir / name).write_text(text)
+    with pytest.raises(SettingError) as error:
+        check("standby", {"secrets_dir": str(secrets_dir)}, "x.py")
+    assert str(error.value) == f"{secrets_dir / name}: {expected}"
+
+
+def test_runtime_secrets_are_the_ones_present(secrets_dir):
+    from tasks.provision.secrets_check import runtime_secrets
+
+    names = {"agent-hmac.key": "agent-hmac.key", "discord-webhook.url": "discord-webhook.url",
+             "cloudflare-api-token": "cloudflare-api-token", "gateway.env": "gateway.env"}
+    (secrets_dir / "cloudflare-api-token").unlink()
+    (secrets_dir / "gateway.env").write_text("# model keys\n\nA=1\n")
+    assert runtime_secrets(str(secrets_dir), names, ["agent-hmac.key"]) == [
+        "agent-hmac.key", "discord-webhook.url", "gateway.env"]
 
 
 def test_a_clock_window_shorter_than_the_interval_is_refused(secrets_dir):
@@ -134,7 +186,11 @@ def test_agent_configs_agree_on_paths_and_secrets():
     assert replicator["tls"]["key_file"].startswith("/etc/wirebot/agent-keys/")
     assert replicator["secrets"] == standby["secrets"]
     assert replicator["litestream"]["dbs"] == standby["activation"]["dbs"]
-    assert replicator["standby"]["replica_root"] == standby["replica"]["root"]
+    # file sync's destination, as the rsync account sees it (its root is the standby's replica root), is
+    # where the standby's activation reads it
+    view = filesync.remote_path(replicator["standby"]["replica_root"], "/home/wirebot/clawd")
+    assert standby["replica"]["root"] + view == "/var/lib/wirebot-replica/files/home/wirebot/clawd/"
+    assert replicator["standby"]["user"] == "wirebot-files"
     assert standby["witness"]["self_origin_ip"] == "10.0.0.3"
     assert replicator["witness"]["self_origin_ip"] == "10.0.0.2"
 
@@ -143,6 +199,16 @@ def test_replica_paths_carry_the_epoch_and_the_path_below_the_data_root():
     assert paths.replica_dir("/r", 3, "/data/wirebot/scoreboard/events.db", "/data/wirebot") == \
         "/r/litestream/epoch-3/scoreboard/events.db"
     assert paths.replica_dir("/r", 1, "/srv/other.db", "/data/wirebot") == "/r/litestream/epoch-1/srv/other.db"
+
+
+def test_litestream_names_the_same_replica_dir_from_inside_its_chroot():
+    for db in ("/data/wirebot/scoreboard/events.db", "/data/wirebot/scoreboard/tenants", "/srv/other.db"):
+        inside = paths.litestream_replica_path("/var/lib/wirebot-replica", 4, db, "/data/wirebot")
+        assert inside.startswith("/litestream/epoch-4/")
+        assert "/var/lib/wirebot-replica" + inside == paths.replica_dir("/var/lib/wirebot-replica", 4, db,
+                                                                        "/data/wirebot")
+    assert paths.replica_view("/r", "/r") == "/"
+    assert paths.replica_view("/r/.hidden", "/r") == "/.hidden"
 
 
 def test_host_addresses_must_be_ip_addresses(tmp_path):

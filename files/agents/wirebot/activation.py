@@ -41,6 +41,7 @@ def enter_activating(data, reason, now, forced=False):
 
 def _restore(settings):
     act = dict(settings["activation"], replica_root=settings["replica_root"], data_root=settings["data_root"])
+    steps.check_replica(settings["replica_root"], act["file_sync_paths"])  # before anything is stopped
     for svc in reversed(act["services"]):  # nothing may hold a DB open while it is replaced
         steps.systemctl(act["systemctl"], "stop", svc["unit"], act["timeout_seconds"])
     epoch, plan, skipped = steps.plan_restores(act)
@@ -53,7 +54,8 @@ def _restore(settings):
 
 def _files(settings):
     act = settings["activation"]
-    return steps.copy_files(act["rsync"], settings["replica_root"], act["file_sync_paths"])
+    steps.check_replica(settings["replica_root"], act["file_sync_paths"])
+    return steps.copy_files(settings["replica_root"], act["file_sync_paths"])
 
 
 def _services(settings):
@@ -143,7 +145,10 @@ def run(settings, store, alerter, clock=time.time):
                 act["alerted_error"] = error
                 store.save()
             log("activation", "step-failed", level="error", step=name, error=str(exc))
-            if first:
+            if first and isinstance(exc, steps.ReplicaRefused):
+                alerter.send("replica-refused", f"activation step {error}; remove what it names from the "
+                             "replica tree (the activation retries)", step=name)
+            elif first:
                 alerter.send("activation-failed", f"activation step {error}; retrying", step=name)
             return False
         with store.lock:

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
+from . import safefs
 from .log import log
 
 _EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
@@ -22,6 +23,17 @@ _POLL_SECONDS = 0.25
 
 class StepError(Exception):
     """An activation step failed; the message says why."""
+
+
+class ReplicaRefused(StepError):
+    """The replica tree holds something root must not read or copy (a link leaving it, a foreign file)."""
+
+
+def check_replica(replica_root, paths):
+    """ReplicaRefused naming the problems (safefs.replica_problems) of the replica tree, if any."""
+    problems = safefs.replica_problems(replica_root, paths)
+    if problems:
+        raise ReplicaRefused(f"replica tree refused, nothing copied from it: {'; '.join(problems)}")
 
 
 def highest_epoch_dir(replica_root):
@@ -66,10 +78,10 @@ def plan_restores(act):
     return epoch, plan, skipped
 
 
-def _remove(*paths):
-    for path in paths:
+def _remove_at(dir_fd, *names):
+    for name in names:
         try:
-            os.unlink(path)
+            os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
 
@@ -90,82 +102,92 @@ def integrity_ok(path):
 
 
 def restore_db(litestream, replica_dir, live, timeout=600):
-    """Restore ``replica_dir`` into a temp file beside ``live``, check it, then os.replace it onto ``live``.
+    """Restore ``replica_dir`` into a temp file beside ``live``, check it, then rename it onto ``live``.
 
-    The live file's owner and mode are kept (a new file gets its directory's owner and mode 0640);
-    stale ``-wal``/``-shm`` of the live DB are removed first. A failed restore or integrity check
-    leaves the live DB untouched.
+    The live folder is opened without following links (safefs.open_dir: a component replaced by a link
+    is refused) and every step works in that opened folder (Litestream writes through
+    /proc/self/fd/N, which it inherits), so no link redirects root's writes. The live file's owner and
+    mode are kept (a new file, or a link in its place, gets its folder's owner and mode 0640); stale
+    ``-wal``/``-shm`` of the live DB are removed first. A failed restore or integrity check leaves the
+    live DB untouched.
     """
     started = time.monotonic()
-    directory = os.path.dirname(live)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, "." + os.path.basename(live) + ".wirebot-restore")
-    _remove(tmp, tmp + "-wal", tmp + "-shm")
-    argv = [litestream, "restore", "-o", tmp, "file://" + replica_dir]
+    directory, name = os.path.split(live)
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        folder = safefs.open_dir(directory, create=True)
+    except safefs.UnsafePath as exc:
+        raise StepError(f"restore of {live}: {exc}") from None
+    try:
+        return _restore_in(folder, litestream, replica_dir, live, name, timeout, started)
+    finally:
+        os.close(folder)
+
+
+def _restore_in(folder, litestream, replica_dir, live, name, timeout, started):
+    temp = "." + name + ".wirebot-restore"
+    through = f"/proc/self/fd/{folder}/{temp}"
+    _remove_at(folder, temp, temp + "-wal", temp + "-shm")
+    argv = [litestream, "restore", "-o", through, "file://" + replica_dir]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                              pass_fds=(folder,))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StepError(f"litestream restore of {live} could not run: {exc}") from None
     if proc.returncode != 0:
-        _remove(tmp)
+        _remove_at(folder, temp)
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or [""]
         raise StepError(f"litestream restore of {live} exited {proc.returncode}: {tail[0][:300]}")
-    ok, text = integrity_ok(tmp)
+    ok, text = integrity_ok(through)
     if not ok:
-        _remove(tmp, tmp + "-wal", tmp + "-shm")
+        _remove_at(folder, temp, temp + "-wal", temp + "-shm")
         raise StepError(f"integrity check of the restored {live} failed: {text}; live DB left untouched")
-    _remove(tmp + "-wal", tmp + "-shm")
+    _remove_at(folder, temp + "-wal", temp + "-shm")
     try:
-        ref = os.stat(live)
-        uid, gid, mode = ref.st_uid, ref.st_gid, stat.S_IMODE(ref.st_mode)
+        ref = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except FileNotFoundError:
-        ref = os.stat(directory)
+        ref = None
+    if ref is not None and stat.S_ISREG(ref.st_mode):
+        uid, gid, mode = ref.st_uid, ref.st_gid, stat.S_IMODE(ref.st_mode)
+    else:
+        ref = os.fstat(folder)
         uid, gid, mode = ref.st_uid, ref.st_gid, 0o640
+    fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
     try:
-        os.chown(tmp, uid, gid)
-    except PermissionError:
-        log("activation", "chown-failed", level="warning", path=live, uid=uid, gid=gid)
-    os.chmod(tmp, mode)
-    _remove(live + "-wal", live + "-shm")
-    os.replace(tmp, live)
-    return {"live": live, "replica": replica_dir, "bytes": os.path.getsize(live),
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StepError(f"the restored {live} is not a regular file")
+        try:
+            os.fchown(fd, uid, gid)
+        except PermissionError:
+            log("activation", "chown-failed", level="warning", path=live, uid=uid, gid=gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    _remove_at(folder, name + "-wal", name + "-shm")
+    os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    return {"live": live, "replica": replica_dir, "bytes": os.stat(name, dir_fd=folder).st_size,
             "seconds": round(time.monotonic() - started, 3)}
 
 
-def _owner_flag(live_path):
-    """--chown=UID:GID of the live folder (or the file's folder): the replica's files belong to the
-    replication user, the live ones keep the owner the deploy gave their place (root for /run/wirebot,
-    the service user for the workspace)."""
-    folder = live_path if os.path.isdir(live_path) else os.path.dirname(live_path)
-    info = os.stat(folder)
-    return f"--chown={info.st_uid}:{info.st_gid}"
-
-
-def copy_files(rsync, replica_root, paths, timeout=600):
-    """rsync -a (no --delete: the standby's own files, e.g. its secrets, stay) each replicated tree
-    from {replica_root}/files/<path> onto <path>, owned like the live folder it lands in. Missing
-    replicas are skipped and reported."""
+def copy_files(replica_root, paths, files="files"):
+    """Copy each replicated folder {replica_root}/files/<path> onto <path> (safefs.copy_tree: no link
+    followed on either side, links leaving their folder refused, owned like the live folder). No
+    --delete: the standby's own files stay. Missing replicas are skipped and reported."""
     copied, skipped = [], []
+    try:
+        owner = os.stat(os.path.join(replica_root, files), follow_symlinks=False).st_uid
+    except FileNotFoundError:
+        return {"copied": copied, "skipped": list(paths)}
     for path in paths:
-        src = os.path.join(replica_root, "files", path.lstrip("/"))
-        if os.path.isdir(src):
-            os.makedirs(path, exist_ok=True)
-            argv = [rsync, "-a", _owner_flag(path), src.rstrip("/") + "/", path.rstrip("/") + "/"]
-        elif os.path.isfile(src):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            argv = [rsync, "-a", _owner_flag(path), src, path]
-        else:
+        src = os.path.join(replica_root, files, path.lstrip("/"))
+        if not os.path.lexists(src):
             skipped.append(path)
             continue
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise StepError(f"rsync of {src} could not run: {exc}") from None
-        if proc.returncode != 0:
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
-            raise StepError(f"rsync {src} -> {path} exited {proc.returncode}: {tail[0][:300]}")
+            counts = safefs.copy_tree(src, path, owner)
+        except safefs.UnsafePath as exc:
+            raise ReplicaRefused(f"copy of {src} onto {path} stopped: {exc}") from None
         copied.append(path)
+        log("activation", "files-copied", path=path, **counts)
     return {"copied": copied, "skipped": skipped}
 
 

@@ -1,10 +1,15 @@
 """File sync: debounced rsync of each configured path to the standby, plus a periodic full sync.
 
 Per path the state machine is: clean -> pending (a change seen) -> syncing -> clean | failing.
-A path is synced ``debounce_seconds`` after its last change, every path is synced every
-``full_sync_minutes`` regardless, and a failure is retried after 1 s, 2 s, 4 s ... capped at
-``retry_max_seconds``. An alert goes out after 3 consecutive failures of a path and again when it
-recovers. A missing source path is logged (once per change of that fact) and skipped.
+Debounce is leading-edge: a change is synced at once (after ``SETTLE_SECONDS`` of quiet) when the
+path's last rsync began at least ``debounce_seconds`` ago; otherwise it waits until that window
+ends, so a burst of changes costs one rsync at its start and one at the window's end. Hence an
+isolated change reaches the standby after about one rsync's time, any change after at most
+``debounce_seconds`` + one rsync, and a path is rsynced at most once per debounce window (full
+syncs, forced syncs and retries aside). Every path is synced every ``full_sync_minutes`` regardless,
+and a failure is retried after 1 s, 2 s, 4 s ... capped at ``retry_max_seconds``. An alert goes out
+after 3 consecutive failures of a path and again when it recovers. A missing source path is logged
+(once per change of that fact) and skipped.
 
 The destination is ``{replica_root}/files/{source path without leading /}/`` on the standby; the
 command is built by the pure ``rsync_command``. Excluded absolute paths (Litestream's databases with
@@ -23,7 +28,11 @@ from .log import log
 
 COMPONENT = "filesync"
 ALERT_AFTER = 3
+# A change is sent once no further change came for this long (50 ms): a file written in several
+# steps (truncate, write, close) goes in one rsync, not half of it now and the rest a window later.
+SETTLE_SECONDS = 0.05
 OUTPUT_TAIL = 2000
+RSYNC_FLAGS = ("-rlpt", "--delete", "--mkpath")  # what the standby's wirebot-replica-rsync accepts
 
 
 def remote_path(replica_root, src):
@@ -54,19 +63,21 @@ def excluded(path, exclude):
 def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rsync", exclude=()):
     """argv of the rsync over SSH for ``src`` (pure).
 
-    ``--mkpath`` (rsync >= 3.2.3 on both ends) creates the destination's parent directories.
+    ``--mkpath`` (rsync >= 3.2.3 on both ends) creates the destination's parent directories. The flags
+    are the ones the standby's forced command accepts (``-rlpt``, ``--delete``, ``--mkpath``, nothing
+    else: no devices or specials, owners come from the live folder at activation); ``replica_root`` is
+    the replica tree as the rsync account sees it (``/``).
     """
     ssh = (f"ssh -i {ssh_key} -o BatchMode=yes -o StrictHostKeyChecking=yes"
            f" -o UserKnownHostsFile={known_hosts}")
-    return [rsync, "-a", "--delete", "--mkpath", *exclude_args(src, exclude), "-e", ssh, src.rstrip("/") + "/",
+    return [rsync, *RSYNC_FLAGS, *exclude_args(src, exclude), "-e", ssh, src.rstrip("/") + "/",
             f"{user}@{host}:{remote_path(replica_root, src)}"]
 
 
 def local_command(dest_root, rsync="rsync", exclude=()):
     """A ``command_for`` that rsyncs into a local directory laid out like the replica (tests)."""
     def command_for(src):
-        return [rsync, "-a", "--delete", "--mkpath", *exclude_args(src, exclude), src.rstrip("/") + "/",
-                remote_path(dest_root, src)]
+        return [rsync, *RSYNC_FLAGS, *exclude_args(src, exclude), src.rstrip("/") + "/", remote_path(dest_root, src)]
     return command_for
 
 
@@ -100,6 +111,7 @@ class PathState:
         self.failures_total = 0
         self.last_error = None
         self.next_attempt_at = 0.0
+        self.window_start = None       # when the last rsync began: the debounce window's start
         self.missing = False
         self.state = "pending"         # a first sync is due at start
 
@@ -144,7 +156,7 @@ class FileSync:
         self.next_full_at = now + self.full_sync_seconds
 
     def note_change(self, src, now=None):
-        """Record a change under ``src`` (a configured path); the sync follows after the debounce."""
+        """Record a change under ``src`` (a configured path); synced at once or when the window ends."""
         now = time.time() if now is None else now
         with self._lock:
             state = self.paths.get(src)
@@ -166,8 +178,18 @@ class FileSync:
             log(COMPONENT, "path-state", path=state.src, frm=state.state, to=new, reason=reason)
             state.state = new
 
+    def _ready_at(self, state):
+        """When a pending path may be rsynced for its changes: after SETTLE_SECONDS without a new
+        change (capped at the oldest change + debounce), and not before its debounce window ends.
+        A failing path follows its backoff (next_attempt_at) instead."""
+        if state.consecutive_failures:
+            return state.next_attempt_at
+        window_end = state.window_start + self.debounce if state.window_start is not None else 0.0
+        settled = (state.last_change_at or 0.0) + min(SETTLE_SECONDS, self.debounce)
+        return max(window_end, min(settled, (state.pending_since or 0.0) + self.debounce))
+
     def due(self, now):
-        """Paths to sync now, with the reason (debounce elapsed, retry, full, forced)."""
+        """Paths to sync now, with the reason (a change outside the last window, retry, full, forced)."""
         with self._lock:
             forced, self._force = self._force, None
         full = now >= self.next_full_at
@@ -177,8 +199,7 @@ class FileSync:
         for src, state in self.paths.items():
             if forced or full:
                 result.append((src, forced or "full"))
-            elif state.pending_since is not None and now >= state.next_attempt_at \
-                    and now >= (state.last_change_at or 0) + self.debounce:
+            elif state.pending_since is not None and now >= self._ready_at(state):
                 result.append((src, "retry" if state.consecutive_failures else "debounced"))
         return result
 
@@ -189,7 +210,7 @@ class FileSync:
         deadlines = [self.next_full_at]
         for state in self.paths.values():
             if state.pending_since is not None:
-                deadlines.append(max(state.next_attempt_at, (state.last_change_at or 0) + self.debounce))
+                deadlines.append(self._ready_at(state))
         return max(0.0, min(deadlines) - now)
 
     def sync(self, src, reason, now=None):
@@ -206,6 +227,7 @@ class FileSync:
             return False
         state.missing = False
         covered = state.last_change_at
+        state.window_start = start
         self._set_state(state, "syncing", reason)
         code, output = self.runner(self.command_for(src), self.timeout)
         end = time.time() if now is None else now

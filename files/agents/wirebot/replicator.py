@@ -15,13 +15,31 @@ import threading
 import time
 import uuid
 
-from . import channel, config, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing, tls
+from . import channel, config, drillwatch, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing, tls
 from .alerts import Alerter
 from .log import log
 
 COMPONENT = "replicator"
 FAILING = {"litestream": ("unreachable", "stalled"), "file_sync": ("failing",), "heartbeat": ("failing",)}
 DRILL_KEEP = 10
+METRICS_HELP = {
+    "up": "1 while the replicator serves /metrics",
+    "heartbeats_sent_total": "heartbeats sent to the standby (answered or not)",
+    "heartbeat_failures_total": "heartbeats the standby did not accept",
+    "heartbeat_consecutive_failures": "heartbeats not accepted in a row (0 after an accepted one)",
+    "drill_last_pass_timestamp_seconds": "unix time the last passed fire drill finished, per the "
+                                         "fire-drill log (0: no passed drill logged)",
+    "drill_watch_since_timestamp_seconds": "unix time the replicator first watched the fire-drill log (the "
+                                           "drill deadline counts from it until a drill passes)",
+    "db_lag_seconds": "age in seconds of the database's oldest commit not yet in the replica (0: in sync)",
+    "db_lag_last_seconds": "the lag, in seconds, at which the database's latest replicated commit reached the "
+                           "replica",
+    "db_lag_txids": "transaction ids the database's replica is behind",
+    "path_lag_seconds": "seconds since the synced path's oldest change not yet on the standby (0: clean)",
+    "file_sync_failures_total": "failed rsync runs of the synced path",
+    "file_sync_consecutive_failures": "failed rsync runs of the synced path in a row (0 after a success)",
+    "component_failing": "1 while the component (litestream, file_sync, heartbeat) is in a failing state",
+}
 DRILL_TAIL = 4000
 
 
@@ -58,7 +76,7 @@ def load_config(path):
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
         "agent_url": s("standby.agent_url"),             # https://standby:8300; heartbeats go to /heartbeat
         "standby_node": s("standby.node_name", "standby"),  # heartbeats are signed for this receiver
-        "replica_root": s("standby.replica_root"),       # files land in {replica_root}/files/...
+        "replica_root": s("standby.replica_root"),       # as the rsync account sees it ("/"): files/... below
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
         "dbs": _strings(raw, "litestream.dbs", path, []),
         "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
@@ -77,6 +95,8 @@ def load_config(path):
         "systemctl": s("systemctl", "systemctl"),
         "drill_command": _strings(raw, "drill.command", path, []),  # argv of POST /drill
         "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
+        "drill_log_file": s("drill.log_file", ""),        # the fire-drill log ("" = no deadline watch)
+        "drill_max_age_days": _positive(raw, "drill.max_age_days", path, 35.0),  # alert past this
         "clock_window": _positive(raw, "clock_window_seconds", path, 60.0),  # signed POST freshness
         "channel": channel.load_settings(raw, path),     # tls, control socket + key, http bounds
     }
@@ -111,6 +131,12 @@ class Replicator:
             c["paths"], command_for or self._rsync_command,
             c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter,
             exclude=c["exclude"])
+        self.drill_watch = None
+        if c["drill_log_file"]:
+            since = self.store.read().get("drill_watch_since") or self.store.update(
+                drill_watch_since=round(time.time(), 3))["drill_watch_since"]
+            self.drill_watch = drillwatch.DrillWatch(c["drill_log_file"], c["drill_max_age_days"], self.alerter,
+                                                     since)
         self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
         target = httpapi.Target.peer(c["agent_url"], tls.client_context(c["channel"]["tls"]))
@@ -206,16 +232,26 @@ class Replicator:
 
     def metrics(self, _request):
         dbs, paths, hb = self.monitor.snapshot(), self.files.status(), self.sender.status()
+        states = self.component_states()
+        watch = self.drill_watch
         return 200, metrics.render("wirebot_replicator", {
             "up": 1, "heartbeats_sent_total": hb["sent_total"],
-            "heartbeat_failures_total": hb["failures_total"]}, {
+            "heartbeat_failures_total": hb["failures_total"],
+            "heartbeat_consecutive_failures": hb["consecutive_failures"],
+            "drill_last_pass_timestamp_seconds": None if watch is None else (watch.last_pass or 0),
+            "drill_watch_since_timestamp_seconds": None if watch is None else watch.since,
+        }, {
             "db_lag_seconds": [({"db": d}, r.get("lag_seconds")) for d, r in sorted(dbs.items())],
             "db_lag_txids": [({"db": d}, r.get("lag_txids")) for d, r in sorted(dbs.items())],
             "db_lag_last_seconds": [({"db": d}, r.get("lag_last_seconds")) for d, r in sorted(dbs.items())],
             "path_lag_seconds": [({"path": p}, r["lag_seconds"]) for p, r in sorted(paths.items())],
             "file_sync_failures_total": [({"path": p}, r["failures_total"])
                                          for p, r in sorted(paths.items())],
-        })
+            "file_sync_consecutive_failures": [({"path": p}, r["consecutive_failures"])
+                                               for p, r in sorted(paths.items())],
+            "component_failing": [({"component": n}, int(st in FAILING.get(n, ())))
+                                  for n, st in sorted(states.items())],
+        }, METRICS_HELP)
 
     def _verify(self, request):
         """Check the request's signature; 401 with the reason otherwise. Persists the sequence."""
@@ -281,6 +317,8 @@ def main(argv=None):
         return 1
     while not daemon.stop_event.wait(1.0):
         daemon.component_states()
+        if daemon.drill_watch is not None:
+            daemon.drill_watch.check(time.time())
     daemon.stop()
     return 0
 

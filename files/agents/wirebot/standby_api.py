@@ -173,6 +173,16 @@ def status(agent, request):
     }
 
 
+METRICS_HELP = {
+    "epoch": "the epoch the standby holds",
+    "seconds_since_heartbeat": "seconds since the last accepted heartbeat from the primary",
+    "heartbeats_accepted_total": "heartbeats accepted from the primary",
+    "state": "1 for the standby agent's current state (STANDBY, SUSPECT, ACTIVATING, ACTIVE, ...), else 0",
+    "heartbeats_rejected_total": "heartbeats refused, by reason",
+    "activation_step_seconds": "seconds the step of the last activation took",
+}
+
+
 def metrics_text(agent, request):
     snap = agent.store.snapshot()
     heartbeat_at = (snap.get("last_heartbeat") or {}).get("received_at")
@@ -186,7 +196,7 @@ def metrics_text(agent, request):
         "state": [({"state": s}, 1 if snap["state"] == s else 0) for s in machine.STATES],
         "heartbeats_rejected_total": [({"reason": r}, n) for r, n in sorted(agent.rejected.items())],
         "activation_step_seconds": steps_seconds,
-    })
+    }, METRICS_HELP)
 
 
 def peer_routes(agent):

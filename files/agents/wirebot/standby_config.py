@@ -22,7 +22,7 @@ activation:
   litestream_binary (default /usr/local/bin/litestream); dbs (list of live DB paths under data_root);
   tenant_dir (str, optional; under data_root); file_sync_paths (list); services (list of
   {unit, health_url}, started in order); tunnel ({unit, ready_url}); timeout_seconds (number, default
-  60: per service/tunnel wait); systemctl (default /bin/systemctl); rsync (default rsync);
+  60: per service/tunnel wait); systemctl (default /bin/systemctl);
   retry_seconds (number, default 10: a failed activation step is retried after this long).
 """
 
@@ -48,7 +48,6 @@ def _activation(cfg, path, data_root):
         "file_sync_paths": get(cfg, "activation.file_sync_paths", list, path, default=[]),
         "timeout_seconds": get(cfg, "activation.timeout_seconds", float, path, default=60.0),
         "systemctl": get(cfg, "activation.systemctl", str, path, default="/bin/systemctl"),
-        "rsync": get(cfg, "activation.rsync", str, path, default="rsync"),
         "retry_seconds": get(cfg, "activation.retry_seconds", float, path, default=10.0),
         "services": [],
         "tunnel": {

@@ -8,6 +8,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
 from tasks.provision.ops import NotOwnedBy, directories, secret_file, system_account, tree_sync
+from tasks.provision.secrets_check import runtime_secrets
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
@@ -20,12 +21,13 @@ def base():
     earlier deploy left there is given to it); the seed's directories with explicit owners and modes (the
     data root 0751: each service reaches its own folder, lists none of the others'); /run/wirebot
     recreated at boot (tmpfiles.d) holding the runtime secrets (0600, persisted 0600 under
-    wirebot_config_dir/secrets); the agents' code in wirebot_agents_dir. Secrets are compared by hash and
-    never printed.
+    wirebot_config_dir/secrets), on both hosts, exactly the secrets_files the operator's secrets
+    directory holds (checked; the others removed): they never travel by file sync (docs/security.md,
+    "Secrets"); the agents' code in wirebot_agents_dir. Secrets are compared by hash and never printed.
 
     Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, scoreboard_user,
     wirebot_user, wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
-    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files.
+    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files, secrets_required.
     """
     data = host.data
     if host.get_fact(Which, command="apt-get"):
@@ -67,7 +69,7 @@ def base():
         server.shell(name=f"Give {root}/scoreboard's files to {scoreboard} (they were another user's).",
                      commands=[f"chown -R {scoreboard}:{scoreboard} {root}/scoreboard"])
 
-    installed = [name for name in data.secrets_files if (Path(data.secrets_dir) / name).is_file()]
+    installed = runtime_secrets(data.secrets_dir, data.secrets_files, data.secrets_required)
     run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
     tmpfiles = files.put(
         name="Ensure /run/wirebot and its secrets are recreated at boot (tmpfiles.d).",
@@ -78,9 +80,13 @@ def base():
                  commands=["systemd-tmpfiles --create /etc/tmpfiles.d/wirebot.conf"], _if=tmpfiles.did_change)
     files.directory(name=f"Ensure {run_dir} exists (root, 700).", path=run_dir,
                     user="root", group="root", mode="700")
-    for name in installed:
+    for name, target in data.secrets_files.items():
+        if name not in installed:  # the secrets directory is the only source: what it lacks, the hosts lack
+            for folder in (kept, run_dir):
+                files.file(name=f"Ensure secret {target} is not in {folder} (not in the secrets directory).",
+                           path=f"{folder}/{target}", present=False)
+            continue
         source = str(Path(data.secrets_dir) / name)
-        target = data.secrets_files[name]
         secret_file(name=f"Ensure secret {target} is persisted (0600).", src=source, dest=f"{kept}/{target}")
         secret_file(name=f"Ensure secret {target} is in {run_dir} (0600).", src=source,
                     dest=f"{run_dir}/{target}")

@@ -26,7 +26,7 @@ def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
         databases=data.litestream_databases, tenant_dir=data.litestream_tenant_dir,
         socket=data.litestream_socket, standby_address=standby.data.get("ssh_hostname", standby.name),
         replica_user=data.replica_user, replica_key=data.replica_key,
-        host_key=" ".join(host_key.split()[:2]), replica_dir=paths.replica_dir,
+        host_key=" ".join(host_key.split()[:2]), replica_path=paths.litestream_replica_path,
         replica_root=data.replica_root, data_root=data.wirebot_data_root, epoch=epoch,
     )
 

@@ -1,13 +1,19 @@
 """Trust between the hosts: two single-purpose SSH keys and pinned host keys; the agents' TLS identities.
 
-- replication key: made on the primary; on the standby it logs in as replica_user and can only SFTP or
-  rsync into replica_root (forced command wirebot-replica-shell under `restrict`), never a shell.
+- replication key: made on the primary; on the standby it logs in as two accounts, each confined to its
+  half of the root-owned replica tree (docs/security.md, "The replication account and the replica
+  tree"): replica_user (Litestream) can only SFTP, chrooted in replica_root, writing litestream/;
+  replica_files_user (file sync) can only run the restricted rsync (files/libexec/wirebot-replica-rsync)
+  writing files/. Their authorized keys are root-owned files they cannot write; the key carries
+  `restrict`, `from=` the primary's address and the forced command (sshd's Match blocks force the same:
+  tasks/provision/sshd).
 - fence key: made on the standby; on the primary (root, `restrict`, only from the standby's address) it
   can only run the fence command: stop and mask the primary's cloudflared unit.
 - the agents' channel (:8300, docs/security.md): each host makes its own TLS key and self-signed
   certificate and its own control key (never copied anywhere), and pins the other host's certificate.
 """
 
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -16,10 +22,33 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
-from tasks.provision.ops import PublicKey, authorized_key_line, pinned_certificate, random_key, ssh_keypair, tls_keypair
+from tasks.provision.ops import (
+    NotOwnedBy,
+    PublicKey,
+    authorized_key_line,
+    directories,
+    pinned_certificate,
+    random_key,
+    ssh_keypair,
+    system_account,
+    tls_keypair,
+)
 
-REPLICA_SHELL = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-shell"
-REPLICA_SHELL_DEST = "/usr/local/libexec/wirebot-replica-shell"
+REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
+REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
+REPLICA_KEYS_DIR = "/etc/ssh/wirebot-authorized-keys"  # root 0755; one root 0644 file per account (%u)
+OLD_REPLICA_SHELL = "/usr/local/libexec/wirebot-replica-shell"  # the forced command before the split
+NOLOGIN = "/usr/sbin/nologin"
+
+
+def sftp_command() -> str:
+    """Litestream's account: SFTP only, starting in litestream/, group/other bits off, no links made."""
+    return f"internal-sftp -d /{paths.LITESTREAM} -u 0027 -P symlink,hardlink"
+
+
+def rsync_command(replica_root: str) -> str:
+    """File sync's account: rsync writing below replica_root/files only."""
+    return f"{REPLICA_RSYNC_DEST} {replica_root}"
 
 
 def address_of(other) -> str:
@@ -54,13 +83,18 @@ def _agent_channel(data, role: str, peer) -> None:
 def trust():
     """
     Guarantees: the keys above exist (made once, never replaced), each authorized on the other host for
-    its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir.
+    its one use only, and each host pins the other's ed25519 host key under wirebot_config_dir. On the
+    standby: replica_root is root's (0755) with litestream/ (replica_user, 0750) and files/
+    (replica_files_user, 0750), everything below each owned by its account; the two accounts' keys in
+    root-owned REPLICA_KEYS_DIR/<account> (0644), never in their home; the file-sync forced command
+    installed; what the old layout left (replica_root/.ssh, the old forced command, runtime secrets in
+    files/) removed.
 
     The agents' channel: agent_keys_dir holds this host's TLS key (0600) and self-signed certificate and
     its control key (0600), all made on the host once, and peer.crt, the other host's certificate.
 
-    Reads: replica_user, replica_root, replica_key, fence_key, wirebot_agents_dir, wirebot_config_dir,
-    agent_keys_dir.
+    Reads: replica_user, replica_files_user, replica_root, replica_key, fence_key, wirebot_agents_dir,
+    wirebot_config_dir, wirebot_run_dir, agent_keys_dir.
     """
     data = host.data
     is_primary = "primary" in host.groups
@@ -86,19 +120,37 @@ def trust():
         return
 
     _known_hosts(f"{data.wirebot_config_dir}/primary_known_hosts", primary)
-    user, root = data.replica_user, data.replica_root
-    server.group(name=f"Ensure group {user} exists.", group=user, system=True)
-    server.user(name=f"Ensure {user} exists (the replication key's only account).", user=user, group=user,
-                system=True, home=root, shell="/bin/sh", create_home=False)
-    for path, mode in ((root, "750"), (f"{root}/litestream", "750"), (f"{root}/files", "750"),
-                       (f"{root}/.ssh", "700")):
-        files.directory(name=f"Ensure {path} exists ({user}, {mode}).", path=path,
-                        user=user, group=user, mode=mode)
-    files.directory(name="Ensure /usr/local/libexec exists.", path="/usr/local/libexec",
-                    user="root", group="root", mode="755")
-    files.put(name="Ensure the replica forced command is installed.", src=str(REPLICA_SHELL),
-              dest=REPLICA_SHELL_DEST, user="root", group="root", mode="755")
-    replication = f'restrict,command="{REPLICA_SHELL_DEST} {root}"'
-    authorized_key_line(name="Ensure the primary's replication key can only SFTP/rsync into the replica.",
-                        path=f"{root}/.ssh/authorized_keys", marker="wirebot-replication", owner=user,
-                        key_from=(primary, f"{primary.data.replica_key}.pub", replication))
+    _replica_accounts(data, primary)
+
+
+def _replica_accounts(data, primary) -> None:
+    """The standby's half: the two accounts, the root-owned tree, their authorized keys."""
+    user, files_user, root = data.replica_user, data.replica_files_user, data.replica_root
+    for account, shell, job in ((user, NOLOGIN, "Litestream's SFTP"), (files_user, "/bin/sh", "file sync's rsync")):
+        system_account(name=f"Ensure {account} exists ({job}; its key's only use).", user=account, group=account,
+                       home=root, shell=shell)
+    halves = ((paths.LITESTREAM, user), (paths.FILES, files_user))
+    directories(name=f"Ensure {root} is root's (0755: the SFTP chroot), each half its account's (0750).",
+                specs=[(root, "root", "root", "755")]
+                + [(f"{root}/{sub}", owner, owner, "750") for sub, owner in halves]
+                + [("/usr/local/libexec", "root", "root", "755"), (REPLICA_KEYS_DIR, "root", "root", "755")])
+    files.directory(name=f"Ensure {root}/.ssh is gone (keys live in {REPLICA_KEYS_DIR}).",
+                    path=f"{root}/.ssh", present=False)
+    for sub, owner in halves:
+        if host.get_fact(NotOwnedBy, path=f"{root}/{sub}", user=owner):
+            server.shell(name=f"Ensure everything below {root}/{sub} is {owner}'s.",
+                         commands=[f"chown -R -h {owner}:{owner} {shlex.quote(f'{root}/{sub}')}"])
+    files.directory(name="Ensure no runtime secret is left in the replica tree (secrets come from the deploy).",
+                    path=f"{root}/{paths.FILES}{data.wirebot_run_dir}", present=False)
+
+    files.put(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
+              dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
+    files.file(name="Ensure the old replica forced command is gone.", path=OLD_REPLICA_SHELL, present=False)
+    source = address_of(primary)
+    for account, command, job in ((user, sftp_command(), "SFTP into"),
+                                  (files_user, rsync_command(root), "rsync into")):
+        authorized_key_line(
+            name=f"Ensure the primary's replication key can only {job} the replica as {account}.",
+            path=f"{REPLICA_KEYS_DIR}/{account}", marker="wirebot-replication", owner="root", mode="644",
+            dir_mode="755", key_from=(primary, f"{primary.data.replica_key}.pub",
+                                      f'restrict,from="{source}",command="{command}"'))

@@ -317,3 +317,23 @@ class Site:
             for suffix in ("-wal", "-shm"):
                 with open(live + suffix, "wb") as handle:
                     handle.write(b"stale")
+
+
+def assert_exposition_documented(text):
+    """Every metric in a Prometheus text exposition has its # HELP (non-empty) and # TYPE before its samples."""
+    helped, typed = set(), set()
+    samples = 0
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, words = line[7:].partition(" ")
+            assert words.strip(), f"empty HELP for {name}"
+            helped.add(name)
+        elif line.startswith("# TYPE "):
+            name, kind = line[7:].split()
+            assert kind in ("counter", "gauge") and name in helped, line
+            typed.add(name)
+        elif line:
+            name = line.split("{")[0].split()[0]
+            assert name in typed, f"sample without HELP/TYPE: {line}"
+            samples += 1
+    assert samples and helped == typed

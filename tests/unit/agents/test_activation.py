@@ -281,18 +281,71 @@ def test_cli_with_fence_over_ssh_activates(site):
 
 
 def test_copied_files_take_the_owner_of_the_live_folder(tmp_path):
-    """The replica's files belong to the replication user; once activated they belong to whoever owns
-    the live folder (root for /run/wirebot, the service user for the workspace)."""
-    from wirebot import activation_steps
-
+    """The replica's files belong to the file-sync account; once activated they belong to whoever owns
+    the live folder (root for bin, the service user for the workspace)."""
     replica_root, live = tmp_path / "replica", tmp_path / "live" / "workspace"
     source = replica_root / "files" / str(live).lstrip("/")
     source.mkdir(parents=True)
     (source / "identity.md").write_text("who am I\n")
-    os.chown(source / "identity.md", 4242, 4242)
+    subprocess.run(["chown", "-R", "4242:4242", str(replica_root / "files")], check=True)
     live.mkdir(parents=True)
     os.chown(live, 1234, 1234)
-    result = activation_steps.copy_files("rsync", str(replica_root), [str(live)])
+    result = steps.copy_files(str(replica_root), [str(live)])
     assert result["copied"] == [str(live)]
     copied = (live / "identity.md").stat()
     assert (copied.st_uid, copied.st_gid) == (1234, 1234)
+
+
+def test_a_link_leaving_the_replica_refuses_the_activation_before_anything_changes(site, capsys):
+    """Issue 9: files/home/wirebot/clawd replaced by a link to /root/.ssh before an activation."""
+    secret = site.tmp / "root-ssh"
+    secret.mkdir()
+    (secret / "id_ed25519").write_text("PRIVATE\n")
+    clawd = os.path.join(site.replica_root, "files", site.files_live[0].lstrip("/"))
+    subprocess.run(["rm", "-rf", clawd], check=True)
+    os.symlink(str(secret), clawd)
+    before = {live: count_rows(live) for live in site.dbs}
+    store = new_store(site)
+    assert activation.run(site.settings(), store, Alerter("standby", None)) is False
+    data = reload(site).data
+    assert data["state"] == m.ACTIVATING
+    error = data["activation"]["steps"]["restore"]["error"]
+    assert error.startswith("replica tree refused, nothing copied from it: ") and "is a symlink" in error
+    assert site.systemctl.calls() == []                      # nothing stopped, nothing restored
+    assert {live: count_rows(live) for live in site.dbs} == before
+    assert not os.path.exists(os.path.join(site.files_live[0], "id_ed25519"))
+    alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event": "alert"' in line]
+    assert [a["kind"] for a in alerts] == ["replica-refused"] and "is a symlink" in alerts[0]["message"]
+    os.unlink(clawd)                                         # the operator removes it: the retry activates
+    assert activation.run(site.settings(), store, Alerter("standby", None)) is True
+
+
+def test_a_link_in_the_litestream_tree_refuses_the_activation(site):
+    epoch = os.path.join(site.replica_root, "litestream", "epoch-3")
+    os.symlink("/etc", epoch)
+    assert activation.run(site.settings(), new_store(site), Alerter("standby", None)) is False
+    error = reload(site).data["activation"]["steps"]["restore"]["error"]
+    assert f"{epoch} is a symlink (-> /etc); Litestream never makes one" in error
+
+
+def test_a_live_folder_replaced_by_a_link_is_never_written_through(site):
+    """The live DB folder replaced by a link (the service user owns its parent): refused, not followed."""
+    elsewhere = site.tmp / "elsewhere"
+    elsewhere.mkdir()
+    mem0 = os.path.dirname(site.dbs[2])
+    subprocess.run(["rm", "-rf", mem0], check=True)
+    os.symlink(str(elsewhere), mem0)
+    assert activation.run(site.settings(), new_store(site), Alerter("standby", None)) is False
+    error = reload(site).data["activation"]["steps"]["restore"]["error"]
+    assert f"{mem0} is a symlink: refusing to go through it" in error
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_live_db_replaced_by_a_link_is_replaced_not_written_through(site):
+    target = site.tmp / "victim"
+    target.write_text("root's file\n")
+    os.unlink(site.dbs[1])
+    os.symlink(str(target), site.dbs[1])
+    assert activation.run(site.settings(), new_store(site), Alerter("standby", None)) is True
+    assert target.read_text() == "root's file\n"
+    assert not os.path.islink(site.dbs[1]) and count_rows(site.dbs[1]) == 50

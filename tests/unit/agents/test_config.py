@@ -119,7 +119,7 @@ def test_standby_config_loads_with_defaults(tmp_path):
     site = _site(tmp_path)
     del site.cfg["activation"]["retry_seconds"]
     settings = site.settings()
-    assert settings["activation"]["retry_seconds"] == 10.0 and settings["activation"]["rsync"] == "rsync"
+    assert settings["activation"]["retry_seconds"] == 10.0
     assert settings["primary"]["ssh_binary"] == site.ssh
     assert settings["heartbeat_sender"] == "primary"
     assert settings["channel"]["control_socket"] == site.cfg["control"]["socket"]

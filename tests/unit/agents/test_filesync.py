@@ -3,6 +3,7 @@
 import threading
 import time
 
+import pytest
 from wirebot import filesync, inotify
 
 
@@ -33,32 +34,88 @@ def _fs(paths, runner, **kw):
 
 
 def test_rsync_command_is_exact():
-    argv = filesync.rsync_command("/data/wirebot/users/verious", "wirebot-repl", "10.213.0.3",
-                                  "/root/.ssh/key", "/etc/wirebot/standby_known_hosts",
-                                  "/var/lib/wirebot/replica")
+    argv = filesync.rsync_command("/data/wirebot/users/verious", "wirebot-files", "10.213.0.3",
+                                  "/root/.ssh/key", "/etc/wirebot/standby_known_hosts", "/")
     assert argv == [
-        "rsync", "-a", "--delete", "--mkpath", "-e",
+        "rsync", "-rlpt", "--delete", "--mkpath", "-e",
         "ssh -i /root/.ssh/key -o BatchMode=yes -o StrictHostKeyChecking=yes"
         " -o UserKnownHostsFile=/etc/wirebot/standby_known_hosts",
         "/data/wirebot/users/verious/",
-        "wirebot-repl@10.213.0.3:/var/lib/wirebot/replica/files/data/wirebot/users/verious/"]
-    assert filesync.remote_path("/r/", "/run/wirebot/") == "/r/files/run/wirebot/"
+        "wirebot-files@10.213.0.3:/files/data/wirebot/users/verious/"]
+    assert filesync.remote_path("/r/", "/home/wirebot/clawd/") == "/r/files/home/wirebot/clawd/"
 
 
-def test_debounce_coalesces_a_burst_into_one_sync(tmp_path):
+def drive(fs, src, changes, until, step=0.01):
+    """The watcher loop on a fake clock: note each change at its time, tick every `step` seconds;
+    returns the times rsyncs started."""
+    changes, starts = sorted(changes), []
+    now = round(changes[0], 3) if changes else until
+    while now <= until:
+        while changes and changes[0] <= now:
+            fs.note_change(src, now=changes.pop(0))
+        if fs.tick(now=now):
+            starts.append(now)
+        now = round(now + step, 3)
+    return starts
+
+
+def test_isolated_change_is_synced_at_once(tmp_path):
+    """Leading edge: a change after a quiet debounce window is rsynced once it settled (50 ms)."""
     runner = Recorder()
     fs = _fs([str(tmp_path)], runner)
     assert fs.tick(now=1000.0) == 1            # startup full sync
-    assert fs.status(now=1000.0)[str(tmp_path)]["state"] == "clean"
-    for i in range(20):                          # a burst of changes, 0.1 s apart
-        fs.note_change(str(tmp_path), now=1010.0 + i * 0.1)
-    assert fs.tick(now=1012.0) == 0              # still inside the debounce window
-    assert fs.next_deadline(1012.0) == 1011.9 + 5 - 1012.0
-    assert fs.status(now=1012.0)[str(tmp_path)]["lag_seconds"] == 2.0
-    assert fs.tick(now=1016.95) == 1             # 5 s after the last change
+    fs.note_change(str(tmp_path), now=1010.0)
+    assert fs.tick(now=1010.0) == 0 and fs.next_deadline(1010.0) == pytest.approx(0.05)
+    assert fs.tick(now=1010.05) == 1 and len(runner.calls) == 2
+    assert fs.status(now=1010.05)[str(tmp_path)]["state"] == "clean"
+
+
+def test_a_file_written_in_steps_goes_in_one_rsync(tmp_path):
+    runner = Recorder()
+    fs = _fs([str(tmp_path)], runner)
+    fs.tick(now=1000.0)
+    assert drive(fs, str(tmp_path), [1010.0, 1010.01, 1010.03], until=1020.0) == [1010.08]
+
+
+def test_debounce_coalesces_a_burst_into_one_sync_per_window(tmp_path):
+    runner = Recorder()
+    fs = _fs([str(tmp_path)], runner)
+    assert fs.tick(now=1000.0) == 1            # startup full sync
+    burst = [1010.0 + i * 0.1 for i in range(20)]  # 20 changes, 0.1 s apart
+    assert drive(fs, str(tmp_path), burst, until=1012.0) == [1010.05]  # the first at once
+    assert fs.status(now=1012.0)[str(tmp_path)]["lag_seconds"] == 1.9  # since the oldest unsynced
+    assert fs.next_deadline(1012.0) == 1010.05 + 5 - 1012.0
+    assert fs.tick(now=1015.04) == 0             # the window is not over
+    assert fs.tick(now=1015.05) == 1             # one rsync for the other 19 changes
     assert fs.tick(now=1030.0) == 0
-    assert len(runner.calls) == 2
-    assert fs.status(now=1030.0)[str(tmp_path)]["lag_seconds"] == 0
+    assert len(runner.calls) == 3
+
+
+def test_change_during_rsync_is_synced_when_the_window_ends(tmp_path):
+    """A change written while rsync runs is not lost: the path stays pending and goes at the window end."""
+    fs = None
+
+    def runner(argv, timeout):
+        fs.note_change(argv[1], now=1000.1)  # written during the transfer
+        return 0, ""
+
+    fs = _fs([str(tmp_path)], runner)
+    fs.tick(now=1000.0)
+    assert fs.status(now=1000.2)[str(tmp_path)]["state"] == "pending"
+    assert fs.tick(now=1004.99) == 0 and fs.tick(now=1005.0) == 1
+
+
+def test_sustained_changes_one_rsync_per_window_and_bounded_lag(tmp_path):
+    """Changes every 0.03 s (faster than they settle) for a minute: at most one rsync per window, and
+    no change waits longer than the debounce before an rsync starts that covers it."""
+    runner = Recorder()
+    fs = _fs([str(tmp_path)], runner)
+    fs.tick(now=1000.0)
+    changes = [round(1010.0 + i * 0.03, 3) for i in range(2000)]
+    starts = drive(fs, str(tmp_path), changes, until=1075.0)
+    assert all(b - a >= 5.0 for a, b in zip(starts, starts[1:])) and len(starts) >= 12
+    covered = [min(t for t in starts if t >= c) - c for c in changes]
+    assert max(covered) <= 5.0 + 0.01
 
 
 def test_local_rsync_destination_gets_the_files(tmp_path):

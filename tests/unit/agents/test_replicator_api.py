@@ -3,6 +3,7 @@ control socket and a loopback standby (mutual TLS, the standby's certificate) re
 The API is reached over the replicator's local control socket; control requests signed with its
 control key."""
 
+import datetime
 import itertools
 import json
 import os
@@ -204,6 +205,27 @@ def test_health_status_metrics(env):
         assert line in text.splitlines()
     assert "wirebot_replicator_heartbeats_sent_total" in text
     assert "wirebot_replicator_heartbeat_failures_total 0" in text
+    assert 'wirebot_replicator_component_failing{component="file_sync"} 0' in text.splitlines()
+    assert "wirebot_replicator_drill_last_pass_timestamp_seconds" not in text  # no drill log configured
+    agenttest.assert_exposition_documented(text)
+
+
+def test_drill_watch_metric_and_overdue_alert(env, capsys):
+    log_file = env["tmp"] / "fire-drill.log"
+    passed_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - datetime.timedelta(days=40)
+    failed_at = passed_at + datetime.timedelta(days=30)
+    log_file.write_text(json.dumps({"result": "passed", "finished_at": passed_at.isoformat()}) + "\n"
+                        + json.dumps({"result": "failed", "finished_at": failed_at.isoformat()}) + "\n")
+    d = env["start"](**{"drill.log_file": str(log_file), "drill.max_age_days": 35})
+    since = d.drill_watch.since
+    assert statefile.load(str(env["tmp"] / "state.json"), {})["drill_watch_since"] == since  # kept across restarts
+    assert d.drill_watch.check(time.time()) is True
+    _, text = call(d.url + "/metrics")
+    assert f"wirebot_replicator_drill_last_pass_timestamp_seconds {int(passed_at.timestamp())}" in text.splitlines()
+    assert "wirebot_replicator_drill_watch_since_timestamp_seconds " in text
+    agenttest.assert_exposition_documented(text)
+    out = capsys.readouterr().out
+    assert '"kind": "drill-overdue"' in out and passed_at.isoformat() in out and "40.0 days ago" in out
 
 
 def test_health_503_when_litestream_unreachable(env, tmp_path):

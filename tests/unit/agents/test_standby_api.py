@@ -207,6 +207,7 @@ def test_metrics(env):
     assert "wirebot_standby_epoch 1" in lines and "wirebot_standby_heartbeats_accepted_total 1" in lines
     assert 'wirebot_standby_heartbeats_rejected_total{reason="bad-signature"} 2' in lines
     assert "wirebot_standby_seconds_since_heartbeat 0" in lines
+    agenttest.assert_exposition_documented(text)
 
 
 # the tick loop ------------------------------------------------------------------------------------------
