@@ -58,7 +58,10 @@ def filesync_exclude(data) -> list:
     # the agents' session databases (WAL): not Litestream's (their schema needs SQLite >= 3.43, which the
     # standby's integrity check lacks), not a torn copy either: the standby's gateway starts without them
     state = data.gateway_state_dir
-    return dbs + litestream_state + [f"{state}/tmp", f"{state}/cache", f"{state}/agents/*/agent/*.sqlite*"]
+    # plugin-skills: per-host symlinks into the openclaw install, remade at every start (activation refuses
+    # links leaving the replica tree)
+    return dbs + litestream_state + [f"{state}/tmp", f"{state}/cache", f"{state}/plugin-skills",
+                                     f"{state}/agents/*/agent/*.sqlite*"]
 
 
 def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:

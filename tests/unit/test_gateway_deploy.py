@@ -106,7 +106,7 @@ def test_file_sync_skips_every_litestream_database_and_the_gateways_lock_files()
     db = d.gateway_database
     assert db in d.litestream_databases
     for path in (db, f"{db}-wal", f"{db}-shm", str(Path(db).with_name(".openclaw.sqlite-litestream")),
-                 f"{d.gateway_state_dir}/tmp"):
+                 f"{d.gateway_state_dir}/tmp", f"{d.gateway_state_dir}/plugin-skills"):
         assert path in exclude
     args = filesync.exclude_args("/data/wirebot/users/verious", exclude)
     assert "--exclude=/openclaw/state/openclaw.sqlite-wal" in args and "--exclude=/openclaw/tmp" in args
