@@ -8,6 +8,7 @@ from pyinfra import host
 
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
+from tasks.provision.firewall import firewall
 from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
@@ -17,6 +18,7 @@ from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
 base()  # packages, users, directories, runtime secrets, the agents' code
+firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
 sshd()  # keys only, no forwarding; the replication accounts' chroot and forced commands
 gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby; its state

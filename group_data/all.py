@@ -117,11 +117,28 @@ witness_public_host_header = ""  # only when the URL's host is not the public ho
 witness_cloudflare_api_base = "https://api.cloudflare.com/client/v4"
 witness_timeout_seconds = 5
 
+# --- Fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
+# kernel. Relations, refused by tasks/settings_check.py when broken:
+#   heartbeat_interval_seconds < fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
+# so one lost heartbeat does not lapse the lease, and the lease has run out (the primary's serving traffic is
+# dropped by its kernel) at least one interval before the standby's detection (interval * miss_threshold).
+fencing_lease_enabled = True  # False: no lease (the primary serves without the standby's acknowledgement)
+fencing_lease_seconds = 60  # lease granted by each heartbeat the standby acknowledges (2 intervals)
+fencing_tunnel_ports = [7844]  # the connector's edge port(s): serving traffic, both directions, lease-gated
+fencing_lease_users = []  # users whose outbound traffic is serving traffic besides wirebot_service_user
+fencing_watch_seconds = 5  # an ACTIVE standby asks the witness this often (Cloudflare API: 1200 calls/5 min)
+
+# --- Host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---
+firewall_ssh_sources = ["0.0.0.0/0", "::/0"]  # who may reach :22; narrow this to the operator's addresses
+firewall_agent_sources = []  # besides the peer, who may reach agent_port (the lab: its control address)
+firewall_inbound = []  # [{"port": N, "from": [cidr, ...]}] more inbound TCP; the real connector dials out
+firewall_rules_file = "/etc/wirebot/firewall.nft"  # the table's nft file, applied by wirebot-firewall.service
+
 # --- sshd (both hosts; docs/security.md, "sshd") ---
 sshd_dropin = "/etc/ssh/sshd_config.d/10-wirebot.conf"  # keys only, no forwarding; sorts before distro drop-ins
 
 # --- Fencing: the standby's forced-command key on the primary ---
-fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only stop+mask cloudflared
+fence_key = "/root/.ssh/wirebot-fence"  # on the standby; on the primary it can only fence the serving units
 
 # --- Secrets: files in the operator's secrets directory on the control machine, never in git ---
 secrets_dir = os.path.expanduser("~/.config/wirebot/secrets")  # inventories set it from operator settings
@@ -136,6 +153,6 @@ secrets_required = ["agent-hmac.key", "gateway-token.env"]
 cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
 
 # --- Packages ---
-packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl"]
+packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl", "nftables"]
 packages_update_cache = True  # refresh the package index (daily at most) before installing
-packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl"]
+packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl", "nftables"]

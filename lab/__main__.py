@@ -1,12 +1,12 @@
 """python -m lab up | down | status | ssh HOST [CMD] | ssh-config | kill HOST | boot HOST |
-shutdown HOST | cut A B | heal A B"""
+shutdown HOST | cut A B | heal A B | drop SRC DST | undrop SRC DST | freeze HOST | thaw HOST"""
 
 import argparse
 import json
 import os
 import sys
 
-from lab import lab, machines, network, settings
+from lab import freezer, lab, machines, network, settings
 from lab.shell import LabError
 
 
@@ -21,10 +21,14 @@ def main(argv=None) -> int:
     ssh.add_argument("host", choices=settings.SYSTEMD_HOSTS)
     ssh.add_argument("cmd", nargs=argparse.REMAINDER)
     for name, text in (("kill", "crash a host (SIGKILL)"), ("boot", "boot a stopped host"),
-                       ("shutdown", "shut a host down cleanly")):
+                       ("shutdown", "shut a host down cleanly"),
+                       ("freeze", "freeze all of a host's processes (cgroup freezer)"),
+                       ("thaw", "let a frozen host run on")):
         one = sub.add_parser(name, help=text)
         one.add_argument("host", choices=settings.SYSTEMD_HOSTS)
-    for name, text in (("cut", "drop all traffic between two hosts"), ("heal", "undo cut")):
+    for name, text in (("cut", "drop all traffic between two hosts"), ("heal", "undo cut"),
+                       ("drop", "one-way loss: drop the first host's packets to the second"),
+                       ("undrop", "undo drop")):
         pair = sub.add_parser(name, help=text)
         pair.add_argument("a", choices=list(settings.HOSTS))
         pair.add_argument("b", choices=list(settings.HOSTS))
@@ -60,6 +64,14 @@ def main(argv=None) -> int:
             network.cut(args.a, args.b)
         elif args.command == "heal":
             network.heal(args.a, args.b)
+        elif args.command == "drop":
+            network.drop(args.a, args.b)
+        elif args.command == "undrop":
+            network.undrop(args.a, args.b)
+        elif args.command == "freeze":
+            freezer.freeze(args.host)
+        elif args.command == "thaw":
+            freezer.thaw(args.host)
     except LabError as error:
         print(f"lab: {error}", file=sys.stderr)
         return 1

@@ -48,6 +48,12 @@ _lab_data = {
     "filesync_full_sync_minutes": 1,
     "filesync_retry_max_seconds": 5,
     "litestream_stall_seconds": 20,
+    "fencing_lease_seconds": 2,  # interval < lease <= interval * (miss - 1)
+    "fencing_watch_seconds": 1,
+    # --- the host firewall: the control machine (tests, pyinfra) and the edge reaching the stand-in ---
+    "firewall_ssh_sources": [settings.BRIDGE_ADDRESS],
+    "firewall_agent_sources": [settings.BRIDGE_ADDRESS],
+    "firewall_inbound": [{"port": 7845, "from": [settings.address("edge")]}],  # stand-in's proxy port
 }
 
 primary = [(settings.address("primary"), dict(_lab_data))]

@@ -3,7 +3,7 @@
 import shutil
 import time
 
-from lab import edge_service, gateway_bundle, machines, network, processes, rootfs, secrets, settings
+from lab import edge_service, freezer, gateway_bundle, machines, network, processes, rootfs, secrets, settings
 from lab.shell import LabError, run
 
 
@@ -38,7 +38,9 @@ def up() -> float:
 def down() -> None:
     """Stop every lab process and remove the namespaces, bridge, hosts and state (keeps the rootfs cache)."""
     for name in settings.SYSTEMD_HOSTS:
+        freezer.remove(name)  # a frozen host would never shut down
         machines.kill(name) if not machines.shutdown(name) else None
+        freezer.remove(name)
     edge_service.stop()
     for name in settings.HOSTS:
         network.remove_namespace(name)

@@ -79,3 +79,13 @@ def heal(a: str, b: str) -> None:
     """Undo cut(a, b)."""
     for src, dst in ((a, b), (b, a)):
         run(["ip", "-n", settings.netns(src), "route", "del", "blackhole", f"{settings.address(dst)}/32"], check=False)
+
+
+def drop(src: str, dst: str) -> None:
+    """One-way loss: packets from lab host `src` to `dst` are dropped (replies the other way still go)."""
+    run(["ip", "-n", settings.netns(src), "route", "replace", "blackhole", f"{settings.address(dst)}/32"])
+
+
+def undrop(src: str, dst: str) -> None:
+    """Undo drop(src, dst)."""
+    run(["ip", "-n", settings.netns(src), "route", "del", "blackhole", f"{settings.address(dst)}/32"], check=False)

@@ -5,6 +5,7 @@ Settings come from group_data/all.py, then group_data/<role>.py, then the invent
 overrides there); the last file to set a key is the one named in an error.
 """
 
+import ipaddress
 import re
 import runpy
 from pathlib import Path, PurePosixPath
@@ -57,6 +58,21 @@ def _url(value):
     return isinstance(value, str) and re.match(r"https?://[^/\s]+", value) is not None
 
 
+def _cidrs(value):
+    if not isinstance(value, list):
+        return False
+    try:
+        return all(isinstance(item, str) and ipaddress.ip_network(item, strict=False) for item in value)
+    except ValueError:
+        return False
+
+
+def _inbound(value):
+    return isinstance(value, list) and all(
+        isinstance(item, dict) and set(item) == {"port", "from"} and _port(item["port"]) and _cidrs(item["from"])
+        and item["from"] for item in value)
+
+
 KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "port": (_port, "a port number (1-65535)"),
     "seconds": (_positive_int, "a positive whole number"),
@@ -82,6 +98,11 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "config_keys": (lambda value: isinstance(value, dict) and all(
         isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", k) for k in value),
         "a mapping of dotted config keys (a.b.c) to values"),
+    "cidrs": (_cidrs, "a list of IP addresses or networks (CIDR)"),
+    "ports": (lambda value: isinstance(value, list) and bool(value) and all(_port(v) for v in value),
+              "a non-empty list of port numbers"),
+    "names": (lambda value: isinstance(value, list) and all(_name(v) for v in value), "a list of user names"),
+    "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
     "capabilities": (lambda value: isinstance(value, list)
                      and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
                      "a list of capability names (CAP_...)"),
@@ -115,6 +136,9 @@ SCHEMA = {
     "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
     "drill_schedule": "text", "drill_max_age_days": "seconds", "packages_apt": "list", "packages_dnf": "list",
     "packages_update_cache": "bool",
+    "fencing_lease_enabled": "bool", "fencing_lease_seconds": "seconds", "fencing_tunnel_ports": "ports",
+    "fencing_lease_users": "names", "fencing_watch_seconds": "seconds", "firewall_ssh_sources": "cidrs",
+    "firewall_agent_sources": "cidrs", "firewall_inbound": "inbound", "firewall_rules_file": "path",
 }
 ROLE_SCHEMA = {
     "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
@@ -147,6 +171,7 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
                            "be larger than heartbeat_interval_seconds")
+    check_fencing_timings(values, origin)
     _check_replication(values, origin)
     if values["gateway_database"] not in values["litestream_databases"]:
         raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
@@ -168,6 +193,25 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
     except SecretsError as error:
         raise SettingError(str(error)) from None
     return values
+
+
+def check_fencing_timings(values: dict, origin: dict) -> None:
+    """The relations docs/fencing.md depends on: interval < lease <= interval * (miss_threshold - 1).
+
+    The lease must outlive one lost heartbeat (else a single late beat stops the service), and must have
+    run out at least one interval before the standby's detection (interval * miss_threshold), so the
+    primary's kernel has stopped its serving traffic before the standby can act."""
+    interval, miss = values["heartbeat_interval_seconds"], values["heartbeat_miss_threshold"]
+    lease = values["fencing_lease_seconds"]
+    if miss < 2:
+        raise SettingError(f"{origin['heartbeat_miss_threshold']}: heartbeat_miss_threshold must be at least 2 "
+                           "(the serving lease needs an interval between its end and the standby's detection)")
+    if values["fencing_lease_enabled"] and not interval < lease <= interval * (miss - 1):
+        raise SettingError(
+            f"{origin['fencing_lease_seconds']}: fencing_lease_seconds={lease} breaks heartbeat_interval_seconds "
+            f"< fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1) "
+            f"({interval} < {lease} <= {interval * (miss - 1)}): the lease must outlive one lost heartbeat and "
+            "end before the standby's detection (docs/fencing.md)")
 
 
 def _inside(path: str, folder: str) -> bool:

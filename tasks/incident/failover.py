@@ -16,12 +16,12 @@ from pyinfra.context import state as context_state
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import WitnessNow, view
 from tasks.incident.hosts import address_of, pair
-from tasks.incident.remote import StepFailed
+from tasks.incident.remote import StepFailed, fence_units_args
 from tasks.incident.steps import Step, incident_step
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVICES = ("openclaw-gateway", "wirebot-scoreboard")  # fenced with the connector (remote.fence_units_args)
 
 
 class Failover:
@@ -61,7 +61,8 @@ class Failover:
     def fence_run(self, todo):
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", "--unit", self.connector, "--fenced-file", f"{data.wirebot_state_dir}/fenced.json"))
+            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            f"{data.wirebot_state_dir}/fenced.json"))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the gateway and scoreboard")

@@ -38,7 +38,7 @@ from tasks.incident.hosts import address_of, pair
 from tasks.incident.merging import MergeSteps
 from tasks.incident.model import DONE, STARTED, STOPPED, VERIFIED
 from tasks.incident.preview import preview
-from tasks.incident.remote import StepFailed
+from tasks.incident.remote import StepFailed, fence_units_args
 from tasks.incident.steps import Step, incident_step
 from tasks.provision.gateway import wait_ready_command
 from tasks.provision.litestream import HOST_KEY, config_arguments
@@ -151,7 +151,8 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", "--unit", self.connector, "--fenced-file", f"{data.wirebot_state_dir}/fenced.json"))
+            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            f"{data.wirebot_state_dir}/fenced.json"))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
         primary, standby = view(self.primary), view(self.standby)
@@ -244,11 +245,12 @@ class Recovery(MergeSteps):
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         fenced = f"{self.data.wirebot_state_dir}/fenced.json"
-        remote.sh(self.primary, f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")
+        # the fence masked the connector, the gateway and the scoreboard: unmask all, then start the services
+        remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
+                                f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")
         remote.sh(self.primary, wait_ready_command(self.data),  # ready means ready: /readyz, then the tunnel
                   "waiting for the primary's gateway to be ready", timeout=self.data.gateway_ready_timeout_seconds + 30)
-        remote.sh(self.primary, f"systemctl unmask {self.connector} && "
-                                f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
+        remote.sh(self.primary, f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
                                 f"systemctl start {self.connector}", "starting the primary's connector")
         left = model.primary_todo(view(self.primary), self.connector, SERVICES)
         if left:

@@ -44,6 +44,12 @@ def exit_code(host, command: str, timeout=None):
     return code, stdout, output.stderr
 
 
+def fence_units_args(connector: str) -> list:
+    """fence_command's --unit arguments: the connector first, then the gateway and the scoreboard (the
+    units the fence key's forced command names too, tasks/provision/agent_configs.fenced_units)."""
+    return [arg for unit in (connector, "openclaw-gateway", "wirebot-scoreboard") for arg in ("--unit", unit)]
+
+
 def agents(data, module: str, *args: str) -> str:
     """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH."""
     quoted = " ".join(shlex.quote(str(a)) for a in args)

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pyinfra import host, inventory
 from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths
 from tasks.provision.secrets_check import cloudflared_files
@@ -57,6 +58,7 @@ def install_agent(unit: str, module: str, description: str, config_path: str, co
     systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
     started = systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True,
                               enabled=True)
-    # not right after its first start: a stop+start there leaves the standby seconds without heartbeats
+    changed = any_changed(rendered, unit_file)
+    # not right after starting it: a second start would stop the heartbeats for a lease's length (fencing)
     systemd.service(name=f"Restart {unit} for its new config or unit.", service=unit, restarted=True,
-                    _if=lambda: (rendered.did_change() or unit_file.did_change()) and not started.did_change())
+                    _if=lambda: changed() and not started.did_change())

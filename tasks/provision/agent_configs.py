@@ -9,6 +9,11 @@ from tasks.provision import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
 
+def fenced_units(data) -> list:
+    """What a fence stops and masks: the connector first, then the gateway and the scoreboard."""
+    return [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard"]
+
+
 def _secrets(data) -> dict:
     run = data.wirebot_run_dir
     return {
@@ -103,6 +108,13 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
                   "max_age_days": data.drill_max_age_days},
         "witness": _witness(data, tunnel, self_address),
+        "fencing": {
+            "lease_enabled": data.fencing_lease_enabled,
+            "lease_seconds": data.fencing_lease_seconds,
+            "units": fenced_units(data),
+            "fenced_file": f"{data.wirebot_state_dir}/fenced.json",
+            "ready_url": f"http://{data.cloudflared_metrics}/ready",
+        },
         **_channel(data),
     }
 
@@ -131,6 +143,7 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "ssh_timeout_seconds": 10,
         },
         "witness": _witness(data, tunnel, self_address),
+        "fencing": {"watch_seconds": data.fencing_watch_seconds},
         "replica": {"root": data.replica_root},
         "activation": {
             "litestream_binary": data.litestream_binary,

@@ -5,14 +5,12 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from lab import machines, settings
+from lab import client, machines, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
@@ -33,22 +31,7 @@ def public(hostname, path, method="GET", body=None, timeout=5):
     return http(f"{settings.EDGE_PUBLIC_URL}{path}", method, body, {"Host": hostname}, timeout)
 
 
-def http(url, method="GET", body=None, headers=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    except OSError as error:
-        return 0, str(error)
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+http = client.request  # (status, parsed JSON or text)
 
 
 def wait_for(condition, timeout=30.0, interval=0.25, what="condition"):

@@ -51,7 +51,7 @@ def commands(log: str, host: str) -> list:
 @pytest.mark.parametrize("host", ["primary", "standby"])
 def test_almalinux_packages_come_from_dnf(almalinux_run, host):
     ran = commands(almalinux_run, host)
-    assert "dnf install -y rsync sqlite python3 python3-pyyaml openssh-clients curl openssl" in ran
+    assert "dnf install -y rsync sqlite python3 python3-pyyaml openssh-clients curl openssl nftables" in ran
     assert not [command for command in ran if command.startswith("apt-get")]
 
 

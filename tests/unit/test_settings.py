@@ -216,3 +216,29 @@ def test_host_addresses_must_be_ip_addresses(tmp_path):
     path.write_text("primary: {address: wirebot.example.com}\n")
     with pytest.raises(operator_settings.SettingsError, match="must be an IP address"):
         operator_settings.host_settings("primary", path=path)
+
+
+@pytest.mark.parametrize("changes", [
+    {"fencing_lease_seconds": 30},  # not longer than one interval: one late heartbeat stops the service
+    {"fencing_lease_seconds": 61},  # ends less than one interval before the standby's detection (90 s)
+    {"fencing_lease_seconds": 90},
+    {"heartbeat_miss_threshold": 2, "fencing_lease_seconds": 60},
+    {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 3},  # the lab's 1 s x 3 allows only 2
+])
+def test_fencing_timings_that_break_the_relations_are_refused(secrets_dir, changes):
+    with pytest.raises(SettingError, match="fencing_lease_seconds|heartbeat_miss_threshold must be at least 2"):
+        check("primary", {"secrets_dir": str(secrets_dir), **changes}, "x.py")
+
+
+@pytest.mark.parametrize("changes", [{}, {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 2},
+                                     {"fencing_lease_enabled": False, "fencing_lease_seconds": 5}])
+def test_fencing_timings_that_hold_are_accepted(secrets_dir, changes):
+    check("standby", {"secrets_dir": str(secrets_dir), **changes}, "x.py")
+
+
+@pytest.mark.parametrize("key,value", [("firewall_ssh_sources", ["not-an-address"]),
+                                       ("firewall_inbound", [{"port": 7845}]),
+                                       ("fencing_tunnel_ports", [])])
+def test_malformed_firewall_settings_are_refused(secrets_dir, key, value):
+    with pytest.raises(SettingError, match=f"setting '{key}'"):
+        check("primary", {"secrets_dir": str(secrets_dir), key: value}, "x.py")

@@ -198,7 +198,8 @@ def standalone(settings, store, alerter, force, reason, wait):
             token = config.read_secret(settings["cloudflare_api_token_file"])
             w = witness.check(settings["witness"], token)
             f = fencing.fence(settings["primary"])
-            ok, why = standby_machine.fence_satisfied(w, f)
+            ok, why = standby_machine.fence_satisfied(
+                w, f, standby_machine.lease_expired(store.data, time.time()))
             with store.lock:
                 store.data.update(witness=w, fence=f)
                 if not ok:

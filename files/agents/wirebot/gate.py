@@ -1,6 +1,14 @@
-"""The primary's cloudflared start gate (ExecStartPre): never start a second connector.
+"""The start gates (ExecStartPre) of the serving units: never a second connector, gateway or scoreboard.
 
-  python3 -m wirebot.gate --config /etc/wirebot/replicator.yml      (exit 0 = start, 1 = refuse)
+  python3 -m wirebot.gate --config /etc/wirebot/replicator.yml      (primary; exit 0 = start, 1 = refuse)
+  python3 -m wirebot.gate --standby --config /etc/wirebot/standby.yml   (standby)
+
+On the standby (``--standby``: cloudflared, the gateway and the scoreboard) the start is allowed only
+while the standby agent's persisted state (``state_file`` of standby.yml) is ACTIVATING or ACTIVE: a
+passive standby's units cannot be started by hand, by a reboot or by a deploy. A missing or unreadable
+state file refuses.
+
+On the primary (the connector's unit):
 
 Refuses (exit 1, logged with the reason) when any of these holds:
 
@@ -88,21 +96,46 @@ def evaluate(settings):
     return True, f"no other connector known: {standby_text}; {witness_text}", checks
 
 
+def evaluate_standby(state_file):
+    """(allow, reason, checks) for a unit on the standby: only while it activates or serves."""
+    if not config.exists(state_file):
+        return False, f"no standby state at {state_file}: the standby agent has not run", {"state": None}
+    try:
+        data = statefile.load(state_file, {})
+    except (OSError, ValueError) as exc:
+        return False, f"cannot read {state_file}: {exc}", {"state": None}
+    state, epoch = data.get("state"), data.get("epoch")
+    checks = {"state": state, "epoch": epoch}
+    if state in SERVING_STATES:
+        return True, f"the standby is {state} at epoch {epoch}", checks
+    return False, (f"the standby is {state} at epoch {epoch}: only an activation (ACTIVATING or ACTIVE) "
+                   "starts the serving units here"), checks
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m wirebot.gate", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="/etc/wirebot/replicator.yml")
+    parser.add_argument("--standby", action="store_true", help="the standby's gate (config: standby.yml)")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        if args.standby:
+            cfg = config.load_yaml(args.config)
+            state_file = config.get(cfg, "state_file", str, args.config, default="/var/lib/wirebot/state.json")
+        else:
+            settings = load_settings(args.config)
     except config.ConfigError as exc:
         log("gate", "config-error", level="error", error=str(exc))
         print(f"wirebot.gate: {exc}", file=sys.stderr)
         return 2
-    allow, reason, checks = evaluate(settings)
+    if args.standby:
+        allow, reason, checks = evaluate_standby(state_file)
+    else:
+        allow, reason, checks = evaluate(settings)
     log("gate", "allow" if allow else "refuse", level="info" if allow else "error", reason=reason,
         checks=checks)
     if not allow:
-        print(f"wirebot.gate: refusing to start the connector: {reason}", file=sys.stderr)
+        what = "this unit" if args.standby else "the connector"
+        print(f"wirebot.gate: refusing to start {what}: {reason}", file=sys.stderr)
     return 0 if allow else 1
 
 

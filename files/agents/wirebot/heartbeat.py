@@ -122,6 +122,7 @@ class Sender:
         self.consecutive_failures = 0
         self.last = None   # {"sent_at", "sequence", "epoch", "ok", "status", "reason", "response"}
         self._standby_ahead = None  # (standby state, standby epoch, our epoch) last warned about
+        self.lease = None  # wirebot.lease.Keeper: adds "lease" to each beat, hears each answer
         self._lock = threading.Lock()
 
     def send_once(self, now=None):
@@ -130,6 +131,9 @@ class Sender:
         services, litestream, file_sync = self.collect()
         sequence, epoch = self.store.next_sequence(now)
         payload = build_payload(self.node, sequence, epoch, services, litestream, file_sync, now)
+        if self.lease is not None:
+            payload.update(self.lease.payload())
+        sent_at = time.monotonic()  # the lease counts from the send: it ends before the standby's view of it
         status, answer = self.post(self.target, self.PATH, self.key, self.binding, payload, sequence, self.timeout)
         ok = 200 <= status < 300
         reason = "accepted" if ok else (
@@ -148,7 +152,9 @@ class Sender:
         if ok:
             log(COMPONENT, "sent", sequence=sequence, epoch=epoch, status=status)
             self._note_standby(answer, epoch)
-        else:
+        if self.lease is not None:
+            self.lease.on_answer(result, sent_at)
+        if not ok:
             log(COMPONENT, "send-failed", level="warning", sequence=sequence, epoch=epoch,
                 status=status, reason=reason, consecutive_failures=self.consecutive_failures)
         return result

@@ -15,7 +15,20 @@ import threading
 import time
 import uuid
 
-from . import channel, config, drillwatch, filesync, heartbeat, httpapi, inotify, litestream, metrics, signing, tls
+from . import (
+    channel,
+    config,
+    drillwatch,
+    filesync,
+    heartbeat,
+    httpapi,
+    inotify,
+    lease,
+    litestream,
+    metrics,
+    signing,
+    tls,
+)
 from .alerts import Alerter
 from .log import log
 
@@ -106,6 +119,7 @@ def load_config(path):
     for key in ("litestream.socket", "standby.replica_root"):
         if not config.get(raw, key, str, path).startswith("/"):
             raise config.ConfigError(f"{path}: {key}: expected an absolute path")
+    c["fencing"] = lease.load_settings(raw, path)  # the serving lease and self-demotion (docs/fencing.md)
     c["hmac_key"] = signing.load_key(c["hmac_key_file"])
     c["control_key"] = signing.load_key(c["channel"]["control_key_file"])
     c["discord_webhook"] = config.read_secret(c["discord_webhook_file"] or None)
@@ -143,6 +157,8 @@ class Replicator:
         self.sender = heartbeat.Sender(c["node_name"], target, c["hmac_key"],
                                        channel.heartbeat_binding(c["node_name"], c["standby_node"]), self.store,
                                        self._collect)
+        self.lease = lease.Keeper(c["fencing"], lambda: int(self.store.read().get("epoch") or 1), self.alerter)
+        self.sender.lease = self.lease
         self.states = {}
         self._states_lock = threading.Lock()
         self.drills = []
@@ -183,6 +199,7 @@ class Replicator:
         """Bind the API (OSError if the address is not ours yet), then start the component threads."""
         self.servers = channel.serve(self.c["channel"], self.c["listen_address"], self.c["listen_port"],
                                      self.peer_routes(), self.routes(), [self.c["standby_host"]], COMPONENT)
+        self.lease.check_table()
         watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
         for name, target in (
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
@@ -197,10 +214,16 @@ class Replicator:
     def stop(self):
         self.stop_event.set()
         channel.stop(self.servers)
+        deadline = time.monotonic() + 1.0  # daemon threads: a restart must not outlast the serving lease
         for thread in self.threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.watcher is not None:
             self.watcher.close()
+        if self.threads and self.c["fencing"]["enabled"]:
+            try:  # a last beat renews the lease: a restart (a deploy) does not lapse it
+                self.sender.send_once()
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                log(COMPONENT, "last-heartbeat-failed", level="warning", reason=f"{type(exc).__name__}: {exc}")
         log(COMPONENT, "stopped")
 
     # -- HTTP API ---------------------------------------------------------------------------
@@ -227,7 +250,7 @@ class Replicator:
                      "components": self.component_states(), "services": self.services,
                      "watcher": self.watcher.mode if self.watcher else None,
                      "litestream": self.monitor.snapshot(), "file_sync": self.files.status(),
-                     "heartbeat": self.sender.status(), "drills": drills,
+                     "heartbeat": self.sender.status(), "lease": self.lease.status(), "drills": drills,
                      "connections": channel.stats(self.servers)}
 
     def metrics(self, _request):
@@ -315,8 +338,9 @@ def main(argv=None):
         log(COMPONENT, "listen-failed", level="error", address=c["listen_address"], port=c["listen_port"],
             error=str(exc), reason="cannot bind the API address; systemd will retry")
         return 1
-    while not daemon.stop_event.wait(1.0):
+    while not daemon.stop_event.wait(min(1.0, c["heartbeat_interval"] / 4)):
         daemon.component_states()
+        daemon.lease.tick()
         if daemon.drill_watch is not None:
             daemon.drill_watch.check(time.time())
     daemon.stop()

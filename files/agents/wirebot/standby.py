@@ -61,15 +61,16 @@ class StandbyAgent:
 
     # observe -------------------------------------------------------------------------------------
     def heartbeat_age(self, now=None):
-        """Seconds since the last valid heartbeat, or since this agent started if later."""
+        """Seconds since the last valid heartbeat that showed the primary alive (standby_machine.alive_at),
+        or since this agent started if later."""
         now = self.clock() if now is None else now
-        received = (self.store.data.get("last_heartbeat") or {}).get("received_at") or 0
-        return now - max(received, self.started_at)
+        return now - max(machine.alive_at(self.store.data), self.started_at)
 
     def observe(self):
         now = self.clock()
         return machine.Observation(now=now, heartbeat_age=self.heartbeat_age(now), threshold=self.threshold,
-                                   retry_seconds=self.settings["activation"]["retry_seconds"])
+                                   retry_seconds=self.settings["activation"]["retry_seconds"],
+                                   watch_seconds=self.settings["watch_seconds"])
 
     # decide + apply ------------------------------------------------------------------------------
     def _apply(self, decision, now):
@@ -114,7 +115,14 @@ class StandbyAgent:
     def _act(self, action):
         if action == machine.CHECK_WITNESS:
             token = config.read_secret(self.settings["cloudflare_api_token_file"])
-            result = self.witness_fn(self.settings["witness"], token, self.clock())
+            settings = self.settings["witness"]
+            with self.store.lock:
+                expired = machine.lease_expired(self.store.data, self.clock())[0]
+            if expired and self.store.data["state"] != machine.ACTIVE:
+                # the primary's kernel drops its serving traffic: a public probe could only wait on a stale
+                # connector at the edge; the API alone says whether the edge still lists it
+                settings = dict(settings, public_url=None)
+            result = self.witness_fn(settings, token, self.clock())
             with self.store.lock:
                 previous = self.store.data.get("witness") or {}
                 routine = self.store.data["state"] == machine.ACTIVE and previous.get("summary") == result["summary"]
@@ -136,7 +144,7 @@ class StandbyAgent:
                 self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
 
     def tick_seconds(self):
-        return min(1.0, self.settings["interval_seconds"] / 4.0)
+        return min(1.0, self.settings["interval_seconds"] / 4.0, self.settings["watch_seconds"])
 
     def run(self, stop):
         """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on."""

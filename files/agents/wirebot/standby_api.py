@@ -79,6 +79,8 @@ def heartbeat(agent, request):
         if watching and body["epoch"] > data["epoch"]:
             log("standby", "epoch-adopted", previous=data["epoch"], epoch=body["epoch"])
             data["epoch"] = body["epoch"]
+        machine.note_serving(data, body, data["last_heartbeat"]["received_at"])
+        granted = machine.grant_lease(data, body, agent.clock())  # under the store lock: see standby_machine
         alert = state in (machine.ACTIVE, machine.ACTIVATING) and not data.get("primary_alive_alerted")
         if alert:
             data["primary_alive_alerted"] = True
@@ -89,7 +91,7 @@ def heartbeat(agent, request):
         agent.alerter.send("primary-alive", f"heartbeat from {body['node']} (epoch {body['epoch']}) while "
                            f"this standby is {state} at epoch {epoch}: the primary should be fenced; "
                            "recover it with tasks/recovery.py", state=state)
-    return 200, {"ok": True, "state": state, "epoch": epoch}
+    return 200, {"ok": True, "state": state, "epoch": epoch, "lease": {"granted": granted}}
 
 
 def _control(agent, request):

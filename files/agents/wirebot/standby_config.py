@@ -16,6 +16,9 @@ heartbeat:
   sender (str, default "primary"): the node_name heartbeats must be signed as coming from.
 tls, control, http: the two listeners and their bounds, see wirebot.channel.
 primary: see wirebot.fencing.  witness: see wirebot.witness.
+fencing:
+  watch_seconds (number, default 5): an ACTIVE standby asks the witness this often and fences at once
+  when another origin's connector shows up (the continuous watch, docs/fencing.md).
 replica:
   root (str, required): the replica tree written by the primary (litestream/epoch-N/..., files/...).
 activation:
@@ -100,7 +103,10 @@ def load(path):
         "witness": witness.load_settings(cfg, path),
         "replica_root": get(cfg, "replica.root", str, path),
         "activation": _activation(cfg, path, data_root),
+        "watch_seconds": get(cfg, "fencing.watch_seconds", float, path, default=5.0),
     }
+    if settings["watch_seconds"] <= 0:
+        raise config.ConfigError(f"{path}: fencing.watch_seconds must be > 0")
     if settings["interval_seconds"] <= 0 or settings["miss_threshold"] < 1:
         raise config.ConfigError(f"{path}: heartbeat.interval_seconds must be > 0 and "
                                  "heartbeat.miss_threshold >= 1")

@@ -12,10 +12,12 @@ States::
     ACTIVATING --(activation completes; done by wirebot.activation)--> ACTIVE
     ACTIVE --(POST /deactivate; done by the agent)--> STANDBY
 
-"Fence established" means: the SSH fence command confirmed the primary's connector stopped, or the
-Cloudflare API (configured and answering) shows no connection from another origin. The SSH fence is
-always attempted before activating (also when the API is clear: a partitioned primary's connector may
-come back later), but only one of the two is required.
+"Fence established" means: the primary's kernel-enforced serving lease, last granted by this standby,
+has run out (``lease_expired``: then no SSH is needed, a frozen host cannot answer it anyway), or the SSH
+fence command confirmed the primary's connector, gateway and scoreboard loaded, stopped and masked. The
+witness's "no connection from another origin" is never a fence: absent is not fenced (docs/fencing.md).
+An ACTIVE standby asks the witness every ``watch_seconds`` and fences at once when another origin's
+connector shows up.
 
 The agent runs decide, performs the requested actions (check_witness, fence, activate) and records
 their results in the persisted state (``witness``, ``fence``, ``activation``), then decides again; so
@@ -38,7 +40,10 @@ ACTIVATE = "activate"
 # now: wall clock; heartbeat_age: seconds since the last valid heartbeat (or since the agent started,
 # whichever is later); threshold: miss_threshold * interval_seconds; retry_seconds: how long a failed
 # fence/witness/activation result stands before it is tried again.
-Observation = collections.namedtuple("Observation", "now heartbeat_age threshold retry_seconds")
+# watch_seconds: how often an ACTIVE standby asks the witness (the continuous watch).
+Observation = collections.namedtuple("Observation", "now heartbeat_age threshold retry_seconds watch_seconds",
+                                     defaults=(None,))
+LEASE_MARGIN = 0.25  # seconds added to a granted lease before it counts as expired here (clock rates)
 
 # state: next state; reason: why (logged, shown on /status); actions: I/O for the agent to perform;
 # alerts: (kind, message) pairs; updates: persisted keys to set.
@@ -64,25 +69,75 @@ def _fresh(result, after):
     return None
 
 
-def fence_satisfied(witness_result, fence_result):
-    """(ok, reason): is the primary's connector known gone or stopped by us?"""
+def grant_lease(data, body, now):
+    """Record and answer a heartbeat's lease request (called under the state lock, with the heartbeat).
+
+    Granted only while this standby watches (STANDBY, SUSPECT, FENCE_BLOCKED: a heartbeat takes the
+    last two back to STANDBY before any activation), no operator activation is pending, and the
+    primary's epoch is not older than ours. Because the grant and the move to ACTIVATING happen under
+    the same lock, no lease is granted once an activation has been decided. The record
+    {"granted_at", "seconds", "enforced"} lets ``lease_expired`` prove the primary stopped serving."""
+    lease = body.get("lease") if isinstance(body.get("lease"), dict) else {}
+    seconds = lease.get("seconds")
+    if (data["state"] not in (STANDBY, SUSPECT, FENCE_BLOCKED) or data.get("manual_request")
+            or body.get("epoch", 0) < data["epoch"] or not isinstance(seconds, (int, float))
+            or isinstance(seconds, bool) or seconds <= 0):
+        return False
+    data["lease"] = {"granted_at": now, "seconds": float(seconds), "enforced": lease.get("enforced") is True}
+    return True
+
+
+def note_serving(data, body, now):
+    """Record when the primary last looked alive: a heartbeat whose ``serving`` is not False (its connector
+    is ready at the edge, or not meant to run: stopped, fenced). A primary that heartbeats while its
+    running connector cannot reach the edge (cut from the edge only) is not alive for detection."""
+    if body.get("serving") is not False:
+        data["last_serving_at"] = now
+
+
+def alive_at(p):
+    """When the primary last looked alive (``note_serving``), falling back to the last heartbeat."""
+    received = (p.get("last_heartbeat") or {}).get("received_at") or 0
+    return p.get("last_serving_at") or received
+
+
+def lease_expired(p, now):
+    """(expired, reason): has the last lease this standby granted run out, enforced by the primary's
+    kernel? Unknown (never granted, or the primary does not enforce it) is not expired."""
+    lease = p.get("lease") or {}
+    if not lease.get("enforced"):
+        return False, "no kernel-enforced lease known from the primary"
+    ends = lease["granted_at"] + lease["seconds"] + LEASE_MARGIN
+    if now < ends:
+        return False, f"the primary's lease runs {ends - now:.1f}s more"
+    return True, f"the primary's kernel-enforced lease ran out {now - ends:.1f}s ago"
+
+
+def fence_satisfied(witness_result, fence_result, lease=(False, "no lease known")):
+    """(ok, reason): is the primary known to have stopped serving? Its lease ran out (its own kernel
+    drops its serving traffic and it cannot be renewed any more), or the fence command over SSH
+    confirmed its units loaded, stopped and masked. A connector the witness cannot see is absent, not
+    fenced: the witness alone never satisfies the fence."""
+    expired, lease_why = lease
     ssh_ok = bool(fence_result and fence_result.get("ok"))
-    api = (witness_result or {}).get("api") or {}
-    api_clear = bool(witness_result and witness_result.get("api_clear"))
     if ssh_ok:
-        why = "fence command over SSH confirmed the primary's connector stopped"
-        return True, why + ("; API shows no other origin" if api_clear else "")
-    if api_clear:
-        ssh_error = (fence_result or {}).get("error") or "not attempted"
-        return True, f"witness API shows no connection from another origin (SSH fence: {ssh_error})"
+        return True, "fence command over SSH confirmed the primary's units stopped and masked"
+    if expired:
+        return True, lease_why
+    ssh_text = (fence_result or {}).get("error") or "not attempted"
+    problems = ((fence_result or {}).get("reply") or {}).get("problems")
+    if problems:
+        ssh_text += " (" + "; ".join(problems)[:300] + ")"
+    api = (witness_result or {}).get("api") or {}
     if not api.get("configured"):
         api_text = "API check not configured"
     elif not api.get("ok"):
         api_text = "API check failed ({})".format(api.get("error"))
-    else:
+    elif api.get("other_origins"):
         api_text = "API shows connections from {}".format(", ".join(api.get("other_origins") or []))
-    ssh_text = (fence_result or {}).get("error") or "not attempted"
-    return False, f"cannot fence the primary: {api_text}; SSH fence failed ({ssh_text})"
+    else:
+        api_text = "API shows no connection from another origin, but absent is not fenced"
+    return False, f"cannot fence the primary: {lease_why}; {api_text}; SSH fence failed ({ssh_text})"
 
 
 def _refusal(witness_result):
@@ -108,7 +163,7 @@ def _manual(p, o):
     f = _fresh(p.get("fence"), request["requested_at"])
     if f is None:
         return _decision(p["state"], label + ": fencing the primary over SSH", [FENCE])
-    ok, why = fence_satisfied(w, f)
+    ok, why = fence_satisfied(w, f, lease_expired(p, o.now))
     if ok:
         return _decision(ACTIVATING, label + ": " + why, [ACTIVATE], manual_request=None,
                          last_manual=dict(request, outcome="activating"))
@@ -117,7 +172,7 @@ def _manual(p, o):
 
 
 def _active(p, o):
-    w = _fresh(p.get("witness"), o.now - o.threshold)
+    w = _fresh(p.get("witness"), o.now - (o.watch_seconds or o.threshold))
     if w is None:
         return _decision(ACTIVE, p["reason"], [CHECK_WITNESS])
     if not w.get("other_connector"):
@@ -146,14 +201,18 @@ def decide(p, o):
         return _manual(p, o)
     heartbeat = p.get("last_heartbeat") or {}
     if state == STANDBY:
-        if p.get("last_refusal") and (heartbeat.get("received_at") or 0) > p["since"]:
+        if p.get("last_refusal") and alive_at(p) > p["since"]:
             return _decision(STANDBY, "heartbeats resumed after a refused activation", last_refusal=None)
         if o.heartbeat_age > o.threshold and o.now >= (p.get("recheck_after") or 0):
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         return _decision(STANDBY, p["reason"])
     # SUSPECT or FENCE_BLOCKED
-    if (heartbeat.get("received_at") or 0) > p["since"]:
+    fenced = _fresh(p.get("fence"), p["since"])
+    if fenced and fenced.get("ok"):  # we stopped the primary ourselves: we serve, whatever it says next
+        return _decision(ACTIVATING, "primary not serving; fence command over SSH confirmed its units "
+                         "stopped and masked", [ACTIVATE], last_refusal=None)
+    if alive_at(p) > p["since"]:
         return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(
             heartbeat.get("sequence"), state), last_refusal=None)
     fresh_after = p["since"] if state == SUSPECT else o.now - o.retry_seconds
@@ -161,17 +220,24 @@ def decide(p, o):
     if w is None:
         return _decision(state, p["reason"], [CHECK_WITNESS])
     refusal = _refusal(w)
+    lease = lease_expired(p, o.now)
     if refusal:
         kind, why = refusal
+        # A connector still listed after the primary's lease ran out is one the edge has not expired yet
+        # (its packets are dropped): look again soon rather than a whole threshold later.
+        wait = o.watch_seconds if (lease[0] and kind == "connector-attached" and o.watch_seconds) else o.threshold
         alerts = [] if p.get("last_refusal") == kind else [("activation-refused", "not activating: " + why)]
-        return _decision(STANDBY, f"not activating: {why}; watching, re-check in {o.threshold:.0f}s",
-                         (), alerts, recheck_after=o.now + o.threshold, last_refusal=kind)
+        return _decision(STANDBY, f"not activating: {why}; watching, re-check in {wait:.0f}s",
+                         (), alerts, recheck_after=o.now + wait, last_refusal=kind)
     f = _fresh(p.get("fence"), fresh_after)
+    if f is None and lease[0]:  # fenced by its own kernel: no need to wait for SSH to a frozen host
+        return _decision(ACTIVATING, "primary down ({}); {}".format(w.get("summary"), lease[1]), [ACTIVATE],
+                         last_refusal=None)
     if f is None:
         reason = p["reason"] if state == FENCE_BLOCKED else "witness clear ({}): fencing the primary".format(
             w.get("summary"))
         return _decision(state, reason, [FENCE])
-    ok, why = fence_satisfied(w, f)
+    ok, why = fence_satisfied(w, f, lease)
     if ok:
         return _decision(ACTIVATING, "primary down ({}); {}".format(w.get("summary"), why), [ACTIVATE],
                          last_refusal=None)

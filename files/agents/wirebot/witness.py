@@ -119,8 +119,11 @@ def check(settings, token, now=None):
     Keys: at, public{...}, api{...}, primary_serving (public 2xx), other_connector (API ok and another
     origin attached), api_clear (API ok and no other origin), summary (one line for logs/alerts).
     """
-    public = check_public(settings["public_url"], settings.get("public_host_header"),
-                          settings["timeout_seconds"])
+    if settings.get("public_url"):
+        public = check_public(settings["public_url"], settings.get("public_host_header"),
+                              settings["timeout_seconds"])
+    else:  # not asked (the standby knows the primary's lease ran out)
+        public = {"status": None, "serving": False, "error": "not probed"}
     api = check_api(settings, token)
     result = {
         "at": time.time() if now is None else now,

@@ -41,15 +41,16 @@ def cloudflared():
     Guarantees: cloudflared installed (cloudflared_install "repo": Cloudflare's apt/rpm repository at
     cloudflared_version; "none": must already be at cloudflared_binary, as in the lab); the operator's
     tunnel config at cloudflared_config and its credentials at the config's credentials-file, both
-    0600 root, never printed; the unit cloudflared_unit, identical on both hosts. The primary's unit has
-    a start gate (ExecStartPre: wirebot.gate) that refuses while the standby serves. Running and enabled
+    0600 root, never printed; the unit cloudflared_unit, identical on both hosts. Both hosts' units
+    have a start gate (ExecStartPre: wirebot.gate): the primary's refuses while the standby serves or a
+    fence record exists, the standby's unless its agent's state is ACTIVATING or ACTIVE. Running and enabled
     on the primary (left stopped when the standby fenced it); on the standby disabled and stopped unless
     it is the active side. The connector runs as a dynamic user without capabilities; its config and
     credentials reach it by LoadCredential= (tasks/provision/sandbox.py); the gate runs as root ("+").
 
     Reads: cloudflared_install, cloudflared_version, cloudflared_binary, cloudflared_config,
     cloudflared_metrics, cloudflared_unit, cloudflared_secrets, secrets_dir, wirebot_agents_dir,
-    replicator_config (primary).
+    replicator_config (primary), standby_config (standby).
     """
     data = host.data
     facts = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
@@ -75,17 +76,7 @@ def cloudflared():
                           sandbox=sandbox.user_unit(credentials=[("config.yml", data.cloudflared_config),
                                                                  ("credentials.json", facts["credentials_dest"])],
                                                     families=sandbox.INET + ("AF_NETLINK",)))
-    unit_files = [unit]
-    if "primary" in host.groups:
-        files.directory(name="Ensure the unit's drop-in folder exists.",
-                        path=f"/etc/systemd/system/{unit_name}.service.d", user="root", group="root", mode="755")
-        unit_files.append(files.template(
-            name="Ensure the primary's connector has its start gate (fenced boot).",
-            src=str(TEMPLATES / "cloudflared-gate.conf.j2"),
-            dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
-            user="root", group="root", mode="644",
-            agents_dir=data.wirebot_agents_dir, config=data.replicator_config,
-        ))
+    unit_files = [unit, start_gate(unit_name)]
     systemd.daemon_reload(name=f"Reload systemd for {unit_name}.", _if=any_changed(*unit_files))
     serving = roles.serving()
     # Mid-incident (a fenced primary: its unit is masked) the enablement is left alone too.
@@ -95,6 +86,28 @@ def cloudflared():
     if serving:
         systemd.service(name=f"Restart {unit_name} for its new config.", service=unit_name, restarted=True,
                         _if=any_changed(config, credentials, *unit_files))
+
+
+def start_gate(unit_name: str):
+    """The unit's start gate drop-in: the primary's (fenced boot) or the standby's (only while it activates
+    or serves). Returns the operation."""
+    data = host.data
+    files.directory(name=f"Ensure {unit_name}'s drop-in folder exists.",
+                    path=f"/etc/systemd/system/{unit_name}.service.d", user="root", group="root", mode="755")
+    if "primary" in host.groups:
+        what, template, config = "has its start gate (fenced boot)", "cloudflared-gate.conf.j2", data.replicator_config
+    else:
+        what, template, config = ("starts only while the standby activates or serves", "standby-gate.conf.j2",
+                                  data.standby_config)
+    return files.template(
+        name=f"Ensure the {host_role()}'s {unit_name} {what}.", src=str(TEMPLATES / template),
+        dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
+        user="root", group="root", mode="644", agents_dir=data.wirebot_agents_dir, config=config,
+    )
+
+
+def host_role() -> str:
+    return "primary" if "primary" in host.groups else "standby"
 
 
 def _describe(serving) -> str:

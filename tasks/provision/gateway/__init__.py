@@ -12,6 +12,7 @@ from pyinfra.operations import apt, files, npm, server, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles
+from tasks.provision.cloudflared import _describe, start_gate
 from tasks.provision.gateway import openclaw_config
 from tasks.provision.ops import HttpStatus
 
@@ -129,7 +130,7 @@ def gateway():
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     gateway_state_dir, gateway_config_file, gateway_database, gateway_config, gateway_ready_timeout_seconds,
     gateway_stop_timeout_seconds, litestream_databases, secrets_dir, wirebot_service_user, wirebot_workspace,
-    wirebot_run_dir, wirebot_agents_dir.
+    wirebot_run_dir, wirebot_agents_dir, standby_config (standby).
     """
     data = host.data
     if data.gateway_install:
@@ -155,10 +156,12 @@ def gateway():
         writable=sorted({str(state), str(PurePosixPath(data.gateway_config_file).parent),
                          str(PurePosixPath(data.wirebot_workspace).parent)}),
     )
-    systemd.daemon_reload(name=f"Reload systemd for {UNIT}.", _if=unit.did_change)
+    gates = [start_gate(UNIT)] if "standby" in host.groups else []  # starts only while the standby activates
+    systemd.daemon_reload(name=f"Reload systemd for {UNIT}.", _if=any_changed(unit, *gates))
     serving = roles.serving()
-    started = systemd.service(name=f"Ensure {UNIT} is {'running' if serving else 'stopped'} here.", service=UNIT,
-                              running=serving, enabled="primary" in host.groups)
+    # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
+    started = systemd.service(name=f"Ensure {UNIT} is {_describe(serving)} here.", service=UNIT,
+                              running=serving, enabled=None if serving is None else "primary" in host.groups)
     if not serving:
         return
     restarted = systemd.service(name=f"Restart {UNIT} for its new unit or config.", service=UNIT, restarted=True,

@@ -9,6 +9,7 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles, sandbox
+from tasks.provision.cloudflared import _describe, start_gate
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
@@ -39,11 +40,13 @@ def services():
         installed[name] = files.template(
             name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / template),
             dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644", **arguments)
-    systemd.daemon_reload(name="Reload systemd for the scoreboard.", _if=any_changed(*installed.values()))
+    gates = [start_gate(name) for name in units] if "standby" in host.groups else []
+    systemd.daemon_reload(name="Reload systemd for the scoreboard.", _if=any_changed(*installed.values(), *gates))
     serving = roles.serving()
     for name, unit in installed.items():
-        systemd.service(name=f"Ensure {name} is {'running' if serving else 'stopped'} here.", service=name,
-                        running=serving, enabled="primary" in host.groups)
+        # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
+        systemd.service(name=f"Ensure {name} is {_describe(serving)} here.", service=name,
+                        running=serving, enabled=None if serving is None else "primary" in host.groups)
         if serving:
             systemd.service(name=f"Restart {name} for its new unit.", service=name, restarted=True,
                             _if=unit.did_change)

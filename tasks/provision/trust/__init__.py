@@ -8,7 +8,8 @@
   `restrict`, `from=` the primary's address and the forced command (sshd's Match blocks force the same:
   tasks/provision/sshd).
 - fence key: made on the standby; on the primary (root, `restrict`, only from the standby's address) it
-  can only run the fence command: stop and mask the primary's cloudflared unit.
+  can only run the fence command: take the lease away, stop and mask the primary's connector,
+  gateway and scoreboard (the units named on its command line).
 - the agents' channel (:8300, docs/security.md): each host makes its own TLS key and self-signed
   certificate and its own control key (never copied anywhere), and pins the other host's certificate.
 """
@@ -22,6 +23,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from tasks.provision import paths
+from tasks.provision.agent_configs import fenced_units
 from tasks.provision.ops import (
     NotOwnedBy,
     PublicKey,
@@ -65,6 +67,13 @@ def _known_hosts(path: str, other) -> None:
               dest=path, user="root", group="root", mode="644")
 
 
+def fence_command_line(data) -> str:
+    """The fence key's forced command, naming the configured units and fence file (no defaults used)."""
+    units = " ".join(f"--unit {unit}" for unit in fenced_units(data))
+    return (f"PYTHONPATH={data.wirebot_agents_dir} /usr/bin/python3 -m wirebot.fence_command {units} "
+            f"--fenced-file {data.wirebot_state_dir}/fenced.json")
+
+
 def _agent_channel(data, role: str, peer) -> None:
     """This host's TLS identity and control key (made here once), and the peer's pinned certificate."""
     key, cert = paths.agent_key_file(data, "agent.key"), paths.agent_key_file(data, "agent.crt")
@@ -94,7 +103,7 @@ def trust():
     its control key (0600), all made on the host once, and peer.crt, the other host's certificate.
 
     Reads: replica_user, replica_files_user, replica_root, replica_key, fence_key, wirebot_agents_dir,
-    wirebot_config_dir, wirebot_run_dir, agent_keys_dir.
+    wirebot_config_dir, wirebot_run_dir, agent_keys_dir, wirebot_state_dir, cloudflared_unit.
     """
     data = host.data
     is_primary = "primary" in host.groups
@@ -112,9 +121,8 @@ def trust():
 
     if is_primary:
         _known_hosts(f"{data.wirebot_config_dir}/standby_known_hosts", standby)
-        fence = (f'restrict,from="{address_of(standby)}",command="PYTHONPATH={data.wirebot_agents_dir} '
-                 '/usr/bin/python3 -m wirebot.fence_command"')
-        authorized_key_line(name="Ensure the standby's fence key can only fence cloudflared here.",
+        fence = (f'restrict,from="{address_of(standby)}",command="{fence_command_line(data)}"')
+        authorized_key_line(name="Ensure the standby's fence key can only fence the serving units here.",
                             path="/root/.ssh/authorized_keys", marker="wirebot-fence",
                             key_from=(standby, f"{standby.data.fence_key}.pub", fence))
         return

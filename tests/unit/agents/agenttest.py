@@ -66,6 +66,9 @@ case "$verb" in
   is-active) s="$(cat "$DIR/state/$unit" 2>/dev/null || echo inactive)"; echo "$s";
              [ "$s" = active ] && exit 0; exit 3 ;;
   is-enabled) if [ -f "$DIR/masked/$unit" ]; then echo masked; exit 1; fi; echo enabled ;;
+  show) if [ -f "$DIR/missing/$unit" ]; then echo LoadState=not-found;
+        elif [ -f "$DIR/masked/$unit" ]; then echo LoadState=masked; else echo LoadState=loaded; fi
+        echo "ActiveState=$(cat "$DIR/state/$unit" 2>/dev/null || echo inactive)" ;;
 esac
 exit 0
 """
@@ -115,6 +118,11 @@ class FakeSystemctl:
 
     def masked(self, unit):
         return os.path.exists(os.path.join(self.dir, "masked", unit))
+
+    def missing(self, unit):
+        """``show`` reports this unit not-found (a unit name systemd does not know)."""
+        os.makedirs(os.path.join(self.dir, "missing"), exist_ok=True)
+        open(os.path.join(self.dir, "missing", unit), "w").close()
 
 
 

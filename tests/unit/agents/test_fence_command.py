@@ -21,8 +21,14 @@ def run_command(fake, tmp_path, original, env_extra=None):
     env.update(env_extra or {})
     fenced = tmp_path / "lib" / "fenced.json"
     proc = subprocess.run([sys.executable, "-m", "wirebot.fence_command", "--systemctl", fake.path,
-                           "--fenced-file", str(fenced)], env=env, capture_output=True, text=True, timeout=30)
+                           "--fenced-file", str(fenced), "--stop-seconds", "0.3"], env=env, capture_output=True,
+                          text=True, timeout=30)
     return proc, json.loads(proc.stdout.strip().splitlines()[-1]), fenced
+
+
+def acts(fake):
+    """The calls that change something (show is read-only)."""
+    return [call for call in fake.calls() if call.split()[0] != "show"]
 
 
 def test_fence_stops_masks_records_and_reports(fake_systemctl, tmp_path):
@@ -30,11 +36,36 @@ def test_fence_stops_masks_records_and_reports(fake_systemctl, tmp_path):
     proc, reply, fenced = run_command(fake_systemctl, tmp_path, "fence")
     assert proc.returncode == 0
     assert reply["fenced"] is True and reply["connector_active"] is False and reply["masked"] is True
-    assert fake_systemctl.calls()[:2] == [f"stop {UNIT}", f"mask {UNIT}"]
+    assert acts(fake_systemctl) == [f"stop {UNIT}", f"mask {UNIT}"]
     assert fake_systemctl.state(UNIT) == "inactive" and fake_systemctl.masked(UNIT)
+    assert reply["units"] == {UNIT: {"load": "masked", "active": "inactive"}}
     record = json.loads(fenced.read_text())
     assert set(record) == {"fenced_at", "by", "reason"} and record["by"] == "10.213.0.3"
     assert stat.S_IMODE(os.stat(fenced).st_mode) == 0o600
+
+
+def test_fence_names_every_configured_unit(fake_systemctl, tmp_path):
+    units = ["cloudflared-x", "openclaw-gateway", "wirebot-scoreboard"]
+    for unit in units:
+        fake_systemctl.set_state(unit, "active")
+    argv = [a for u in units for a in ("--unit", u)]
+    code, reply = fence_command.fence_units(units, str(tmp_path / "f.json"), fake_systemctl.path,
+                                            nft=str(tmp_path / "no-nft"))
+    assert code == 0 and reply["fenced"] is True and argv
+    for unit in units:
+        assert fake_systemctl.state(unit) == "inactive" and fake_systemctl.masked(unit)
+
+
+def test_a_unit_that_is_not_loaded_is_never_fenced(fake_systemctl, tmp_path):
+    fake_systemctl.missing("cloudflared-renamed")
+    fake_systemctl.set_state("openclaw-gateway", "active")
+    code, reply = fence_command.fence_units(["cloudflared-renamed", "openclaw-gateway"],
+                                            str(tmp_path / "f.json"), fake_systemctl.path,
+                                            nft=str(tmp_path / "no-nft"))
+    assert code == 1 and reply["fenced"] is False
+    assert any("cloudflared-renamed is not loaded (LoadState not-found)" in p for p in reply["problems"])
+    assert "stop cloudflared-renamed" not in fake_systemctl.calls()
+    assert fake_systemctl.masked("openclaw-gateway")  # what can be fenced still is
 
 
 @pytest.mark.parametrize("original", ["rm -rf /", "systemctl start cloudflared-wirebot", "", None])
@@ -43,7 +74,7 @@ def test_any_other_command_can_only_fence(fake_systemctl, tmp_path, original):
     proc, reply, fenced = run_command(fake_systemctl, tmp_path, original)
     assert reply["fenced"] is True and proc.returncode == 0
     verbs = {call.split()[0] for call in fake_systemctl.calls()}
-    assert verbs <= {"stop", "mask", "is-active"}
+    assert verbs <= {"stop", "mask", "show"}
     if original:
         assert "treated as fence" in json.loads(fenced.read_text())["reason"]
 
@@ -52,22 +83,23 @@ def test_status_is_read_only(fake_systemctl, tmp_path):
     fake_systemctl.set_state(UNIT, "active")
     proc, reply, fenced = run_command(fake_systemctl, tmp_path, "status")
     assert proc.returncode == 0
-    assert reply == {"fenced": False, "connector_active": True, "unit_active": "active",
-                     "unit_enabled": "enabled", "fenced_info": None}
-    assert {c.split()[0] for c in fake_systemctl.calls()} == {"is-active", "is-enabled"}
+    assert reply["fenced"] is False and reply["connector_active"] is True and reply["fenced_info"] is None
+    assert reply["units"] == {UNIT: {"load": "loaded", "active": "active"}}
+    assert {c.split()[0] for c in fake_systemctl.calls()} == {"show"}
     assert not fenced.exists()
     run_command(fake_systemctl, tmp_path, "fence")
     _, reply, _ = run_command(fake_systemctl, tmp_path, "status")
     assert reply["fenced"] is True and reply["connector_active"] is False
-    assert reply["unit_enabled"] == "masked"
+    assert reply["units"][UNIT]["load"] == "masked"
 
 
-def test_mask_failure_still_fenced_when_stopped(fake_systemctl, tmp_path):
+def test_stopped_but_not_masked_is_not_fenced(fake_systemctl, tmp_path):
     fake_systemctl.set_state(UNIT, "active")
     fake_systemctl.fail("mask", UNIT, "Failed to mask unit: File /etc/systemd/system/x already exists.")
     proc, reply, fenced = run_command(fake_systemctl, tmp_path, "fence")
-    assert proc.returncode == 0 and reply["fenced"] is True and reply["masked"] is False
-    assert "mask exit 1" in reply["errors"][0] and fenced.exists()
+    assert proc.returncode == 1 and reply["fenced"] is False and reply["masked"] is False
+    assert "mask cloudflared-wirebot exit 1" in reply["errors"][0] and fenced.exists()
+    assert any("not masked" in p for p in reply["problems"])
 
 
 def test_unit_that_will_not_stop_is_not_fenced(fake_systemctl, tmp_path):
@@ -75,6 +107,7 @@ def test_unit_that_will_not_stop_is_not_fenced(fake_systemctl, tmp_path):
     fake_systemctl.sticky(UNIT)
     proc, reply, _ = run_command(fake_systemctl, tmp_path, "fence")
     assert proc.returncode == 1 and reply["fenced"] is False and reply["connector_active"] is True
+    assert f"kill {UNIT}" in fake_systemctl.calls() and "did not stop within" in reply["errors"][0]
 
 
 def test_main_in_process(fake_systemctl, tmp_path, monkeypatch, capsys):

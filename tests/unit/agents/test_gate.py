@@ -139,3 +139,17 @@ def test_the_gate_reads_the_standby_over_mutual_tls_and_only_the_pinned_one(env,
         assert not allow and "standby is ACTIVE at epoch 9" in reason and seen == ["127.0.0.1"]
     else:
         assert allow and checks["standby"]["http_status"] == 0 and seen == []
+
+
+@pytest.mark.parametrize("state,allowed", [("STANDBY", False), ("SUSPECT", False), ("FENCE_BLOCKED", False),
+                                           ("ACTIVATING", True), ("ACTIVE", True)])
+def test_the_standbys_gate_allows_only_an_activating_or_active_standby(tmp_path, state, allowed):
+    statefile.save(str(tmp_path / "state.json"), {"state": state, "epoch": 2})
+    path = tmp_path / "standby.yml"
+    path.write_text(yaml.safe_dump({"state_file": str(tmp_path / "state.json")}))
+    assert gate.main(["--standby", "--config", str(path)]) == (0 if allowed else 1)
+
+
+def test_the_standbys_gate_refuses_without_a_state_file(tmp_path):
+    allow, reason, _ = gate.evaluate_standby(str(tmp_path / "missing.json"))
+    assert not allow and "has not run" in reason

@@ -75,13 +75,15 @@ class Env:
         finally:
             conn.close()
 
-    def heartbeat(self, epoch=1, sequence=None, now=None, key=None, body=None, drop=None):
+    def heartbeat(self, epoch=1, sequence=None, now=None, key=None, body=None, drop=None, lease=None):
         if sequence is None:
             self.sequence += 1
             sequence = self.sequence
-        payload = body if body is not None else json.dumps({
-            "node": "primary", "sent_at": self.clock(), "sequence": sequence, "epoch": epoch,
-            "services": {"openclaw-gateway": "active"}, "litestream": {}, "file_sync": {}}).encode()
+        beat = {"node": "primary", "sent_at": self.clock(), "sequence": sequence, "epoch": epoch,
+                "services": {"openclaw-gateway": "active"}, "litestream": {}, "file_sync": {}}
+        if lease is not None:
+            beat["lease"] = lease
+        payload = body if body is not None else json.dumps(beat).encode()
         headers = signing.signed_headers(key or self.site.key, HEARTBEAT, "POST", "/heartbeat", payload, sequence,
                                          now=self.clock() if now is None else now)
         if drop:
@@ -114,7 +116,7 @@ def env(tmp_path, http_server, fake_systemctl):
 def test_valid_heartbeat_accepted_and_shown(env):
     env.start()
     status, answer = env.heartbeat(epoch=1)
-    assert status == 200 and answer == {"ok": True, "state": m.STANDBY, "epoch": 1}
+    assert status == 200 and answer == {"ok": True, "state": m.STANDBY, "epoch": 1, "lease": {"granted": False}}
     st = env.status()
     assert st["last_heartbeat"]["node"] == "primary" and st["last_heartbeat"]["source"] == "127.0.0.1"
     assert st["last_heartbeat"]["services"] == {"openclaw-gateway": "active"}
@@ -240,7 +242,7 @@ def test_connector_attached_at_api_no_activation(env):
     assert "10.213.0.2" in env.status()["reason"] and not env.site.systemctl.calls()
 
 
-def test_witness_clear_and_api_shows_none_activates(env):
+def test_witness_clear_and_api_shows_none_is_not_a_fence(env):
     token = env.site.tmp / "cf-token"
     token.write_text("tok")
     env.site.cfg["secrets"]["cloudflare_api_token_file"] = str(token)
@@ -249,10 +251,23 @@ def test_witness_clear_and_api_shows_none_activates(env):
     env.clock.advance(3.5)
     agent.tick()
     st = env.status()
+    assert st["state"] == m.FENCE_BLOCKED and "absent is not fenced" in st["reason"], st
+    assert "start cloudflared-wirebot" not in env.site.systemctl.calls()
+
+
+def test_an_expired_enforced_lease_activates_without_the_ssh_fence(env):
+    agent = env.start()
+    status, answer = env.heartbeat(epoch=2, lease={"enforced": True, "seconds": 2})
+    assert status == 200 and answer["lease"] == {"granted": True}
+    env.clock.advance(3.5)
+    agent.tick()
+    st = env.status()
     assert st["state"] == m.ACTIVE and st["epoch"] == 3, st
-    assert st["fence"]["ok"] is False  # SSH fence attempted, failed; API clear sufficed
+    assert st["fence"] is None  # no SSH needed: the primary's kernel stopped its serving traffic
     assert set(st["activation"]["steps"]) == set(activation.STEPS)
     assert "start cloudflared-wirebot" in env.site.systemctl.calls()
+    status, answer = env.heartbeat(epoch=2, lease={"enforced": True, "seconds": 2})
+    assert answer["lease"] == {"granted": False} and answer["state"] == m.ACTIVE  # never again
 
 
 def test_no_api_token_and_fence_fails_fence_blocked_then_heartbeat_returns(env, capsys):
@@ -280,12 +295,16 @@ def test_active_standby_logs_its_witness_watch_only_when_the_answer_changes(env,
     token = env.site.tmp / "cf-token"
     token.write_text("tok")
     env.site.cfg["secrets"]["cloudflare_api_token_file"] = str(token)
+    env.site.cfg["fencing"] = {"watch_seconds": 3}
     agent = env.start()
+    env.heartbeat(lease={"enforced": True, "seconds": 2})
     env.clock.advance(3.5)
     agent.tick()
     assert env.state()["state"] == m.ACTIVE
+    env.clock.advance(3.5)
+    agent.tick()  # the first watch asks the public endpoint too (not probed while the lease ran out)
     capsys.readouterr()
-    for _ in range(3):  # routine re-checks, each one threshold apart, same answer
+    for _ in range(3):  # routine re-checks, each one watch period apart, same answer
         env.clock.advance(3.5)
         agent.tick()
     out = capsys.readouterr().out

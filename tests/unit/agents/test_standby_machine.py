@@ -111,11 +111,49 @@ def test_witness_clear_requests_fence_first():
     assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
 
 
-def test_witness_clear_and_api_shows_none_activates_even_if_ssh_fails():
+def test_an_absent_connector_is_not_a_fence():
+    """Issue 10: the API's "no connection" is absent, not fenced; without a lease or SSH: blocked."""
     p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=fence(1002.0, ok=False))
     d = m.decide(p, obs(age=200))
-    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
-    assert "no connection from another origin" in d.reason
+    assert d.state == m.FENCE_BLOCKED and m.ACTIVATE not in d.actions
+    assert "absent is not fenced" in d.reason
+
+
+def lease(granted_at, seconds=2.0, enforced=True):
+    return {"granted_at": granted_at, "seconds": seconds, "enforced": enforced}
+
+
+def test_an_expired_enforced_lease_fences_without_ssh():
+    """A frozen primary cannot answer SSH; its own kernel stopped it: activate without waiting."""
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), lease=lease(1090.0))
+    d = m.decide(p, obs(now=1100.0, age=10))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,) and "lease ran out" in d.reason
+
+
+@pytest.mark.parametrize("record", [lease(1099.0), lease(1090.0, enforced=False), None])
+def test_a_running_or_unenforced_lease_needs_the_ssh_fence(record):
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), lease=record)
+    d = m.decide(p, obs(now=1100.0, age=10))
+    assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
+    p["fence"] = fence(1002.0, ok=False)
+    assert m.decide(p, obs(now=1100.0, age=10)).state == m.FENCE_BLOCKED
+
+
+@pytest.mark.parametrize("current,manual,epoch,granted", [
+    (m.STANDBY, None, 1, True), (m.SUSPECT, None, 1, True), (m.FENCE_BLOCKED, None, 1, True),
+    (m.ACTIVATING, None, 1, False), (m.ACTIVE, None, 1, False), (m.STANDBY, {"reason": "x"}, 1, False),
+    (m.STANDBY, None, 0, False)])
+def test_a_lease_is_granted_only_while_watching(current, manual, epoch, granted):
+    data = state(current, manual_request=manual)
+    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}}
+    assert m.grant_lease(data, body, 50.0) is granted
+    assert (data.get("lease") == lease(50.0)) is granted
+
+
+def test_an_active_standby_watches_every_watch_seconds():
+    p = state(m.ACTIVE, witness=witness(at=1098.0, public=200))
+    assert m.decide(p, m.Observation(1100.0, 0, T, RETRY, 1.0)).actions == (m.CHECK_WITNESS,)
+    assert m.decide(p, m.Observation(1100.0, 0, T, RETRY, 5.0)).actions == ()
 
 
 def test_no_api_token_and_fence_ssh_fails_fence_blocked():
@@ -266,6 +304,50 @@ def test_default_state_is_standby_epoch_1():
 
 def test_fence_satisfied_reasons():
     ok, why = m.fence_satisfied(witness(1, others=["1.2.3.4"]), fence(2, ok=False))
-    assert not ok and "API shows connections from 1.2.3.4" in why
+    assert not ok and "API shows connections from 1.2.3.4" in why and "SSH fence failed" in why
     ok, why = m.fence_satisfied(witness(1), fence(2, ok=True))
-    assert ok and "API shows no other origin" in why
+    assert ok and "confirmed" in why
+    ok, why = m.fence_satisfied(witness(1), fence(2, ok=False), (True, "lease ran out"))
+    assert ok and why == "lease ran out"
+
+
+def test_a_primary_that_heartbeats_but_cannot_serve_is_suspected():
+    """Cut from the edge only: heartbeats arrive, but its running connector is not ready."""
+    p = state(m.STANDBY, since=900.0)
+    m.note_serving(p, {"serving": True}, 1000.0)
+    p["last_heartbeat"] = {"received_at": 1000.0}
+    m.note_serving(p, {"serving": False}, 1095.0)
+    p["last_heartbeat"] = {"received_at": 1095.0}
+    assert m.alive_at(p) == 1000.0
+    p["state"], p["since"] = m.SUSPECT, 1091.0
+    d = m.decide(p, obs(now=1096.0, age=96))
+    assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,)  # the non-serving beat keeps no one calm
+    m.note_serving(p, {"serving": None}, 1097.0)  # stopped/fenced: not meant to serve, alive
+    assert m.decide(p, obs(now=1097.5, age=0)).state == m.STANDBY
+
+
+def test_a_stale_connector_after_the_lease_ran_out_is_looked_at_again_soon():
+    p = state(m.SUSPECT, witness=witness(at=1099.0, public=502, others=["10.0.0.2"]), lease=lease(1090.0))
+    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
+    assert d.state == m.STANDBY and d.updates["recheck_after"] == 1101.0
+    p["lease"] = lease(1099.0)  # lease still running: a whole threshold
+    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
+    assert d.updates["recheck_after"] == 1100.0 + T
+
+
+def test_once_the_ssh_fence_stopped_the_primary_the_standby_serves_whatever_heartbeats_say():
+    """Cut from the edge only: the fence succeeds over SSH; the fenced primary's next heartbeats must not
+    send the standby back to STANDBY (both sides would be down)."""
+    p = state(m.SUSPECT, since=1090.0, witness=witness(at=1091.0, public=530), fence=fence(1093.0, ok=True))
+    m.note_serving(p, {"serving": None}, 1094.0)
+    d = m.decide(p, obs(now=1095.0, age=0))
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+
+
+def test_a_unit_the_fence_does_not_know_blocks_with_the_reason():
+    """Issue 9 item 10: a renamed unit is not loaded, so it is never fenced: FENCE_BLOCKED, reason named."""
+    f = fence(1002.0, ok=False)
+    f["reply"] = {"fenced": False, "problems": ["cloudflared-renamed is not loaded (LoadState not-found)"]}
+    p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=f)
+    d = m.decide(p, obs(age=200))
+    assert d.state == m.FENCE_BLOCKED and "cloudflared-renamed is not loaded (LoadState not-found)" in d.reason

@@ -17,8 +17,9 @@ _ALMA = "\n".join([
 ])
 
 
-def _host(arch: str) -> dict:
+def _host(arch: str, address: str) -> dict:
     return {
+        "ssh_hostname": address,  # documentation addresses (RFC 5737): the firewall names the peer by address
         "secrets_dir": os.environ["WIREBOT_FAKE_SECRETS"],
         "fake_delay": 0,
         "fake_delay_jitter": 0,
@@ -35,6 +36,6 @@ def _host(arch: str) -> dict:
     }
 
 
-primary = [("@fake/primary.example", _host("x86_64"))]
-standby = [("@fake/standby.example", _host("aarch64"))]
+primary = [("@fake/primary.example", _host("x86_64", "203.0.113.10"))]
+standby = [("@fake/standby.example", _host("aarch64", "203.0.113.20"))]
 check_inventory({"primary": primary, "standby": standby}, __file__)

@@ -1,0 +1,82 @@
+"""Freezing a lab host whole, as a hypervisor pause or a stuck kernel would look from outside: every
+process of the host's PID namespace is moved into a cgroup-v1 freezer group of its own
+(/sys/fs/cgroup/freezer/wirebot-lab<id>-<host>) and frozen there; thawing lets them run on. The host's
+kernel state (its network namespace, nftables timeouts, TCP stacks) keeps running, as on a paused VM
+whose host kernel answers nothing. Needs the freezer controller (cgroup v1 or the hybrid layout)."""
+
+import os
+import time
+from pathlib import Path
+
+from lab import machines, processes, settings
+from lab.shell import LabError
+
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+def group(name: str) -> Path:
+    return FREEZER / f"wirebot-lab{settings.LAB_ID}-{name}"
+
+
+def _pids_of(name: str) -> list:
+    """Every pid in host `name`'s PID namespace (its init is nspawn's only child)."""
+    nspawn = processes.pid_of(name)
+    inits = machines._children(nspawn) if nspawn else []
+    if not inits:
+        raise LabError(f"host {name} is not running")
+    ns = os.readlink(f"/proc/{inits[0]}/ns/pid")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "ns/pid") == ns:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def freeze(name: str) -> float:
+    """Freeze host `name`; returns the time it was frozen (unix seconds)."""
+    if not (FREEZER / "freezer.state").exists() and not FREEZER.is_dir():
+        raise LabError("no cgroup-v1 freezer hierarchy at /sys/fs/cgroup/freezer")
+    cg = group(name)
+    cg.mkdir(exist_ok=True)
+    for _ in range(2):  # a second pass catches what forked during the first
+        for pid in _pids_of(name):
+            try:
+                (cg / "cgroup.procs").write_text(f"{pid}\n")
+            except OSError:
+                pass  # gone meanwhile
+    (cg / "freezer.state").write_text("FROZEN\n")
+    deadline = time.monotonic() + 10
+    while (cg / "freezer.state").read_text().strip() != "FROZEN":
+        if time.monotonic() > deadline:
+            raise LabError(f"host {name} did not freeze")
+        time.sleep(0.01)
+    return time.time()
+
+
+def thaw(name: str) -> float:
+    """Thaw host `name` (no-op when it is not frozen); returns the time (unix seconds)."""
+    cg = group(name)
+    if cg.is_dir():
+        (cg / "freezer.state").write_text("THAWED\n")
+    return time.time()
+
+
+def remove(name: str) -> None:
+    """Thaw and give the processes back to the root freezer group; remove ours (lab down, tests)."""
+    cg = group(name)
+    if not cg.is_dir():
+        return
+    thaw(name)
+    for pid in (cg / "cgroup.procs").read_text().split():
+        try:
+            (FREEZER / "cgroup.procs").write_text(f"{pid}\n")
+        except OSError:
+            pass
+    try:
+        cg.rmdir()
+    except OSError:
+        pass
