@@ -9,6 +9,7 @@ from pyinfra import host
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
+from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
@@ -20,8 +21,10 @@ base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
 sshd()  # keys only, no forwarding; the replication accounts' chroot and forced commands
+gateway()  # the OpenClaw gateway: serving (and /readyz) on the primary, waiting on the standby; its state
+# folders exist before Litestream's sandbox is set up (ReadWritePaths of a missing folder is dropped)
 litestream()  # binary on both; streaming primary -> standby
-services()  # gateway + scoreboard units: serving on the primary, waiting on the standby
+services()  # the scoreboard unit: serving on the primary, waiting on the standby
 if "primary" in host.groups:
     replicator()  # file sync, heartbeat, lag, :8300 API; its config also feeds the connector's start gate
 else:

@@ -9,7 +9,7 @@ import os
 
 # --- Wirebot layout (seed sections 2, 4, 11) ---
 wirebot_user = "verious"  # operator's user folder: /data/wirebot/users/<wirebot_user>
-wirebot_service_user = "wirebot"  # system user that runs the gateway (owns the data tree and workspace)
+wirebot_service_user = "wirebot"  # system user of the OpenClaw gateway: owns users/<wirebot_user> and the workspace
 scoreboard_user = "wirebot-scoreboard"  # system user of the scoreboard alone: owns the scoreboard's folder
 wirebot_data_root = "/data/wirebot"  # canonical data (scoreboard, users, discovery, bin)
 wirebot_workspace = "/home/wirebot/clawd"  # agent identity / workspace files
@@ -45,11 +45,20 @@ public_hostnames = {
     "api.wirebot.chat": "scoreboard",
 }
 
-# --- Services: the gateway and the scoreboard (identical units on both hosts) ---
+# --- The OpenClaw gateway (tasks/provision/gateway): its own unit and user, config and state in the synced
+# tree so the standby's gateway starts with the primary's config, agents and model keys ---
 gateway_exec = "/usr/bin/openclaw gateway --port {port}"  # {port} = gateway_port
-gateway_install = True  # install Node.js + openclaw from npm (the lab switches it off: a stand-in serves)
+gateway_install = True  # Node.js from NodeSource + openclaw from npm (the lab mounts its bundle instead)
 gateway_nodejs_major = 24  # NodeSource major; openclaw 2026.9.6 declares engines node >=24.16.0 <25 || >=26.1.0
 gateway_openclaw_version = "2026.9.6"  # pinned npm version of openclaw (npm "latest" on 2026-11-26)
+gateway_state_dir = "/data/wirebot/users/verious/openclaw"  # OPENCLAW_STATE_DIR (file sync carries it)
+gateway_config_file = "/data/wirebot/users/verious/openclaw/openclaw.json"  # OPENCLAW_CONFIG_PATH
+gateway_database = "/data/wirebot/users/verious/openclaw/state/openclaw.sqlite"  # WAL: Litestream, not rsync
+gateway_config = {}  # more openclaw.json keys the deploy sets (dotted key -> value); the lab: its model server
+gateway_ready_timeout_seconds = 300  # bound on waiting for /readyz 200 (deploy, activation, recovery)
+gateway_stop_timeout_seconds = 30  # TimeoutStopSec; OpenClaw clamps its stop drain (default 315 s) to it
+
+# --- The scoreboard (tasks/provision/services) ---
 scoreboard_exec = "{data_root}/bin/wirebot-scoreboard --port {port} --db {db} --tenants {tenants}"
 scoreboard_events_db = "/data/wirebot/scoreboard/events.db"
 scoreboard_tenant_dir = "/data/wirebot/scoreboard/tenants"
@@ -77,6 +86,7 @@ litestream_databases = [  # single databases replicated as `path:` entries
     "/data/wirebot/users/verious/memory/verious.sqlite",
     "/data/wirebot/scoreboard/events.db",
     "/data/wirebot/mem0/history.db",
+    "/data/wirebot/users/verious/openclaw/state/openclaw.sqlite",  # gateway_database
 ]
 litestream_tenant_dir = "/data/wirebot/scoreboard/tenants"  # replicated with dir + pattern + watch
 litestream_stall_seconds = 120  # alert when a database stops advancing this long
@@ -142,8 +152,9 @@ secrets_files = {  # name in the secrets dir -> file on the hosts (under wirebot
     "discord-webhook.url": "discord-webhook.url",  # optional: alerts and drill reports
     "cloudflare-api-token": "cloudflare-api-token",  # optional: witness via the tunnel-connections API
     "gateway.env": "gateway.env",  # optional: model API keys for the gateway (KEY=value lines)
+    "gateway-token.env": "gateway-token.env",  # OPENCLAW_GATEWAY_TOKEN=<token>: the gateway's bearer token
 }
-secrets_required = ["agent-hmac.key"]
+secrets_required = ["agent-hmac.key", "gateway-token.env"]
 cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel credentials JSON
 
 # --- Packages ---

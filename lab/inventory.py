@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import settings  # noqa: E402
 from lab.machines import KNOWN_HOSTS  # noqa: E402
+from lab.model_server import MODEL_ID  # noqa: E402
 from tasks.settings_check import check_inventory  # noqa: E402
 
 _lab_data = {
@@ -21,10 +22,21 @@ _lab_data = {
     "ssh_strict_host_key_checking": "yes",
     # --- the operator's secrets directory, lab edition (lab/secrets.py) ---
     "secrets_dir": str(settings.SECRETS_DIR),
-    # --- stand-ins, installed by the lab, replace the packages real hosts get ---
+    # --- stand-ins and the gateway bundle, installed by the lab, replace the packages real hosts get ---
     "cloudflared_install": "none",
-    "gateway_install": False,
-    "gateway_exec": "/data/wirebot/bin/openclaw-gateway --port {port}",
+    "gateway_install": False,  # the real openclaw and Node 24, mounted from lab/gateway_bundle.py's bundle
+    # --- the gateways' model provider: the lab's model server in the edge namespace (lab/model_server.py) ---
+    "gateway_config": {
+        "models.mode": "merge",
+        "models.providers.wirebot-lab": {
+            "baseUrl": settings.MODEL_BASE_URL, "apiKey": "wirebot-lab-local", "api": "openai-completions",
+            "request": {"allowPrivateNetwork": True}, "timeoutSeconds": 60,
+            "models": [{"id": MODEL_ID, "name": "Wirebot lab model", "reasoning": False, "input": ["text"],
+                        "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                        "contextWindow": 128000, "maxTokens": 1024}],
+        },
+        "agents.defaults.model.primary": f"wirebot-lab/{MODEL_ID}",
+    },
     # --- the edge plays Cloudflare for the witness ---
     "witness_public_url": f"{settings.EDGE_PUBLIC_URL}/health",
     "witness_public_host_header": "wins.wirebot.chat",

@@ -3,20 +3,21 @@
 import shutil
 import time
 
-from lab import edge_service, freezer, machines, network, processes, rootfs, secrets, settings
+from lab import edge_service, freezer, gateway_bundle, machines, network, processes, rootfs, secrets, settings
 from lab.shell import LabError, run
 
 
 def up() -> float:
     """Bring the whole lab up from any state; returns the seconds it took."""
     started = time.monotonic()
-    for tool in ("debootstrap", "systemd-nspawn", "ssh", "rsync"):
+    for tool in ("debootstrap", "systemd-nspawn", "ssh", "rsync", "npm"):
         if shutil.which(tool) is None:
             raise LabError(f"'{tool}' is not installed: apt-get install -y debootstrap systemd-container "
-                           "openssh-client rsync")
+                           "openssh-client rsync npm")
     for folder in (settings.STATE_DIR, settings.RUN_DIR, settings.HOSTS_DIR):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     image = rootfs.ensure()
+    gateway_bundle.ensure()
     machines.ensure_lab_key()
     secrets.ensure()
     network.ensure_bridge()
@@ -74,6 +75,7 @@ def leftovers() -> list:
         found.append(f"state dir {settings.STATE_DIR}")
     for proc in run(["ps", "-eo", "args"], check=False).stdout.splitlines():
         if ("systemd-nspawn" in proc and str(settings.HOSTS_DIR) in proc) or (
-                "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc):
+                "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc) or (
+                "-m lab.model_server" in proc and f"--listen {settings.address('edge')} " in proc):
             found.append(f"process {proc.strip()}")
     return found

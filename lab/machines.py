@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab import processes, settings
+from lab import gateway_bundle, processes, settings
 from lab.shell import LabError, run
 
 KNOWN_HOSTS = settings.STATE_DIR / "known_hosts"
@@ -55,17 +55,24 @@ def prepare(name: str, rootfs: Path) -> None:
 
 
 def install_standins(name: str) -> None:
-    """Put the stand-ins where the real binaries live on host `name` (test equipment, lab only)."""
+    """Put the stand-ins where the real binaries live on host `name` (test equipment, lab only), and
+    /usr/bin/node and /usr/bin/openclaw where NodeSource and `npm install -g` put them on a real host,
+    pointing into the gateway bundle that boot() mounts read-only."""
     root = root_of(name)
     places = {
         "cloudflared.py": root / "usr/bin/cloudflared",
-        "gateway.py": root / "data/wirebot/bin/openclaw-gateway",
         "scoreboard.py": root / "data/wirebot/bin/wirebot-scoreboard",
     }
     for source, target in places.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(STANDINS / source, target)
         target.chmod(0o755)
+    (root / "data/wirebot/bin/openclaw-gateway").unlink(missing_ok=True)  # the old stand-in's place
+    for command in ("node", "openclaw"):
+        link = root / "usr/bin" / command
+        if not link.is_symlink() or str(link.readlink()) != f"{gateway_bundle.MOUNT}/bin/{command}":
+            link.unlink(missing_ok=True)
+            link.symlink_to(f"{gateway_bundle.MOUNT}/bin/{command}")
     lab_conf = root / "etc/cloudflared-lab"
     lab_conf.mkdir(parents=True, exist_ok=True)
     (lab_conf / "edge-url").write_text(settings.EDGE_URL + "\n")
@@ -103,11 +110,14 @@ def is_running(name: str) -> bool:
 def boot(name: str) -> None:
     """Boot host `name` (no-op when it is running) and wait until SSH answers and systemd is up."""
     if not is_running(name):
+        bundle = gateway_bundle.ensure()  # cached: built by `lab up`, found here on a later boot
         processes.start(name, [
             "systemd-nspawn", "-D", str(root_of(name)), "-M", name, "-b", "--console=pipe",
             "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{settings.netns(name)}",
             # nftables inside the host (its own network namespace): the firewall and the serving lease
             "--capability=CAP_NET_ADMIN",
+            # the real OpenClaw gateway: Node and openclaw from the control machine's bundle, read-only
+            f"--bind-ro={bundle}:{gateway_bundle.MOUNT}",
         ])
     wait_ready(name)
 

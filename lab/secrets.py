@@ -1,8 +1,8 @@
 """The lab's secrets directory, laid out like the operator's (see tasks/operator_settings.py).
 
 Made once per lab and kept until `lab down`: the tunnel's credentials and cloudflared config for the
-lab's made-up tunnel, the agents' HMAC key, the edge's API token, and a webhook URL pointing at the
-edge's local receiver. None of it is real or leaves this machine.
+lab's made-up tunnel, the agents' HMAC key, the gateway's bearer token, the edge's API token, and a
+webhook URL pointing at the edge's local receiver. None of it is real or leaves this machine.
 """
 
 import json
@@ -55,6 +55,7 @@ def ensure() -> Path:
     _write(root / "discord-webhook.url", f"{settings.EDGE_URL}/lab/webhook/wirebot\n")
     _write(root / "gateway.env", "OPENCLAW_LAB_MODEL_KEY=lab-not-a-real-key\n")
     prometheus_client()
+    _write(root / "gateway-token.env", f"OPENCLAW_GATEWAY_TOKEN={random_secrets.token_urlsafe(32)}\n")
     return root
 
 

@@ -48,6 +48,12 @@ EDGE_URL = f"http://{address('edge')}:{EDGE_CONTROL_PORT}"
 EDGE_PUBLIC_URL = f"http://{address('edge')}:{EDGE_PUBLIC_PORT}"
 EDGE_API_BASE = f"{EDGE_URL}/client/v4"
 CONNECTOR_EXPIRY_SECONDS = 3.0  # a connector silent this long is deregistered
+EDGE_ORIGIN_TIMEOUT_SECONDS = 100.0  # how long the edge waits for an origin's answer (Cloudflare: 100 s)
+
+# --- The lab's model provider (lab/model_server.py), in the edge's namespace: the real gateways on the
+# lab hosts ask it instead of a real model, and it names the host whose gateway asked. ---
+MODEL_PORT = 8400
+MODEL_BASE_URL = f"http://{address('edge')}:{MODEL_PORT}/v1"
 
 # The lab's tunnel: a made-up id and account, never the user's.
 TUNNEL_ID = "0a1b2c3d-0000-4000-8000-00000000a001"

@@ -105,6 +105,9 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
     "addresses": (lambda value: isinstance(value, list) and all(_ip(item) for item in value),
                   "a list of IP addresses (may be empty)"),
+    "config_keys": (lambda value: isinstance(value, dict) and all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", k) for k in value),
+        "a mapping of dotted config keys (a.b.c) to values"),
     "cidrs": (_cidrs, "a list of IP addresses or networks (CIDR)"),
     "ports": (lambda value: isinstance(value, list) and bool(value) and all(_port(v) for v in value),
               "a non-empty list of port numbers"),
@@ -124,7 +127,9 @@ SCHEMA = {
     "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
     "agent_max_connections": "seconds", "agent_metrics_sources": "addresses",
     "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
-    "gateway_openclaw_version": "text", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
+    "gateway_openclaw_version": "text", "gateway_state_dir": "path", "gateway_config_file": "path",
+    "gateway_database": "path", "gateway_config": "config_keys", "gateway_ready_timeout_seconds": "seconds",
+    "gateway_stop_timeout_seconds": "seconds", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
     "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
     "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
     "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
@@ -178,6 +183,15 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
                            "be larger than heartbeat_interval_seconds")
     check_fencing_timings(values, origin)
     _check_replication(values, origin)
+    if values["gateway_database"] not in values["litestream_databases"]:
+        raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
+                           f"{values['gateway_database']} (a live WAL database is streamed, never rsynced)")
+    for key in ("gateway_config_file", "gateway_database"):
+        if not values[key].startswith(values["gateway_state_dir"].rstrip("/") + "/"):
+            raise SettingError(f"{origin[key]}: {key} must lie in gateway_state_dir {values['gateway_state_dir']}")
+    if not any(values["gateway_state_dir"].startswith(p.rstrip("/") + "/") for p in values["filesync_paths"]):
+        raise SettingError(f"{origin['gateway_state_dir']}: gateway_state_dir must lie in one of filesync_paths "
+                           "(the standby's gateway needs the primary's config)")
     if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
         raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
                            f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")

@@ -39,11 +39,12 @@ def health(prefix: str, host_header: str, timeout: float = 10.0) -> tuple:
     return status == 200, f"HTTP {status}" + (f" from {who}" if who else "") + ("" if status else f": {body}")
 
 
-def chat(prefix: str, host_header: str, model: str, text: str, token: str = "", timeout: float = 60.0) -> tuple:
-    """(ok, answer or what went wrong) for one OpenAI-style chat completion."""
+def chat(prefix: str, host_header: str, model: str, text: str, token: str = "", timeout: float = 60.0,
+         seen: dict = None) -> tuple:
+    """(ok, answer or what went wrong) for one OpenAI-style chat completion (`seen`: as request())."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = {"model": model, "messages": [{"role": "user", "content": text}], "stream": False}
-    status, reply = request(f"{prefix}/v1/chat/completions", host_header, "POST", body, headers, timeout)
+    status, reply = request(f"{prefix}/v1/chat/completions", host_header, "POST", body, headers, timeout, seen)
     try:
         answer = reply["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):

@@ -19,8 +19,9 @@ DEFAULTS = {
     "drill_api_hostname": ("api.wirebot.chat", "text", "the hub hostname the surface POSTs its events to"),
     "drill_chat_hostname": ("helm.wirebot.chat", "text", "the hostname of the chat (gateway) endpoint"),
     "drill_chat_model": ("openclaw", "text", "the model name sent to POST /v1/chat/completions"),
-    "drill_chat_token_secret": ("", "text_or_empty",
-                                "file in the secrets dir with a bearer token for the gateway (empty: none)"),
+    "drill_chat_token_secret": ("gateway-token.env", "text_or_empty",
+                                "file in the secrets dir with the gateway's bearer token: a bare token or "
+                                "OPENCLAW_GATEWAY_TOKEN=<token> (empty: none)"),
     "drill_event_type": ("fire-drill", "text", "the type of the surface's events (payload carries the drill id)"),
     "drill_surface_rate": (2.0, "positive", "events the surface creates per second, before/during/after"),
     "drill_surface_timeout_seconds": (3.0, "positive", "timeout of one POST of the surface"),

@@ -117,17 +117,51 @@ def endpoints(drill):
     return all(a[0] for a in answers.values()), "; ".join(f"{n} {answers[n][1]}" for n in names)
 
 
-def chat(drill):
-    """Step 5: a chat message through the public chat hostname gets an answer."""
+def chat_token(drill) -> str:
+    """The gateway's bearer token from drill_chat_token_secret: a bare token or OPENCLAW_GATEWAY_TOKEN=..."""
+    name = drill.settings["drill_chat_token_secret"]
+    if not name:
+        return ""
+    text = (Path(drill.data.secrets_dir) / name).read_text().strip()
+    key, sep, value = text.partition("=")
+    return value.strip() if sep and key.strip() == "OPENCLAW_GATEWAY_TOKEN" else text
+
+
+def _gateways(drill) -> dict:
+    """{"primary"|"standby": host} for each host whose gateway unit is active."""
+    serving = {}
+    for role, target in (("primary", drill.primary), ("standby", drill.standby)):
+        if hosts.run(target, "systemctl is-active openclaw-gateway || true").strip() == "active":
+            serving[role] = target
+    return serving
+
+
+def ask_gateway(drill, expected: str) -> tuple:
+    """One chat message through the public chat hostname; ok when it gets an AI answer from the gateway of
+    `expected` (primary or standby): the only gateway running, and the origin that served it where the
+    edge names one (the lab's edge does; its model server also names the gateway that asked)."""
     s = drill.settings
-    token = ""
-    if s["drill_chat_token_secret"]:
-        token = (Path(drill.data.secrets_dir) / s["drill_chat_token_secret"]).read_text().strip()
     prefix, header = drill_settings.public_url(drill.base, s["drill_chat_hostname"])
+    seen = {}
     ok, answer = public.chat(prefix, header, s["drill_chat_model"],
-                             f"Fire drill {drill.id}: please answer with one short sentence.", token,
-                             timeout=_timeout(drill))
-    return ok, f"{s['drill_chat_hostname']} answered: {answer[:160]!r}" if ok else answer
+                             f"Fire drill {drill.id}: please answer with one short sentence.", chat_token(drill),
+                             timeout=_timeout(drill), seen=seen)
+    serving = _gateways(drill)
+    names = {drill.primary.name: "primary", drill.standby.name: "standby"}
+    origin = names.get(seen.get("origin"), seen.get("origin"))
+    who = origin or "+".join(sorted(serving)) or "no gateway running"
+    if not ok:
+        return False, f"{s['drill_chat_hostname']}: {answer} (gateways running: {who})"
+    if sorted(serving) != [expected] or (origin and origin != expected):
+        return False, (f"{s['drill_chat_hostname']} answered, but from the {who} gateway, not only the {expected}'s "
+                       f"(running: {', '.join(sorted(serving)) or 'none'}): {answer[:120]!r}")
+    return True, f"{s['drill_chat_hostname']} answered by the {expected}'s gateway: {answer[:160]!r}"
+
+
+def chat(drill):
+    """Step 5: during the outage a chat message through the public chat hostname gets an AI answer from the
+    standby's gateway."""
+    return ask_gateway(drill, "standby")
 
 
 def probe(drill):
@@ -150,11 +184,15 @@ def deactivation(drill):
 
 
 def reconnection(drill):
-    """Step 8: the recovery's other records (merge, verify, replication, primary, confirm)."""
+    """Step 8: the recovery's other records (merge, verify, replication, primary, confirm), then a chat
+    message answered by the primary's gateway again."""
     records = [r for r in incident_records("recovery") if r.key not in DEACTIVATE_KEYS]
     ok, detail, seconds = _summarise(records, "recovery")
     if drill.primary not in drill.state.active_hosts:
-        ok, detail = False, detail + "; the recovery failed on the primary"
+        return False, detail + "; the recovery failed on the primary", seconds
+    if ok:
+        chatted, said = ask_gateway(drill, "primary")
+        ok, detail = chatted, f"{detail}; chat: {said}"
     return ok, detail, seconds
 
 

@@ -13,7 +13,8 @@ Execution order (the issue's operator view, with the hand-over reordered for saf
   5 standby      the standby agent back to STANDBY at epoch T (wirebot.ctl deactivate --epoch T):
                  BEFORE the primary's connector starts, since an ACTIVE standby fences any other
                  origin's connector it sees (issue step 5)
-  6 primary      un-fence the primary and start its gateway, scoreboard and connector (issue step 4)
+  6 primary      un-fence the primary and start its gateway, scoreboard and (once the gateway's /readyz
+                 answers 200) its connector (issue step 4)
   7 confirm      the public endpoint is served by the primary; the recovery is recorded as done
 Progress markers live on the primary in {wirebot_state_dir}/recovery/epoch-T/ (started.json,
 1-stopped.json, 2-merged-<db>.json, 3-verified.json, 7-done.json); steps 4-6 are read from the hosts'
@@ -39,6 +40,7 @@ from tasks.incident.model import DONE, STARTED, STOPPED, VERIFIED
 from tasks.incident.preview import preview
 from tasks.incident.remote import StepFailed, fence_units_args
 from tasks.incident.steps import Step, incident_step
+from tasks.provision.gateway import wait_ready_command
 from tasks.provision.litestream import HOST_KEY, config_arguments
 from tasks.provision.ops import PublicKey
 from tasks.provision.paths import relative_to_data_root
@@ -61,7 +63,13 @@ class Recovery(MergeSteps):
         if self.data.litestream_tenant_dir:
             tenants = self.data.litestream_tenant_dir
             self.dbs.append((relative_to_data_root(tenants, root), tenants, True))
-        self.skip_dbs = settings.paths(self.data, "recovery_skip_dbs")
+        # The gateway's own databases (every one in gateway_state_dir) are never merged: OpenClaw's internal
+        # state has no append-only keys (the merge would refuse it); the primary's gateway resumes its own
+        # state, the standby's copies are kept on the primary like any skipped DB (the surfaces keep their
+        # chat history).
+        gateway_state = self.data.gateway_state_dir.rstrip("/") + "/"
+        self.skip_dbs = settings.paths(self.data, "recovery_skip_dbs") + [
+            relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
         self.explained = {}
 
     # --- facts ---------------------------------------------------------------------------------------
@@ -237,11 +245,13 @@ class Recovery(MergeSteps):
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         fenced = f"{self.data.wirebot_state_dir}/fenced.json"
-        # the fence masked the connector, the gateway and the scoreboard: unmask all, then start them
+        # the fence masked the connector, the gateway and the scoreboard: unmask all, then start the services
         remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
-                                f"systemctl start {' '.join(SERVICES)} && "
-                                f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
-                                f"systemctl start {self.connector}", "starting the primary's services and connector")
+                                f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")
+        remote.sh(self.primary, wait_ready_command(self.data),  # ready means ready: /readyz, then the tunnel
+                  "waiting for the primary's gateway to be ready", timeout=self.data.gateway_ready_timeout_seconds + 30)
+        remote.sh(self.primary, f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
+                                f"systemctl start {self.connector}", "starting the primary's connector")
         left = model.primary_todo(view(self.primary), self.connector, SERVICES)
         if left:
             log = remote.sh(self.primary, f"journalctl -u {self.connector} -n 5 --no-pager; true", "reading the log")
@@ -286,7 +296,7 @@ def recovery(report=True):
     refuses the recovery before anything is stopped.
 
     Reads: recovery_stop_after (0), recovery_skip_dbs ([]), incident_verify_seconds (60),
-    incident_verify_probes (3),
+    incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_state_dir,
     litestream_databases, litestream_tenant_dir, litestream_config and the litestream deploy's keys,
     cloudflared_unit, replicator_unit, standby_config, wirebot_state_dir, wirebot_data_root,
     wirebot_agents_dir, witness_public_url, witness_public_host_header, witness_cloudflare_api_base,

@@ -4,8 +4,10 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 """
 
 import ipaddress
+from pathlib import PurePosixPath
 
 from tasks.provision import paths
+from tasks.provision.gateway import ready_url as gateway_ready_url
 
 
 def fenced_units(data) -> list:
@@ -57,6 +59,22 @@ def _witness(data, tunnel: dict, self_address: str) -> dict:
     }
 
 
+def filesync_exclude(data) -> list:
+    """Absolute paths file sync never copies: every Litestream database with its -wal/-shm/-journal (a
+    copy of a live WAL database can be torn: Litestream carries them) and Litestream's .<db>-litestream
+    folder, and the gateway's per-host lock files, caches and agent session databases (a glob)."""
+    dbs = [f"{db}{suffix}" for db in data.litestream_databases for suffix in ("", "-wal", "-shm", "-journal")]
+    litestream_state = [str(PurePosixPath(db).with_name(f".{PurePosixPath(db).name}-litestream"))
+                        for db in data.litestream_databases]  # Litestream's own bookkeeping beside each DB
+    # the agents' session databases (WAL): not Litestream's (their schema needs SQLite >= 3.43, which the
+    # standby's integrity check lacks), not a torn copy either: the standby's gateway starts without them
+    state = data.gateway_state_dir
+    # plugin-skills: per-host symlinks into the openclaw install, remade at every start (activation refuses
+    # links leaving the replica tree)
+    return dbs + litestream_state + [f"{state}/tmp", f"{state}/cache", f"{state}/plugin-skills",
+                                     f"{state}/agents/*/agent/*.sqlite*"]
+
+
 def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> dict:
     """/etc/wirebot/replicator.yml for the primary."""
     return {
@@ -89,6 +107,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "debounce_seconds": data.filesync_debounce_seconds,
             "full_sync_minutes": data.filesync_full_sync_minutes,
             "retry_max_seconds": data.filesync_retry_max_seconds,
+            "exclude": filesync_exclude(data),
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
@@ -138,11 +157,11 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "tenant_dir": data.litestream_tenant_dir,
             "file_sync_paths": list(data.filesync_paths),
             "services": [
-                {"unit": "openclaw-gateway", "health_url": f"http://127.0.0.1:{data.gateway_port}/health"},
+                {"unit": "openclaw-gateway", "health_url": gateway_ready_url(data)},  # /readyz, not /health
                 {"unit": "wirebot-scoreboard", "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
             ],
             "tunnel": {"unit": data.cloudflared_unit, "ready_url": f"http://{data.cloudflared_metrics}/ready"},
-            "timeout_seconds": 60,
+            "timeout_seconds": max(60, data.gateway_ready_timeout_seconds),
             "systemctl": "/bin/systemctl",
         },
         **_channel(data),

@@ -24,6 +24,17 @@ class WirebotState(FactBase):
         return data if isinstance(data, dict) else {}
 
 
+class HttpStatus(FactBase):
+    """The HTTP status of GET `url` from the host (curl, 5 s), or None when nothing answered."""
+
+    def command(self, url):
+        return f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' {shlex.quote(url)} 2>/dev/null || true"
+
+    def process(self, output):
+        text = "".join(output).strip()
+        return int(text) if text.isdigit() and text != "000" else None
+
+
 class NotOwnedBy(FactBase):
     """Whether anything under `path` belongs to another user or group than `user` (the user and its group
     share the name), or `user` does not exist yet (then nothing can be its own)."""

@@ -4,6 +4,8 @@ Layout (the operator's, outside git; lab/secrets.py makes a lab one):
     cloudflared/wirebot.yml       cloudflared config: tunnel, credentials-file, ingress (catch-all last)
     cloudflared/credentials.json  the tunnel's credentials: AccountTag, TunnelSecret, TunnelID
     agent-hmac.key                the agents' shared HMAC key (hex, >= 64 characters)
+    gateway-token.env             OPENCLAW_GATEWAY_TOKEN=<token>: the gateway's persistent bearer token
+                                  (32+ characters, no spaces), given to the gateway as its environment
     discord-webhook.url, cloudflare-api-token, gateway.env   optional
     prometheus/client.crt         optional: the metrics reader's client certificate (its key stays with
                                   Prometheus); required when agent_metrics_sources is set
@@ -145,11 +147,34 @@ def dns_names(pem_text: str) -> Optional[set]:
         return set()
 
 
+GATEWAY_TOKEN_FILE = "gateway-token.env"
+GATEWAY_TOKEN_VARIABLE = "OPENCLAW_GATEWAY_TOKEN"
+
+
+def gateway_token(secrets_dir: str) -> str:
+    """The gateway's bearer token from gateway-token.env (one line OPENCLAW_GATEWAY_TOKEN=<token>)."""
+    path = Path(secrets_dir) / GATEWAY_TOKEN_FILE
+    make = (f"(make one: python3 -c 'import secrets; print(\"{GATEWAY_TOKEN_VARIABLE}=\" + "
+            f"secrets.token_urlsafe(32))' > {path}; chmod 600 {path})")
+    if not path.is_file():
+        raise SecretsError(f"{path}: missing {make}")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    prefix = GATEWAY_TOKEN_VARIABLE + "="
+    if len(lines) != 1 or not lines[0].startswith(prefix):
+        raise SecretsError(f"{path}: expected exactly one line {prefix}<token> {make}")
+    token = lines[0][len(prefix):]
+    if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{32,}", token):
+        raise SecretsError(f"{path}: the token must be 32 or more characters without spaces or quotes")
+    return token
+
+
 _FORMATS = {  # what a runtime secret must look like, by its name in the secrets directory
     "agent-hmac.key": (r"[0-9a-fA-F]{64,}", "at least 64 hex characters"),
     "discord-webhook.url": (r"https?://\S+", "one http(s) URL"),
     "cloudflare-api-token": (r"\S+", "one token, no spaces"),
     "gateway.env": (r"(?:[A-Za-z_][A-Za-z0-9_]*=[^\n]*\n?)*", "KEY=value lines"),
+    "gateway-token.env": (GATEWAY_TOKEN_VARIABLE + r"=[A-Za-z0-9._~+/=-]{32,}",
+                          "one line OPENCLAW_GATEWAY_TOKEN=<32+ characters>"),
 }
 
 
@@ -180,4 +205,5 @@ def check_all(secrets_dir: str) -> Dict[str, str]:
         raise SecretsError(f"{secrets_dir}: the secrets directory does not exist")
     agent_key(secrets_dir)
     metrics_reader_cert(secrets_dir)
+    gateway_token(secrets_dir)
     return cloudflared_files(secrets_dir)

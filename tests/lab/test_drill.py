@@ -70,6 +70,12 @@ def test_a_full_drill_loses_and_doubles_nothing(tmp_path):
     assert "offline" in states[2:] and states[-1] == "online"
     assert all(report["seconds"][k] is not None for k in ("detection", "activation", "end_to_end", "outage"))
     print("seconds:", report["seconds"], "events:", {k: v for k, v in events.items() if k != "lost_ids"})
+    # the real gateways answered: the standby's during the outage, the primary's after the recovery (the
+    # lab's model server names the gateway that asked it)
+    assert "answered by the standby's gateway: 'Wirebot lab model, via the standby gateway: " in report["steps"][4][
+        "detail"]
+    assert "answered by the primary's gateway: 'Wirebot lab model, via the primary gateway: " in report["steps"][7][
+        "detail"]
 
     on_primary = [line for line in log_lines() if line["drill_id"] == report["drill_id"]]
     assert len(on_primary) == 1 and on_primary[0]["result"] == "passed"
@@ -121,8 +127,9 @@ def test_a_failed_step_fails_the_drill_and_traffic_still_goes_back(tmp_path):
     assert result.returncode != 0
     assert "Fire drill FAILED" in result.stdout
     report = json.loads((tmp_path / "fire-drill.log").read_text().splitlines()[-1])
-    assert report["result"] == "failed" and report["failed_steps"] == [5]
-    assert "HTTP 530" in report["steps"][4]["detail"]
+    assert report["result"] == "failed" and report["failed_steps"] == [5, 8]  # 8: its chat after the recovery
+    assert "HTTP 530" in report["steps"][4]["detail"] and "HTTP 530" in report["steps"][7]["detail"]
+    assert "recovery: " in report["steps"][7]["detail"]  # the recovery itself ran
     assert (report["events"]["lost"], report["events"]["doubled"]) == (0, 0)
     assert [line["result"] for line in log_lines() if line["drill_id"] == report["drill_id"]] == ["failed"]
     mine = [h for h in webhooks(since) if report["drill_id"] in str((h.get("body") or {}).get("content"))]

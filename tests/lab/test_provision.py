@@ -85,8 +85,8 @@ def test_primary_serves(primary):
     for name in SERVICES + ["litestream", "wirebot-replicator"]:
         assert primary.service(name).is_running, name
         assert primary.service(name).is_enabled, name
-    for port in (18789, 8100):
-        assert primary.socket(f"tcp://0.0.0.0:{port}").is_listening
+    assert primary.socket("tcp://0.0.0.0:8100").is_listening
+    assert primary.socket("tcp://127.0.0.1:18789").is_listening  # the gateway: loopback only
     assert primary.socket(f"tcp://{settings.address('primary')}:8300").is_listening
     assert "RestartSec=5s" in primary.file("/usr/local/lib/systemd/system/litestream.service").content_string
 

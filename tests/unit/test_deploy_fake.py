@@ -68,6 +68,20 @@ def test_openclaw_is_the_pinned_npm_package_on_nodejs_24(almalinux_run, host):
     assert "dnf install -y nodejs" in ran
     assert "npm install -g openclaw@2026.9.6" in ran
     assert "Ensure the Node.js 24 rpm repository is configured." in almalinux_run
+    # npm 11 skips install scripts: openclaw's own postinstall runs as root right after the install
+    lifecycle = [c for c in ran if "postinstall-bundled-plugins.mjs" in c]
+    assert lifecycle and "/usr/lib/node_modules/openclaw/.openclaw-lifecycle-pending" in lifecycle[0]
+    assert ran.index("npm install -g openclaw@2026.9.6") < ran.index(lifecycle[0])
+
+
+def test_the_gateway_serves_on_the_primary_once_ready_and_waits_on_the_standby(almalinux_run):
+    primary, standby = commands(almalinux_run, "primary"), commands(almalinux_run, "standby")
+    assert "systemctl start openclaw-gateway.service" in primary
+    assert "systemctl start openclaw-gateway.service" not in standby
+    waits = [c for c in primary if "http://127.0.0.1:18789/readyz" in c and "not 200 within" in c]
+    assert waits and primary.index("systemctl start openclaw-gateway.service") < primary.index(waits[0])
+    assert primary.index(waits[0]) < primary.index("systemctl start cloudflared-wirebot.service")
+    assert not [c for c in standby if "/readyz" in c]
 
 
 def test_only_the_primary_streams_and_only_the_standby_waits(almalinux_run):
@@ -83,6 +97,8 @@ def test_only_the_primary_streams_and_only_the_standby_waits(almalinux_run):
 def test_secrets_never_appear_in_the_output(almalinux_run, secrets_dir):
     for name in ("agent-hmac.key", "cloudflare-api-token", "gateway.env"):
         assert (secrets_dir / name).read_text().strip() not in almalinux_run
+    token = (secrets_dir / "gateway-token.env").read_text().strip().split("=", 1)[1]
+    assert token not in almalinux_run
     assert lab_settings.TUNNEL_SECRET not in almalinux_run
 
 
@@ -93,6 +109,17 @@ def test_a_missing_secrets_file_fails_before_connecting(secrets_dir, tmp_path):
     result = run_fake(broken)
     assert result.returncode != 0
     assert f"{broken}/agent-hmac.key: missing" in result.stdout + result.stderr
+    assert "Connecting to hosts" not in result.stdout
+
+
+def test_a_malformed_gateway_token_fails_before_connecting(secrets_dir, tmp_path):
+    broken = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, broken)
+    (broken / "gateway-token.env").write_text("short\n")
+    result = run_fake(broken)
+    assert result.returncode != 0
+    assert f"{broken}/gateway-token.env: expected exactly one line OPENCLAW_GATEWAY_TOKEN=<token>" in (
+        result.stdout + result.stderr)
     assert "Connecting to hosts" not in result.stdout
 
 

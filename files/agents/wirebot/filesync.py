@@ -12,10 +12,13 @@ after 3 consecutive failures of a path and again when it recovers. A missing sou
 (once per change of that fact) and skipped.
 
 The destination is ``{replica_root}/files/{source path without leading /}/`` on the standby; the
-command is built by the pure ``rsync_command``. Tests inject ``command_for`` (e.g. ``local_command``
+command is built by the pure ``rsync_command``. Excluded absolute paths (Litestream's databases with
+their -wal/-shm: a copy of a live WAL database can be torn; the gateway's per-host lock files) are never
+copied, and changes to them do not trigger a sync. Tests inject ``command_for`` (e.g. ``local_command``
 to a temp dir) and/or ``runner``.
 """
 
+import fnmatch
 import os
 import subprocess
 import threading
@@ -37,7 +40,27 @@ def remote_path(replica_root, src):
     return "{}/files/{}/".format(replica_root.rstrip("/"), src.strip("/"))
 
 
-def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rsync"):
+def exclude_args(src, exclude):
+    """``--exclude=/rel`` (anchored at the transfer root) for each excluded absolute path (or glob, where
+    ``*`` stays within one folder, as in rsync) under ``src``."""
+    root = os.path.abspath(src)
+    return [f"--exclude=/{os.path.relpath(path, root)}" for path in exclude
+            if os.path.abspath(path).startswith(root + os.sep)]
+
+
+def excluded(path, exclude):
+    """True when ``path`` is one of the excluded absolute paths (or matches an excluded glob) or lies
+    under one."""
+    path = os.path.abspath(path)
+    for e in map(os.path.abspath, exclude):
+        if path == e or path.startswith(e.rstrip("/") + "/"):
+            return True
+        if any(c in e for c in "*?[") and fnmatch.fnmatchcase(path, e):
+            return True
+    return False
+
+
+def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rsync", exclude=()):
     """argv of the rsync over SSH for ``src`` (pure).
 
     ``--mkpath`` (rsync >= 3.2.3 on both ends) creates the destination's parent directories. The flags
@@ -47,14 +70,14 @@ def rsync_command(src, user, host, ssh_key, known_hosts, replica_root, rsync="rs
     """
     ssh = (f"ssh -i {ssh_key} -o BatchMode=yes -o StrictHostKeyChecking=yes"
            f" -o UserKnownHostsFile={known_hosts}")
-    return [rsync, *RSYNC_FLAGS, "-e", ssh, src.rstrip("/") + "/",
+    return [rsync, *RSYNC_FLAGS, *exclude_args(src, exclude), "-e", ssh, src.rstrip("/") + "/",
             f"{user}@{host}:{remote_path(replica_root, src)}"]
 
 
-def local_command(dest_root, rsync="rsync"):
+def local_command(dest_root, rsync="rsync", exclude=()):
     """A ``command_for`` that rsyncs into a local directory laid out like the replica (tests)."""
     def command_for(src):
-        return [rsync, *RSYNC_FLAGS, src.rstrip("/") + "/", remote_path(dest_root, src)]
+        return [rsync, *RSYNC_FLAGS, *exclude_args(src, exclude), src.rstrip("/") + "/", remote_path(dest_root, src)]
     return command_for
 
 
@@ -113,7 +136,8 @@ class FileSync:
     """Debounced, retried, periodically full sync of ``paths`` (see module docstring)."""
 
     def __init__(self, paths, command_for, debounce_seconds=5.0, full_sync_seconds=900.0,
-                 retry_max_seconds=300.0, alerter=None, runner=run_command, timeout=600.0, now=None):
+                 retry_max_seconds=300.0, alerter=None, runner=run_command, timeout=600.0, now=None,
+                 exclude=()):
         now = time.time() if now is None else now
         self.debounce = float(debounce_seconds)
         self.full_sync_seconds = float(full_sync_seconds)
@@ -123,6 +147,7 @@ class FileSync:
         self.timeout = timeout
         self.alerter = alerter
         self.paths = {p: PathState(p) for p in paths}
+        self.exclude = list(exclude)  # absolute paths whose changes never trigger a sync
         self._by_root = {os.path.abspath(p): p for p in paths}  # watcher roots are absolute
         for state in self.paths.values():
             state.pending_since = now  # unknown until the first sync: count lag from start
@@ -247,7 +272,9 @@ class FileSync:
         return len(todo)
 
     def route(self, event):
-        """Attribute a watcher Event to its configured path and note the change."""
+        """Attribute a watcher Event to its configured path and note the change (not for excluded paths)."""
+        if event.kind != "overflow" and excluded(event.path, self.exclude):
+            return
         src = self._by_root.get(event.root, event.root)
         self.note_change(src)
 

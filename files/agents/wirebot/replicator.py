@@ -102,6 +102,7 @@ def load_config(path):
         "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path, 15.0),
         "retry_max_seconds": _positive(raw, "file_sync.retry_max_seconds", path, 300.0),
         "force_scan": config.get(raw, "file_sync.force_scan", bool, path, False),  # skip inotify
+        "exclude": _strings(raw, "file_sync.exclude", path, []),  # absolute paths never synced
         "heartbeat_interval": _positive(raw, "heartbeat.interval_seconds", path, 30.0),
         "services": _strings(raw, "services", path, []),  # units reported via systemctl is-active
         "systemctl": s("systemctl", "systemctl"),
@@ -142,7 +143,8 @@ class Replicator:
                                           c.get("lag_sample_seconds", 0.1))
         self.files = filesync.FileSync(
             c["paths"], command_for or self._rsync_command,
-            c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter)
+            c["debounce_seconds"], c["full_sync_minutes"] * 60, c["retry_max_seconds"], self.alerter,
+            exclude=c["exclude"])
         self.drill_watch = None
         if c["drill_log_file"]:
             since = self.store.read().get("drill_watch_since") or self.store.update(
@@ -169,7 +171,7 @@ class Replicator:
     def _rsync_command(self, src):
         c = self.c
         return filesync.rsync_command(src, c["standby_user"], c["standby_host"], c["ssh_key"],
-                                      c["known_hosts"], c["replica_root"])
+                                      c["known_hosts"], c["replica_root"], exclude=c["exclude"])
 
     def _collect(self):
         self.services = heartbeat.service_states(self.c["services"], self.probe, self.c["systemctl"])
