@@ -1,14 +1,22 @@
 """Fencing without the primary (issue 10), per fault scenario, measured from the lab edge's own history:
-`WIREBOT_LAB_ID=N python bench/fencing_bench.py [SCENARIO ...]` on a deployed lab (lab timings: heartbeat
-1 s x 3, lease 2 s). Default: every scenario of lab/fencing.py, in order; after a scenario that moved the
-service, the recovery playbook puts the primary back before the next one.
+`WIREBOT_LAB_ID=N python bench/fencing_bench.py [--timings lab|default] [SCENARIO ...]` on a lab that is up.
+Default: every scenario of lab/fencing.py, in order; after a scenario that moved the service, the recovery
+playbook puts the primary back before the next one.
+
+--timings lab (the default): heartbeat 1 s x 3, lease 2 s, watch 1 s (lab/inventory.py LAB_TIMINGS);
+--timings default: group_data's own heartbeat 30 s x 3, lease 60 s, watch 5 s (WIREBOT_LAB_TIMINGS=default
+for the deploy and the recovery playbook): each scenario then takes minutes. When the deployed agents do not
+run the chosen timings, the bench deploys the lab with them first. Detection, the scenarios' freezes and
+waits all follow from the deployed timings (lab/fencing.py Timings).
 
 Prints a table per scenario: two-origin windows (count, seconds), requests and writes the old primary
 acknowledged / committed after the standby's ACTIVE, the client-visible outage (longest stretch without a
 2xx at the edge, a write every 0.1 s), time from the fault to ACTIVE, the activation's own length, and the
-target "detection + activation" (3 s + activation) the outage is held to.
+target "detection + activation" (interval x miss threshold + activation) the outage is held to.
 """
 
+import argparse
+import os
 import subprocess
 import sys
 import time
@@ -18,41 +26,72 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab import fencing, settings  # noqa: E402
+from lab.group_data import group_settings  # noqa: E402
 
-DETECTION = 3.0  # the lab's heartbeat_interval_seconds x heartbeat_miss_threshold
+
+def wanted_timings(mode: str) -> fencing.Timings:
+    """The timings `--timings mode` deploys: group_data/all.py's, with lab/inventory.py's LAB_TIMINGS on top
+    for "lab" (the inventory is read under WIREBOT_LAB_TIMINGS=mode, as the deploy reads it)."""
+    from lab import inventory  # checks the inventory (and the environment switch) on import
+    values = group_settings("all")
+    if mode == "lab":
+        values.update(inventory.LAB_TIMINGS)
+    return fencing.timings_from(values)
 
 
-def primary_serves_alone() -> bool:
+def primary_serves_alone(t: fencing.Timings) -> bool:
     status = fencing.standby_status()
     connectors = fencing.edge("/lab/connectors") or []
-    return (status.get("state") == "STANDBY" and (status.get("last_heartbeat_age_seconds") or 9) < 2
+    return (status.get("state") == "STANDBY" and (status.get("last_heartbeat_age_seconds") or 1e9) < t.interval + 1
             and {c["origin_ip"] for c in connectors} == {settings.address("primary")})
 
 
-def settle(timeout=90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not primary_serves_alone():
+def settle(t: fencing.Timings) -> None:
+    """Wait for "primary serves, standby watches" (a fresh heartbeat), then one interval + 1 s more."""
+    deadline = time.monotonic() + max(90.0, 3 * t.detection)
+    while not primary_serves_alone(t):
         if time.monotonic() > deadline:
             raise SystemExit("the lab is not in 'primary serves, standby watches': redeploy it first")
         time.sleep(0.5)
-    time.sleep(2.0)
+    time.sleep(t.interval + 1)
 
 
-def recover() -> float:
+def pyinfra(playbook: str) -> float:
+    """Run `playbook` on the lab (the environment carries WIREBOT_LAB_TIMINGS); the seconds it took."""
     started = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).with_name("pyinfra")), "-y", "lab/inventory.py",
-                             "tasks/recovery.py"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([str(Path(sys.executable).with_name("pyinfra")), "-y", "lab/inventory.py", playbook],
+                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
-        raise SystemExit("recovery failed:\n" + (result.stdout + result.stderr)[-3000:])
+        raise SystemExit(f"{playbook} failed:\n" + (result.stdout + result.stderr)[-3000:])
     return time.monotonic() - started
 
 
+def recover() -> float:
+    return pyinfra("tasks/recovery.py")
+
+
 def main(argv) -> int:
-    keys = argv or list(fencing.SCENARIOS)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timings", choices=("lab", "default"), default="lab",
+                        help="lab: 1 s x 3, lease 2 s; default: group_data's 30 s x 3, lease 60 s (minutes a scenario)")
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help=f"any of {', '.join(fencing.SCENARIOS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = [key for key in args.scenarios if key not in fencing.SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(fencing.SCENARIOS)}")
+    os.environ["WIREBOT_LAB_TIMINGS"] = args.timings
+    keys = args.scenarios or list(fencing.SCENARIOS)
+    wanted = wanted_timings(args.timings)
+    if fencing.deployed_timings() != wanted:
+        print(f"deploying the lab at the {args.timings} timings ({wanted})", flush=True)
+        pyinfra("deploy.py")
+    timings = fencing.deployed_timings()
+    print(f"timings: {timings}; detection {timings.detection:g} s", flush=True)
     rows = []
     for key in keys:
-        settle()
-        row = fencing.run_scenario(key)
+        settle(timings)
+        row = fencing.run_scenario(key, timings)
         row["recovery_s"] = round(recover(), 1) if row["activated"] else None
         rows.append(row)
         print(row, flush=True)
@@ -60,7 +99,7 @@ def main(argv) -> int:
             "activation s", "target s", "recovery s")
     print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for r in rows:
-        target = round(DETECTION + r["activation_s"], 2) if r["activation_s"] is not None else "-"
+        target = round(timings.detection + r["activation_s"], 2) if r["activation_s"] is not None else "-"
         cells = (r["scenario"], r["overlaps"], r["overlap_s"], r["old_acks"], r["old_writes"], r["outage_s"],
                  r["active_after_s"] if r["activated"] else "not activated", r["activation_s"] or "-", target,
                  r["recovery_s"] or "-")

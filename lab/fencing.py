@@ -12,6 +12,9 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
 * ``outage_s`` - the longest stretch without a 2xx at the edge (client-visible);
 * ``activated`` - whether the standby went ACTIVE; ``active_after_s`` - from the fault to ACTIVE;
   ``activation_s`` - ACTIVATING -> ACTIVE.
+
+The scenarios' durations and waits are derived from the timings the lab runs with (``Timings``, read from
+the deployed agents' configuration), so they hold at the lab's 1 s x 3 and at the defaults' 30 s x 3 alike.
 """
 
 import json
@@ -19,6 +22,9 @@ import subprocess
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+
+import yaml
 
 from lab import client, freezer, machines, network, settings
 
@@ -118,68 +124,133 @@ def measure(name, fault_at, active_at, load, since):
             "old_writes": len(old_writes), "outage_s": round(outage, 2), "requests": len(requests)}
 
 
-def _settle(seconds):
-    time.sleep(seconds)
+@dataclass(frozen=True)
+class Timings:
+    """The heartbeat and fencing timings a lab runs with (group_data keys heartbeat_interval_seconds,
+    heartbeat_miss_threshold, fencing_lease_seconds, fencing_watch_seconds) and the scenario durations and
+    waits that follow from them. At the lab's 1 s x 3, lease 2 s, watch 1 s every value is the one the
+    scenarios always used (freeze 1.5 s and 2.6 s, waits of 20, 6, 15, 4 and 2 s)."""
+
+    interval: float
+    miss: int
+    lease: float
+    watch: float
+
+    @property
+    def detection(self) -> float:
+        """The standby declares the primary missing after this many seconds without a heartbeat."""
+        return self.interval * self.miss
+
+    @property
+    def short_freeze(self) -> float:
+        """A freeze shorter than the lease (and so than detection): nothing may happen."""
+        return 0.75 * self.lease
+
+    @property
+    def long_freeze(self) -> float:
+        """A freeze longer than the lease, shorter than detection: the lease lapses, no failover."""
+        return self.lease + 0.6 * (self.detection - self.lease)
+
+    @property
+    def active_timeout(self) -> float:
+        """How long to wait for ACTIVE after a fault that should end in one (detection + fence + activation)."""
+        return self.detection + max(17.0, self.detection / 2)
+
+    @property
+    def hold(self) -> float:
+        """How long a network fault is held at most while waiting for ACTIVE."""
+        return self.detection + max(12.0, self.detection)
+
+    @property
+    def after_thaw(self) -> float:
+        """Watching after a fault ends: a heartbeat (self-demotion) and three witness watches (fencing)."""
+        return self.interval + 3 * self.watch
+
+    @property
+    def hold_after_active(self) -> float:
+        """A network fault is kept this long after the standby's ACTIVE (two witness watches)."""
+        return 2 * self.watch
 
 
-def freeze_then_thaw(after_active, timeout=20.0):
+def timings_from(values: dict) -> Timings:
+    """Timings from settings keys (group_data names)."""
+    return Timings(interval=float(values["heartbeat_interval_seconds"]), miss=int(values["heartbeat_miss_threshold"]),
+                   lease=float(values["fencing_lease_seconds"]), watch=float(values["fencing_watch_seconds"]))
+
+
+def deployed_timings() -> Timings:
+    """The timings in the deployed agents' configuration (standby.yml: heartbeat, watch; replicator.yml:
+    lease), so the scenarios follow whatever the lab was deployed with."""
+    def read(host, path):
+        return yaml.safe_load(machines.ssh(host, f"cat {path}", timeout=30).stdout) or {}
+    standby = read("standby", "/etc/wirebot/standby.yml")
+    replicator = read("primary", "/etc/wirebot/replicator.yml")
+    return timings_from({"heartbeat_interval_seconds": standby["heartbeat"]["interval_seconds"],
+                         "heartbeat_miss_threshold": standby["heartbeat"]["miss_threshold"],
+                         "fencing_lease_seconds": replicator["fencing"]["lease_seconds"],
+                         "fencing_watch_seconds": standby["fencing"]["watch_seconds"]})
+
+
+def freeze_then_thaw(after_active, t: Timings):
     """Freeze the primary whole; thaw it `after_active` s after the standby's ACTIVE."""
     def run():
         fault = freezer.freeze("primary")
-        active = wait_active(timeout)
+        active = wait_active(t.active_timeout)
         time.sleep(after_active)
         freezer.thaw("primary")
-        _settle(4.0)
+        time.sleep(t.after_thaw)
         return fault, active
     return f"freeze, thaw {after_active:g} s after ACTIVE", run
 
 
-def freeze_for(seconds, name):
-    """Freeze the primary for `seconds`, thaw, watch a detection period more."""
+def freeze_for(seconds, name, t: Timings):
+    """Freeze the primary for `seconds`, thaw, watch two detection periods more."""
     def run():
         fault = freezer.freeze("primary")
         time.sleep(seconds)
         freezer.thaw("primary")
-        active = wait_active(6.0)
+        active = wait_active(2 * t.detection)
         return fault, active
     return name, run
 
 
-def partition(name, apply, undo, hold=15.0):
-    """Apply a network fault; hold it until the standby is ACTIVE (or `hold` s); undo; watch 4 s more."""
+def partition(name, apply, undo, t: Timings):
+    """Apply a network fault; hold it until the standby is ACTIVE (or t.hold s) and t.hold_after_active
+    more; undo; watch t.after_thaw s more."""
     def run():
         fault = time.time()
         apply()
         try:
-            active = wait_active(hold)
-            time.sleep(2.0)
+            active = wait_active(t.hold)
+            time.sleep(t.hold_after_active)
         finally:
             undo()
-        _settle(4.0)
+        time.sleep(t.after_thaw)
         return fault, active
     return name, run
 
 
+def _link(name, apply, undo, a, b):
+    return lambda t: partition(name, lambda: apply(a, b), lambda: undo(a, b), t)
+
+
 SCENARIOS = {
-    "freeze-0.5": lambda: freeze_then_thaw(0.5),
-    "freeze-5": lambda: freeze_then_thaw(5.0),
-    "freeze-short": lambda: freeze_for(1.5, "freeze 1.5 s (< lease < detection)"),
-    "freeze-long": lambda: freeze_for(2.6, "freeze 2.6 s (> lease 2 s, < detection 3 s)"),
-    "drop-p2s": lambda: partition("one-way loss primary -> standby", lambda: network.drop("primary", "standby"),
-                                  lambda: network.undrop("primary", "standby")),
-    "drop-s2p": lambda: partition("one-way loss standby -> primary", lambda: network.drop("standby", "primary"),
-                                  lambda: network.undrop("standby", "primary")),
-    "cut-edge": lambda: partition("primary cut from the edge only", lambda: network.cut("primary", "edge"),
-                                  lambda: network.heal("primary", "edge")),
-    "cut-standby": lambda: partition("primary cut from the standby only",
-                                     lambda: network.cut("primary", "standby"),
-                                     lambda: network.heal("primary", "standby")),
+    "freeze-0.5": lambda t: freeze_then_thaw(0.5, t),
+    "freeze-5": lambda t: freeze_then_thaw(5.0, t),
+    "freeze-short": lambda t: freeze_for(t.short_freeze, f"freeze {t.short_freeze:g} s (< lease < detection)", t),
+    "freeze-long": lambda t: freeze_for(
+        t.long_freeze, f"freeze {t.long_freeze:g} s (> lease {t.lease:g} s, < detection {t.detection:g} s)", t),
+    "drop-p2s": _link("one-way loss primary -> standby", network.drop, network.undrop, "primary", "standby"),
+    "drop-s2p": _link("one-way loss standby -> primary", network.drop, network.undrop, "standby", "primary"),
+    "cut-edge": _link("primary cut from the edge only", network.cut, network.heal, "primary", "edge"),
+    "cut-standby": _link("primary cut from the standby only", network.cut, network.heal, "primary", "standby"),
 }
 
 
-def run_scenario(key):
-    """Run scenario `key` with the client load; return its row (the lab is left as the fault left it)."""
-    name, run = SCENARIOS[key]()
+def run_scenario(key, timings: Timings = None):
+    """Run scenario `key` with the client load at `timings` (default: the deployed ones); return its row
+    (the lab is left as the fault left it)."""
+    name, run = SCENARIOS[key](timings or deployed_timings())
     since = time.time()
     with Load() as load:
         time.sleep(1.0)  # a second of normal service first

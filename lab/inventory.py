@@ -2,8 +2,13 @@
 
 Host data here overrides group_data/ for the lab only: lab addresses, the edge as Cloudflare, stand-ins
 instead of packages from Cloudflare and npm, and fast timings so failure scenarios take seconds.
+
+WIREBOT_LAB_TIMINGS=default (environment) deploys the lab with group_data's own heartbeat and fencing
+timings (LAB_TIMINGS' keys are left out: heartbeat 30 s x 3, lease 60 s, watch 5 s) to measure fencing at
+the defaults (bench/fencing_bench.py --timings default); unset or "lab", the fast LAB_TIMINGS apply.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -41,15 +46,11 @@ _lab_data = {
     "witness_public_url": f"{settings.EDGE_PUBLIC_URL}/health",
     "witness_public_host_header": "wins.wirebot.chat",
     "witness_cloudflare_api_base": settings.EDGE_API_BASE,
-    # --- fast timings: seconds, not minutes ---
-    "heartbeat_interval_seconds": 1,
-    "heartbeat_miss_threshold": 3,
+    # --- fast timings: seconds, not minutes (the heartbeat and fencing ones: LAB_TIMINGS below) ---
     "filesync_debounce_seconds": 1,
     "filesync_full_sync_minutes": 1,
     "filesync_retry_max_seconds": 5,
     "litestream_stall_seconds": 20,
-    "fencing_lease_seconds": 2,  # interval < lease <= interval * (miss - 1)
-    "fencing_watch_seconds": 1,
     # --- the host firewall: the control machine (tests, pyinfra) and the edge reaching the stand-in ---
     "firewall_ssh_sources": [settings.BRIDGE_ADDRESS],
     "firewall_agent_sources": [settings.BRIDGE_ADDRESS],
@@ -57,6 +58,19 @@ _lab_data = {
     # --- the edge also plays the Prometheus server (its key: lab/secrets.py, prometheus/client.crt) ---
     "agent_metrics_sources": [settings.address("edge")],
 }
+
+# The heartbeat and fencing timings the lab deploys unless WIREBOT_LAB_TIMINGS=default
+LAB_TIMINGS = {
+    "heartbeat_interval_seconds": 1,
+    "heartbeat_miss_threshold": 3,
+    "fencing_lease_seconds": 2,  # interval < lease <= interval * (miss - 1)
+    "fencing_watch_seconds": 1,
+}
+TIMINGS = os.environ.get("WIREBOT_LAB_TIMINGS", "lab")
+if TIMINGS not in ("lab", "default"):
+    raise SystemExit(f"WIREBOT_LAB_TIMINGS must be 'lab' or 'default', not {TIMINGS!r}")
+if TIMINGS == "lab":
+    _lab_data.update(LAB_TIMINGS)
 
 primary = [(settings.address("primary"), dict(_lab_data))]
 standby = [(settings.address("standby"), dict(_lab_data))]
