@@ -23,6 +23,9 @@ import uuid
 from lab import client, freezer, machines, network, settings
 
 RATE = 10.0  # client writes per second
+# How long a scenario waits for the standby's ACTIVE: detection (3 s at the lab's timings) plus an activation
+# that starts the real OpenClaw gateway and waits for its /readyz (10-30 s on a loaded 2-core lab), with room.
+ACTIVE_WAIT = 120.0
 PRIMARY = settings.address("primary")
 
 
@@ -122,7 +125,7 @@ def _settle(seconds):
     time.sleep(seconds)
 
 
-def freeze_then_thaw(after_active, timeout=20.0):
+def freeze_then_thaw(after_active, timeout=ACTIVE_WAIT):
     """Freeze the primary whole; thaw it `after_active` s after the standby's ACTIVE."""
     def run():
         fault = freezer.freeze("primary")
@@ -145,7 +148,7 @@ def freeze_for(seconds, name):
     return name, run
 
 
-def partition(name, apply, undo, hold=15.0):
+def partition(name, apply, undo, hold=ACTIVE_WAIT):
     """Apply a network fault; hold it until the standby is ACTIVE (or `hold` s); undo; watch 4 s more."""
     def run():
         fault = time.time()

@@ -12,7 +12,7 @@ from lab import processes, settings
 
 # Modules that crash hosts, fail over or recover run after the ones that check the freshly deployed lab;
 # each starts from a fresh lab itself. test_zz_lab_down runs last.
-DISRUPTIVE = ("test_agents_", "test_playbooks_", "test_drill")
+DISRUPTIVE = ("test_agents_", "test_fencing", "test_playbooks_", "test_drill")
 
 
 def _order(item) -> int:
