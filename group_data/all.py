@@ -130,7 +130,7 @@ witness_timeout_seconds = 5
 fencing_lease_enabled = True  # False: no lease (the primary serves without the standby's acknowledgement)
 fencing_lease_seconds = 60  # lease granted by each heartbeat the standby acknowledges (2 intervals)
 fencing_tunnel_ports = [7844]  # the connector's edge port(s): serving traffic, both directions, lease-gated
-fencing_lease_users = []  # users whose outbound traffic is serving traffic besides wirebot_service_user
+fencing_lease_users = []  # more users whose outbound traffic is serving (besides the gateway and scoreboard users)
 fencing_watch_seconds = 5  # an ACTIVE standby asks the witness this often (Cloudflare API: 1200 calls/5 min)
 
 # --- Host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---

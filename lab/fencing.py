@@ -29,6 +29,10 @@ import yaml
 from lab import client, freezer, machines, network, settings
 
 RATE = 10.0  # client writes per second
+# How long a scenario waits for the standby's ACTIVE beyond detection (Timings.active_timeout): an activation
+# that starts the real OpenClaw gateway and waits for its /readyz (10-30 s on a loaded 2-core lab), with room;
+# 120 s in all at the lab's timings.
+ACTIVATION_ROOM = 117.0
 PRIMARY = settings.address("primary")
 
 
@@ -129,7 +133,7 @@ class Timings:
     """The heartbeat and fencing timings a lab runs with (group_data keys heartbeat_interval_seconds,
     heartbeat_miss_threshold, fencing_lease_seconds, fencing_watch_seconds) and the scenario durations and
     waits that follow from them. At the lab's 1 s x 3, lease 2 s, watch 1 s every value is the one the
-    scenarios always used (freeze 1.5 s and 2.6 s, waits of 20, 6, 15, 4 and 2 s)."""
+    scenarios always used (freeze 1.5 s and 2.6 s, waits of 120, 6, 120, 4 and 2 s)."""
 
     interval: float
     miss: int
@@ -154,12 +158,12 @@ class Timings:
     @property
     def active_timeout(self) -> float:
         """How long to wait for ACTIVE after a fault that should end in one (detection + fence + activation)."""
-        return self.detection + max(17.0, self.detection / 2)
+        return self.detection + ACTIVATION_ROOM
 
     @property
     def hold(self) -> float:
         """How long a network fault is held at most while waiting for ACTIVE."""
-        return self.detection + max(12.0, self.detection)
+        return self.active_timeout
 
     @property
     def after_thaw(self) -> float:

@@ -55,8 +55,8 @@ _lab_data = {
     "firewall_ssh_sources": [settings.BRIDGE_ADDRESS],
     "firewall_agent_sources": [settings.BRIDGE_ADDRESS],
     "firewall_inbound": [{"port": 7845, "from": [settings.address("edge")]}],  # stand-in's proxy port
-    # --- the edge also plays the Prometheus server (its key: lab/secrets.py, prometheus/client.crt) ---
-    "agent_metrics_sources": [settings.address("edge")],
+    # --- the monitor namespace plays the Prometheus server (its key: lab/secrets.py, prometheus/client.crt) ---
+    "agent_metrics_sources": [settings.address("monitor")],
 }
 
 # The heartbeat and fencing timings the lab deploys unless WIREBOT_LAB_TIMINGS=default

@@ -52,7 +52,7 @@ def status() -> dict:
     """What is up: per host its process, namespace and (for systemd hosts) systemd's verdict."""
     report = {"bridge": network.bridge_exists(), "hosts": {}}
     for name in settings.HOSTS:
-        running = processes.pid_of(name) is not None
+        running = name in settings.PROCESS_HOSTS and processes.pid_of(name) is not None
         entry = {"address": settings.address(name), "namespace": network.namespace_ready(name),
                  "running": running}
         if running and name in settings.SYSTEMD_HOSTS:

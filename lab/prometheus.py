@@ -1,6 +1,6 @@
 """Test equipment: the real Prometheus server (Debian's `prometheus` package on this machine, its own
 service disabled) run for a few seconds with given scrape jobs, to see what Go's TLS makes of the agents.
-Used by tests/unit/test_prometheus.py (on loopback) and tests/lab/test_metrics_reader.py (in the edge's
+Used by tests/unit/test_prometheus.py (on loopback) and tests/lab/test_prometheus_scrape.py (in the monitor's
 network namespace, the lab's metrics source). Never deployed."""
 
 import json

@@ -26,12 +26,16 @@ HOSTS = {
     "primary": (f"{SUBNET_PREFIX}.2", True),
     "standby": (f"{SUBNET_PREFIX}.3", True),
     "edge": (f"{SUBNET_PREFIX}.4", False),
+    # the operator's monitoring host: only a namespace (tests run Prometheus in it); the lab's
+    # agent_metrics_sources, so the edge stays a plain outsider that the firewall and the agents refuse
+    "monitor": (f"{SUBNET_PREFIX}.5", False),
 }
 SYSTEMD_HOSTS = [name for name, (_, booted) in HOSTS.items() if booted]
+PROCESS_HOSTS = [*SYSTEMD_HOSTS, "edge"]  # the hosts that run something of the lab's (the rest: a namespace)
 
 
 def address(name: str) -> str:
-    """The lab address of host `name` (primary, standby or edge)."""
+    """The lab address of host `name` (primary, standby, edge or monitor)."""
     return HOSTS[name][0]
 
 

@@ -12,7 +12,7 @@ from lab import processes, settings
 
 # Modules that crash hosts, fail over or recover run after the ones that check the freshly deployed lab;
 # each starts from a fresh lab itself. test_zz_lab_down runs last.
-DISRUPTIVE = ("test_agents_", "test_playbooks_", "test_drill")
+DISRUPTIVE = ("test_agents_", "test_fencing", "test_playbooks_", "test_drill")
 
 
 def _order(item) -> int:
@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def lab_is_up():
     """The lab must be up; the read-only modules then need it freshly deployed (reset when it is not)."""
-    down = [name for name in settings.HOSTS if processes.pid_of(name) is None]
+    down = [name for name in settings.PROCESS_HOSTS if processes.pid_of(name) is None]
     if down:
         pytest.fail(f"the lab is not up ({', '.join(down)} down): run `bash lab/deploy.sh` first")
     labtest.ensure_clean_lab()

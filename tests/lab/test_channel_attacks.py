@@ -211,8 +211,8 @@ def test_the_heartbeats_keep_flowing_through_500_half_open_connections_per_addre
     status = standby_status()
     before, counts = status["heartbeats"]["accepted"], status["connections"]["peer"]
     started = time.time()
-    # "root" (this machine's bridge address) is the outsider: the edge is the lab's metrics source
-    # (lab/inventory.py agent_metrics_sources), admitted at accept like the peer and refused at TLS
+    # "root" (this machine's bridge address) is the outsider: the firewall admits it to :8300 (the lab's
+    # firewall_agent_sources) but the agents close it at accept; the edge's packets never get that far
     attacks = [("root", "standby"), ("primary", "standby"), ("root", "primary"), ("standby", "primary")]
     procs = [subprocess.Popen(probe_argv(where), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for where, _ in attacks]

@@ -46,9 +46,7 @@ def recover():
 def test_scans_from_the_edge_find_nothing_open(lab, host):
     ports = [22, 8300, 8100, 18789, 20241, 2019, 80, 443]
     open_ports = [port for port in ports if from_edge(host, port)]
-    # but :8300: the lab's agent_metrics_sources is the edge (the metrics reader: served GET /metrics alone,
-    # and only with its pinned certificate; tests/lab/test_metrics_reader.py)
-    assert open_ports == [8300], f"{host}: open to the edge: {open_ports}"
+    assert open_ports == [], f"{host}: open to the edge: {open_ports}"
 
 
 def test_the_peer_and_the_control_address_still_reach_what_they_need(lab):

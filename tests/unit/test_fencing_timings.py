@@ -19,7 +19,7 @@ KEYS = ("heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease
 def test_lab_timings_keep_the_scenarios_lab_durations():
     t = fencing.Timings(interval=1, miss=3, lease=2, watch=1)
     assert (t.detection, t.short_freeze, t.long_freeze) == (3, 1.5, 2.6)
-    assert (t.active_timeout, t.hold, t.after_thaw, t.hold_after_active) == (20, 15, 4, 2)
+    assert (t.active_timeout, t.hold, t.after_thaw, t.hold_after_active) == (120, 120, 4, 2)
 
 
 def test_default_timings_scale_every_wait():
@@ -28,7 +28,7 @@ def test_default_timings_scale_every_wait():
     assert t.detection == 90
     assert t.short_freeze < t.lease < t.long_freeze < t.detection  # nothing / lapse without failover
     assert t.active_timeout > t.detection + 10  # detection plus a frozen primary's 10 s SSH fence timeout
-    assert t.hold > t.active_timeout and t.after_thaw > t.interval + 2 * t.watch
+    assert t.hold >= t.active_timeout and t.after_thaw > t.interval + 2 * t.watch
 
 
 def inventory_data(timings):

@@ -1,8 +1,9 @@
 """Prometheus scrapes the agents over the channel (docs/operator.md "Prometheus"): the lab inventory names the
-edge as the metrics source and lab/secrets.py made Prometheus' pair with the operator's documented command.
-From the edge's namespace, with that certificate, both agents answer GET /metrics (Prometheus text) and
-nothing else; without it, or with it from another address, the connection is refused; and the real
-Prometheus with the shipped scrape jobs scrapes both from there. About 10 s."""
+monitor namespace as the metrics source and lab/secrets.py made Prometheus' pair with the operator's
+documented command. From the monitor's namespace, with that certificate, both agents answer GET /metrics
+(Prometheus text) and nothing else; without it, or with it from another address, the connection is
+refused; from the edge nothing connects at all; and the real Prometheus with the shipped scrape jobs
+scrapes both from the monitor. About 10 s."""
 
 import base64
 import re
@@ -64,7 +65,7 @@ def parse_exposition(text):
 def test_prometheus_scrapes_both_agents_from_its_address_and_reads_nothing_else(reader):
     status_before = agent("standby", "/status")[1]
     for role, tls in reader.items():
-        answer = _ask("edge", role, tls)
+        answer = _ask("monitor", role, tls)
         assert answer["status"] == 200, (role, answer)
         head, _, body = answer["answer"].partition("\r\n\r\n")
         assert "text/plain; version=0.0.4" in head
@@ -73,7 +74,7 @@ def test_prometheus_scrapes_both_agents_from_its_address_and_reads_nothing_else(
                    for name in samples), (role, sorted(samples))
         for method, path, code in (("GET", "/status", 404), ("GET", "/health", 404), ("POST", "/heartbeat", 404),
                                    ("POST", "/activate", 404), ("POST", "/metrics", 405)):
-            assert _ask("edge", role, tls, method, path)["status"] == code, (role, method, path)
+            assert _ask("monitor", role, tls, method, path)["status"] == code, (role, method, path)
     status_after = agent("standby", "/status")[1]
     for key in ("state", "epoch"):
         assert status_after[key] == status_before[key]
@@ -83,22 +84,24 @@ def test_without_the_certificate_or_from_another_address_nothing_answers(reader)
     refused = agent("standby", "/status")[1]["connections"]["peer"]
     for role, tls in reader.items():
         pin = {"peer_cert_file": tls["peer_cert_file"]}
-        for where, spec in (("edge", dict(pin, no_client_cert=True)),       # no client certificate
-                            ("edge", dict(stranger_identity(), **pin)),      # a certificate pinned nowhere
-                            ("edge", dict(identity("primary" if role == "standby" else "standby"),
-                                          **pin)),                           # the stolen peer's, from the edge
+        for where, spec in (("monitor", dict(pin, no_client_cert=True)),    # no client certificate
+                            ("monitor", dict(stranger_identity(), **pin)),   # a certificate pinned nowhere
+                            ("monitor", dict(identity("primary" if role == "standby" else "standby"),
+                                             **pin)),                        # the stolen peer's, from the monitor
                             ("primary" if role == "standby" else "standby", tls),  # Prometheus', from the peer
-                            ("edge", None)):                                 # plain HTTP
+                            ("monitor", None),                               # plain HTTP
+                            ("edge", tls)):                                  # Prometheus' from the edge
             answer = _ask(where, role, spec)
             assert answer["status"] == 0 and "HTTP/" not in answer["answer"], (role, where, spec, answer)
     after = agent("standby", "/status")[1]["connections"]["peer"]
-    # at the standby: the stolen primary certificate from the edge, Prometheus' from the primary
+    # at the standby: the stolen primary certificate from the monitor, Prometheus' from the primary (the
+    # edge's attempt never reaches the agent: the firewall drops it)
     assert after["refused_identity"] - refused["refused_identity"] == 2
     assert after["tls_failed"] - refused["tls_failed"] >= 3
 
 
-def test_the_shipped_scrape_jobs_scrape_both_agents_from_the_edge(reader, tmp_path):
-    """The real Prometheus in the edge's namespace with files/prometheus/scrape.yml as the operator sets it
+def test_the_shipped_scrape_jobs_scrape_both_agents_from_the_monitor(reader, tmp_path):
+    """The real Prometheus in the monitor's namespace with files/prometheus/scrape.yml as the operator sets it
     up (addresses replaced, /etc/prometheus/wirebot/ = the lab's copies): both jobs up, through Go's TLS
     with the agents' names as server_name."""
     folder = tmp_path / "wirebot"
@@ -112,6 +115,6 @@ def test_the_shipped_scrape_jobs_scrape_both_agents_from_the_edge(reader, tmp_pa
         "/etc/prometheus/wirebot/", f"{folder}/").replace("PRIMARY_ADDRESS", settings.address("primary")).replace(
         "STANDBY_ADDRESS", settings.address("standby"))
     jobs = [dict(job, scrape_interval="1s", scrape_timeout="1s") for job in yaml.safe_load(shipped)["scrape_configs"]]
-    seen = lab_prometheus.scrape_once(jobs, tmp_path, f"{settings.address('edge')}:9390",
-                                      prefix=["ip", "netns", "exec", settings.netns("edge")])
+    seen = lab_prometheus.scrape_once(jobs, tmp_path, f"{settings.address('monitor')}:9390",
+                                      prefix=["ip", "netns", "exec", settings.netns("monitor")])
     assert seen == {"wirebot-replicator": ("up", ""), "wirebot-standby": ("up", "")}, seen
