@@ -6,7 +6,7 @@ import sys
 
 from labtest import ROOT, pyinfra
 
-from lab import lab
+from lab import lab, settings
 
 
 def _lab(command: str) -> subprocess.CompletedProcess:
@@ -20,6 +20,8 @@ def test_lab_down_leaves_nothing_behind_and_up_rebuilds_it():
     assert lab.leftovers() == []
     up = _lab("up")
     assert up.returncode == 0, up.stdout + up.stderr
-    assert all(entry["running"] for entry in lab.status()["hosts"].values())
+    hosts = lab.status()["hosts"]
+    assert all(hosts[name]["running"] for name in settings.PROCESS_HOSTS), hosts
+    assert all(entry["namespace"] for entry in hosts.values()), hosts  # the monitor is a namespace alone
     deployed = pyinfra("lab/inventory.py", "deploy.py")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
