@@ -1,12 +1,14 @@
 """python -m lab up | down | status | ssh HOST [CMD] | ssh-config | kill HOST | boot HOST |
-shutdown HOST | cut A B | heal A B | drop SRC DST | undrop SRC DST | freeze HOST | thaw HOST"""
+shutdown HOST | cut A B | heal A B | drop SRC DST | undrop SRC DST | freeze HOST | thaw HOST |
+loss SRC DST PERCENT | unloss SRC DST | delay SRC DST MS [--jitter MS] [--reply MS] | undelay SRC DST |
+starve HOST SHARE [--hogs N] | unstarve HOST | faults | calm (lab/chaos.py: what stands in for netem)"""
 
 import argparse
 import json
 import os
 import sys
 
-from lab import freezer, lab, machines, network, settings
+from lab import chaos, freezer, lab, machines, network, settings
 from lab.shell import LabError
 
 
@@ -32,6 +34,29 @@ def main(argv=None) -> int:
         pair = sub.add_parser(name, help=text)
         pair.add_argument("a", choices=list(settings.HOSTS))
         pair.add_argument("b", choices=list(settings.HOSTS))
+    hosts = list(settings.HOSTS)
+    one = sub.add_parser("loss", help="random packet loss: drop PERCENT %% of SRC's packets to DST (nftables)")
+    one.add_argument("a", choices=hosts)
+    one.add_argument("b", choices=hosts)
+    one.add_argument("percent", type=float)
+    one = sub.add_parser("delay", help="latency/jitter on the TCP connections SRC opens to DST (delay proxy)")
+    one.add_argument("a", choices=hosts)
+    one.add_argument("b", choices=hosts)
+    one.add_argument("ms", type=float, help="delay of what SRC sends")
+    one.add_argument("--jitter", type=float, default=0.0, metavar="MS", help="+/- uniform, per chunk")
+    one.add_argument("--reply", type=float, default=0.0, metavar="MS", help="delay of DST's answers")
+    for name, text in (("unloss", "undo loss"), ("undelay", "undo delay")):
+        pair = sub.add_parser(name, help=text)
+        pair.add_argument("a", choices=hosts)
+        pair.add_argument("b", choices=hosts)
+    one = sub.add_parser("starve", help="CPU starvation: limit HOST to SHARE CPUs with busy loops in its group")
+    one.add_argument("host", choices=settings.SYSTEMD_HOSTS)
+    one.add_argument("share", type=float)
+    one.add_argument("--hogs", type=int, default=2)
+    one = sub.add_parser("unstarve", help="undo starve")
+    one.add_argument("host", choices=settings.SYSTEMD_HOSTS)
+    sub.add_parser("faults", help="print the injected faults in force as JSON")
+    sub.add_parser("calm", help="remove every injected fault (loss, delay, starve)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 and args.command != "ssh-config":
         print("the lab needs root (namespaces, systemd-nspawn)", file=sys.stderr)
@@ -68,6 +93,22 @@ def main(argv=None) -> int:
             network.drop(args.a, args.b)
         elif args.command == "undrop":
             network.undrop(args.a, args.b)
+        elif args.command == "loss":
+            chaos.loss(args.a, args.b, args.percent)
+        elif args.command == "unloss":
+            chaos.unloss(args.a, args.b)
+        elif args.command == "delay":
+            chaos.delay(args.a, args.b, args.ms, args.jitter, args.reply)
+        elif args.command == "undelay":
+            chaos.undelay(args.a, args.b)
+        elif args.command == "starve":
+            chaos.starve(args.host, args.share, args.hogs)
+        elif args.command == "unstarve":
+            chaos.unstarve(args.host)
+        elif args.command == "faults":
+            print(json.dumps(chaos.active(), indent=2))
+        elif args.command == "calm":
+            chaos.heal_all()
         elif args.command == "freeze":
             freezer.freeze(args.host)
         elif args.command == "thaw":

@@ -4,11 +4,10 @@ process of the host's PID namespace is moved into a cgroup-v1 freezer group of i
 kernel state (its network namespace, nftables timeouts, TCP stacks) keeps running, as on a paused VM
 whose host kernel answers nothing. Needs the freezer controller (cgroup v1 or the hybrid layout)."""
 
-import os
 import time
 from pathlib import Path
 
-from lab import machines, processes, settings
+from lab import machines, settings
 from lab.shell import LabError
 
 FREEZER = Path("/sys/fs/cgroup/freezer")
@@ -18,24 +17,6 @@ def group(name: str) -> Path:
     return FREEZER / f"wirebot-lab{settings.LAB_ID}-{name}"
 
 
-def _pids_of(name: str) -> list:
-    """Every pid in host `name`'s PID namespace (its init is nspawn's only child)."""
-    nspawn = processes.pid_of(name)
-    inits = machines._children(nspawn) if nspawn else []
-    if not inits:
-        raise LabError(f"host {name} is not running")
-    ns = os.readlink(f"/proc/{inits[0]}/ns/pid")
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "ns/pid") == ns:
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
 def freeze(name: str) -> float:
     """Freeze host `name`; returns the time it was frozen (unix seconds)."""
     if not (FREEZER / "freezer.state").exists() and not FREEZER.is_dir():
@@ -43,7 +24,7 @@ def freeze(name: str) -> float:
     cg = group(name)
     cg.mkdir(exist_ok=True)
     for _ in range(2):  # a second pass catches what forked during the first
-        for pid in _pids_of(name):
+        for pid in machines.pids(name):
             try:
                 (cg / "cgroup.procs").write_text(f"{pid}\n")
             except OSError:

@@ -3,7 +3,8 @@
 import shutil
 import time
 
-from lab import edge_service, freezer, gateway_bundle, machines, network, processes, rootfs, secrets, settings
+from lab import chaos, edge_service, freezer, gateway_bundle, machines, network, processes, rootfs, secrets, settings
+from lab.chaos import HOG
 from lab.shell import LabError, run
 
 
@@ -37,6 +38,7 @@ def up() -> float:
 
 def down() -> None:
     """Stop every lab process and remove the namespaces, bridge, hosts and state (keeps the rootfs cache)."""
+    chaos.heal_all()  # injected faults: delay proxies, CPU hogs and their cpu groups, nft chaos tables
     for name in settings.SYSTEMD_HOSTS:
         freezer.remove(name)  # a frozen host would never shut down
         machines.kill(name) if not machines.shutdown(name) else None
@@ -71,11 +73,13 @@ def leftovers() -> list:
     found += [f"namespace {settings.netns(name)}" for name in settings.HOSTS if settings.netns(name) in netns]
     links = run(["ip", "-o", "link", "show"], check=False).stdout
     found += [f"veth {network.veth(name)}" for name in settings.HOSTS if f" {network.veth(name)}@" in links]
+    found += [f"cpu group {group}" for group in chaos.active()["cpu"]]
     if settings.STATE_DIR.exists():
         found.append(f"state dir {settings.STATE_DIR}")
     for proc in run(["ps", "-eo", "args"], check=False).stdout.splitlines():
         if ("systemd-nspawn" in proc and str(settings.HOSTS_DIR) in proc) or (
                 "-m lab.edge" in proc and f"--listen {settings.address('edge')} " in proc) or (
-                "-m lab.model_server" in proc and f"--listen {settings.address('edge')} " in proc):
+                "-m lab.model_server" in proc and f"--listen {settings.address('edge')} " in proc) or (
+                f"wirebot-lab{settings.LAB_ID}-" in proc and ("lab.delay_proxy" in proc or HOG in proc)):
             found.append(f"process {proc.strip()}")
     return found

@@ -4,6 +4,7 @@ A host is a folder under settings.HOSTS_DIR plus a systemd-nspawn process tracke
 host keys are made per host and pinned in the lab's known_hosts; the lab's own key logs in as root.
 """
 
+import os
 import shutil
 import signal
 import socket
@@ -171,4 +172,22 @@ def _children(pid: int) -> list:
                 continue
             if int(fields[1]) == pid:
                 found.append(int(proc.name))
+    return found
+
+
+def pids(name: str) -> list:
+    """Every pid in host `name`'s PID namespace (its init is nspawn's only child); LabError when it is down."""
+    nspawn = processes.pid_of(name)
+    inits = _children(nspawn) if nspawn else []
+    if not inits:
+        raise LabError(f"host {name} is not running")
+    ns = os.readlink(f"/proc/{inits[0]}/ns/pid")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "ns/pid") == ns:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
     return found
