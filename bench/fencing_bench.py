@@ -16,58 +16,14 @@ target "detection + activation" (interval x miss threshold + activation) the out
 """
 
 import argparse
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import fencing, settings  # noqa: E402
-from lab.group_data import group_settings  # noqa: E402
-
-
-def wanted_timings(mode: str) -> fencing.Timings:
-    """The timings `--timings mode` deploys: group_data/all.py's, with lab/inventory.py's LAB_TIMINGS on top
-    for "lab" (the inventory is read under WIREBOT_LAB_TIMINGS=mode, as the deploy reads it)."""
-    from lab import inventory  # checks the inventory (and the environment switch) on import
-    values = group_settings("all")
-    if mode == "lab":
-        values.update(inventory.LAB_TIMINGS)
-    return fencing.timings_from(values)
-
-
-def primary_serves_alone(t: fencing.Timings) -> bool:
-    status = fencing.standby_status()
-    connectors = fencing.edge("/lab/connectors") or []
-    return (status.get("state") == "STANDBY" and (status.get("last_heartbeat_age_seconds") or 1e9) < t.interval + 1
-            and {c["origin_ip"] for c in connectors} == {settings.address("primary")})
-
-
-def settle(t: fencing.Timings) -> None:
-    """Wait for "primary serves, standby watches" (a fresh heartbeat), then one interval + 1 s more."""
-    deadline = time.monotonic() + max(90.0, 3 * t.detection)
-    while not primary_serves_alone(t):
-        if time.monotonic() > deadline:
-            raise SystemExit("the lab is not in 'primary serves, standby watches': redeploy it first")
-        time.sleep(0.5)
-    time.sleep(t.interval + 1)
-
-
-def pyinfra(playbook: str) -> float:
-    """Run `playbook` on the lab (the environment carries WIREBOT_LAB_TIMINGS); the seconds it took."""
-    started = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).with_name("pyinfra")), "-y", "lab/inventory.py", playbook],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    if result.returncode != 0:
-        raise SystemExit(f"{playbook} failed:\n" + (result.stdout + result.stderr)[-3000:])
-    return time.monotonic() - started
-
-
-def recover() -> float:
-    return pyinfra("tasks/recovery.py")
+from lab import fencing  # noqa: E402
+from lab.fencing import recover, settle  # noqa: E402
 
 
 def main(argv) -> int:
@@ -80,13 +36,8 @@ def main(argv) -> int:
     unknown = [key for key in args.scenarios if key not in fencing.SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(fencing.SCENARIOS)}")
-    os.environ["WIREBOT_LAB_TIMINGS"] = args.timings
     keys = args.scenarios or list(fencing.SCENARIOS)
-    wanted = wanted_timings(args.timings)
-    if fencing.deployed_timings() != wanted:
-        print(f"deploying the lab at the {args.timings} timings ({wanted})", flush=True)
-        pyinfra("deploy.py")
-    timings = fencing.deployed_timings()
+    timings = fencing.deploy_timings(args.timings)
     print(f"timings: {timings}; detection {timings.detection:g} s", flush=True)
     rows = []
     for key in keys:

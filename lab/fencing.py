@@ -18,15 +18,21 @@ the deployed agents' configuration), so they hold at the lab's 1 s x 3 and at th
 """
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from lab import client, freezer, machines, network, settings
+from lab.group_data import group_settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RATE = 10.0  # client writes per second
 # How long a scenario waits for the standby's ACTIVE beyond detection (Timings.active_timeout): an activation
@@ -263,3 +269,63 @@ def run_scenario(key, timings: Timings = None):
         finally:
             freezer.thaw("primary")
     return measure(name, fault, active, load, since)
+
+
+# --- Shared by the benches (fencing, RTO, soak): the timings to deploy, settling, playbooks ---------
+
+def wanted_timings(mode: str) -> Timings:
+    """The timings `--timings mode` deploys: group_data/all.py's, with lab/inventory.py's LAB_TIMINGS on top
+    for "lab" (the inventory is read under WIREBOT_LAB_TIMINGS=mode, as the deploy reads it)."""
+    from lab import inventory  # checks the inventory (and the environment switch) on import
+    values = group_settings("all")
+    if mode == "lab":
+        values.update(inventory.LAB_TIMINGS)
+    return timings_from(values)
+
+
+def deploy_timings(mode: str) -> Timings:
+    """Make the lab run the `mode` timings ("lab" or "default"; WIREBOT_LAB_TIMINGS is set for this process
+    and the playbooks it runs): deploy when the deployed agents run others; returns the deployed timings."""
+    os.environ["WIREBOT_LAB_TIMINGS"] = mode
+    wanted = wanted_timings(mode)
+    if deployed_timings() != wanted:
+        print(f"deploying the lab at the {mode} timings ({wanted})", flush=True)
+        pyinfra("deploy.py")
+    timings = deployed_timings()
+    print(f"timings: {timings}; detection {timings.detection:g} s", flush=True)
+    return timings
+
+
+def primary_serves_alone(t: Timings) -> bool:
+    status = standby_status()
+    connectors = edge("/lab/connectors") or []
+    return (status.get("state") == "STANDBY" and (status.get("last_heartbeat_age_seconds") or 1e9) < t.interval + 1
+            and {c["origin_ip"] for c in connectors} == {settings.address("primary")})
+
+
+def settle(t: Timings) -> None:
+    """Wait for "primary serves, standby watches" (a fresh heartbeat), then one interval + 1 s more."""
+    deadline = time.monotonic() + max(90.0, 3 * t.detection)
+    while not primary_serves_alone(t):
+        if time.monotonic() > deadline:
+            raise SystemExit("the lab is not in 'primary serves, standby watches': redeploy it first")
+        time.sleep(0.5)
+    time.sleep(t.interval + 1)
+
+
+def pyinfra(playbook: str) -> float:
+    """Run `playbook` on the lab (the environment carries WIREBOT_LAB_TIMINGS); the seconds it took."""
+    started = time.monotonic()
+    result = subprocess.run([str(Path(sys.executable).with_name("pyinfra")), "-y", "lab/inventory.py", playbook],
+                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    if result.returncode != 0:
+        raise SystemExit(f"{playbook} failed:\n" + (result.stdout + result.stderr)[-3000:])
+    return time.monotonic() - started
+
+
+def recover() -> float:
+    """Put the primary back (tasks/recovery.py; boots a killed primary first); the seconds it took."""
+    started = time.monotonic()
+    machines.boot("primary")  # a no-op when it runs
+    pyinfra("tasks/recovery.py")
+    return time.monotonic() - started
