@@ -39,9 +39,9 @@ def test_removing_one_fault_deletes_only_the_rules_with_its_comment():
     listing = """table inet wirebot_chaos { # handle 7
 	chain loss { # handle 1
 		type filter hook output priority filter - 5; policy accept;
-		ip daddr 10.213.3.3 numgen random mod 1000 < 300 counter packets 0 bytes 0 drop comment "chaos loss to standby" # handle 3
-		ip daddr 10.213.3.4 numgen random mod 1000 < 100 counter packets 0 bytes 0 drop comment "chaos loss to edge" # handle 5
-		ip daddr 10.213.3.3 numgen random mod 1000 < 300 counter packets 0 bytes 0 drop comment "chaos loss to standby" # handle 9
+		ip daddr 10.213.3.3 numgen random mod 1000 < 300 counter drop comment "chaos loss to standby" # handle 3
+		ip daddr 10.213.3.4 numgen random mod 1000 < 100 counter drop comment "chaos loss to edge" # handle 5
+		ip daddr 10.213.3.3 numgen random mod 1000 < 300 counter drop comment "chaos loss to standby" # handle 9
 	}
 }"""
     script = chaos.delete_rules_script(listing, "loss", "chaos loss to standby")
