@@ -35,10 +35,11 @@ from lab import chaos, fencing, settings  # noqa: E402
 WATCHING = ("STANDBY", "SUSPECT")
 STANDBY = settings.address("standby")
 
-# Fault levels, for the lab's 1 s heartbeat (a heartbeat or witness request must still fit well inside a
-# second): latency 150 ms +/- 100 ms each way on every path, loss 10 % (5 % in combinations), a host held to
-# a quarter CPU with two busy loops beside its own processes.
-DELAY_MS, JITTER_MS = 150.0, 100.0
+# Fault levels (options --delay-ms, --jitter-ms, --loss, --share, --hogs change them), for the lab's 1 s
+# heartbeat: latency 100 ms +/- 50 ms each way on every path (a TLS heartbeat on a fresh connection takes about
+# three round trips: 0.6 s +/- 0.3 s of its second), loss 10 % (half of it in combinations), a host held to a
+# quarter CPU with two busy loops beside its own processes.
+DELAY_MS, JITTER_MS = 100.0, 50.0
 LOSS = 10.0
 SHARE, HOGS = 0.25, 2
 PATHS = [("primary", "standby"), ("standby", "primary"), ("primary", "edge"), ("edge", "primary"),
@@ -50,10 +51,10 @@ def delay_everywhere():
         chaos.delay(src, dst, DELAY_MS, JITTER_MS, DELAY_MS)
 
 
-def loss(pairs, percent=LOSS):
+def loss(pairs, half=False):
     def apply():
         for src, dst in pairs:
-            chaos.loss(src, dst, percent)
+            chaos.loss(src, dst, LOSS / 2 if half else LOSS)
     return apply
 
 
@@ -71,18 +72,21 @@ def both(*steps):
     return apply
 
 
-PHASES = [
-    (f"latency {DELAY_MS:g} +/- {JITTER_MS:g} ms, every path", delay_everywhere),
-    (f"loss {LOSS:g} % primary -> standby", loss([("primary", "standby")])),
-    (f"loss {LOSS:g} % standby -> primary", loss([("standby", "primary")])),
-    (f"loss {LOSS:g} % primary <-> edge", loss([("primary", "edge"), ("edge", "primary")])),
-    (f"loss {LOSS:g} % standby <-> edge", loss([("standby", "edge"), ("edge", "standby")])),
-    (f"CPU: primary held to {SHARE:g} CPU + {HOGS} hogs", starve("primary")),
-    (f"CPU: standby held to {SHARE:g} CPU + {HOGS} hogs", starve("standby")),
-    ("latency + loss 5 %, every path", both(delay_everywhere, loss(PATHS, 5.0))),
-    ("CPU primary + latency", both(starve("primary"), delay_everywhere)),
-    ("CPU both hosts + loss 5 %, every path", both(starve("primary", "standby"), loss(PATHS, 5.0))),
-]
+def phases():
+    """[(name, apply)] with the fault levels in force (module globals, set from the options)."""
+    return [
+        (f"latency {DELAY_MS:g} +/- {JITTER_MS:g} ms, every path", delay_everywhere),
+        (f"loss {LOSS:g} % primary -> standby", loss([("primary", "standby")])),
+        (f"loss {LOSS:g} % standby -> primary", loss([("standby", "primary")])),
+        (f"loss {LOSS:g} % primary <-> edge", loss([("primary", "edge"), ("edge", "primary")])),
+        (f"loss {LOSS:g} % standby <-> edge", loss([("standby", "edge"), ("edge", "standby")])),
+        (f"CPU: primary held to {SHARE:g} CPU + {HOGS} hogs", starve("primary")),
+        (f"CPU: standby held to {SHARE:g} CPU + {HOGS} hogs", starve("standby")),
+        (f"latency + loss {LOSS / 2:g} %, every path", both(delay_everywhere, loss(PATHS, half=True))),
+        ("CPU primary + latency", both(starve("primary"), delay_everywhere)),
+        (f"CPU both hosts + loss {LOSS / 2:g} %, every path",
+         both(starve("primary", "standby"), loss(PATHS, half=True))),
+    ]
 
 
 def primary_fenced():
@@ -131,39 +135,67 @@ def run_phase(name, apply, seconds, calm, t: fencing.Timings):
     }
 
 
+def put_back(t: fencing.Timings):
+    """After a false activation: let an activation finish (recovery refuses to interrupt one), then the
+    recovery playbook, then wait for "primary serves, standby watches"."""
+    deadline = time.monotonic() + t.active_timeout
+    while fencing.standby_status().get("state") == "ACTIVATING" and time.monotonic() < deadline:
+        time.sleep(1.0)
+    fencing.recover()
+    fencing.settle(t)
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def main(argv) -> int:
+    global DELAY_MS, JITTER_MS, LOSS, SHARE, HOGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="soak length (default %(default)s)")
     parser.add_argument("--phase-seconds", type=float, default=60.0, help="how long each fault is held")
     parser.add_argument("--calm-seconds", type=float, default=10.0, help="quiet after each fault")
     parser.add_argument("--timings", choices=("lab", "default"), default="lab")
+    parser.add_argument("--delay-ms", type=float, default=DELAY_MS, help="latency each way (default %(default)s)")
+    parser.add_argument("--jitter-ms", type=float, default=JITTER_MS, help="+/- jitter (default %(default)s)")
+    parser.add_argument("--loss", type=float, default=LOSS, help="loss %% per direction (default %(default)s)")
+    parser.add_argument("--share", type=float, default=SHARE, help="CPUs a starved host gets (default %(default)s)")
+    parser.add_argument("--hogs", type=int, default=HOGS, help="busy loops in a starved host (default %(default)s)")
+    parser.add_argument("--phase", action="append", type=int, metavar="N",
+                        help="run only phase N (1-based; repeatable); default: all, cycling")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.phase_seconds <= 0 or args.calm_seconds < 0:
         parser.error("--minutes and --phase-seconds must be positive, --calm-seconds not negative")
+    DELAY_MS, JITTER_MS, LOSS, SHARE, HOGS = args.delay_ms, args.jitter_ms, args.loss, args.share, args.hogs
+    cycle = phases()
+    if args.phase:
+        if not all(1 <= n <= len(cycle) for n in args.phase):
+            parser.error(f"--phase takes 1..{len(cycle)}")
+        cycle = [cycle[n - 1] for n in args.phase]
     timings = fencing.deploy_timings(args.timings)
     chaos.heal_all()
     fencing.settle(timings)
     ends = time.time() + 60 * args.minutes
     rows, index = [], 0
     while time.time() < ends:
-        name, apply = PHASES[index % len(PHASES)]
+        name, apply = cycle[index % len(cycle)]
         index += 1
         row = run_phase(name, apply, args.phase_seconds, args.calm_seconds, timings)
         row["recovered"] = False
-        if not fencing.primary_serves_alone(timings) or row["fenced"]:
-            fencing.recover()
-            fencing.settle(timings)
-            row["recovered"] = True
         rows.append(row)
         print(row, flush=True)
+        if not fencing.primary_serves_alone(timings) or row["fenced"]:
+            row["recovered"] = True
+            try:
+                put_back(timings)
+            except SystemExit as error:
+                print(f"recovery failed, the soak stops here: {error}", flush=True)
+                break
     total = {key: sum(r[key] for r in rows) for key in ("false_activations", "two_origin", "suspects",
                                                          "lease_lapses", "client_errors", "writes")}
-    print(f"\nSoak of {args.minutes:g} min ({len(rows)} phases of {args.phase_seconds:g} s fault + "
+    print(f"\nSoak of {args.minutes:g} min (latency {DELAY_MS:g} +/- {JITTER_MS:g} ms, loss {LOSS:g} %, "
+          f"starved host {SHARE:g} CPU + {HOGS} hogs; {len(rows)} phases of {args.phase_seconds:g} s fault + "
           f"{args.calm_seconds:g} s calm; {args.timings} timings: heartbeat {timings.interval:g} s x {timings.miss}, "
           f"lease {timings.lease:g} s), client writes every 0.1 s:\n")
     print(table(("phase", "false activations", "fenced", "2-origin", "SUSPECTs", "lease lapses", "client errors",
