@@ -6,14 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3 promtool npm; do
+for tool in debootstrap systemd-nspawn ssh rsync sqlite3 python3 promtool npm nft; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ] || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq debootstrap systemd-container openssh-client rsync sqlite3 python3 python3-venv \
-    iproute2 procps npm >/dev/null  # npm: the lab's gateway bundle comes from the npm registry
+    iproute2 procps npm nftables >/dev/null  # npm: the lab's gateway bundle comes from the npm registry;
+  # nftables: lab/chaos.py's loss and delay rules in the namespaces (the edge's and the monitor's have no host)
   # prometheus: promtool and the server binary (tests/unit/test_prometheus.py checks the alert rules and
   # scrapes a channel listener with the shipped job); its own
   # service is not wanted on the control machine, hence no recommends and the disable below.
