@@ -110,8 +110,8 @@ def run_phase(name, apply, seconds, calm, t: fencing.Timings):
         while time.time() < end + calm:
             polled.append(fencing.standby_status().get("state"))
             time.sleep(2.0)
-    changes = [(e.get("state"), e.get("reason") or "") for e in journal("standby", "wirebot-standby", start)
-               if e.get("event") == "state-change"]
+    changes = [(e.get("previous"), e.get("state"), e.get("reason") or "")
+               for e in journal("standby", "wirebot-standby", start) if e.get("event") == "state-change"]
     lease = [e.get("event") for e in journal("primary", "wirebot-replicator", start) if e.get("component") == "lease"]
     overlaps = fencing.edge(f"/lab/overlaps?since={start}") or []
     standby_connectors = [i for i in fencing.edge("/lab/history") or []
@@ -119,15 +119,19 @@ def run_phase(name, apply, seconds, calm, t: fencing.Timings):
     requests = fencing.edge(f"/lab/requests?since={start}") or []
     ok_times = sorted(r["ts"] for r in requests if 200 <= r["status"] < 300)
     bounds = [start] + ok_times + [time.time()]
-    false_states = [state for state, _ in changes if state not in WATCHING]
-    false_states += [s for s in polled if s and s not in WATCHING and s not in false_states]
+    # a false activation: the standby leaving STANDBY/SUSPECT for anything else (journal), or found so by the
+    # polls when the journal missed it; else one when the edge saw a connector of the standby's or the primary
+    # was fenced
+    false_states = [state for previous, state, _ in changes if previous in WATCHING and state not in WATCHING]
+    if not false_states:
+        false_states = sorted({s for s in polled if s and s not in WATCHING})[:1]
     fenced = primary_fenced() or "demoted" in lease
     return {
         "phase": name, "seconds": round(time.time() - start),
-        "false_activations": len(false_states) + (1 if standby_connectors and not false_states else 0),
+        "false_activations": len(false_states) or int(bool(standby_connectors) or fenced),
         "false_states": false_states, "fenced": fenced, "standby_connectors": len(standby_connectors),
-        "two_origin": len(overlaps), "suspects": sum(1 for state, _ in changes if state == "SUSPECT"),
-        "suspect_reasons": sorted({reason[:60] for state, reason in changes if state == "SUSPECT"}),
+        "two_origin": len(overlaps), "suspects": sum(1 for _, state, _ in changes if state == "SUSPECT"),
+        "suspect_reasons": sorted({reason[:60] for _, state, reason in changes if state == "SUSPECT"}),
         "lease_lapses": lease.count("lapsed"), "units_stopped": lease.count("units-stopped"),
         "writes": len(load.sent),
         "client_errors": sum(1 for _, _, status in load.sent if not 200 <= (status or 0) < 300),
