@@ -85,6 +85,7 @@ def test_heal_all_removes_tables_in_every_namespace_stops_every_proxy_and_unstar
         (tmp_path / f"{name}.pid").write_text("1\n")
     nft, stopped, unstarved = [], [], []
     monkeypatch.setattr(chaos.network, "namespace_exists", lambda name: True)
+    monkeypatch.setattr(chaos.shutil, "which", lambda name: f"/usr/sbin/{name}")
     monkeypatch.setattr(chaos, "_nft", lambda name, script, check=True: nft.append((name, script)))
     monkeypatch.setattr(chaos.processes, "stop", lambda name, *a, **k: stopped.append(name))
     monkeypatch.setattr(chaos, "unstarve", unstarved.append)
