@@ -41,11 +41,15 @@ def state_changes(since):
 
 
 def detector_of(reason, entry):
-    """The detector that fired, as the agent names it (a "detector" field when it logs one), else the start
-    of its reason."""
+    """The detector that fired, from the reason the standby gave for its first SUSPECT: "heartbeat" (missed
+    heartbeats), "edge" (the edge lost the primary: wirebot.edgewatch), else the reason's start."""
     if entry.get("detector"):
         return str(entry["detector"])
-    return reason if len(reason) <= 70 else reason[:67] + "..."
+    if reason.startswith("no valid heartbeat"):
+        return "heartbeat"
+    if reason.startswith("the edge lost the primary"):
+        return "edge"
+    return reason if len(reason) <= 50 else reason[:47] + "..."
 
 
 def one_run(t: fencing.Timings):
