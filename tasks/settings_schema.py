@@ -162,7 +162,7 @@ def coerce(kind: str, value):
     """A value given on pyinfra's command line (`--data key=value`: a string, or what pyinfra made of it:
     an int, a bool, JSON) in the kind's type, where the meaning is unambiguous: "30" -> 30 for a whole
     number ("30s" stays "30s" and fails the check), "2.5" -> 2.5, "yes"/"no" -> True/False, "a,b" -> [a, b]
-    for a list of strings, 123 -> "123" for a text."""
+    and 7844 -> [7844] for a list, 123 -> "123" for a text."""
     if isinstance(value, str):
         text = value.strip()
         if kind in _INT_KINDS and re.fullmatch(r"[+-]?\d+", text):
@@ -175,6 +175,8 @@ def coerce(kind: str, value):
             value = [item.strip() for item in text.split(",") if item.strip()]
             if kind == "ports":
                 value = [coerce("port", item) for item in value]
+    elif kind in _LIST_KINDS and (_number(value) and not isinstance(value, bool)):
+        value = [value]  # `--data fencing_tunnel_ports=7844`: pyinfra made it 7844
     elif kind in _TEXT_KINDS and _number(value):
         value = str(value)
     elif kind in _FLOAT_KINDS and _whole(value):
