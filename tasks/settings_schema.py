@@ -196,7 +196,7 @@ class Setting:
     readers: str  # space-separated modules that read it ("provision/base", "agent:replicator.yml", ...)
     low: Optional[float] = None  # numeric range, inclusive
     high: Optional[float] = None
-    readme: str = ""  # set: a row of README's settings table, this column "lab" value
+    readme: bool = False  # a row of README's table of the switches for paths only real hosts run
 
     def expected(self) -> str:
         text = KINDS[self.kind][1]
@@ -249,7 +249,7 @@ SETTINGS_LIST = [
 
     # --- ports (seed section 4) ---
     S("gateway_port", "all", "port", 18789, "OpenClaw gateway (AI inference + tools)",
-      "provision/gateway provision/gateway/openclaw_config"),
+      "agent:standby.yml provision/gateway provision/gateway/openclaw_config"),
     S("scoreboard_port", "all", "port", 8100, "scoreboard event API", "agent:standby.yml provision/services"),
     S("agent_port", "all", "port", 8300,
       "replicator (primary) / standby agent (standby) API: mutual TLS, only the peer admitted",
@@ -258,7 +258,7 @@ SETTINGS_LIST = [
     # --- the agents' channel (docs/security.md, "The agents' channel (:8300)") ---
     S("agent_keys_dir", "all", "path", "${wirebot_config_dir}/agent-keys",
       "0700: agent.key (0600) + agent.crt made on the host, peer.crt, control.key",
-      "provision/paths provision/sandbox provision/trust"),
+      "agent:replicator.yml agent:standby.yml provision/paths provision/sandbox provision/trust"),
     S("agent_control_socket", "all", "path", "/run/wirebot-agent/control.sock",
       "0600 unix socket: the only way in for control requests",
       "agent:replicator.yml agent:standby.yml incident/status provision/sandbox"),
@@ -272,8 +272,7 @@ SETTINGS_LIST = [
       "the Prometheus server's IP address(es): connections from these presenting exactly the operator's "
       "prometheus/client.crt are served GET /metrics on :8300 and nothing else ([]: no scraping over the "
       "network; the operator sets `metrics_sources:` in settings.yml)",
-      "agent:replicator.yml agent:standby.yml operator_settings provision/firewall provision/sandbox "
-      "provision/secrets_check provision/trust settings_check"),
+      "agent:replicator.yml agent:standby.yml provision/firewall provision/sandbox provision/trust settings_check"),
 
     # --- public hostnames carried by the tunnel (seed section 4) ---
     S("public_hostnames", "all", "hostnames",
@@ -284,8 +283,8 @@ SETTINGS_LIST = [
     S("gateway_exec", "all", "exec", "/usr/bin/openclaw gateway --port {port}",
       "the gateway's ExecStart ({port} = gateway_port)", "provision/gateway"),
     S("gateway_install", "all", "bool", True,
-      "Node.js from NodeSource and openclaw@gateway_openclaw_version from npm; the lab mounts the same versions",
-      "provision/gateway", readme="`False`"),
+      "Node.js from NodeSource and `openclaw@gateway_openclaw_version` from npm; the lab mounts the same versions",
+      "provision/gateway", readme=True),
     S("gateway_nodejs_major", "all", "seconds", 24,
       "NodeSource major; openclaw 2026.9.6 declares engines node >=24.16.0 <25 || >=26.1.0", "provision/gateway",
       low=18, high=99),
@@ -325,7 +324,7 @@ SETTINGS_LIST = [
       "connected)", "agent:replicator.yml agent:standby.yml provision/cloudflared"),
     S("cloudflared_install", "all", "install", "repo",
       "Cloudflare's apt/rpm repository at `cloudflared_version`; `none`: already installed",
-      "provision/cloudflared", readme="`none`"),
+      "provision/cloudflared", readme=True),
     S("cloudflared_version", "all", "text", "2025.11.1", "pinned package version (Cloudflare release of 2025-11-07)",
       "provision/cloudflared"),
     S("cloudflared_binary", "all", "path", "/usr/bin/cloudflared", "the connector's binary", "provision/cloudflared"),
@@ -365,8 +364,7 @@ SETTINGS_LIST = [
     # --- replication target on the standby (docs/security.md, "The replication account and the replica tree") ---
     S("replica_root", "all", "path", "/var/lib/wirebot-replica",
       "root-owned 0755: the SFTP chroot; litestream/ and files/ below",
-      "agent:replicator.yml agent:standby.yml incident/recovery provision/litestream provision/sshd "
-      "provision/trust settings_check"),
+      "agent:standby.yml incident/recovery provision/litestream provision/sshd provision/trust settings_check"),
     S("replica_user", "all", "name", "wirebot-repl",
       "Litestream's SFTP account: internal-sftp chrooted in replica_root, writes litestream/",
       "provision/litestream provision/sshd provision/trust settings_check"),
@@ -468,12 +466,12 @@ SETTINGS_LIST = [
     # --- packages ---
     S("packages_apt", "all", "strings",
       ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl", "nftables"],
-      "packages on Debian/Ubuntu", "provision/base provision/firewall"),
+      "packages on Debian/Ubuntu", "provision/base"),
     S("packages_dnf", "all", "strings",
       ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl", "nftables"],
-      "packages on AlmaLinux/RHEL", "provision/base provision/firewall"),
+      "packages on AlmaLinux/RHEL", "provision/base"),
     S("packages_update_cache", "all", "bool", True, "refresh the package index before installing (daily at most)",
-      "provision/base", readme="`False`"),
+      "provision/base", readme=True),
 
     # --- the primary's agent (tasks/provision/replicator) ---
     S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
@@ -488,8 +486,7 @@ SETTINGS_LIST = [
     S("standby_unit", "standby", "name", "wirebot-standby", "the standby agent's systemd unit",
       "incident/facts provision/standby_agent"),
     S("standby_config", "standby", "path", "${wirebot_config_dir}/standby.yml", "the standby agent's config",
-      "drill_lib/settings incident/failover incident/recovery provision/cloudflared provision/gateway "
-      "provision/standby_agent"),
+      "incident/failover incident/recovery provision/cloudflared provision/standby_agent"),
     S("standby_capabilities", "standby", "capabilities", ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
       "all the standby agent keeps of root: chown restored data, read the replica tree, set modes and times",
       "provision/standby_agent"),
@@ -552,39 +549,39 @@ SETTINGS_LIST = [
       "override of the webhook (default: discord-webhook.url in the secrets dir)", "drill_lib/steps"),
     S("drill_local_dir", "drill", "text", "~/.local/state/wirebot",
       "on the control machine: fire-drill.log (a copy of each JSON line) and drills/<drill id>/ (the surface's "
-      "SQLite store, report.json)", "drill_lib/run"),
+      "SQLite store, report.json)", "drill_lib/run drill_lib/settings"),
 
     # --- the Hetzner standby (tasks/hetzner.py): the `hetzner:` section of the operator's settings file ---
     S("hetzner_server_name", "hetzner", "name", "wirebot-standby", "server name in the Hetzner project, also its "
-      "hostname", "hcloud_standby/config"),
+      "hostname", "hcloud_standby/config hetzner"),
     S("hetzner_server_type", "hetzner", "text", "cax11",
       "server type (cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk); preflight checks the API offers it",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_location", "hetzner", "text", "ash",
       "location (ash = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones)",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_image", "hetzner", "text", "debian-12", "system image, resolved for the server type's architecture",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_ssh_public_key", "hetzner", "text", "~/.ssh/id_ed25519.pub",
       "the operator's public key: uploaded once, installed for root; matched by MD5 fingerprint",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_ssh_key_name", "hetzner", "text", "wirebot-operator",
       "the name the key gets in the project when uploaded (a different key under it is an error)",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_labels", "hetzner", "labels", {"app": "wirebot", "role": "standby"},
       "labels on the server, firewall and key; same name without these labels = not ours, untouched",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_firewall_name", "hetzner", "text", "wirebot-standby",
       "the firewall attached to the server: nothing inbound except SSH from the operator and the agent port from "
-      "the primary", "hcloud_standby/config"),
+      "the primary", "hcloud_standby/config hetzner"),
     S("hetzner_operator_cidrs", "hetzner", "cidrs", [],
       "REQUIRED: CIDRs allowed to SSH (22/tcp), e.g. [\"198.51.100.7/32\"]; no default, never 0.0.0.0/0",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_primary_address", "hetzner", "address_or_none", None,
       "REQUIRED: the primary's public IP; only it may reach the agent port (as /32 or /128)",
-      "hcloud_standby/config"),
+      "hcloud_standby/config hetzner"),
     S("hetzner_agent_port", "hetzner", "port", 8300, "the standby agent's port (heartbeats and control from the "
-      "primary); agent_port", "hcloud_standby/config"),
+      "primary); agent_port", "hcloud_standby/config hetzner"),
 ]
 del S
 SETTINGS: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS_LIST}
@@ -647,11 +644,11 @@ def group_defaults(group: str) -> dict:
     return defaults(group)
 
 
-def readme_table() -> str:
-    """README's table of the switches for paths only real hosts run (rows: settings with `readme`)."""
+def readme_table(lab: dict) -> str:
+    """README's table of the switches for paths only real hosts run (rows: settings with `readme`), with
+    the values the lab's host data `lab` gives them."""
     rows = ["| key | default | lab | meaning |", "|---|---|---|---|"]
     for s in SETTINGS_LIST:
         if s.readme:
-            default = f"`{s.default}`"
-            rows.append(f"| `{s.name}` | {default} | {s.readme} | {s.meaning} |")
+            rows.append(f"| `{s.name}` | `{s.default}` | `{lab.get(s.name, s.default)}` | {s.meaning} |")
     return "\n".join(rows)
