@@ -97,7 +97,8 @@ def finalize(role: str, values: dict, origin: dict) -> dict:
 def _check_relations(role: str, values: dict, origin: dict) -> None:
     if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
         raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
-                           "be larger than heartbeat_interval_seconds")
+                           "be larger than heartbeat_interval_seconds (a heartbeat's age is up to one interval); "
+                           + _set_in(origin, "heartbeat_clock_window_seconds", "heartbeat_interval_seconds"))
     check_fencing_timings(values, origin)
     _check_replication(values, origin)
     if values["gateway_database"] not in values["litestream_databases"]:
@@ -156,7 +157,13 @@ def check_fencing_timings(values: dict, origin: dict) -> None:
             f"{origin['fencing_lease_seconds']}: fencing_lease_seconds={lease} breaks heartbeat_interval_seconds "
             f"< fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1) "
             f"({interval} < {lease} <= {interval * (miss - 1)}): the lease must outlive one lost heartbeat and "
-            "end before the standby's detection (docs/fencing.md)")
+            "end before the standby's detection (docs/fencing.md); "
+            + _set_in(origin, "heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease_seconds"))
+
+
+def _set_in(origin: dict, *keys: str) -> str:
+    """Where each of `keys` was set: what a relation error names besides the key it blames."""
+    return ", ".join(f"{key} from {origin.get(key, 'the defaults')}" for key in keys)
 
 
 def _inside(path: str, folder: str) -> bool:
