@@ -8,9 +8,10 @@ recovery playbook puts it back (lab/fencing.py recover) for the next run.
 
 RTO = kill -> the first public 2xx from the standby, from the edge's request log (its own timestamps). The
 other columns come from the standby agent (its journal's state changes and GET /status): kill -> first
-SUSPECT, kill -> ACTIVATING, the activation's length and steps, refusals (a witness that still saw the dead
-connector: "refuse, then wait a threshold"), and the reason the standby gave when it first suspected (which
-detector fired). --timings as in bench/fencing_bench.py (the lab is deployed with them when it runs others).
+SUSPECT, kill -> ACTIVATING, ACTIVATING -> the recorded ACTIVE and the activation's steps, refusals (a
+witness that still saw the dead connector: "refuse, then wait a threshold"), and the reason the standby gave
+when it first suspected (which detector fired). --timings as in bench/fencing_bench.py (the lab is deployed
+with them when it runs others).
 """
 
 import argparse
@@ -76,13 +77,15 @@ def one_run(t: fencing.Timings):
     status = fencing.standby_status()
     act = status.get("activation") or {}
     steps = {name: step.get("seconds") for name, step in (act.get("steps") or {}).items()}
+    # ACTIVE: when the agent recorded it (it may come before the activation's last steps complete)
+    active_at = status.get("since") if status.get("state") == "ACTIVE" else act.get("completed_at")
     return {
         "rto_s": round(first["ts"] - killed, 2) if first else None,
         "last_primary_ok_s": round(last_primary - killed, 2) if last_primary else None,
         "suspect_s": round(suspect[0] - killed, 2) if suspect else None,
         "activating_s": round(activating - killed, 2) if activating else None,
-        "activation_s": round(act["completed_at"] - act["started_at"], 2) if act.get("completed_at") else None,
-        "active_to_200_s": round(first["ts"] - act["completed_at"], 2) if first and act.get("completed_at") else None,
+        "activation_s": round(active_at - act["started_at"], 2) if active_at and act.get("started_at") else None,
+        "active_to_200_s": round(first["ts"] - active_at, 2) if first and active_at else None,
         "refusals": refusals, "detector": detector_of(suspect[1], suspect[2]) if suspect else "-",
         "steps": steps, "state": status.get("state"),
     }
@@ -98,6 +101,8 @@ def main(argv) -> int:
     parser.add_argument("--timings", choices=("lab", "default"), default="lab",
                         help="lab: 1 s x 3, lease 2 s; default: group_data's 30 s x 3, lease 60 s")
     parser.add_argument("--runs", type=int, default=6, help="kills to measure (default %(default)s)")
+    parser.add_argument("--no-final-recovery", action="store_true",
+                        help="leave the standby serving after the last run (recover later with tasks/recovery.py)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -105,7 +110,8 @@ def main(argv) -> int:
     rows = []
     for index in range(args.runs):
         row = one_run(timings)
-        row["recovery_s"] = round(fencing.recover(), 1)
+        last = index == args.runs - 1
+        row["recovery_s"] = None if last and args.no_final_recovery else round(fencing.recover(), 1)
         rows.append(row)
         print(f"run {index + 1}: {row}", flush=True)
     rtos = [r["rto_s"] for r in rows if r["rto_s"] is not None]
