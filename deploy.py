@@ -4,19 +4,24 @@ A table of contents: each line is one component's @deploy under tasks/provision/
 what it guarantees and which settings it reads. A second run changes nothing.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
+from tasks.provision import hoststate
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
 from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
+from tasks.provision.reads import prepare_reads
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
 from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
+# every host's current state in one command each, in parallel (tasks/provision/hoststate.py): the
+# operations below read it instead of asking one fact at a time
+hoststate.prefetch(inventory.get_active_hosts(), prepare_reads)
 base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
