@@ -161,11 +161,12 @@ def _key(cls, kwargs) -> tuple:
 
 
 class _HostReads:
-    """One host's declarations and what was read: {key: value}, valid while `executed` is unchanged."""
+    """One host's declared reads {key: spec}, what was read {key: value} (valid while `executed` is
+    unchanged) and the keys some caller has looked up (`looked`). Keys: ("path", path), ("unit", unit)
+    or (fact class, its kwargs as JSON)."""
 
     def __init__(self):
-        self.paths, self.units, self.facts = set(), set(), {}
-        self.values, self.executed = {}, 0
+        self.declared, self.values, self.looked, self.executed = {}, {}, set(), 0
         self.lock = gevent.lock.BoundedSemaphore()  # one gather at a time (pyinfra prepares hosts in parallel)
 
 
@@ -192,17 +193,21 @@ def _executed_ops(target) -> int:
     return sum(1 for data in ops.values() if data.operation_meta.is_complete() and data.operation_meta.executed)
 
 
+def _specs(paths=(), units=(), facts=()) -> dict:
+    specs = {("path", p): None for p in paths}
+    specs.update({("unit", unit_name(u)): None for u in units})
+    specs.update({_key(cls, kwargs): (cls, kwargs) for cls, kwargs in facts})
+    return specs
+
+
 def want(target=None, paths=(), units=(), facts=()) -> None:
     """Declare what will be read on `target` (default: the current host): paths (stats and sha256),
     systemd units, and other facts as (class, kwargs)."""
-    reads = _reads(target)
-    reads.paths.update(paths)
-    reads.units.update(unit_name(u) for u in units)
-    for cls, kwargs in facts:
-        reads.facts.setdefault(_key(cls, kwargs), (cls, kwargs))
+    _reads(target).declared.update(_specs(paths, units, facts))
 
 
 def _fresh(target) -> _HostReads:
+    """The host's reads, what was read forgotten if an operation has run a command there since."""
     reads = _reads(target)
     executed = _executed_ops(target)
     if executed != reads.executed:
@@ -210,70 +215,76 @@ def _fresh(target) -> _HostReads:
     return reads
 
 
-def _gather(target, paths=(), units=(), facts=()) -> None:
-    """Read everything declared on `target` (and what is asked now) that is not known yet, in one command."""
+def _gather(target, asked: dict) -> None:
+    """Read, in one command, what is `asked` and every declared read no caller has looked up yet (those
+    looked up before an invalidation are read again when asked again), unless already known."""
     target = _host(target)
-    want(target, paths, units, facts)
-    with _reads(target).lock:
-        _gather_missing(target)
+    reads = _reads(target)
+    reads.declared.update(asked)
+    with reads.lock:
+        reads = _fresh(target)
+        wanted = {k: spec for k, spec in reads.declared.items() if k not in reads.looked or k in asked}
+        missing = {k: spec for k, spec in wanted.items() if k not in reads.values}
+        if missing:
+            reads.values.update(_read(target, missing))
 
 
-def _gather_missing(target) -> None:
-    reads = _fresh(target)
-    missing_paths = sorted(p for p in reads.paths if ("path", p) not in reads.values)
-    missing_units = sorted(u for u in reads.units if ("unit", u) not in reads.values)
-    missing = [(k, spec) for k, spec in reads.facts.items() if k not in reads.values]
-    specs = [spec for _, spec in missing]
-    if missing_paths:
-        specs.append((PathStats, {"paths": missing_paths, "digests": True}))
-    if missing_units:
-        specs.append((UnitStates, {"units": missing_units}))
-    if not specs:
-        return
+def _read(target, missing: dict) -> dict:
+    """{key: value} of `missing` on `target`, in one FactBatch (a fact its output lacks: read alone)."""
+    paths = sorted(k[1] for k in missing if k[0] == "path")
+    units = sorted(k[1] for k in missing if k[0] == "unit")
+    facts = [(k, spec) for k, spec in missing.items() if spec is not None]
+    specs = [spec for _, spec in facts]
+    if paths:
+        specs.append((PathStats, {"paths": paths, "digests": True}))
+    if units:
+        specs.append((UnitStates, {"units": units}))
     marker = f"@@wirebot-{secrets.token_hex(8)}"
     lines = target.get_fact(FactBatch, specs=specs, marker=marker)
     values = split_batch(specs, marker, lines or [])
     values = [target.get_fact(cls, **kwargs) if value is MISSING else value
               for (cls, kwargs), value in zip(specs, values)]
-    for (key, _), value in zip(missing, values):
-        reads.values[key] = value
-    rest = values[len(missing):]
-    if missing_paths:
+    result = {key: value for (key, _), value in zip(facts, values)}
+    rest = values[len(facts):]
+    if paths:
         stats = rest.pop(0) or {}
-        reads.values.update({("path", p): stats.get(p) for p in missing_paths})
-    if missing_units:
+        result.update({("path", p): stats.get(p) for p in paths})
+    if units:
         states = rest.pop(0) or {}
-        reads.values.update({("unit", u): states.get(u, {"running": False, "enabled": False, "loaded": False})
-                             for u in missing_units})
+        result.update({("unit", u): states.get(u, {"running": False, "enabled": False, "loaded": False})
+                       for u in units})
+    return result
+
+
+def _lookup(target, asked: dict):
+    (key,) = asked
+    reads = _fresh(target)
+    if key not in reads.values:
+        _gather(target, asked)
+    reads = _reads(target)
+    reads.looked.add(key)
+    return reads.values[key]
 
 
 def path(target, name: str):
     """{"kind", "user", "group", "mode", "sha256"} of `name` on `target`, or None when it does not exist."""
-    if ("path", name) not in _fresh(target).values:
-        _gather(target, paths=[name])
-    return _reads(target).values[("path", name)]
+    return _lookup(target, _specs(paths=[name]))
 
 
 def unit(target, name: str) -> dict:
     """{"running", "enabled", "loaded"} of the systemd unit `name` on `target`."""
-    name = unit_name(name)
-    if ("unit", name) not in _fresh(target).values:
-        _gather(target, units=[name])
-    return _reads(target).values[("unit", name)]
+    return _lookup(target, _specs(units=[name]))
 
 
 def fact(target, cls, **kwargs):
     """`target.get_fact(cls, **kwargs)`, from what was gathered if it is still valid."""
-    key = _key(cls, kwargs)
-    if key not in _fresh(target).values:
-        _gather(target, facts=[(cls, kwargs)])
-    return _reads(target).values[key]
+    return _lookup(target, _specs(facts=[(cls, kwargs)]))
 
 
 def prefetch(hosts, reads) -> None:
     """Gather, on each of `hosts` in parallel, what `reads(host)` returns ({"paths", "units", "facts"})
     and everything already declared there."""
-    greenlets = [gevent.spawn(_gather, target, **reads(target)) for target in hosts]
+    greenlets = [gevent.spawn(_gather, target, _specs(**reads(target))) for target in hosts]
     gevent.joinall(greenlets, raise_error=True)
 
 

@@ -23,9 +23,9 @@ def prepare_reads(target) -> dict:
         (PublicKey, {"path": "/etc/ssh/ssh_host_ed25519_key.pub"}),  # trust: pinned by the peer
         (NotOwnedBy, {"path": f"{data.wirebot_data_root}/scoreboard", "user": data.scoreboard_user}),  # base
         (OpenClawConfigText, {"path": data.gateway_config_file}),  # gateway: keys merged
-        (HttpStatus, {"url": ready_url(data)}),  # gateway: ready when serving
     ]
     if "primary" in target.groups:
+        facts.append((HttpStatus, {"url": ready_url(data)}))  # gateway: ready (the standby's only when active)
         facts.append((PublicKey, {"path": f"{data.replica_key}.pub"}))  # trust: the standby authorizes it
     else:
         facts.append((PublicKey, {"path": f"{data.fence_key}.pub"}))  # trust: the primary authorizes it
