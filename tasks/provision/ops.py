@@ -133,8 +133,11 @@ def file_plan(sha256: str, remote, parent, dest: str, user: str, group: str, mod
     quoted = shlex.quote(dest)
     if not remote or remote["sha256"] != sha256:
         temp = shlex.quote(temp_name(dest))
-        made = [] if parent and parent["kind"] == "d" else [f"mkdir -p -- {shlex.quote(_parent(dest))}"]
-        return made + ["upload", f"chown {owner} -- {temp} && chmod {mode} -- {temp} && mv -f -- {temp} {quoted}"]
+        steps = [] if parent and parent["kind"] == "d" else [f"mkdir -p -- {shlex.quote(_parent(dest))}"]
+        if not int(mode, 8) & 0o004:  # private: the upload fills a file made with its mode (SFTP keeps it)
+            steps.append(f"rm -f -- {temp} && install -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} "
+                         f"/dev/null {temp}")
+        return steps + ["upload", f"chown {owner} -- {temp} && chmod {mode} -- {temp} && mv -f -- {temp} {quoted}"]
     steps = []
     if (remote["user"], remote["group"]) != (user, group):
         steps.append(f"chown {owner} -- {quoted}")
@@ -157,8 +160,10 @@ def managed_file(src, dest: str, user: str = "root", group: str = "root", mode: 
     A file with exactly this content, owner and mode, checked by sha256 with everything else the host is
     asked (tasks/provision/hoststate.py: no command of its own when nothing differs; files.put and
     files.template take three each). A new version is uploaded beside it, given its owner and mode, then
-    moved into place in one step (a reader never sees half a file or a wrong mode); a wrong owner or
-    mode alone is corrected in place. Never diffed or printed (secrets). Its folder is made (mkdir -p)
+    moved into place in one step (a reader never sees half a file or a wrong mode); a private file (no
+    read bit for others) is uploaded into an empty file made with its owner and mode first, so its
+    content is never readable beyond them, not even for a moment. A wrong owner or mode alone is
+    corrected in place. Never diffed or printed (secrets). Its folder is made (mkdir -p)
     when missing; a `dest` that is not a regular file is an error, before anything changes.
 
     + src: local path, or a file-like object (text or bytes; render_template gives one for templates)

@@ -9,6 +9,7 @@ from labtest import changes_in_dry_run, pyinfra, ssh
 from lab import settings
 
 SECRET = "/etc/wirebot/secrets/agent-hmac.key"
+RUN_SECRET = "/run/wirebot/agent-hmac.key"
 TMPFILES = "/etc/tmpfiles.d/wirebot.conf"
 AGENT_CODE = "/opt/wirebot/agents/wirebot/__init__.py"
 RSYNC = "/usr/local/libexec/wirebot-replica-rsync"
@@ -29,14 +30,16 @@ DRIFT = {  # host -> shell commands that each break one guarantee
         "userdel -f wirebot-files",  # a removed account (its files then belong to no user)
         "usermod --shell /bin/bash wirebot-repl",  # an account's attribute
         f"chown root:wirebot {SECRET}",  # a secret's group
+        f"echo drifted > {RUN_SECRET}",  # a secret's content
     ],
 }
 EXPECTED = {  # operation name -> hosts whose drift it repairs (everything else: no change)
     "Base system | Ensure /run/wirebot and its secrets are recreated at boot (tmpfiles.d).": ["primary"],
     "Base system | Ensure secret agent-hmac.key is persisted (0600).": ["primary", "standby"],
+    "Base system | Ensure secret agent-hmac.key is in /run/wirebot (0600).": ["standby"],
     "Base system | Ensure the 17 directories of the seed's tree exist (owners, modes).": ["primary"],
     "Base system | Ensure the agents' code is installed.": ["primary"],
-    "Scoreboard | Ensure wirebot-scoreboard is running here.": ["primary"],
+    "Scoreboard | Ensure wirebot-scoreboard is running/stopped here.": ["primary"],
     "Host firewall | Ensure wirebot-firewall is enabled and applied.": ["primary"],
     "Trust between primary and standby | Ensure the file-sync account's forced command is installed.": ["standby"],
     "Trust between primary and standby | Ensure the old replica forced command is gone.": ["standby"],
@@ -56,7 +59,10 @@ def _role(host: str) -> str:
 
 
 def _changed_ops() -> dict:
-    return {name: sorted(_role(h) for h in hosts) for name, hosts in changes_in_dry_run()}
+    """{operation: roles} a dry run would change; an operation named per role (running here, stopped
+    there) goes by one name, whichever host named it first."""
+    return {re.sub(r"is (running|stopped) here\.", "is running/stopped here.", name): sorted(_role(h) for h in hosts)
+            for name, hosts in changes_in_dry_run()}
 
 
 def test_drift_of_every_kind_is_repaired_and_only_what_drifted_is_changed():
@@ -71,6 +77,9 @@ def test_drift_of_every_kind_is_repaired_and_only_what_drifted_is_changed():
     stat = "stat -c '%U:%G %a'"
     for host in DRIFT:
         assert ssh(host, f"{stat} {SECRET}").stdout.split() == ["root:root", "600"]
+    assert ssh("standby", f"{stat} {RUN_SECRET}; cmp {SECRET} {RUN_SECRET} && echo same").stdout.split() == [
+        "root:root", "600", "same"]
+    assert not ssh("standby", "ls -A /run/wirebot /etc/wirebot/secrets | grep wirebot-new", check=False).stdout
     assert ssh("primary", f"grep -c drifted {TMPFILES} {AGENT_CODE}", check=False).stdout.split() == [
         f"{TMPFILES}:0", f"{AGENT_CODE}:0"]
     assert ssh("primary", f"{stat} /data/wirebot/discovery").stdout.split() == ["wirebot:wirebot", "750"]

@@ -34,6 +34,13 @@ FILE_CASES = {
     "owner and mode": (stats(user="nobody", mode="600"), DIR,
                        [f"chown root:root -- {DEST}", f"chmod 644 -- {DEST}"]),
 }
+PRIVATE = f"chown root:root -- {TEMP} && chmod 600 -- {TEMP} && mv -f -- {TEMP} {DEST}"
+
+
+def test_a_private_file_is_uploaded_into_a_file_made_with_its_mode():
+    made = f"rm -f -- {TEMP} && install -m 600 -o root -g root /dev/null {TEMP}"
+    assert ops.file_plan(A, stats(sha=B, mode="600"), DIR, DEST, "root", "root", "600") == [made, "upload", PRIVATE]
+    assert ops.file_plan(A, stats(mode="600"), DIR, DEST, "root", "root", "600") == []
 
 
 @pytest.mark.parametrize("case", FILE_CASES, ids=list(FILE_CASES))

@@ -27,7 +27,8 @@ AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot
 @deploy("Base system")
 def base():
     """
-    Guarantees: the packages the agents and replication need; users `wirebot_service_user` (the
+    Guarantees: the packages the agents and replication need (on Debian apt runs only when dpkg lacks
+    one of them); users `wirebot_service_user` (the
     gateway) and `scoreboard_user` (the scoreboard alone: it owns the scoreboard's folder, whatever an
     earlier deploy left there is given to it); the seed's directories with explicit owners and modes (the
     data root 0751: each service reaches its own folder, lists none of the others'); /run/wirebot
