@@ -10,6 +10,12 @@ from tasks.provision import hoststate, paths
 from tasks.provision.ops import WirebotState
 
 
+def reads(target) -> dict:
+    """What these functions read on `target` (tasks/provision/reads.py)."""
+    return {"paths": [f"{target.data.wirebot_state_dir}/fenced.json"],
+            "facts": [(WirebotState, {"path": paths.state_file(target.data)})]}
+
+
 def agent_state(on=None) -> dict:
     """The agents' state file on this host, or on host `on` ({} when there is none yet)."""
     target = on or host

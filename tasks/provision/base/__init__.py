@@ -24,6 +24,14 @@ from tasks.provision.secrets_check import REQUIRED_SECRETS, runtime_secrets
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
 
+def reads(target) -> dict:
+    """What base's code reads on `target` while the operations are prepared (tasks/provision/reads.py)."""
+    data = target.data
+    return {"facts": [(Which, {"command": "apt-get"}), (Which, {"command": "dnf"}),
+                      (InstalledDebPackages, {"packages": list(data.packages_apt)}),
+                      (NotOwnedBy, {"path": f"{data.wirebot_data_root}/scoreboard", "user": data.scoreboard_user})]}
+
+
 @deploy("Base system")
 def base():
     """

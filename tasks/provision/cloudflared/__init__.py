@@ -18,6 +18,11 @@ APT_REPO = "https://pkg.cloudflare.com/cloudflared"
 RPM_REPO_URL = "https://pkg.cloudflare.com/cloudflared-ascii.repo"
 
 
+def reads(target) -> dict:
+    """What cloudflared's code reads on `target` (tasks/provision/reads.py)."""
+    return {"paths": [target.data.cloudflared_binary]}
+
+
 def _install_from_repo(version: str) -> None:
     if hoststate.fact(host, Which, command="apt-get"):
         codename = hoststate.fact(host, LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "bookworm")

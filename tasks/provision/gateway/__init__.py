@@ -40,6 +40,16 @@ def wait_ready_command(data) -> str:
             f"($(systemctl is-active {UNIT}))\" >&2; exit 1")
 
 
+def reads(target) -> dict:
+    """What gateway's code reads on `target` (tasks/provision/reads.py): its config; /readyz on the primary
+    (the standby's only when it serves, read then)."""
+    data = target.data
+    facts = [(openclaw_config.OpenClawConfigText, {"path": data.gateway_config_file})]
+    if "primary" in target.groups:
+        facts.append((HttpStatus, {"url": ready_url(data)}))
+    return {"facts": facts}
+
+
 def _state_folders(data) -> set:
     """The state dir and every folder down to each of its databases and its config: the gateway's own
     (a database restored at activation keeps its folder's owner; mkdir -p would make them root's)."""

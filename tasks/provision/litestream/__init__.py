@@ -31,6 +31,12 @@ def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
     )
 
 
+def reads(target) -> dict:
+    """What litestream's code reads on `target` (tasks/provision/reads.py): its architecture; on the standby
+    the host key the primary pins."""
+    return {"facts": [(Arch, {})] + ([(PublicKey, {"path": HOST_KEY})] if "standby" in target.groups else [])}
+
+
 def _runtime_directory(socket: str) -> str:
     """The unit's RuntimeDirectory= for litestream_socket: its folder under /run (settings_check checks)."""
     return PurePosixPath(socket).parent.name

@@ -63,6 +63,18 @@ def address_of(other) -> str:
     return other.data.get("ssh_hostname") or other.name
 
 
+def reads(target) -> dict:
+    """What trust's code and its operations read on `target`, the peer's included (tasks/provision/reads.py)."""
+    data = target.data
+    facts = [(Certificate, {"path": paths.agent_key_file(data, "agent.crt")}),  # its names
+             (PublicKey, {"path": "/etc/ssh/ssh_host_ed25519_key.pub"})]  # pinned by the peer
+    if "primary" in target.groups:
+        return {"facts": facts + [(PublicKey, {"path": f"{data.replica_key}.pub"})]}  # authorized on the standby
+    return {"facts": facts + [(PublicKey, {"path": f"{data.fence_key}.pub"})]  # authorized on the primary
+            + [(NotOwnedBy, {"path": f"{data.replica_root}/{sub}", "user": user})
+               for sub, user in ((paths.LITESTREAM, data.replica_user), (paths.FILES, data.replica_files_user))]}
+
+
 def _known_hosts(path: str, other) -> None:
     key = hoststate.fact(other, PublicKey, path="/etc/ssh/ssh_host_ed25519_key.pub")
     if not key:
