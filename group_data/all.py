@@ -123,15 +123,27 @@ witness_cloudflare_api_base = "https://api.cloudflare.com/client/v4"
 witness_timeout_seconds = 5
 
 # --- Fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
-# kernel. Relations, refused by tasks/settings_check.py when broken:
-#   heartbeat_interval_seconds < fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
-# so one lost heartbeat does not lapse the lease, and the lease has run out (the primary's serving traffic is
-# dropped by its kernel) at least one interval before the standby's detection (interval * miss_threshold).
+# kernel, renewed by small signed lease beats (not by the 30 s heartbeat). Relations, refused by
+# tasks/settings_check.py when broken:
+#   3 * fencing_lease_renew_seconds <= fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
+#   fencing_lease_renew_seconds <= heartbeat_interval_seconds
+# so two lost or late beats do not lapse the lease, and the lease has run out (the primary's serving traffic is
+# dropped by its kernel) at least one interval before the heartbeat detector (interval * miss_threshold) fires.
 fencing_lease_enabled = True  # False: no lease (the primary serves without the standby's acknowledgement)
-fencing_lease_seconds = 60  # lease granted by each heartbeat the standby acknowledges (2 intervals)
+fencing_lease_seconds = 10  # lease granted by each beat the standby acknowledges; bounds the RTO after a crash
+fencing_lease_renew_seconds = 2  # the primary sends a lease beat this often (between its heartbeats); may be < 1
 fencing_tunnel_ports = [7844]  # the connector's edge port(s): serving traffic, both directions, lease-gated
 fencing_lease_users = []  # more users whose outbound traffic is serving (besides the gateway and scoreboard users)
 fencing_watch_seconds = 5  # an ACTIVE standby asks the witness this often (Cloudflare API: 1200 calls/5 min)
+
+# --- Edge detection (docs/fencing.md "Edge detection"): the standby suspects the primary as soon as the
+# primary's connector is gone from the tunnel-connections API and the public endpoint (witness_public_url)
+# failed with an HTTP 5xx on edge_probe_failures probes in a row, without waiting for missed heartbeats; it
+# activates once the lease it last granted has ended or the SSH fence confirmed. A probe without an HTTP answer
+# is "unknown", never "down". The API is asked only while the public probe fails (and backs off on 429/5xx,
+# honouring Retry-After): at most one call per interval, well under Cloudflare's 1200 calls / 5 min.
+edge_probe_interval_seconds = 2  # how often the standby probes the edge; may be < 1 (the lab: 0.5)
+edge_probe_failures = 3  # consecutive failed public probes (with the connector gone) before suspecting
 
 # --- Host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---
 firewall_ssh_sources = ["0.0.0.0/0", "::/0"]  # who may reach :22; narrow this to the operator's addresses

@@ -139,6 +139,8 @@ class Timings:
     miss: int
     lease: float
     watch: float
+    probe: float = 2.0  # edge_probe_interval_seconds
+    failures: int = 3  # edge_probe_failures
 
     @property
     def detection(self) -> float:
@@ -146,14 +148,22 @@ class Timings:
         return self.interval * self.miss
 
     @property
+    def edge_detection(self) -> float:
+        """After a crash or freeze the edge drops the connector (settings.CONNECTOR_EXPIRY_SECONDS), then the
+        public endpoint fails on `failures` probes: the edge detector's bound."""
+        return settings.CONNECTOR_EXPIRY_SECONDS + self.failures * self.probe
+
+    @property
     def short_freeze(self) -> float:
-        """A freeze shorter than the lease (and so than detection): nothing may happen."""
-        return 0.75 * self.lease
+        """A freeze shorter than the lease and than either detector: nothing may happen."""
+        return 0.75 * min(self.lease, self.edge_detection)
 
     @property
     def long_freeze(self) -> float:
-        """A freeze longer than the lease, shorter than detection: the lease lapses, no failover."""
-        return self.lease + 0.6 * (self.detection - self.lease)
+        """A freeze longer than the lease: shorter than both detectors when they leave room (the lab's
+        timings: the lease lapses, no failover); else 1.3 leases (the defaults: the edge detector takes over)."""
+        bound = min(self.detection, self.edge_detection)
+        return self.lease + 0.6 * (bound - self.lease) if bound > self.lease else 1.3 * self.lease
 
     @property
     def active_timeout(self) -> float:
@@ -179,7 +189,8 @@ class Timings:
 def timings_from(values: dict) -> Timings:
     """Timings from settings keys (group_data names)."""
     return Timings(interval=float(values["heartbeat_interval_seconds"]), miss=int(values["heartbeat_miss_threshold"]),
-                   lease=float(values["fencing_lease_seconds"]), watch=float(values["fencing_watch_seconds"]))
+                   lease=float(values["fencing_lease_seconds"]), watch=float(values["fencing_watch_seconds"]),
+                   probe=float(values["edge_probe_interval_seconds"]), failures=int(values["edge_probe_failures"]))
 
 
 def deployed_timings() -> Timings:
@@ -192,7 +203,9 @@ def deployed_timings() -> Timings:
     return timings_from({"heartbeat_interval_seconds": standby["heartbeat"]["interval_seconds"],
                          "heartbeat_miss_threshold": standby["heartbeat"]["miss_threshold"],
                          "fencing_lease_seconds": replicator["fencing"]["lease_seconds"],
-                         "fencing_watch_seconds": standby["fencing"]["watch_seconds"]})
+                         "fencing_watch_seconds": standby["fencing"]["watch_seconds"],
+                         "edge_probe_interval_seconds": (standby.get("edge") or {}).get("probe_interval_seconds", 2.0),
+                         "edge_probe_failures": (standby.get("edge") or {}).get("probe_failures", 3)})
 
 
 def freeze_then_thaw(after_active, t: Timings):
@@ -243,7 +256,7 @@ SCENARIOS = {
     "freeze-5": lambda t: freeze_then_thaw(5.0, t),
     "freeze-short": lambda t: freeze_for(t.short_freeze, f"freeze {t.short_freeze:g} s (< lease < detection)", t),
     "freeze-long": lambda t: freeze_for(
-        t.long_freeze, f"freeze {t.long_freeze:g} s (> lease {t.lease:g} s, < detection {t.detection:g} s)", t),
+        t.long_freeze, f"freeze {t.long_freeze:g} s (> lease {t.lease:g} s)", t),
     "drop-p2s": _link("one-way loss primary -> standby", network.drop, network.undrop, "primary", "standby"),
     "drop-s2p": _link("one-way loss standby -> primary", network.drop, network.undrop, "standby", "primary"),
     "cut-edge": _link("primary cut from the edge only", network.cut, network.heal, "primary", "edge"),
