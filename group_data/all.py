@@ -125,7 +125,8 @@ witness_timeout_seconds = 5
 # --- Fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
 # kernel, renewed by small signed lease beats (not by the 30 s heartbeat). Relations, refused by
 # tasks/settings_check.py when broken:
-#   3 * fencing_lease_renew_seconds <= fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
+#   3 * fencing_lease_renew_seconds <= fencing_lease_seconds
+#   fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
 #   fencing_lease_renew_seconds <= heartbeat_interval_seconds
 # so two lost or late beats do not lapse the lease, and the lease has run out (the primary's serving traffic is
 # dropped by its kernel) at least one interval before the heartbeat detector (interval * miss_threshold) fires.

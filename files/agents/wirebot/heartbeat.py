@@ -12,7 +12,8 @@ Lease beats: with the serving lease enabled (wirebot.lease), the same thread sen
 ``fencing.lease_renew_seconds`` between the full heartbeats: ``{"node", "sent_at", "sequence", "epoch",
 "kind": "lease", "lease", "serving"}``, signed and sent exactly like a heartbeat (same path, key and
 sequence, one sender so sequences never cross), answered with the lease grant. The full heartbeat (status
-for replication) stays every ``interval_seconds``; the lease no longer depends on it (docs/fencing.md). A failed send is logged with its reason and
+for replication) stays every ``interval_seconds``; the lease no longer depends on it (docs/fencing.md).
+A failed send is logged with its reason and
 counted; it never stops the loop.
 """
 

@@ -30,7 +30,8 @@ activation:
   litestream_binary (default /usr/local/bin/litestream); dbs (list of live DB paths under data_root);
   tenant_dir (str, optional; under data_root); file_sync_paths (list); services (list of
   {unit, health_url, ready_before_tunnel (bool, default true: healthy before ACTIVE and the tunnel; false:
-  awaited after the tunnel, the gateway)}, all started in order, then waited for); tunnel ({unit, ready_url}); timeout_seconds (number, default
+  awaited after the tunnel, the gateway)}, all started in order, then waited for);
+  tunnel ({unit, ready_url}); timeout_seconds (number, default
   60: per service/tunnel wait); systemctl (default /bin/systemctl);
   retry_seconds (number, default 10: a failed activation step is retried after this long).
 """

@@ -17,7 +17,8 @@ States::
 
 "Fence established" means: the primary's kernel-enforced serving lease, last granted by this standby,
 has run out (``lease_expired``: then no SSH is needed, a frozen host cannot answer it anyway), or the SSH
-fence command (run in the background: the lease may end first) confirmed the primary's connector, gateway and scoreboard loaded, stopped and masked. The
+fence command (run in the background: the lease may end first) confirmed the primary's
+connector, gateway and scoreboard loaded, stopped and masked. The
 witness's "no connection from another origin" is never a fence: absent is not fenced (docs/fencing.md).
 An ACTIVE standby asks the witness every ``watch_seconds`` and fences at once when another origin's
 connector shows up.
