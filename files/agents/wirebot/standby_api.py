@@ -174,6 +174,7 @@ def status(agent, request):
         "misses": int(age // agent.settings["interval_seconds"]),
         "miss_threshold": agent.settings["miss_threshold"], "recheck_after": snap.get("recheck_after"),
         "witness": snap.get("witness"), "fence": snap.get("fence"), "activation": snap.get("activation"),
+        "edge": snap.get("edge"), "lease": snap.get("lease"),
         "manual_request": snap.get("manual_request"), "last_manual": snap.get("last_manual"),
         "heartbeats": {"accepted": agent.accepted, "rejected": dict(agent.rejected)},
         "connections": channel.stats(agent.servers),
