@@ -77,10 +77,11 @@ def _services(settings):
     return {"healthy_after_seconds": waited}
 
 
-def _ready(settings):
-    """Wait for the services not needed before the tunnel (the gateway's /readyz)."""
+def _ready(settings, cancelled=lambda: None):
+    """Wait for the services not needed before the tunnel (the gateway's /readyz); stop waiting once
+    ``cancelled()`` gives a reason (the standby was deactivated meanwhile)."""
     act = settings["activation"]
-    waited = {svc["unit"]: steps.wait_http(svc["health_url"], act["timeout_seconds"])
+    waited = {svc["unit"]: steps.wait_http(svc["health_url"], act["timeout_seconds"], cancelled=cancelled)
               for svc in act["services"] if not svc.get("ready_before_tunnel", True)}
     return {"healthy_after_seconds": waited}
 
@@ -153,7 +154,11 @@ def run(settings, store, alerter, clock=time.time):
             store.save()
         log("activation", "step-start", step=name, attempt=act["attempts"])
         try:
-            detail = RUNNERS[name](settings)
+            if name == "ready":
+                detail = RUNNERS[name](settings, cancelled=lambda: None if store.data.get("activation") is act
+                                       and store.data.get("state") == standby_machine.ACTIVE else "deactivated")
+            else:
+                detail = RUNNERS[name](settings)
         except (steps.StepError, OSError) as exc:
             error = f"{name}: {exc}"
             with store.lock:

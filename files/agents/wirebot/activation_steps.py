@@ -213,11 +213,15 @@ def _probe(url, timeout):
         return None, str(getattr(exc, "reason", exc)).encode()
 
 
-def wait_http(url, timeout, ready=lambda status, body: 200 <= status < 300):
-    """Poll ``url`` until ``ready(status, body)``; return seconds waited, StepError on timeout."""
+def wait_http(url, timeout, ready=lambda status, body: 200 <= status < 300, cancelled=lambda: None):
+    """Poll ``url`` until ``ready(status, body)``; return seconds waited, StepError on timeout or when
+    ``cancelled()`` returns a reason."""
     started = time.monotonic()
     last = None
     while True:
+        why = cancelled()
+        if why:
+            raise StepError(f"stopped waiting for {url}: {why}")
         status, body = _probe(url, min(5.0, max(0.5, timeout)))
         if status is not None and ready(status, body):
             return round(time.monotonic() - started, 3)

@@ -33,7 +33,7 @@ from .alerts import Alerter
 from .log import log
 
 COMPONENT = "standby"
-FENCE_JOIN_SECONDS = 0.2  # how long a tick waits for the SSH fence's thread before deciding without it
+JOIN_SECONDS = 0.2  # how long a tick waits for the SSH fence's (or activation's) thread before going on
 
 
 class StandbyAgent:
@@ -71,6 +71,8 @@ class StandbyAgent:
             data["since"] = self.started_at
         data["edge"] = None  # a verdict from before a restart is no evidence
         self.fence_thread = None
+        self.activation_thread = None
+        self.join_seconds = JOIN_SECONDS
         self.store.save()  # the deploy and the gate read state/epoch from it: make sure it exists
         log(COMPONENT, "started", state=data["state"], epoch=data["epoch"], reason=data.get("reason"),
             last_sequence=self.heartbeat_verifier.last_sequence)
@@ -173,10 +175,18 @@ class StandbyAgent:
             if not self.fence_running():
                 self.fence_thread = threading.Thread(target=self._fence, name="fence", daemon=True)
                 self.fence_thread.start()
-            self.fence_thread.join(FENCE_JOIN_SECONDS)  # a quick answer is used in this tick
+            self.fence_thread.join(self.join_seconds)  # a quick answer is used in this tick
         elif action == machine.ACTIVATE:
-            with self.activation_lock:
-                self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
+            # the activation (its last step waits for the gateway's readiness: up to minutes) runs beside the
+            # tick, which keeps watching the witness once ACTIVE; a quick one is seen in this tick
+            if self.activation_thread is None or not self.activation_thread.is_alive():
+                self.activation_thread = threading.Thread(target=self._activate, name="activation", daemon=True)
+                self.activation_thread.start()
+            self.activation_thread.join(self.join_seconds)
+
+    def _activate(self):
+        with self.activation_lock:
+            self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
 
     def _fence(self):
         """The SSH fence (its own thread); its result is recorded and wakes the tick."""

@@ -193,11 +193,17 @@ def _manual(p, o):
 
 
 def _active(p, o):
+    decision = _watch(p, o)
     activation = p.get("activation") or {}
     if activation.get("steps") and not activation.get("completed_at"):  # the tunnel or readiness left
         last = activation.get("last_attempt_at")
         if not (activation.get("error") and last is not None and o.now - last < o.retry_seconds):
-            return _decision(ACTIVE, p["reason"], [ACTIVATE])
+            return decision._replace(actions=decision.actions + (ACTIVATE,))
+    return decision
+
+
+def _watch(p, o):
+    """The continuous watch of an ACTIVE standby."""
     w = _fresh(p.get("witness"), o.now - (o.watch_seconds or o.threshold))
     if w is None:
         return _decision(ACTIVE, p["reason"], [CHECK_WITNESS])

@@ -1,6 +1,7 @@
 """wirebot.activation: the one activation path with a fake systemctl, loopback health servers and
 real Litestream file replicas; resumable after a crash at each step."""
 
+import time
 import json
 import os
 import sqlite3
@@ -181,9 +182,9 @@ def _crash_in(monkeypatch, step, after_real_work):
     """Make ``step`` die like a killed process (after doing its real work when asked)."""
     real = activation.RUNNERS.get(step)
 
-    def dying(settings):
+    def dying(settings, **kwargs):
         if after_real_work and real:
-            real(settings)
+            real(settings, **kwargs)
         raise Crash(step)
 
     if step == "epoch":
@@ -351,3 +352,11 @@ def test_a_live_db_replaced_by_a_link_is_replaced_not_written_through(site):
     assert activation.run(site.settings(), new_store(site), Alerter("standby", None)) is True
     assert target.read_text() == "root's file\n"
     assert not os.path.islink(site.dbs[1]) and count_rows(site.dbs[1]) == 50
+
+
+def test_waiting_for_readiness_stops_when_cancelled():
+    """A deactivation while the gateway's /readyz is awaited (after ACTIVE) ends the wait at once."""
+    started = time.monotonic()
+    with pytest.raises(steps.StepError, match="stopped waiting for .*: deactivated"):
+        steps.wait_http("http://127.0.0.1:9/readyz", 300, cancelled=lambda: "deactivated")
+    assert time.monotonic() - started < 5

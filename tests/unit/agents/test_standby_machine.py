@@ -417,9 +417,9 @@ def test_while_suspecting_a_primary_cut_from_the_edge_gets_no_lease():
 
 def test_an_active_standby_resumes_the_steps_left_after_active():
     p = state(m.ACTIVE, activation={"steps": {"epoch": {"status": "done"}}, "active_at": 1000.0})
-    assert m.decide(p, eobs()).actions == (m.ACTIVATE,)  # the tunnel, then the gateway's readiness
+    assert m.decide(p, eobs()).actions == (m.CHECK_WITNESS, m.ACTIVATE)  # tunnel, readiness; watched meanwhile
     p["activation"].update(error="tunnel: not ready", last_attempt_at=1095.0)
     assert m.decide(p, eobs()).actions == (m.CHECK_WITNESS,)  # retried after retry_seconds, watched meanwhile
-    assert m.decide(p, eobs(now=1106.0)).actions == (m.ACTIVATE,)
+    assert m.decide(p, eobs(now=1106.0)).actions == (m.CHECK_WITNESS, m.ACTIVATE)
     p["activation"]["completed_at"] = 1001.0
     assert m.ACTIVATE not in m.decide(p, eobs(now=1106.0)).actions
