@@ -1,13 +1,13 @@
 """wirebot.activation: the one activation path with a fake systemctl, loopback health servers and
 real Litestream file replicas; resumable after a crash at each step."""
 
-import time
 import json
 import os
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 
 import agenttest
 import pytest
