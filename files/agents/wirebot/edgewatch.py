@@ -16,7 +16,10 @@ standby's own network or a rate limit, so it is never counted as "down" and it b
 call refused with 429 or 5xx (or that fails) backs off: doubling from the probe interval up to
 ``MAX_BACKOFF`` seconds, never sooner than the answer's Retry-After; while backing off the API is "unknown".
 Without an API configured (no token, account or tunnel id) the edge detector never says "down": the
-heartbeat threshold is then the only detector.
+heartbeat threshold is then the only detector. A "down" verdict starts a suspicion only when no beat has
+shown the primary alive for its ``window`` (k x P seconds; wirebot.standby_machine.edge_down): a primary
+whose beats say its connector is ready, or not meant to run (a recovery starting it), is never suspected
+from the edge.
 
 ``Detector`` is pure (results in, verdict out); ``Watch`` runs it in the standby agent's thread.
 """
@@ -92,7 +95,7 @@ class Detector:
             verdict, status if status is not None else (public or {}).get("error") or "not probed",
             self.streak, api)
         return {"at": now, "down": down, "public": verdict, "public_status": status, "api": api,
-                "failures": self.streak, "summary": summary}
+                "failures": self.streak, "window": self.failures * self.interval, "summary": summary}
 
 
 class Watch:

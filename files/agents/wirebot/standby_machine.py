@@ -83,9 +83,9 @@ def grant_lease(data, body, now):
     last two back to STANDBY before any activation), no operator activation is pending, and the
     primary's epoch is not older than ours. Because the grant and the move to ACTIVATING happen under
     the same lock, no lease is granted once an activation has been decided. While the standby suspects
-    the primary (SUSPECT, FENCE_BLOCKED, or the edge detector's fresh "down"), a beat from a primary whose
-    connector cannot reach the edge (``serving: false``) gets no grant: its lease runs out and proves the
-    fence even when SSH cannot. The record
+    the primary (SUSPECT, FENCE_BLOCKED), a beat from a primary whose connector cannot reach the edge
+    (``serving: false``) gets no grant: its lease runs out and proves the fence even when SSH cannot. (In
+    STANDBY it is granted: a connector that lost its lease needs it back to reach the edge.) The record
     {"granted_at", "seconds", "enforced"} lets ``lease_expired`` prove the primary stopped serving."""
     lease = body.get("lease") if isinstance(body.get("lease"), dict) else {}
     seconds = lease.get("seconds")
@@ -93,8 +93,7 @@ def grant_lease(data, body, now):
             or body.get("epoch", 0) < data["epoch"] or not isinstance(seconds, (int, float))
             or isinstance(seconds, bool) or seconds <= 0):
         return False
-    suspecting = data["state"] in (SUSPECT, FENCE_BLOCKED) or (data.get("edge") or {}).get("down")
-    if suspecting and body.get("serving") is False:
+    if data["state"] in (SUSPECT, FENCE_BLOCKED) and body.get("serving") is False:
         return False
     data["lease"] = {"granted_at": now, "seconds": float(seconds), "enforced": lease.get("enforced") is True}
     return True
@@ -115,11 +114,16 @@ def alive_at(p):
 
 
 def edge_down(p, o):
-    """The edge detector's verdict when it says "down" and is fresh (at most 3 probe intervals old)."""
+    """The edge detector's verdict when it says "down", is fresh (at most 3 probe intervals old), and no beat
+    has shown the primary alive (``note_serving``) for its window (failures x probe interval): a primary whose
+    beats say its connector is ready, or not meant to run (stopped, or being started by a recovery), is not
+    suspected from the edge."""
     edge = p.get("edge") or {}
     if not edge.get("down") or not o.probe_seconds or edge.get("at") is None:
         return None
-    return edge if edge["at"] >= o.now - 3 * o.probe_seconds else None
+    if edge["at"] < o.now - 3 * o.probe_seconds:
+        return None
+    return edge if o.now - alive_at(p) >= (edge.get("window") or 0) else None
 
 
 def lease_expired(p, now):

@@ -363,7 +363,7 @@ def eobs(now=1100.0, age=0.0, fence_running=False):
 
 
 def edge(at, down=True):
-    return {"at": at, "down": down, "summary": "public down (530), 3 failure(s) in a row; API: gone"}
+    return {"at": at, "down": down, "window": 6.0, "summary": "public down (530), 3 failure(s) in a row; API: gone"}
 
 
 def test_a_fresh_edge_verdict_suspects_without_missed_heartbeats():
@@ -374,6 +374,19 @@ def test_a_fresh_edge_verdict_suspects_without_missed_heartbeats():
     assert m.decide(p, eobs(age=1.0)).state == m.STANDBY
     p["edge"] = edge(1099.0, down=False)
     assert m.decide(p, eobs(age=1.0)).state == m.STANDBY
+
+
+def test_a_primary_whose_beats_show_it_alive_is_not_suspected_from_the_edge():
+    """After a recovery the standby is deactivated while the primary's connector is still stopped (beats
+    say serving: null) or starting (not ready yet): nobody serves for a while, and the edge sees it, but
+    that is no reason to fence the primary. Only k x P seconds without a beat showing it alive are."""
+    p = state(edge=edge(1099.0))
+    m.note_serving(p, {"serving": None}, 1096.0)  # connector stopped, being started: alive
+    assert m.decide(p, eobs(age=1.0)).state == m.STANDBY
+    m.note_serving(p, {"serving": False}, 1099.5)  # started, not ready yet: not alive (1096 stays)
+    p["edge"] = edge(1101.9)
+    assert m.decide(p, eobs(now=1101.9, age=1.0)).state == m.STANDBY  # 5.9 s < window 6 s
+    assert m.decide(p, eobs(now=1102.1, age=1.0)).state == m.SUSPECT  # still not ready: suspected
 
 
 def test_edge_suspicion_activates_once_the_lease_provably_ended_without_waiting_for_ssh():
@@ -404,11 +417,9 @@ def test_the_primary_back_before_activation_ends_the_suspicion():
 
 def test_while_suspecting_a_primary_cut_from_the_edge_gets_no_lease():
     beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": False}
-    p = state(m.STANDBY)
-    assert m.grant_lease(p, beat, 1100.0)  # not suspecting: a lapsed connector needs its lease back
-    p = state(m.STANDBY, edge=edge(1100.0))
-    assert not m.grant_lease(p, beat, 1100.0)  # the edge detector says down: let the lease run out
-    assert m.grant_lease(p, dict(beat, serving=True), 1100.0)  # its connector is ready: it serves
+    # not suspecting: a lapsed or starting connector needs its lease to reach the edge at all
+    assert m.grant_lease(state(m.STANDBY), beat, 1100.0)
+    assert m.grant_lease(state(m.STANDBY, edge=edge(1100.0)), beat, 1100.0)
     for name in (m.SUSPECT, m.FENCE_BLOCKED):
         assert not m.grant_lease(state(name), beat, 1100.0)
         assert m.grant_lease(state(name), dict(beat, serving=None), 1100.0)
