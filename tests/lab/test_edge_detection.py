@@ -8,21 +8,11 @@ which path the standby took.
 
 import time
 
-from labtest import ensure_clean_lab, journal, pyinfra, ssh, standby_status, wait_for
+from labtest import ensure_clean_lab, journal, recover_primary, ssh, standby_status, wait_for
 
 from lab import fencing, network, settings
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
-
-
-def recover():
-    result = pyinfra("lab/inventory.py", "tasks/recovery.py")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    wait_for(lambda: (s := standby_status()) and s["state"] == "STANDBY" and s.get("last_heartbeat_age_seconds",
-                                                                                    9) < 2,
-             timeout=60, what="the standby watching again after the recovery")
-    wait_for(lambda: {c["origin_ip"] for c in fencing.edge("/lab/connectors") or []} == {PRIMARY},
-             timeout=30, what="the primary's connector back at the edge")
 
 
 def state_changes(since):
@@ -43,7 +33,7 @@ def test_an_edge_only_cut_is_suspected_from_the_edge_and_fenced_at_once():
     suspect = next(reason for state, reason in changes if state == "SUSPECT")
     assert suspect.startswith("the edge lost the primary"), changes  # not the heartbeat threshold
     assert {c["origin_ip"] for c in fencing.edge("/lab/connectors")} == {STANDBY}
-    recover()
+    recover_primary()
 
 
 def test_a_primary_briefly_unreachable_at_the_edge_is_not_suspected():

@@ -192,23 +192,28 @@ def test_unit_states_asks_systemctl_once_for_all_units(tmp_path):
     assert heartbeat.unit_states(["a", "b"], systemctl=str(short)) == {"a": "unknown", "b": "unknown"}
 
 
-def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_path, receiver):
-    """With a renew period shorter than the interval, lease beats (no status) come between full heartbeats,
-    from the same sender, so every sequence is above the last (the standby refuses a replay)."""
+def run_sender(tmp_path, receiver, interval, renew, beats):
+    """Run a Sender's loop until the receiver has ``beats`` beats (or 10 s); return what it received."""
     sender = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(str(tmp_path / "s.json")),
                               _collect, timeout=5)
     stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop, 0.4, 0.05), daemon=True)
+    thread = threading.Thread(target=sender.run, args=(stop, interval, renew), daemon=True)
     thread.start()
-    waiter = threading.Event()
     for _ in range(200):
-        if len(receiver.received) >= 12:
+        if len(receiver.received) >= beats:
             break
-        waiter.wait(0.05)
+        stop.wait(0.05)
     stop.set()
     thread.join(5)
-    bodies = [body for _path, _seq, body in receiver.received]
-    sequences = [seq for _path, seq, _body in receiver.received]
+    return receiver.received
+
+
+def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_path, receiver):
+    """With a renew period shorter than the interval, lease beats (no status) come between full heartbeats,
+    from the same sender, so every sequence is above the last (the standby refuses a replay)."""
+    received = run_sender(tmp_path, receiver, 0.4, 0.05, 12)
+    bodies = [body for _path, _seq, body in received]
+    sequences = [seq for _path, seq, _body in received]
     assert sequences == sorted(set(sequences))
     full = [b for b in bodies if b.get("kind") != "lease"]
     light = [b for b in bodies if b.get("kind") == "lease"]
@@ -218,16 +223,5 @@ def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_pat
 
 
 def test_without_a_shorter_renew_period_every_beat_is_a_heartbeat(tmp_path, receiver):
-    sender = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(str(tmp_path / "s.json")),
-                              _collect, timeout=5)
-    stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop, 0.05, 0.5), daemon=True)
-    thread.start()
-    waiter = threading.Event()
-    for _ in range(200):
-        if len(receiver.received) >= 3:
-            break
-        waiter.wait(0.05)
-    stop.set()
-    thread.join(5)
-    assert all(body.get("kind") != "lease" for _p, _s, body in receiver.received)
+    received = run_sender(tmp_path, receiver, 0.05, 0.5, 3)
+    assert len(received) >= 3 and all(body.get("kind") != "lease" for _p, _s, body in received)
