@@ -3,8 +3,10 @@
 Default: every scenario of lab/fencing.py, in order; after a scenario that moved the service, the recovery
 playbook puts the primary back before the next one.
 
---timings lab (the default): heartbeat 1 s x 3, lease 2 s, watch 1 s (lab/inventory.py LAB_TIMINGS);
---timings default: group_data's own heartbeat 30 s x 3, lease 60 s, watch 5 s (WIREBOT_LAB_TIMINGS=default
+--timings lab (the default): heartbeat 1 s x 3, lease 2 s renewed every 0.5 s, watch 1 s, edge probes every
+0.5 s x 2 (lab/inventory.py LAB_TIMINGS);
+--timings default: group_data's own heartbeat 30 s x 3, lease 10 s renewed every 2 s, watch 5 s, edge probes
+every 2 s x 3 (WIREBOT_LAB_TIMINGS=default
 for the deploy and the recovery playbook): each scenario then takes minutes. When the deployed agents do not
 run the chosen timings, the bench deploys the lab with them first. Detection, the scenarios' freezes and
 waits all follow from the deployed timings (lab/fencing.py Timings).
@@ -73,7 +75,7 @@ def recover() -> float:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timings", choices=("lab", "default"), default="lab",
-                        help="lab: 1 s x 3, lease 2 s; default: group_data's 30 s x 3, lease 60 s (minutes a scenario)")
+                        help="lab: 1 s x 3, lease 2 s; default: group_data's 30 s x 3, lease 10 s (minutes a scenario)")
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"any of {', '.join(fencing.SCENARIOS)} (default: all)")
     args = parser.parse_args(argv)
