@@ -70,8 +70,9 @@ def _services(settings):
     """Start every service (in order, without waiting between them), then wait for the health of the
     ones needed before the tunnel."""
     act = settings["activation"]
-    for svc in act["services"]:
-        steps.systemctl(act["systemctl"], "start", svc["unit"], act["timeout_seconds"])
+    for svc in act["services"]:  # the ones awaited after the tunnel are not waited for here at all
+        verb = "start" if svc.get("ready_before_tunnel", True) else "--no-block start"
+        steps.systemctl(act["systemctl"], verb, svc["unit"], act["timeout_seconds"])
     waited = {svc["unit"]: steps.wait_http(svc["health_url"], act["timeout_seconds"])
               for svc in act["services"] if svc.get("ready_before_tunnel", True)}
     return {"healthy_after_seconds": waited}
