@@ -83,9 +83,11 @@ def grant_lease(data, body, now):
     last two back to STANDBY before any activation), no operator activation is pending, and the
     primary's epoch is not older than ours. Because the grant and the move to ACTIVATING happen under
     the same lock, no lease is granted once an activation has been decided. While the standby suspects
-    the primary (SUSPECT, FENCE_BLOCKED), a beat from a primary whose connector cannot reach the edge
-    (``serving: false``) gets no grant: its lease runs out and proves the fence even when SSH cannot. (In
-    STANDBY it is granted: a connector that lost its lease needs it back to reach the edge.) The record
+    the primary (SUSPECT, FENCE_BLOCKED), only a beat whose connector is ready at the edge (``serving:
+    true``) gets a grant: a primary cut from the edge (false), or whose units our SSH fence is stopping
+    (null), lets its lease run out, which proves the fence even when SSH cannot or is slow. (In STANDBY it is
+    granted: a connector that lost its lease, or a recovery starting it, needs it to reach the edge.) The
+    record
     {"granted_at", "seconds", "enforced"} lets ``lease_expired`` prove the primary stopped serving."""
     lease = body.get("lease") if isinstance(body.get("lease"), dict) else {}
     seconds = lease.get("seconds")
@@ -93,7 +95,7 @@ def grant_lease(data, body, now):
             or body.get("epoch", 0) < data["epoch"] or not isinstance(seconds, (int, float))
             or isinstance(seconds, bool) or seconds <= 0):
         return False
-    if data["state"] in (SUSPECT, FENCE_BLOCKED) and body.get("serving") is False:
+    if data["state"] in (SUSPECT, FENCE_BLOCKED) and body.get("serving") is not True:
         return False
     data["lease"] = {"granted_at": now, "seconds": float(seconds), "enforced": lease.get("enforced") is True}
     return True

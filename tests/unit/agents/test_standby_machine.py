@@ -145,7 +145,7 @@ def test_a_running_or_unenforced_lease_needs_the_ssh_fence(record):
     (m.STANDBY, None, 0, False)])
 def test_a_lease_is_granted_only_while_watching(current, manual, epoch, granted):
     data = state(current, manual_request=manual)
-    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}}
+    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}, "serving": True}
     assert m.grant_lease(data, body, 50.0) is granted
     assert (data.get("lease") == lease(50.0)) is granted
 
@@ -422,7 +422,9 @@ def test_while_suspecting_a_primary_cut_from_the_edge_gets_no_lease():
     assert m.grant_lease(state(m.STANDBY, edge=edge(1100.0)), beat, 1100.0)
     for name in (m.SUSPECT, m.FENCE_BLOCKED):
         assert not m.grant_lease(state(name), beat, 1100.0)
-        assert m.grant_lease(state(name), dict(beat, serving=None), 1100.0)
+        # connector stopped (our SSH fence stopping it, say): no grant either; ready at the edge: granted
+        assert not m.grant_lease(state(name), dict(beat, serving=None), 1100.0)
+        assert m.grant_lease(state(name), dict(beat, serving=True), 1100.0)
     assert not m.grant_lease(state(m.ACTIVATING), dict(beat, serving=True), 1100.0)
 
 
