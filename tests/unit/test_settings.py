@@ -228,7 +228,8 @@ def test_host_addresses_must_be_ip_addresses(tmp_path):
     {"edge_probe_failures": 1},  # one failed probe is never a suspicion
 ])
 def test_fencing_timings_that_break_the_relations_are_refused(secrets_dir, changes):
-    with pytest.raises(SettingError, match="fencing_lease_seconds|fencing_lease_renew_seconds|must be at least 2|edge_probe_failures"):
+    refused = "fencing_lease_seconds|fencing_lease_renew_seconds|must be at least 2|edge_probe_failures"
+    with pytest.raises(SettingError, match=refused):
         check("primary", {"secrets_dir": str(secrets_dir), **changes}, "x.py")
 
 

@@ -194,7 +194,8 @@ def copy_files(replica_root, paths, files="files"):
 def systemctl(binary, verb, unit, timeout):
     """Run ``systemctl VERB UNIT`` (VERB may carry options: "--no-block start"); StepError unless it exits 0."""
     try:
-        proc = subprocess.run([binary] + verb.split() + [unit], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        proc = subprocess.run([binary] + verb.split() + [unit], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True,
                               timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StepError(f"systemctl {verb} {unit} could not run: {exc}") from None

@@ -241,13 +241,15 @@ def decide(p, o):
     if state == STANDBY:
         if p.get("last_refusal") and alive_at(p) > p["since"]:
             return _decision(STANDBY, "heartbeats resumed after a refused activation", last_refusal=None)
-        if o.now < (p.get("recheck_after") or 0):
-            return _decision(STANDBY, p["reason"])
-        if o.heartbeat_age > o.threshold:
+        # recheck_after: a refusal's short wait (one probe interval) holds both detectors; the grace after a
+        # deactivation (a threshold, until heartbeats resume) holds only the heartbeat one: the edge detector
+        # already waits for k x P without a beat showing the primary alive
+        waiting = o.now < (p.get("recheck_after") or 0)
+        if o.heartbeat_age > o.threshold and not waiting:
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         edge = edge_down(p, o)
-        if edge:
+        if edge and not (waiting and p.get("last_refusal")):
             return _decision(SUSPECT, f"the edge lost the primary ({edge['summary']}): asking the witness",
                              [CHECK_WITNESS])
         return _decision(STANDBY, p["reason"])

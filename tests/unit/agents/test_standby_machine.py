@@ -436,3 +436,16 @@ def test_an_active_standby_resumes_the_steps_left_after_active():
     assert m.decide(p, eobs(now=1106.0)).actions == (m.CHECK_WITNESS, m.ACTIVATE)
     p["activation"]["completed_at"] = 1001.0
     assert m.ACTIVATE not in m.decide(p, eobs(now=1106.0)).actions
+
+
+def test_the_grace_after_a_deactivation_holds_the_heartbeat_detector_only():
+    """After a recovery (deactivate: recheck_after one threshold away) a primary that then crashes is taken
+    over from the edge without waiting out the threshold; a refusal's short wait holds both detectors."""
+    p = state(recheck_after=1150.0, edge=edge(1099.0))
+    d = m.decide(p, eobs(age=100.0))
+    assert d.state == m.SUSPECT and "edge lost the primary" in d.reason
+    p["edge"] = None
+    assert m.decide(p, eobs(age=100.0)).state == m.STANDBY  # heartbeat detector: waits for the grace
+    p.update(edge=edge(1099.0), last_refusal="connector-attached", recheck_after=1100.4)
+    assert m.decide(p, eobs(age=100.0)).state == m.STANDBY
+    assert m.decide(p, eobs(now=1100.5, age=100.0)).state == m.SUSPECT
