@@ -11,7 +11,8 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
   database (acknowledged or not: a write only the old side has);
 * ``outage_s`` - the longest stretch without a 2xx at the edge (client-visible);
 * ``activated`` - whether the standby went ACTIVE; ``active_after_s`` - from the fault to ACTIVE;
-  ``activation_s`` - ACTIVATING -> ACTIVE.
+  ``detection_s`` - from the fault to ACTIVATING; ``activation_s`` - ACTIVATING until the standby can serve
+  (its tunnel ready, which comes after ACTIVE).
 
 The scenarios' durations and waits are derived from the timings the lab runs with (``Timings``, read from
 the deployed agents' configuration), so they hold at the lab's 1 s x 3 and at the defaults' 30 s x 3 alike.
@@ -117,12 +118,18 @@ def measure(name, fault_at, active_at, load, since):
                 and 200 <= r["status"] < 300]
     late_ids = {event_id for sent, event_id, _ in load.sent if active_at and sent >= active_at}
     old_writes = late_ids & primary_ids() if late_ids else set()
-    activation_s = None
+    activation_s = detection_s = None
     if active_at:
         activation = standby_status().get("activation") or {}
         if activation.get("started_at"):
-            activation_s = round(active_at - activation["started_at"], 2)
+            # until the standby can serve: its tunnel ready (after ACTIVE, which is recorded before it starts)
+            tunnel = (activation.get("steps") or {}).get("tunnel") or {}
+            serving_at = (tunnel["started_at"] + tunnel["seconds"] if tunnel.get("status") == "done"
+                          else active_at)
+            activation_s = round(serving_at - activation["started_at"], 2)
+            detection_s = round(activation["started_at"] - fault_at, 2)
     return {"scenario": name, "activated": active_at is not None, "activation_s": activation_s,
+            "detection_s": detection_s,
             "active_after_s": round(active_at - fault_at, 2) if active_at else None,
             "overlap_s": round(overlap, 2), "overlaps": len(overlaps), "old_acks": len(old_acks),
             "old_writes": len(old_writes), "outage_s": round(outage, 2), "requests": len(requests)}
@@ -164,6 +171,23 @@ class Timings:
         timings: the lease lapses, no failover); else 1.3 leases (the defaults: the edge detector takes over)."""
         bound = min(self.detection, self.edge_detection)
         return self.lease + 0.6 * (bound - self.lease) if bound > self.lease else 1.3 * self.lease
+
+    def detection_bound(self, key: str) -> float:
+        """The longest the standby should take from fault `key` to ACTIVATING (docs/fencing.md "Timing
+        relations"), one probe interval of phase included; the lease ends at most L + 0.25 s after the last
+        grant. Freeze: the edge drops the connector at E (a probe to a frozen origin is unknown until then),
+        then k probes; the heartbeat detector at D waits for the edge's expiry too. Loss between the hosts: no
+        grant, the connector loses the edge at L, is dropped at L + E. Cut from the edge: E + k probes, then
+        the SSH fence or the lease, and the primary's own readiness lag (its beats say serving until its
+        connector notices), which is not bounded here: None."""
+        expiry = settings.CONNECTOR_EXPIRY_SECONDS
+        if key.startswith("freeze"):
+            detect = min(max(self.detection, expiry), expiry + self.failures * self.probe)
+            return max(detect + self.probe, self.lease + 0.25)
+        if key in ("drop-p2s", "drop-s2p", "cut-standby"):
+            gone = self.lease + 0.25 + expiry
+            return min(max(self.detection, gone), gone + self.failures * self.probe) + self.probe
+        return None
 
     @property
     def active_timeout(self) -> float:
