@@ -53,3 +53,13 @@ def test_the_inventory_switch_leaves_the_defaults_to_group_data(timings, expecte
 def test_the_inventory_refuses_an_unknown_timings_value():
     result = inventory_data("fast")
     assert result.returncode != 0 and "WIREBOT_LAB_TIMINGS must be 'lab' or 'default', not 'fast'" in result.stderr
+
+
+def test_detection_bounds_per_scenario():
+    lab = fencing.Timings(interval=1, miss=3, lease=2, watch=1, probe=0.5, failures=2)
+    assert lab.detection_bound("freeze-0.5") == 3.5  # D (after the edge's 3 s expiry) + a probe interval
+    assert lab.detection_bound("drop-p2s") == 5.75  # lease + 0.25 + expiry, then the refused re-checks end
+    default = fencing.timings_from(group_settings("all"))
+    assert default.detection_bound("freeze-5") == 11  # the edge detector: expiry + 3 probes + one of phase
+    assert default.detection_bound("cut-standby") == 21.25  # lease lapse, expiry, 3 probes, phase
+    assert default.detection_bound("cut-edge") is None  # the primary's own readiness lag: not bounded here
