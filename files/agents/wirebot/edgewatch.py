@@ -4,7 +4,9 @@
 Every ``edge.probe_interval_seconds`` the standby (while it watches: STANDBY, SUSPECT, FENCE_BLOCKED) GETs
 the public URL (wirebot.witness.check_public) and, only while that probe fails, Cloudflare's
 tunnel-connections list (wirebot.witness.check_api), so the API sees at most one call per probe interval
-and none while the public endpoint answers. A verdict is "down" when
+and none while the public endpoint answers. A verdict is "down" only for a primary the detector has seen
+serving since it started watching (public up or its connector listed: the edge can only lose what it had; a
+fresh install, or a recovery still starting the primary, is not "down"), and when
 
 * the public endpoint failed on ``edge.probe_failures`` consecutive probes (an HTTP 5xx from the edge:
   Cloudflare's 530 "no connector", 502 "origin unreachable", or the origin's own 5xx), and
@@ -61,6 +63,7 @@ class Detector:
         self.failures = int(failures)
         self.max_backoff = float(max_backoff)
         self.streak = 0  # consecutive "down" public probes
+        self.seen_up = False  # the primary was seen serving (public up, or its connector listed) since watching
         self.public_next_at = 0.0
         self.api_next_at = 0.0
         self.api_backoff = 0.0
@@ -79,6 +82,7 @@ class Detector:
             if status == 429:
                 self.public_next_at = now + max(self.interval, witness.retry_after(public.get("retry_after")) or 0)
         self.streak = self.streak + 1 if verdict == DOWN else 0
+        self.seen_up = self.seen_up or verdict == UP
         api = NOT_ASKED
         if self.streak and now >= self.api_next_at:
             result = api_fn()
@@ -90,12 +94,16 @@ class Detector:
                 self.api_backoff, self.api_next_at = 0.0, 0.0
         elif self.streak:
             api = UNKNOWN  # backing off after a refusal: no news is not "gone"
-        down = self.streak >= self.failures and api == GONE
+        self.seen_up = self.seen_up or api == PRESENT
+        # the edge can only lose a primary it had: a fresh install or a recovery still starting the primary's
+        # connector is not "down" (the heartbeat detector covers a primary that never comes up)
+        down = self.streak >= self.failures and api == GONE and self.seen_up
         summary = "public {} ({}), {} failure(s) in a row; API: {}".format(
             verdict, status if status is not None else (public or {}).get("error") or "not probed",
             self.streak, api)
         return {"at": now, "down": down, "public": verdict, "public_status": status, "api": api,
-                "failures": self.streak, "window": self.failures * self.interval, "summary": summary}
+                "failures": self.streak, "window": self.failures * self.interval, "seen_up": self.seen_up,
+                "summary": summary}
 
 
 class Watch:
@@ -137,8 +145,8 @@ class Watch:
                     self.probe_once()
                 except Exception as exc:  # noqa: BLE001 - the detector must keep probing
                     log("standby", "edge-probe-error", level="error", error=f"{type(exc).__name__}: {exc}")
-            else:
-                self.detector.streak, self.last_down = 0, False
+            else:  # ACTIVATING/ACTIVE: the public endpoint is ours; after a deactivation, see the primary first
+                self.detector.streak, self.detector.seen_up, self.last_down = 0, False, False
             stop.wait(max(0.05, self.interval - (time.monotonic() - started)))
 
     def start(self, stop):

@@ -125,7 +125,8 @@ def edge_down(p, o):
         return None
     if edge["at"] < o.now - 3 * o.probe_seconds:
         return None
-    return edge if o.now - alive_at(p) >= (edge.get("window") or 0) else None
+    # heartbeat_age: since the last beat showing the primary alive, or since this agent started
+    return edge if o.heartbeat_age >= (edge.get("window") or 0) else None
 
 
 def lease_expired(p, now):

@@ -36,8 +36,24 @@ def test_classification_unknown_is_never_down():
     assert e.classify_api(api(configured=False)) == e.UNCONFIGURED
 
 
+def serving(interval=1.0, failures=3):
+    """A detector that has seen the primary serve (the edge can only lose what it had)."""
+    d = e.Detector(interval=interval, failures=failures)
+    d.step(-1.0, public(200), Api(api()))
+    return d
+
+
+def test_a_primary_never_seen_serving_is_never_down():
+    """A fresh install, or a recovery still starting the primary's connector: nothing to lose yet."""
+    d = e.Detector(interval=1.0, failures=2)
+    assert not any(d.step(float(t), public(530), Api(api()))["down"] for t in range(5))
+    d = e.Detector(interval=1.0, failures=2)
+    d.step(0.0, public(502), Api(api(["10.0.0.2"])))  # listed: it was there
+    assert d.step(1.0, public(530), Api(api()))["down"]
+
+
 def test_down_needs_consecutive_failures_and_the_connector_gone():
-    d = e.Detector(interval=1.0, failures=3)
+    d = serving()
     a = Api(api())
     verdicts = [d.step(float(t), public(530), a) for t in range(3)]
     assert [v["down"] for v in verdicts] == [False, False, True]
@@ -53,7 +69,7 @@ def test_a_listed_connector_keeps_it_up_however_long_the_public_fails():
 
 
 def test_unknown_and_success_break_the_streak():
-    d = e.Detector(interval=1.0, failures=2)
+    d = serving(failures=2)
     a = Api(api())
     assert not d.step(0.0, public(530), a)["down"]
     assert not d.step(1.0, public(None, "connection refused"), a)["down"]  # standby's own network
@@ -85,6 +101,7 @@ def test_api_refusals_back_off_doubling_and_honour_retry_after():
     assert asked_at[:4] == [0, 5, 10, 15]  # Retry-After 5 s beats the 1, 2, 4 s backoff
     a.answers = [api(ok=False, status=503)]
     d2 = e.Detector(interval=1.0, failures=2, max_backoff=8.0)
+    d2.seen_up = True
     a2 = Api(api(ok=False, status=503))
     asked = []
     for t in range(40):
@@ -108,11 +125,11 @@ def test_the_watch_records_verdicts_and_logs_only_changes(capsys):
     settings = {"edge": {"probe_interval_seconds": 0.5, "probe_failures": 2},
                 "witness": {"timeout_seconds": 5.0, "public_url": "http://x/health"}}
     recorded = []
-    answers = iter([public(530), public(530), public(530), public(200)])
+    answers = iter([public(200), public(530), public(530), public(200)])
     watch = e.Watch(settings, lambda: "t", lambda: True, recorded.append, clock=iter(range(100)).__next__,
                     public_fn=lambda: next(answers), api_fn=Api(api()))
     for _ in range(4):
         watch.probe_once()
-    assert [v["down"] for v in recorded] == [False, True, True, False]
+    assert [v["down"] for v in recorded] == [False, False, True, False]
     assert watch.timeout == 0.5  # a probe does not outlast its interval
     assert capsys.readouterr().out.count('"edge-verdict"') == 2
