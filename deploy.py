@@ -6,13 +6,15 @@ final settings (group data, host data, `--data`) are checked against tasks/setti
 stops the run before any operation is added, on any host.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
+from tasks.provision import hoststate
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
 from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
+from tasks.provision.reads import prepare_reads
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
 from tasks.provision.sshd import sshd
@@ -22,6 +24,9 @@ from tasks.settings_check import check_pyinfra_hosts
 
 check_pyinfra_hosts()  # every host of the inventory, before any operation; --data values coerced
 
+# every host's current state in one command each, in parallel (tasks/provision/hoststate.py): the
+# operations below read it instead of asking one fact at a time
+hoststate.prefetch(inventory.get_active_hosts(), prepare_reads)
 base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree
