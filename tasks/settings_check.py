@@ -250,7 +250,8 @@ def check_pyinfra_hosts(state=None, host=None) -> dict:
     state = state or current_state
     host = host or current_host
     inventory = state.inventory
-    if id(inventory) not in _CHECKED:  # once per run, over all hosts (each host's deploy file asks)
+    cached = _CHECKED.get(id(inventory))
+    if cached is None or cached["inventory"] is not inventory:  # once per run (each host's deploy file asks)
         finals = {}
         try:
             for each in inventory:
@@ -261,9 +262,9 @@ def check_pyinfra_hosts(state=None, host=None) -> dict:
                 except SettingError as error:
                     raise SettingError(f"{each.name}: {error}") from None
         except SettingError as error:
-            _CHECKED[id(inventory)] = {"error": str(error)}
+            _CHECKED[id(inventory)] = {"inventory": inventory, "error": str(error)}
         else:
-            _CHECKED[id(inventory)] = {"finals": finals}
+            _CHECKED[id(inventory)] = {"inventory": inventory, "finals": finals}
     result = _CHECKED[id(inventory)]
     if "error" in result:
         raise PyinfraError(f"settings: {result['error']} (nothing was changed on any host)")

@@ -569,12 +569,13 @@ SETTINGS_LIST = [
 
     # --- the Hetzner standby (tasks/hetzner.py): the `hetzner:` section of the operator's settings file ---
     S("hetzner_server_name", "hetzner", "name", "wirebot-standby", "server name in the Hetzner project, also its "
-      "hostname", "hcloud_standby/config hetzner"),
+      "hostname; what `delete --confirm` must repeat", "hcloud_standby/config hetzner"),
     S("hetzner_server_type", "hetzner", "text", "cax11",
       "server type (cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk); preflight checks the API offers it",
       "hcloud_standby/config hetzner"),
     S("hetzner_location", "hetzner", "text", "ash",
-      "location (ash = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones)",
+      "location (`ash` = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones: `fsn1`, "
+      "`nbg1`, `hel1`)",
       "hcloud_standby/config hetzner"),
     S("hetzner_image", "hetzner", "text", "debian-12", "system image, resolved for the server type's architecture",
       "hcloud_standby/config hetzner"),
@@ -591,10 +592,10 @@ SETTINGS_LIST = [
       "the firewall attached to the server: nothing inbound except SSH from the operator and the agent port from "
       "the primary", "hcloud_standby/config hetzner"),
     S("hetzner_operator_cidrs", "hetzner", "cidrs", [],
-      "REQUIRED: CIDRs allowed to SSH (22/tcp), e.g. [\"198.51.100.7/32\"]; no default, never 0.0.0.0/0",
+      "CIDRs allowed to SSH (22/tcp), e.g. `[198.51.100.7/32]`; no default, `/0` is refused",
       "hcloud_standby/config hetzner"),
     S("hetzner_primary_address", "hetzner", "address_or_none", None,
-      "REQUIRED: the primary's public IP; only it may reach the agent port (as /32 or /128)",
+      "the primary's public IP; only it may reach the agent port (as /32 or /128)",
       "hcloud_standby/config hetzner"),
     S("hetzner_agent_port", "hetzner", "port", 8300, "the standby agent's port (heartbeats and control from the "
       "primary); agent_port", "hcloud_standby/config hetzner"),
@@ -667,4 +668,21 @@ def readme_table(lab: dict) -> str:
     for s in SETTINGS_LIST:
         if s.readme:
             rows.append(f"| `{s.name}` | `{s.default}` | `{lab.get(s.name, s.default)}` | {s.meaning} |")
+    return "\n".join(rows)
+
+
+def _shown(value) -> str:
+    if value in (None, []):
+        return "required"
+    if isinstance(value, dict):
+        return "`{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}`"
+    return f"`{value}`"
+
+
+def hetzner_table(flags: Dict[str, str]) -> str:
+    """docs/operator.md's table of the Hetzner command's settings; `flags`: setting -> its command-line flag."""
+    rows = ["| key | default | flag | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS_LIST:
+        if s.section == "hetzner":
+            rows.append(f"| `{s.name}` | {_shown(s.default)} | `{flags[s.name]}` | {s.meaning} |")
     return "\n".join(rows)
