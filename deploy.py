@@ -1,11 +1,14 @@
 """Provision Wirebot's primary and standby: `pyinfra inventory.py deploy.py` (lab: lab/inventory.py).
 
 A table of contents: each line is one component's @deploy under tasks/provision/, whose docstring says
-what it guarantees and which settings it reads. A second run changes nothing.
+what it guarantees and which settings it reads. A second run changes nothing. Every pair of the
+inventory is provisioned in the same run, in parallel; each host is wired to its own pair's peer only
+(tasks/pairs.py, checked here before any operation; `--limit NAME`: one pair).
 """
 
 from pyinfra import host
 
+from tasks import pairs
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
@@ -17,6 +20,7 @@ from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
 
+pairs.pair_of(host)  # the inventory's pairs are sound (else a PairError stops the run before any change)
 base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree

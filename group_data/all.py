@@ -161,3 +161,9 @@ cloudflared_secrets = "cloudflared"  # subfolder with wirebot.yml + the tunnel c
 packages_apt = ["rsync", "sqlite3", "python3", "python3-yaml", "openssh-client", "curl", "openssl", "nftables"]
 packages_update_cache = True  # refresh the package index (daily at most) before installing
 packages_dnf = ["rsync", "sqlite", "python3", "python3-pyyaml", "openssh-clients", "curl", "openssl", "nftables"]
+
+# --- Pairs (tasks/pairs.py): the primary/standby pair this host belongs to. One pair: leave it. Several
+# pairs in one inventory (settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS): each host
+# names its own pair, and every peer lookup (trust, replication, heartbeat, firewall, playbooks, drill)
+# stays inside it. A lower-case name; also the pyinfra group of the pair's two hosts (`--limit NAME`). ---
+pair = "wirebot"

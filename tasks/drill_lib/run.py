@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyinfra.facts.files import File
 
+from tasks import pairs
 from tasks.drill_lib import public, report, steps
 from tasks.drill_lib import settings as drill_settings
 from tasks.provision.ops import WirebotState
@@ -60,9 +61,9 @@ class Drill:
         """The drill of this pyinfra run, checked once (Refused: nothing was changed)."""
         drill = _RUNS.get(id(state))
         if drill is None:
-            primary = next(iter(inventory.get_group("primary")), None)
-            standby = next(iter(inventory.get_group("standby")), None)
-            drill = cls(state, primary, standby, host.data)
+            chosen = pairs.selected(state, inventory, "the fire drill")  # one pair: `--limit NAME`
+            drill = cls(state, chosen.primary, chosen.standby, chosen.primary.data)
+            drill.pair = chosen.name
             _RUNS[id(state)] = drill
             drill.refuse_unless_ready()
             atexit.register(drill.at_exit)
