@@ -11,8 +11,10 @@ Refused before anything runs, with the hosts and the pair named:
 - a host in two pairs (its `pair` says one, a pair group of another lists it);
 - a pair with a missing side, or with two primaries or two standbys (an ambiguous inventory: e.g. two
   pairs whose hosts do not say which pair they are in);
-- two pairs sharing a secrets directory, a tunnel or a secret (the HMAC key, the gateway token, the
-  tunnel credentials): keys, certificates, secrets and tunnel are per pair.
+- two pairs sharing a secrets directory, a tunnel (its id in the credentials) or a secret (the agents'
+  HMAC key, the gateway token): keys, certificates, secrets and tunnel are per pair. The keys made on
+  the hosts (TLS channel identities, control keys, the fence and replication keys) are per host, and
+  each is trusted by its own pair's peer only.
 
 Each deploy and playbook asks `pair_of(host)` / `peer_of(host)`; `selected(state)` is the one pair a
 playbook acts on (the pair named by `--limit`; optional with one pair).
@@ -221,15 +223,15 @@ def _digest(path: Path) -> Optional[str]:
 
 
 def _tunnel(folder: Path) -> Dict[str, str]:
-    """The tunnel id and secret in a secrets dir's cloudflared credentials ({} when unreadable: the
-    secrets check reports a missing file)."""
+    """The tunnel id in a secrets dir's cloudflared credentials ({} when unreadable: the secrets check
+    reports a missing file)."""
     try:
         credentials = json.loads((folder / "credentials.json").read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(credentials, dict):
         return {}
-    return {key: str(credentials[key]) for key in ("TunnelID", "TunnelSecret") if credentials.get(key)}
+    return {"TunnelID": str(credentials["TunnelID"])} if credentials.get("TunnelID") else {}
 
 
 def check_secrets(every: Dict[str, Pair], secrets_dir_of, cloudflared_of) -> None:
@@ -257,4 +259,4 @@ def check_secrets(every: Dict[str, Pair], secrets_dir_of, cloudflared_of) -> Non
                 claim((secret, digest), name, f"the same {secret}")
         tunnel = _tunnel(folder / cloudflared_of(pair.primary))
         for key, value in tunnel.items():
-            claim((key, value), name, f"the tunnel's {key} ({value if key == 'TunnelID' else 'hidden'})")
+            claim((key, value), name, f"the tunnel {value}")
