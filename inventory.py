@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks.operator_settings import SettingsError, load, pair_settings, settings_path  # noqa: E402
-from tasks.pairs import PairError, build, entries_of_hosts  # noqa: E402
+from tasks.pairs import PairError, check_hosts  # noqa: E402
 from tasks.settings_check import check_inventory  # noqa: E402
 
 
@@ -38,7 +38,7 @@ try:
     primary = [_host(name, pair, "primary", _settings) for name, pair in _pairs.items()]
     standby = [_host(name, pair, "standby", _settings) for name, pair in _pairs.items()]
     _hosts = {"primary": primary, "standby": standby}
-    build(entries_of_hosts(_hosts, str(settings_path())))  # a host in two pairs, a missing side: refused
+    check_hosts(_hosts, str(settings_path()))  # a host in two pairs, a missing side, shared secrets: refused
 except (SettingsError, PairError) as error:
     sys.exit(f"inventory.py: {error}")
 

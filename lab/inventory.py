@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lab import settings as this_lab  # noqa: E402
 from lab.labs import lab_ids, lab_settings, pair_name  # noqa: E402
 from lab.model_server import MODEL_ID  # noqa: E402
-from tasks.pairs import PairError, build, entries_of_hosts  # noqa: E402
+from tasks.pairs import PairError, check_hosts  # noqa: E402
 from tasks.settings_check import check_inventory  # noqa: E402
 
 
@@ -92,7 +92,7 @@ _labs = [(pair_name(i), lab_settings(i)) for i in lab_ids(_ids)] if _ids else [(
 primary = [(lab.address("primary"), host_data(lab, pair)) for pair, lab in _labs]
 standby = [(lab.address("standby"), host_data(lab, pair)) for pair, lab in _labs]
 try:
-    build(entries_of_hosts({"primary": primary, "standby": standby}, __file__))
+    check_hosts({"primary": primary, "standby": standby}, __file__)
 except PairError as error:
     raise SystemExit(f"lab/inventory.py: {error}") from None
 check_inventory({"primary": primary, "standby": standby}, __file__)  # before pyinfra connects to anything

@@ -143,6 +143,16 @@ def entries_of_hosts(hosts: Dict[str, list], source: str) -> List[Entry]:
     return out
 
 
+def check_hosts(hosts: Dict[str, list], source: str) -> Dict[str, Pair]:
+    """For an inventory file, before pyinfra connects: its {role: [(name, host_data)]} make sound pairs
+    with their own secrets and tunnel (host data without secrets_dir/cloudflared_secrets: group_data's)."""
+    found = build(entries_of_hosts(hosts, source))
+    data = {name: values or {} for listed in hosts.values() for name, values in listed}
+    check_secrets(found, lambda name: data[name].get("secrets_dir"),
+                  lambda name: data[name].get("cloudflared_secrets") or "cloudflared")
+    return found
+
+
 # --- the inventory pyinfra runs with -------------------------------------------------------------------
 
 _RESOLVED: Dict[int, Dict[str, Pair]] = {}
@@ -156,9 +166,10 @@ def pairs(inventory=None) -> Dict[str, Pair]:
         inventory = inventory._get_module()
     key = id(inventory)
     if key not in _RESOLVED:
-        _RESOLVED[key] = build(entries_of_inventory(inventory))
-        check_secrets(_RESOLVED[key], lambda h: h.data.get("secrets_dir"),
+        found = build(entries_of_inventory(inventory))
+        check_secrets(found, lambda h: h.data.get("secrets_dir"),
                       lambda h: h.data.get("cloudflared_secrets") or "cloudflared")
+        _RESOLVED[key] = found  # only once sound: every later lookup raises the same error until then
     return _RESOLVED[key]
 
 

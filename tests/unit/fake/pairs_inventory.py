@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from tasks.pairs import check_hosts  # noqa: E402
 from tasks.settings_check import check_inventory  # noqa: E402
 
 _host = runpy.run_path(str(Path(__file__).with_name("inventory.py")))["_host"]
@@ -24,4 +25,5 @@ standby = [("@fake/standby.example", _pair_host("aarch64", "203.0.113.20", "wire
            ("@fake/acme-standby.example", _pair_host("aarch64", "198.51.100.20", "acme", "WIREBOT_FAKE_SECRETS_ACME"))]
 wirebot = ["@fake/primary.example", "@fake/standby.example"]
 acme = ["@fake/acme-primary.example", "@fake/acme-standby.example"]
+check_hosts({"primary": primary, "standby": standby}, __file__)
 check_inventory({"primary": primary, "standby": standby}, __file__)
