@@ -54,6 +54,7 @@ class Drill:
         self.calls = {}
         self.finished = False
         self.report = None
+        self.pair = None  # the pair's name (tasks/pairs.py), set by for_run
 
     # --- prepare time ---
     @classmethod
@@ -163,7 +164,8 @@ class Drill:
 
         r = {"drill": "fire-drill", "drill_id": self.id, "started_at": iso(marks.get("started")),
              "finished_at": iso(time.time()),
-             "hosts": {"primary": getattr(self.primary, "name", None), "standby": getattr(self.standby, "name", None)},
+             "hosts": {"primary": getattr(self.primary, "name", None), "standby": getattr(self.standby, "name", None),
+                       "pair": self.pair},
              "seconds": {"detection": span(outage_start, offline_at),
                          "activation": self.steps[3]["seconds"],
                          "outage": span(offline_at, back_at),
