@@ -172,7 +172,7 @@ def test_a_playbook_without_a_pair_is_refused_before_anything(two_pairs):
 
 
 def test_the_status_shows_every_pair(two_pairs):
-    result = pyinfra("lab/inventory.py", "tasks/status.py")
+    result = pyinfra("-y", "lab/inventory.py", "tasks/status.py")
     assert result.returncode == 0, result.stderr[-3000:]
     for pair, lab in ((PAIR_A, A), (PAIR_B, B)):
         table = result.stdout[result.stdout.index(f"=== Wirebot status of pair {pair}"):]
