@@ -187,23 +187,14 @@ def host_settings(role: str, data: Dict[str, Any] = None, path: Path = None) -> 
     env_name = f"WIREBOT_{role.upper()}_ADDRESS"
     if os.environ.get(env_name):
         section["address"] = os.environ[env_name]
-    if not section.get("address"):
-        raise SettingsError(
-            f"no address for the {role} host: set {env_name}, or '{role}: {{address: ...}}' in {path}"
-        )
-    try:
-        ipaddress.ip_address(str(section["address"]))
-    except ValueError:
-        raise SettingsError(
-            f"{role}.address {section['address']!r} in {path} must be an IP address: the standby's witness "
-            "compares it with the origin IPs Cloudflare reports for the tunnel's connectors"
-        ) from None
-    return section
+    return _checked_address(section, role, path, missing=(
+        f"no address for the {role} host: set {env_name}, or '{role}: {{address: ...}}' in {path}"))
 
 
-def _checked_address(section: Dict[str, Any], where: str, path: Path) -> Dict[str, Any]:
+def _checked_address(section: Dict[str, Any], where: str, path: Path, missing: str = None) -> Dict[str, Any]:
+    """`section` when its address is set and an IP address; SettingsError naming `where` otherwise."""
     if not section.get("address"):
-        raise SettingsError(f"no address for {where}: set '{where}.address' in {path}")
+        raise SettingsError(missing or f"no address for {where}: set '{where}.address' in {path}")
     try:
         ipaddress.ip_address(str(section["address"]))
     except ValueError:

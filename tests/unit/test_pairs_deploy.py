@@ -22,12 +22,8 @@ ADDRESSES = {"wirebot": {"203.0.113.10", "203.0.113.20"}, "acme": {"198.51.100.1
 
 
 def make_secrets(folder: Path, tunnel: str = None) -> Path:
-    original = lab_settings.SECRETS_DIR
-    lab_settings.SECRETS_DIR = folder
-    try:
-        lab_secrets.ensure()
-    finally:
-        lab_settings.SECRETS_DIR = original
+    """An operator-shaped secrets directory (lab/secrets.py), with `tunnel` as its tunnel's id."""
+    lab_secrets.ensure_in(folder)
     if tunnel:
         for path in (folder / "cloudflared" / "credentials.json", folder / "cloudflared" / "wirebot.yml"):
             path.write_text(path.read_text().replace(lab_settings.TUNNEL_ID, tunnel))
