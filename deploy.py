@@ -1,9 +1,11 @@
 """Provision Wirebot's primary and standby: `pyinfra inventory.py deploy.py` (lab: lab/inventory.py).
 
 A table of contents: each line is one component's @deploy under tasks/provision/, whose docstring says
-what it guarantees and which settings it reads. A second run changes nothing. Every pair of the
-inventory is provisioned in the same run, in parallel; each host is wired to its own pair's peer only
-(tasks/pairs.py, checked here before any operation; `--limit NAME`: one pair).
+what it guarantees and which settings it reads. A second run changes nothing. First of all, every host's
+final settings (group data, host data, `--data`) are checked against tasks/settings_schema.py: a bad one
+stops the run before any operation is added, on any host. Every pair of the inventory is provisioned in
+the same run, in parallel; each host is wired to its own pair's peer only (tasks/pairs.py, checked here
+before any operation; `--limit NAME`: one pair).
 """
 
 from pyinfra import host
@@ -19,6 +21,9 @@ from tasks.provision.services import services
 from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
+from tasks.settings_check import check_pyinfra_hosts
+
+check_pyinfra_hosts()  # every host of the inventory, before any operation; --data values coerced
 
 pairs.pair_of(host)  # the inventory's pairs are sound (else a PairError stops the run before any change)
 base()  # packages, users, directories, runtime secrets, the agents' code

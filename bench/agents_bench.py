@@ -10,7 +10,8 @@ be up and deployed: ``python -m lab up && pyinfra -y lab/inventory.py deploy.py`
    activation (ACTIVATING -> ACTIVE, with each step's duration);
 
 first at the lab's fast timings (heartbeat 1 s x 3), then, after a reset deployed with
-``--data heartbeat_interval_seconds=30``, at the seed's timings (30 s x 3; pyinfra's --data overrides the
+``--data heartbeat_interval_seconds=30`` (and the lease 60 s, watch 5 s: the settings check holds the
+relations), at the seed's timings (30 s x 3; pyinfra's --data overrides the
 lab inventory's host data). The lab is reset (``lab down``, ``up``, deploy) after each crash and left
 deployed at the fast timings. Prints Markdown tables. Takes about 6 minutes (3 with --fast-only).
 """
@@ -135,7 +136,8 @@ def main(argv=None):
     runs = [("fast (1 s x 3)", 1.0, args.idle_seconds, ())]
     if not args.fast_only:
         runs.append(("seed (30 s x 3)", 30.0, max(args.idle_seconds, 60.0),
-                     ("--data", "heartbeat_interval_seconds=30")))
+                     ("--data", "heartbeat_interval_seconds=30", "--data", "fencing_lease_seconds=60",
+                      "--data", "fencing_watch_seconds=5")))  # the lease follows (settings check)
     results = [(label, idle, *run(label, interval, idle, deploy)) for label, interval, idle, deploy in runs]
 
     print("\n## Agents' footprint (idle, watching)\n")

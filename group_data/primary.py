@@ -1,12 +1,14 @@
-"""Settings of the primary (AlmaLinux VPS in production): it serves, streams its databases and files to
-the standby, and sends the heartbeat."""
+"""Settings of the primary (AlmaLinux VPS in production): it serves, streams its databases and files to the
+standby, and sends the heartbeat. The defaults of section "primary" of
+tasks/settings_schema.py (kind, range, meaning and readers there); site overrides below the update line.
+"""
 
-role = "primary"
-services_enabled = True  # gateway, scoreboard and cloudflared enabled and running
-replicator_unit = "wirebot-replicator"
-replicator_config = "/etc/wirebot/replicator.yml"
-replicator_capabilities = [  # all the replicator keeps of root (docs/security.md, "Least privilege")
-    "CAP_DAC_READ_SEARCH",  # read the synced trees whatever their owner and mode
-    "CAP_NET_ADMIN",  # update the nftables serving lease (the fence)
-]
-drill_command = []  # argv the replicator runs on POST /drill (empty: drills run from the control machine)
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parent.parent) not in _sys.path:  # the checkout (pyinfra loads this file bare)
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+
+from tasks.settings_schema import group_defaults as _group_defaults  # noqa: E402
+
+globals().update(_group_defaults("primary"))

@@ -1,12 +1,14 @@
 """Settings of the standby (Hetzner CAX11, ARM64): everything installed, nothing serving until it is
-activated; then it serves until recovery hands traffic back."""
+activated; then it serves until recovery hands traffic back. The defaults of section "standby" of
+tasks/settings_schema.py (kind, range, meaning and readers there); site overrides below the update line.
+"""
 
-role = "standby"
-services_enabled = False  # units present, disabled and stopped unless the standby is ACTIVE
-standby_unit = "wirebot-standby"
-standby_config = "/etc/wirebot/standby.yml"
-standby_capabilities = [  # all the standby agent keeps of root (docs/security.md, "Least privilege")
-    "CAP_CHOWN",  # restored databases and copied trees get the live owner
-    "CAP_DAC_OVERRIDE",  # read the replica tree, write the services' data folders
-    "CAP_FOWNER",  # set modes and times on files it does not own (rsync -a, chmod after chown)
-]
+import sys as _sys
+from pathlib import Path as _Path
+
+if str(_Path(__file__).resolve().parent.parent) not in _sys.path:  # the checkout (pyinfra loads this file bare)
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+
+from tasks.settings_schema import group_defaults as _group_defaults  # noqa: E402
+
+globals().update(_group_defaults("standby"))

@@ -36,7 +36,9 @@ from tasks.drill_lib.run import Drill, Refused  # noqa: E402
 from tasks.drill_lib.settings import DrillSettingError  # noqa: E402
 from tasks.incident.failover import failover  # noqa: E402
 from tasks.incident.recovery import recovery  # noqa: E402
+from tasks.settings_check import check_pyinfra_hosts  # noqa: E402
 
+check_pyinfra_hosts()  # every host's final settings, --data included, before the drill touches anything
 try:
     drill = Drill.for_run(state, inventory, host)
 except (Refused, DrillSettingError) as error:

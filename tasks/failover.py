@@ -10,5 +10,7 @@ Settings and the logic: tasks/incident/failover.py.
 """
 
 from tasks.incident.failover import failover
+from tasks.settings_check import check_pyinfra_hosts
 
+check_pyinfra_hosts()  # every host's final settings, --data included, before any operation
 failover()

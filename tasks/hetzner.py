@@ -6,7 +6,8 @@
     .venv/bin/python tasks/hetzner.py COMMAND --help         # that command's flags and their defaults
 
 The API token comes from HCLOUD_TOKEN and is never printed; HCLOUD_ENDPOINT overrides the API URL.
-Settings: DEFAULTS below, overridden by the ``hetzner:`` section of the operator's settings file
+Settings: DEFAULTS (tasks/settings_schema.py, section "hetzner"), overridden by the ``hetzner:`` section
+of the operator's settings file
 ($WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml; keys with or without the ``hetzner_`` prefix),
 overridden by command-line flags. Every setting is checked before any API call.
 
@@ -39,7 +40,7 @@ except ModuleNotFoundError as missing:  # the system Python, not the checkout's 
           f"`.venv/bin/python tasks/hetzner.py ...`", file=sys.stderr)
     sys.exit(2)
 
-from tasks import operator_settings  # noqa: E402
+from tasks import operator_settings, settings_schema  # noqa: E402
 from tasks.hcloud_standby import config, preflight, resources  # noqa: E402
 from tasks.hcloud_standby.errors import (  # noqa: E402
     CAPACITY_CODES,
@@ -56,30 +57,8 @@ from tasks.hcloud_standby.errors import (  # noqa: E402
     error_code,
 )
 
-DEFAULTS: Dict[str, Any] = {
-    # Server name in the Hetzner project, also its hostname.
-    "hetzner_server_name": "wirebot-standby",
-    # Server type. cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk. Preflight checks the API offers it.
-    "hetzner_server_type": "cax11",
-    # Location. ash = Ashburn, VA (the seed's choice); ARM types have been offered only in EU ones.
-    "hetzner_location": "ash",
-    # System image, resolved for the server type's architecture.
-    "hetzner_image": "debian-12",
-    # The operator's public key: uploaded once, installed for root. Matched by MD5 fingerprint.
-    "hetzner_ssh_public_key": "~/.ssh/id_ed25519.pub",
-    # The name the key gets in the project when uploaded (a different key under it is an error).
-    "hetzner_ssh_key_name": "wirebot-operator",
-    # Labels on the server, firewall and key. Same name without these labels = not ours, untouched.
-    "hetzner_labels": {"app": "wirebot", "role": "standby"},
-    # The firewall attached to the server: nothing inbound except the two rules below.
-    "hetzner_firewall_name": "wirebot-standby",
-    # REQUIRED: CIDRs allowed to SSH (22/tcp), e.g. ["198.51.100.7/32"]. No default, never 0.0.0.0/0.
-    "hetzner_operator_cidrs": [],
-    # REQUIRED: the primary's public IP; only it may reach the agent port (as /32 or /128).
-    "hetzner_primary_address": None,
-    # The standby agent's port (heartbeats and control from the primary).
-    "hetzner_agent_port": 8300,
-}
+# The settings, their defaults and meaning: section "hetzner" of tasks/settings_schema.py
+DEFAULTS: Dict[str, Any] = settings_schema.defaults("hetzner")
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 # flag -> (setting key, argparse options)

@@ -9,5 +9,7 @@ duration and a summary. Settings and the logic: tasks/incident/recovery.py.
 """
 
 from tasks.incident.recovery import recovery
+from tasks.settings_check import check_pyinfra_hosts
 
+check_pyinfra_hosts()  # every host's final settings, --data included, before any operation
 recovery()

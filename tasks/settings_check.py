@@ -1,160 +1,125 @@
-"""Every setting the deploys read, its kind, and a check run when the inventory loads, before any
-connection: a missing or malformed setting stops the run with the key and the file that sets it.
+"""The settings check: every host's final settings against tasks/settings_schema.py, before any operation.
 
-Settings come from group_data/all.py, then group_data/<role>.py, then the inventory's host data (the lab
-overrides there); the last file to set a key is the one named in an error.
+Two places run it. The inventories (inventory.py, lab/inventory.py) call `check_inventory` when pyinfra loads
+them, before any connection: group_data plus the inventory's host data. deploy.py and the playbooks call
+`check_pyinfra_hosts()` first thing, where pyinfra has the final host data of every host (group data, host
+data and `--data` overrides): a wrong kind, a value out of range, an unknown key (with "did you mean"), a
+missing key or timings that break each other's relations stop the run (exit non-zero) naming the key, where
+it came from (--data, the inventory's host data, group_data/<group>.py) and what is expected; no operation
+has been added yet, so nothing on any host changes.
+
+Values given with `--data` arrive as strings (or what pyinfra made of them); they are coerced deliberately
+(settings_schema.coerce: "30" -> 30 for a whole number, "30s" stays an error) and the coerced value is what
+the deploy reads. Paths derived from layout keys (`${wirebot_data_root}/...` in the schema) follow an
+overridden layout key unless set explicitly themselves.
 """
 
-import ipaddress
-import re
+import difflib
 import runpy
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Dict, Tuple
+from typing import Dict, Tuple
 
-from tasks.provision.secrets_check import SecretsError, check_all, metrics_reader_cert, runtime_secrets
+from tasks.provision.secrets_check import (
+    REQUIRED_SECRETS,
+    SecretsError,
+    check_all,
+    metrics_reader_cert,
+    runtime_secrets,
+)
+from tasks.settings_schema import KINDS, SETTINGS, coerce, defaults, derived_from, host_keys, resolve_all
 
 GROUP_DATA = Path(__file__).resolve().parent.parent / "group_data"
+DATA_FLAG = "--data"  # the origin of a value given on pyinfra's command line
+__all__ = ["KINDS", "SettingError", "check", "check_inventory", "check_pyinfra_hosts", "merged_settings"]
 
 
 class SettingError(Exception):
-    """A setting is missing or malformed."""
+    """A setting is missing, unknown or malformed."""
 
 
-def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _pyinfra_keys() -> set:
+    """Host data keys pyinfra itself reads: its connectors' (ssh_user, ssh_key, ...) and its global arguments."""
+    from pyinfra.api.arguments import all_global_arguments
+    from pyinfra.api.connectors import get_all_connectors
+
+    keys = {name for name, _ in all_global_arguments()}
+    for connector in get_all_connectors().values():
+        keys |= set(getattr(getattr(connector, "data_cls", None), "__annotations__", {}))
+    return keys
 
 
-def _port(value):
-    return _positive_int(value) and value < 65536
+def _unknown(key: str, origin: str) -> SettingError:
+    close = difflib.get_close_matches(key, list(host_keys()), n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return SettingError(f"{origin}: unknown setting '{key}'{hint}: every setting is defined in "
+                        "tasks/settings_schema.py")
 
 
-def _abs_path(value):
-    return isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")
+def finalize(role: str, values: dict, origin: dict) -> dict:
+    """Check `values` (one host's merged settings, `origin`: key -> where it was set) against the schema and
+    return them final: --data values coerced, derived paths following their layout keys. SettingError names
+    the key, its origin and what is expected."""
+    known, pyinfra_keys = host_keys(), None
+    values = dict(values)
+    for key in sorted(values):
+        if key in known:
+            if origin.get(key) == DATA_FLAG:
+                values[key] = coerce(known[key].kind, values[key])
+            continue
+        if key.startswith("_"):
+            continue
+        pyinfra_keys = _pyinfra_keys() if pyinfra_keys is None else pyinfra_keys
+        if key not in pyinfra_keys:
+            raise _unknown(key, origin.get(key, "host data"))
+    required = host_keys(role)
+    for key, setting in required.items():
+        if key not in values:
+            raise SettingError(f"{GROUP_DATA / (setting.section + '.py')}: setting '{key}' is missing "
+                               f"({setting.expected()})")
+    # derived paths nobody set explicitly follow the final layout keys
+    shipped = defaults("all", role)
+    follow = {key: SETTINGS[key].default for key in required
+              if derived_from(key) and values.get(key) == shipped.get(key) and origin.get(key, "").startswith(
+                  str(GROUP_DATA))}
+    if follow:
+        values = resolve_all({k: v for k, v in values.items() if k not in follow}, follow)
+        for key in follow:
+            origin[key] = f"{origin[key]} (derived)"
+    for key in sorted(values):
+        setting = known.get(key)
+        if setting and not setting.valid(values[key]):
+            raise SettingError(f"{origin.get(key, 'host data')}: setting '{key}' must be {setting.expected()}, "
+                               f"not {values[key]!r}")
+    _check_relations(role, values, origin)
+    return values
 
 
-def _abs_paths(value):
-    return isinstance(value, list) and bool(value) and all(_abs_path(item) for item in value)
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9._@+-]+")
-
-
-def _synced_paths(value):
-    """Absolute paths of plain names only: what the standby's rsync forced command accepts."""
-    return _abs_paths(value) and all(
-        all(_PLAIN.fullmatch(part) and part not in (".", "..") for part in item.strip("/").split("/"))
-        for item in value if item != "/")
-
-
-def _name(value):
-    return isinstance(value, str) and re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) is not None
-
-
-def _text(value):
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _ip(value):
+def _check_relations(role: str, values: dict, origin: dict) -> None:
+    if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
+        raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
+                           "be larger than heartbeat_interval_seconds (a heartbeat's age is up to one interval); "
+                           + _set_in(origin, "heartbeat_clock_window_seconds", "heartbeat_interval_seconds"))
+    check_fencing_timings(values, origin)
+    _check_replication(values, origin)
+    if values["gateway_database"] not in values["litestream_databases"]:
+        raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
+                           f"{values['gateway_database']} (a live WAL database is streamed, never rsynced)")
+    for key in ("gateway_config_file", "gateway_database"):
+        if not values[key].startswith(values["gateway_state_dir"].rstrip("/") + "/"):
+            raise SettingError(f"{origin[key]}: {key} must lie in gateway_state_dir {values['gateway_state_dir']}")
+    if not any(values["gateway_state_dir"].startswith(p.rstrip("/") + "/") for p in values["filesync_paths"]):
+        raise SettingError(f"{origin['gateway_state_dir']}: gateway_state_dir must lie in one of filesync_paths "
+                           "(the standby's gateway needs the primary's config)")
+    if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
+        raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
+                           f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")
     try:
-        ipaddress.ip_address(value if isinstance(value, str) else "")
-    except ValueError:
-        return False
-    return True
-
-
-def _url(value):
-    return isinstance(value, str) and re.match(r"https?://[^/\s]+", value) is not None
-
-
-def _cidrs(value):
-    if not isinstance(value, list):
-        return False
-    try:
-        return all(isinstance(item, str) and ipaddress.ip_network(item, strict=False) for item in value)
-    except ValueError:
-        return False
-
-
-def _inbound(value):
-    return isinstance(value, list) and all(
-        isinstance(item, dict) and set(item) == {"port", "from"} and _port(item["port"]) and _cidrs(item["from"])
-        and item["from"] for item in value)
-
-
-KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "port": (_port, "a port number (1-65535)"),
-    "seconds": (_positive_int, "a positive whole number"),
-    "path": (_abs_path, "an absolute path"),
-    "paths": (_abs_paths, "a non-empty list of absolute paths"),
-    "synced_paths": (_synced_paths, "a non-empty list of absolute paths of plain names (letters, digits, ._@+-)"),
-    "name": (_name, "a lower-case name (letters, digits, _ and -)"),
-    "text": (_text, "a non-empty string"),
-    "url": (_url, "an http(s) URL"),
-    "bool": (lambda value: isinstance(value, bool), "true or false"),
-    "list": (lambda value: isinstance(value, list), "a list"),
-    "hostnames": (lambda value: isinstance(value, dict) and bool(value)
-                  and all(target in ("gateway", "scoreboard") for target in value.values()),
-                  "a mapping hostname -> gateway|scoreboard"),
-    "install": (lambda value: value in ("repo", "none"), "'repo' or 'none'"),
-    "sha256": (lambda value: isinstance(value, dict) and all(re.fullmatch(r"[0-9a-f]{64}", str(v))
-                                                             for v in value.values()),
-               "a mapping architecture -> sha256 hex digest"),
-    "secrets": (lambda value: isinstance(value, dict) and all(_text(v) and "/" not in v for v in value.values()),
-                "a mapping secret name -> file name"),
-    "exec": (lambda value: isinstance(value, str) and value[:1] in ("/", "{"), "a command line (absolute path)"),
-    "text_or_empty": (lambda value: isinstance(value, str), "a string (may be empty)"),
-    "addresses": (lambda value: isinstance(value, list) and all(_ip(item) for item in value),
-                  "a list of IP addresses (may be empty)"),
-    "config_keys": (lambda value: isinstance(value, dict) and all(
-        isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", k) for k in value),
-        "a mapping of dotted config keys (a.b.c) to values"),
-    "cidrs": (_cidrs, "a list of IP addresses or networks (CIDR)"),
-    "ports": (lambda value: isinstance(value, list) and bool(value) and all(_port(v) for v in value),
-              "a non-empty list of port numbers"),
-    "names": (lambda value: isinstance(value, list) and all(_name(v) for v in value), "a list of user names"),
-    "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
-    "capabilities": (lambda value: isinstance(value, list)
-                     and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
-                     "a list of capability names (CAP_...)"),
-}
-
-SCHEMA = {
-    "wirebot_user": "name", "wirebot_service_user": "name", "scoreboard_user": "name", "wirebot_data_root": "path",
-    "wirebot_workspace": "path", "wirebot_config_dir": "path", "wirebot_log_dir": "path",
-    "wirebot_state_dir": "path", "wirebot_run_dir": "path", "wirebot_agents_dir": "path",
-    "gateway_port": "port", "scoreboard_port": "port", "mem0_port": "port", "memory_syncd_port": "port",
-    "letta_port": "port", "agent_port": "port", "public_hostnames": "hostnames",
-    "agent_keys_dir": "path", "agent_control_socket": "path", "agent_read_timeout_seconds": "seconds",
-    "agent_max_connections": "seconds", "agent_metrics_sources": "addresses",
-    "gateway_exec": "exec", "gateway_install": "bool", "gateway_nodejs_major": "seconds",
-    "gateway_openclaw_version": "text", "gateway_state_dir": "path", "gateway_config_file": "path",
-    "gateway_database": "path", "gateway_config": "config_keys", "gateway_ready_timeout_seconds": "seconds",
-    "gateway_stop_timeout_seconds": "seconds", "scoreboard_exec": "exec", "scoreboard_events_db": "path",
-    "scoreboard_tenant_dir": "path", "cloudflared_unit": "name", "cloudflared_config": "path",
-    "cloudflared_metrics": "text", "cloudflared_install": "install", "cloudflared_version": "text",
-    "cloudflared_binary": "path", "litestream_version": "text", "litestream_wheel_sha256": "sha256",
-    "litestream_binary": "path", "litestream_config": "path", "litestream_socket": "path",
-    "litestream_capabilities": "capabilities",
-    "litestream_databases": "paths", "litestream_tenant_dir": "path", "litestream_stall_seconds": "seconds",
-    "replica_user": "name", "replica_files_user": "name", "replica_root": "path", "replica_key": "path",
-    "filesync_paths": "synced_paths", "sshd_dropin": "path",
-    "filesync_debounce_seconds": "seconds", "filesync_full_sync_minutes": "seconds",
-    "filesync_retry_max_seconds": "seconds", "heartbeat_interval_seconds": "seconds",
-    "heartbeat_miss_threshold": "seconds", "heartbeat_clock_window_seconds": "seconds",
-    "witness_public_url": "url", "witness_public_host_header": "text_or_empty",
-    "witness_cloudflare_api_base": "url", "witness_timeout_seconds": "seconds", "fence_key": "path",
-    "secrets_files": "secrets", "secrets_required": "list", "cloudflared_secrets": "text",
-    "drill_schedule": "text", "drill_max_age_days": "seconds", "packages_apt": "list", "packages_dnf": "list",
-    "packages_update_cache": "bool",
-    "fencing_lease_enabled": "bool", "fencing_lease_seconds": "seconds", "fencing_tunnel_ports": "ports",
-    "fencing_lease_users": "names", "fencing_watch_seconds": "seconds", "firewall_ssh_sources": "cidrs",
-    "firewall_agent_sources": "cidrs", "firewall_inbound": "inbound", "firewall_rules_file": "path",
-}
-ROLE_SCHEMA = {
-    "primary": {"replicator_unit": "name", "replicator_config": "path", "drill_command": "list",
-                "replicator_capabilities": "capabilities"},
-    "standby": {"standby_unit": "name", "standby_config": "path", "standby_capabilities": "capabilities"},
-}
+        check_all(values["secrets_dir"])
+        runtime_secrets(values["secrets_dir"], values["secrets_files"], REQUIRED_SECRETS)
+        if values["agent_metrics_sources"]:
+            metrics_reader_cert(values["secrets_dir"], required=True)
+    except SecretsError as error:
+        raise SettingError(str(error)) from None
 
 
 def merged_settings(role: str, host_data: dict, host_data_file: str) -> Tuple[dict, dict]:
@@ -170,41 +135,10 @@ def merged_settings(role: str, host_data: dict, host_data_file: str) -> Tuple[di
 
 
 def check(role: str, host_data: dict, host_data_file: str) -> dict:
-    """Validate one host's settings and the secrets directory they name; returns the merged settings."""
+    """Validate one host's settings (group_data + `host_data`, set in `host_data_file`) and the secrets
+    directory they name; returns the final settings."""
     values, origin = merged_settings(role, host_data, host_data_file)
-    for key, kind in {**SCHEMA, **ROLE_SCHEMA[role]}.items():
-        if key not in values:
-            raise SettingError(f"{GROUP_DATA / 'all.py'}: setting '{key}' is missing ({KINDS[kind][1]})")
-        valid, expected = KINDS[kind]
-        if not valid(values[key]):
-            raise SettingError(f"{origin[key]}: setting '{key}' must be {expected}, not {values[key]!r}")
-    if values["heartbeat_clock_window_seconds"] <= values["heartbeat_interval_seconds"]:
-        raise SettingError(f"{origin['heartbeat_clock_window_seconds']}: heartbeat_clock_window_seconds must "
-                           "be larger than heartbeat_interval_seconds")
-    check_fencing_timings(values, origin)
-    _check_replication(values, origin)
-    if values["gateway_database"] not in values["litestream_databases"]:
-        raise SettingError(f"{origin['litestream_databases']}: litestream_databases must list gateway_database "
-                           f"{values['gateway_database']} (a live WAL database is streamed, never rsynced)")
-    for key in ("gateway_config_file", "gateway_database"):
-        if not values[key].startswith(values["gateway_state_dir"].rstrip("/") + "/"):
-            raise SettingError(f"{origin[key]}: {key} must lie in gateway_state_dir {values['gateway_state_dir']}")
-    if not any(values["gateway_state_dir"].startswith(p.rstrip("/") + "/") for p in values["filesync_paths"]):
-        raise SettingError(f"{origin['gateway_state_dir']}: gateway_state_dir must lie in one of filesync_paths "
-                           "(the standby's gateway needs the primary's config)")
-    if PurePosixPath(values["litestream_socket"]).parent.parent != PurePosixPath("/run"):
-        raise SettingError(f"{origin['litestream_socket']}: litestream_socket must be /run/<folder>/<file> "
-                           f"(the unit's RuntimeDirectory), not {values['litestream_socket']!r}")
-    if "secrets_dir" not in values:
-        raise SettingError(f"{host_data_file}: 'secrets_dir' is not set for the {role} host")
-    try:
-        check_all(values["secrets_dir"])
-        runtime_secrets(values["secrets_dir"], values["secrets_files"], values["secrets_required"])
-        if values["agent_metrics_sources"]:
-            metrics_reader_cert(values["secrets_dir"], required=True)
-    except SecretsError as error:
-        raise SettingError(str(error)) from None
-    return values
+    return finalize(role, values, origin)
 
 
 def check_fencing_timings(values: dict, origin: dict) -> None:
@@ -223,7 +157,13 @@ def check_fencing_timings(values: dict, origin: dict) -> None:
             f"{origin['fencing_lease_seconds']}: fencing_lease_seconds={lease} breaks heartbeat_interval_seconds "
             f"< fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1) "
             f"({interval} < {lease} <= {interval * (miss - 1)}): the lease must outlive one lost heartbeat and "
-            "end before the standby's detection (docs/fencing.md)")
+            "end before the standby's detection (docs/fencing.md); "
+            + _set_in(origin, "heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease_seconds"))
+
+
+def _set_in(origin: dict, *keys: str) -> str:
+    """Where each of `keys` was set: what a relation error names besides the key it blames."""
+    return ", ".join(f"{key} from {origin.get(key, 'the defaults')}" for key in keys)
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -259,3 +199,63 @@ def check_inventory(hosts: Dict[str, list], source_file: str) -> None:
                 check(role, host_data, source_file)
     except SettingError as error:
         raise SystemExit(f"settings: {error}") from None
+
+
+def _origin(inventory, host, key: str) -> str:
+    """Where pyinfra took host.data[key] from: --data, the inventory's host data, or a group's data."""
+    if key in inventory.get_override_data():
+        return DATA_FLAG
+    if key in inventory.get_host_data(host.name):
+        return f"the inventory's host data of {host.name}"
+    for group in reversed(list(host.groups)):  # pyinfra: the later group wins
+        if key in inventory.get_group_data(group):
+            path = GROUP_DATA / f"{group}.py"
+            return str(path) if path.exists() else f"group data of {group}"
+    return str(GROUP_DATA / "all.py")
+
+
+def host_role(host) -> str:
+    roles = [role for role in ("primary", "standby") if role in host.groups]
+    if len(roles) != 1:
+        raise SettingError(f"{host.name}: must be in exactly one of the groups primary and standby, "
+                           f"is in {sorted(host.groups) or 'none'}")
+    return roles[0]
+
+
+_CHECKED: Dict[int, dict] = {}
+
+
+def check_pyinfra_hosts(state=None, host=None) -> dict:
+    """In a deploy file, before any operation: check the final host data of every host of the inventory
+    (group data, host data, --data) and make the current host's data the checked one (coerced --data values,
+    derived paths). Returns the current host's final settings. A bad setting raises a pyinfra error (the run
+    stops, exit 1) naming the host, the key and where it came from."""
+    from pyinfra import host as current_host
+    from pyinfra import state as current_state
+    from pyinfra.api.exceptions import PyinfraError
+
+    state = state or current_state
+    host = host or current_host
+    inventory = state.inventory
+    if id(inventory) not in _CHECKED:  # once per run, over all hosts (each host's deploy file asks)
+        finals = {}
+        try:
+            for each in inventory:
+                values = each.data.dict()
+                origin = {key: _origin(inventory, each, key) for key in values}
+                try:
+                    finals[each.name] = finalize(host_role(each), values, origin)
+                except SettingError as error:
+                    raise SettingError(f"{each.name}: {error}") from None
+        except SettingError as error:
+            _CHECKED[id(inventory)] = {"error": str(error)}
+        else:
+            _CHECKED[id(inventory)] = {"finals": finals}
+    result = _CHECKED[id(inventory)]
+    if "error" in result:
+        raise PyinfraError(f"settings: {result['error']} (nothing was changed on any host)")
+    final = result["finals"][host.name]
+    for key, value in final.items():
+        if key in SETTINGS and host.data.get(key) != value:
+            setattr(host.data, key, value)  # pyinfra's per-host override: what every deploy reads
+    return final

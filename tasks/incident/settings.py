@@ -1,17 +1,11 @@
-"""The incident playbooks' settings: host.data keys with their defaults (override: `--data key=value`)."""
+"""The incident playbooks' settings: host.data keys with their defaults (override: `--data key=value`).
 
-DEFAULTS = {
-    # --- failover ---
-    "failover_force": False,  # activate although the primary cannot be fenced nor shown gone by the witness
-    "failover_activation_wait": 300,  # seconds wirebot.activation may take to reach ACTIVE
-    "failover_witness_wait": 30,  # seconds to wait for an unreachable primary's connector to leave the API
-    # --- both: verification through the public endpoint ---
-    "incident_verify_seconds": 60,  # how long the public endpoint may take to be served by the new side
-    "incident_verify_probes": 3,  # consecutive requests that must all be served by the expected side
-    # --- recovery ---
-    "recovery_stop_after": 0,  # stop after recovery step K (1-7) as if interrupted; 0 = run to the end
-    "recovery_skip_dbs": [],  # DBs (relative to wirebot_data_root) whose standby writes are NOT merged
-}
+Defined (kind, range, default, meaning) in tasks/settings_schema.py, section "incident".
+"""
+
+from tasks.settings_schema import defaults
+
+DEFAULTS = defaults("incident")
 
 
 def get(data, key):

@@ -95,8 +95,6 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "replica_root": paths.replica_view(data.replica_root, data.replica_root),
         },
         "litestream": {
-            "binary": data.litestream_binary,
-            "config": data.litestream_config,
             "socket": data.litestream_socket,
             "dbs": list(data.litestream_databases),
             "tenant_dir": data.litestream_tenant_dir,
@@ -109,7 +107,8 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "retry_max_seconds": data.filesync_retry_max_seconds,
             "exclude": filesync_exclude(data),
         },
-        "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds},
+        "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds,
+                      "clock_window_seconds": data.heartbeat_clock_window_seconds},
         "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
         "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
                   "max_age_days": data.drill_max_age_days},

@@ -176,6 +176,7 @@ _FORMATS = {  # what a runtime secret must look like, by its name in the secrets
     "gateway-token.env": (GATEWAY_TOKEN_VARIABLE + r"=[A-Za-z0-9._~+/=-]{32,}",
                           "one line OPENCLAW_GATEWAY_TOKEN=<32+ characters>"),
 }
+REQUIRED_SECRETS = ["agent-hmac.key", "gateway-token.env"]  # the agents' heartbeat key, the gateway's token
 
 
 def runtime_secrets(secrets_dir: str, names: Dict[str, str], required: List[str]) -> List[str]:

@@ -166,7 +166,7 @@ def lab_is_clean(interval=1):
 
 def fresh_lab(*deploy_args):
     """Reset this lab to "primary serving, standby watching, epoch 1": `lab down`, `lab up` and a deploy
-    (extra pyinfra arguments such as "--data", "heartbeat_interval_seconds=30" go to the deploy), then
+    (extra pyinfra arguments such as "--data", "fencing_watch_seconds=2" go to the deploy), then
     wait until heartbeats flow and the edge routes to the primary. Returns the seconds it took (~45)."""
     started = time.monotonic()
     lab_cli("down")

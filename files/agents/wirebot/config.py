@@ -4,6 +4,7 @@ Every error names the file and the dotted key, so an operator can fix it without
 ``/etc/wirebot/standby.yml: heartbeat.interval_seconds: expected a number, got 'thirty'``.
 """
 
+import difflib
 import os
 
 import yaml
@@ -86,6 +87,59 @@ def get(cfg, dotted_key, expected_type, path, default=REQUIRED):
     if expected_type is float and isinstance(node, int):
         return float(node)
     return node
+
+
+def _walk(node, prefix, leaves, sections, found):
+    """Collect the dotted key of every key in `node`, down to the keys `leaves` names ("a.b[].c": every
+    item of the list a.b), through the `sections` above them."""
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        found.append(dotted)
+        if dotted in leaves:
+            continue
+        if isinstance(value, list) and dotted + "[]" in sections:
+            for index, item in enumerate(value):
+                if not isinstance(item, dict):
+                    raise ConfigError(f"{dotted}[{index}]: expected a mapping, got {item!r}")
+                _walk(item, f"{dotted}[].", leaves, sections, found)
+        elif isinstance(value, dict) and dotted in sections:
+            _walk(value, dotted + ".", leaves, sections, found)
+
+
+def check_keys(cfg, spec, path):
+    """Refuse a config with a key `spec` (wirebot.config_keys: dotted key -> (required, meaning)) does not
+    list, or without one of its required keys; ConfigError names the file and the key ("did you mean")."""
+    leaves, sections = set(spec), set()
+    for key in spec:  # "a", "a.b" and "a.b[]" above "a.b[].c"
+        parts = key.split(".")
+        sections.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        sections.update(".".join(parts[:i]).replace("[]", "") for i in range(1, len(parts)))
+    found = []
+    try:
+        _walk(cfg, "", leaves, sections, found)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for key in found:
+        if key not in leaves and key not in sections:
+            close = difflib.get_close_matches(key, list(spec), n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key}{hint}")
+    present = set(found)
+    for key, (required, _meaning) in spec.items():
+        if required and "[]." not in key and key not in present:
+            raise ConfigError(f"{path}: {key} is required (missing)")
+    for key in (k for k, (required, _) in spec.items() if required and "[]." in k):
+        head, leaf = key.split("[].", 1)
+        for index, item in enumerate(_items(cfg, head)):
+            if leaf not in item:
+                raise ConfigError(f"{path}: {head}[{index}].{leaf} is required (missing)")
+
+
+def _items(cfg, dotted):
+    node = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else []
 
 
 def read_secret(path, required=False):

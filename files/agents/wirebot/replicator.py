@@ -18,6 +18,7 @@ import uuid
 from . import (
     channel,
     config,
+    config_keys,
     drillwatch,
     filesync,
     heartbeat,
@@ -74,6 +75,7 @@ def _positive(cfg, key, path, default):
 def load_config(path):
     """Read and validate replicator.yml into a flat dict; ConfigError names the file and key."""
     raw = config.load_yaml(path)
+    config.check_keys(raw, config_keys.REPLICATOR, path)  # unknown or missing keys: refused before anything
     s = lambda key, default=config.REQUIRED: config.get(raw, key, str, path, default)  # noqa: E731
     c = {
         "node_name": s("node_name"),
@@ -110,7 +112,7 @@ def load_config(path):
         "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
         "drill_log_file": s("drill.log_file", ""),        # the fire-drill log ("" = no deadline watch)
         "drill_max_age_days": _positive(raw, "drill.max_age_days", path, 35.0),  # alert past this
-        "clock_window": _positive(raw, "clock_window_seconds", path, 60.0),  # signed POST freshness
+        "clock_window": _positive(raw, "heartbeat.clock_window_seconds", path, 60.0),  # signed POST freshness
         "channel": channel.load_settings(raw, path),     # tls, control socket + key, http bounds
     }
     if not c["agent_url"].startswith("https://"):

@@ -1,4 +1,5 @@
-"""Settings of the standby agent, read from /etc/wirebot/standby.yml (every key documented here).
+"""Settings of the standby agent, read from /etc/wirebot/standby.yml (every key documented here; the file's
+keys are checked first against wirebot.config_keys.STANDBY: an unknown or missing one stops the agent).
 
 Top level:
   node_name (str, default "standby"); listen_address (str, required: the agent binds only here);
@@ -31,7 +32,7 @@ activation:
 
 import os
 
-from . import channel, config, fencing, witness
+from . import channel, config, config_keys, fencing, witness
 
 
 def _under(path, root, key, cfg_path):
@@ -80,6 +81,7 @@ def _activation(cfg, path, data_root):
 def load(path):
     """Load and validate standby.yml; returns a settings dict. Raises ConfigError naming key and file."""
     cfg = config.load_yaml(path)
+    config.check_keys(cfg, config_keys.STANDBY, path)  # unknown or missing keys: refused before anything
     get = config.get
     data_root = get(cfg, "data_root", str, path)
     settings = {

@@ -8,7 +8,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, files, server
 
 from tasks.provision.ops import NotOwnedBy, directories, secret_file, system_account, tree_sync
-from tasks.provision.secrets_check import runtime_secrets
+from tasks.provision.secrets_check import REQUIRED_SECRETS, runtime_secrets
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
@@ -27,7 +27,7 @@ def base():
 
     Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, scoreboard_user,
     wirebot_user, wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
-    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files, secrets_required.
+    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: secrets_check.REQUIRED_SECRETS).
     """
     data = host.data
     if host.get_fact(Which, command="apt-get"):
@@ -69,7 +69,7 @@ def base():
         server.shell(name=f"Give {root}/scoreboard's files to {scoreboard} (they were another user's).",
                      commands=[f"chown -R {scoreboard}:{scoreboard} {root}/scoreboard"])
 
-    installed = runtime_secrets(data.secrets_dir, data.secrets_files, data.secrets_required)
+    installed = runtime_secrets(data.secrets_dir, data.secrets_files, REQUIRED_SECRETS)
     run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
     tmpfiles = files.put(
         name="Ensure /run/wirebot and its secrets are recreated at boot (tmpfiles.d).",

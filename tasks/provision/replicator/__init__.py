@@ -19,7 +19,7 @@ def replicator():
     Reads: every key agent_configs.replicator reads, replicator_unit, replicator_config,
     replicator_capabilities, wirebot_state_dir, filesync_paths, wirebot_config_dir, wirebot_run_dir,
     cloudflared_config, replica_key, secrets_dir, secrets_files, agent_keys_dir,
-    agent_control_socket.
+    agent_control_socket, wirebot_agents_dir.
     """
     data = host.data
     config = rendered_config(agent_configs.replicator)

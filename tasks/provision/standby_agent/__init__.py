@@ -19,7 +19,7 @@ def standby_agent():
     Reads: every key agent_configs.standby reads, standby_unit, standby_config, standby_capabilities,
     wirebot_state_dir, wirebot_data_root, filesync_paths, wirebot_config_dir, wirebot_run_dir,
     cloudflared_config, fence_key, secrets_dir, secrets_files, agent_keys_dir,
-    agent_control_socket.
+    agent_control_socket, wirebot_agents_dir.
     """
     data = host.data
     config = rendered_config(agent_configs.standby)

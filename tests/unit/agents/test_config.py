@@ -134,7 +134,7 @@ def test_standby_config_loads_with_defaults(tmp_path):
     (lambda c: c["primary"].pop("fence_ssh_key"), "primary.fence_ssh_key is required"),
     (lambda c: c["witness"].pop("public_url"), "witness.public_url is required"),
     (lambda c: c["activation"]["tunnel"].pop("ready_url"), "activation.tunnel.ready_url is required"),
-    (lambda c: c["activation"]["services"][1].pop("health_url"), "activation.services[1]: health_url is required"),
+    (lambda c: c["activation"]["services"][1].pop("health_url"), "activation.services[1].health_url is required"),
     (lambda c: c["activation"]["dbs"].append("/elsewhere/x.db"), "activation.dbs[3]: /elsewhere/x.db is not under"),
     (lambda c: c["activation"].update(dbs=["relative.db"]), "activation.dbs[0]: expected an absolute path"),
     (lambda c: c["heartbeat"].update(miss_threshold=0), "heartbeat.miss_threshold >= 1"),

@@ -439,4 +439,4 @@ def test_daemon_config_error_exit_2(tmp_path):
     bad.write_text("listen_address: 127.0.0.1\n")
     proc = subprocess.run([sys.executable, "-m", "wirebot.standby", "--config", str(bad)], capture_output=True,
                           env=dict(os.environ, PYTHONPATH=agenttest.AGENTS), text=True, timeout=30)
-    assert proc.returncode == 2 and f"{bad}: data_root is required" in proc.stderr
+    assert proc.returncode == 2 and f"{bad}: node_name is required (missing)" in proc.stderr
