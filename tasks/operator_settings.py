@@ -46,7 +46,10 @@ from typing import Any, Dict
 
 import yaml
 
+from tasks.settings_schema import SETTINGS
+
 ROLES = ("primary", "standby")
+DEFAULT_PAIR = SETTINGS["pair"].default  # the one-pair form's pair
 
 
 class SettingsError(Exception):
@@ -208,11 +211,11 @@ def _checked_address(section: Dict[str, Any], where: str, path: Path, missing: s
 def pair_settings(data: Dict[str, Any] = None, path: Path = None) -> Dict[str, Dict[str, Any]]:
     """Every pair of the settings: {name: {"primary": section, "standby": section, "secrets_dir": Path,
     "data": {host data}, "named": bool}}. The one-pair form is {"wirebot": ...} with named False (its
-    hosts keep group_data's `pair`); SettingsError names what to set."""
+    hosts keep the default `pair`, tasks/settings_schema.py); SettingsError names what to set."""
     path = path or settings_path()
     data = load(path) if data is None else data
     if "pairs" not in data:
-        return {"wirebot": {"primary": host_settings("primary", data, path),
+        return {DEFAULT_PAIR: {"primary": host_settings("primary", data, path),
                             "standby": host_settings("standby", data, path),
                             "secrets_dir": secrets_dir(data), "data": {}, "named": False}}
     for role in ROLES:

@@ -2,8 +2,8 @@
 
 An inventory may hold several primary/standby pairs (Wirebot's own, and white-label clients' each with
 a pair of their own). Every host is in exactly one of the groups `primary` and `standby`, and names its
-pair in the host data key `pair` (group_data/all.py: "wirebot", so a one-pair inventory need not set
-it). The inventories also declare a group per pair, named after it, so `--limit NAME` acts on one pair.
+pair in the host data key `pair` (tasks/settings_schema.py, default "wirebot": a one-pair inventory need
+not set it). The inventories also declare a group per pair, named after it, so `--limit NAME` acts on one pair.
 
 Refused before anything runs, with the hosts and the pair named:
 - a host in neither role group, or in both;
@@ -22,20 +22,19 @@ playbook acts on (the pair named by `--limit`; optional with one pair).
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from pyinfra.api.exceptions import PyinfraError
 
+from tasks.settings_schema import KINDS, SETTINGS
+
 ROLES = ("primary", "standby")
-DEFAULT_PAIR = "wirebot"  # group_data/all.py `pair`
-RESERVED = {"all", *ROLES}
-NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
-NAME_TEXT = "a lower-case name of letters, digits and _ (at most 31, starting with a letter)"
-# Secrets that must differ from pair to pair (files in each pair's secrets_dir); cloudflared's are
-# compared by tunnel id and secret below.
+DEFAULT_PAIR = SETTINGS["pair"].default
+VALID_NAME, NAME_TEXT = KINDS["pair"]
+# Secrets that must differ from pair to pair (files in each pair's secrets_dir); the tunnel is compared by
+# the id in its credentials (check_secrets).
 PER_PAIR_SECRETS = ("agent-hmac.key", "gateway-token.env")
 
 
@@ -69,10 +68,8 @@ class Entry:
 
 
 def check_name(name, where: str) -> str:
-    if not isinstance(name, str) or not NAME.fullmatch(name):
+    if not VALID_NAME(name):
         raise PairError(f"{where}: pair name {name!r} must be {NAME_TEXT}")
-    if name in RESERVED:
-        raise PairError(f"{where}: pair name {name!r} is taken by a group of its own ({', '.join(sorted(RESERVED))})")
     return name
 
 
@@ -134,7 +131,7 @@ def entries_of_inventory(inventory) -> List[Entry]:
 
 
 def entries_of_hosts(hosts: Dict[str, list], source: str) -> List[Entry]:
-    """Entries for an inventory file's {role: [(name, host_data)]} (pair groups: {pair: [name]})."""
+    """Entries for an inventory file's {role: [(name, host_data)]}."""
     out = []
     for role, listed in hosts.items():
         for name, data in listed:
@@ -194,11 +191,6 @@ def _current_host():
     from pyinfra import host as current
 
     return current._get_module()
-
-
-def role_of(host) -> str:
-    """'primary' or 'standby'."""
-    return "primary" if "primary" in host.groups else "standby"
 
 
 def selected(state, inventory=None, what: str = "this playbook") -> Pair:

@@ -149,8 +149,8 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
     "pair": (lambda value: isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value) is not None
              and value not in ("all", "primary", "standby"),
-             "a pair name: lower-case letters, digits and _ (at most 31, starting with a letter; not all, "
-             "primary or standby)"),
+             "a lower-case name of letters, digits and _ (at most 31, starting with a letter), not a group of "
+             "its own (all, primary, standby)"),
     "capabilities": (lambda value: isinstance(value, list)
                      and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
                      "a list of capability names (CAP_...)"),
@@ -473,7 +473,7 @@ SETTINGS_LIST = [
       "(settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS) each host names its own, every peer "
       "lookup (trust, replication, heartbeat, firewall, playbooks, drill) stays inside it, and the pair's two "
       "hosts are also the pyinfra group of that name (`--limit NAME`); the drill's report and timer name it",
-      "drill_lib/run drill_lib/timer drill_timer pairs"),
+      "drill_lib/run drill_lib/timer drill_timer operator_settings pairs"),
 
     # --- packages ---
     S("packages_apt", "all", "strings",
