@@ -14,8 +14,9 @@ from tasks import pairs
 from tasks.incident import status
 
 several = len(pairs.pairs(inventory)) > 1
-for chosen in pairs.in_limit(state, inventory):
-    reporter = chosen.standby if chosen.standby.connected else chosen.primary
+connected = [each for each in inventory if each.connected]
+for chosen in pairs.in_limit(state, inventory):  # a pair with no host reached: another host reports it
+    reporter = next((each for each in (chosen.standby, chosen.primary) if each.connected), None) or connected[0]
     if host.name == reporter.name:
         view = status.collect(chosen.primary, chosen.standby)
         status.print_at_exit(chosen.name, status.format_table(view, chosen.name if several else None))
