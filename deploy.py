@@ -8,14 +8,16 @@ the same run, in parallel; each host is wired to its own pair's peer only (tasks
 before any operation; `--limit NAME`: one pair).
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
 from tasks import pairs
+from tasks.provision import hoststate
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
 from tasks.provision.gateway import gateway
 from tasks.provision.litestream import litestream
+from tasks.provision.reads import prepare_reads
 from tasks.provision.replicator import replicator
 from tasks.provision.services import services
 from tasks.provision.sshd import sshd
@@ -26,6 +28,9 @@ from tasks.settings_check import check_pyinfra_hosts
 check_pyinfra_hosts()  # every host of the inventory, before any operation; --data values coerced
 
 pairs.pair_of(host)  # the inventory's pairs are sound (else a PairError stops the run before any change)
+# every host's current state in one command each, in parallel (tasks/provision/hoststate.py): the
+# operations below read it instead of asking one fact at a time
+hoststate.prefetch(inventory.get_active_hosts(), prepare_reads)
 base()  # packages, users, directories, runtime secrets, the agents' code
 firewall()  # nftables: host firewall on both, the serving lease on the primary (before anything serves)
 trust()  # replication and fence keys, pinned host keys, the replication accounts and their tree

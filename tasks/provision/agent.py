@@ -6,11 +6,12 @@ from pathlib import Path
 
 import yaml
 from pyinfra import host
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks import pairs
 from tasks.provision import paths
+from tasks.provision.ops import managed_file, managed_template, service
 from tasks.provision.secrets_check import cloudflared_files
 from tasks.provision.trust import address_of
 
@@ -42,7 +43,7 @@ def install_agent(unit: str, module: str, description: str, config_path: str, co
     config and restarts the running agent, which would otherwise keep the old code in memory.
     `sandbox`: the unit's least-privilege directives (tasks/provision/sandbox.py); the unit sees its
     secrets as of its start, so `secrets_digest` (of those secrets) in the config restarts it too."""
-    rendered = files.put(
+    rendered = managed_file(
         name=f"Ensure {config_path} is rendered from settings.",
         src=StringIO("# Managed by the wirebot deploy: edit group_data/, not this file.\n"
                      f"# Agents' code sha256 {code_digest()} (a change restarts the agent).\n"
@@ -51,14 +52,13 @@ def install_agent(unit: str, module: str, description: str, config_path: str, co
                      + yaml.safe_dump(config, sort_keys=False)),
         dest=config_path, user="root", group="root", mode="600",
     )
-    unit_file = files.template(
+    unit_file = managed_template(
         name=f"Ensure {unit}.service is installed.", src=str(TEMPLATES / "agent.service.j2"),
         dest=f"{paths.UNIT_DIR}/{unit}.service", user="root", group="root", mode="644",
         description=description, agents_dir=agents_dir, module=module, config=config_path, sandbox=sandbox,
     )
     systemd.daemon_reload(name=f"Reload systemd for {unit}.", _if=unit_file.did_change)
-    started = systemd.service(name=f"Ensure {unit} is enabled and running.", service=unit, running=True,
-                              enabled=True)
+    started = service(name=f"Ensure {unit} is enabled and running.", unit=unit, running=True, enabled=True)
     changed = any_changed(rendered, unit_file)
     # not right after starting it: a second start would stop the heartbeats for a lease's length (fencing)
     systemd.service(name=f"Restart {unit} for its new config or unit.", service=unit, restarted=True,

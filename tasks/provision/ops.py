@@ -2,12 +2,15 @@
 
 import hashlib
 import json
+import os
 import shlex
 from io import BytesIO
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, StringCommand, operation
-from pyinfra.facts.files import File
+from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
+
+from tasks.provision import hoststate
+from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
 
 
 class WirebotState(FactBase):
@@ -48,6 +51,25 @@ class NotOwnedBy(FactBase):
         return bool("\n".join(output).strip())
 
 
+class InstalledDebPackages(FactBase):
+    """Those of `packages` (plain names) dpkg has installed ("ii"); None when dpkg-query gave no answer."""
+
+    def command(self, packages):
+        names = " ".join(shlex.quote(p) for p in packages)
+        return f"echo dpkg; dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' -- {names} 2>/dev/null; true"
+
+    def process(self, output):
+        lines = list(output)
+        if lines[:1] != ["dpkg"]:
+            return None
+        return [line.split(" ", 1)[0] for line in lines[1:] if line.split(" ")[1:2] == ["ii"]]
+
+
+def missing_packages(wanted: list, installed) -> list:
+    """`wanted` without what InstalledDebPackages found installed (all of `wanted` when it had no answer)."""
+    return list(wanted) if installed is None else [p for p in wanted if p not in installed]
+
+
 class PublicKey(FactBase):
     """The first line of a public key file, or None when absent."""
 
@@ -59,37 +81,182 @@ class PublicKey(FactBase):
         return line or None
 
 
+_DIGESTS = {}  # (path, size, mtime) -> sha256 of a local file (the Litestream binary is read once)
+
+
 def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(65536), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    info = os.stat(path)
+    key = (str(path), info.st_size, info.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(65536), b""):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+def _local_source(src):
+    """(what FileUploadCommand uploads, its sha256) for a local path or a file-like object (text or bytes)."""
+    if isinstance(src, (str, os.PathLike)):
+        return str(src), _sha256(src)
+    if hasattr(src, "seek"):
+        src.seek(0)
+    content = src.read()
+    content = content.encode() if isinstance(content, str) else content
+    return BytesIO(content), hashlib.sha256(content).hexdigest()
+
+
+def render_template(src: str, **data) -> BytesIO:
+    """A Jinja2 template rendered here as files.template renders it (host, state and inventory given)."""
+    from pyinfra import inventory, state
+    from pyinfra.api.util import get_template
+
+    data.setdefault("host", host)
+    data.setdefault("state", state)
+    data.setdefault("inventory", inventory)
+    return BytesIO(get_template(src).render(data).encode())
+
+
+def file_plan(sha256: str, remote, parent, dest: str, user: str, group: str, mode: str) -> list:
+    """What makes `dest` a regular file with content `sha256`, owner and mode (pure; see managed_file):
+    shell commands (str) and the step "upload" (to temp_name(dest)), in order; [] when it is one.
+    Raises ValueError when `dest` is something else than a regular file."""
+    mode = mode.lstrip("0") or "0"
+    if remote and remote["kind"] != "f":
+        raise ValueError(f"{dest} exists and is not a regular file")
+    owner = f"{shlex.quote(user)}:{shlex.quote(group)}"
+    quoted = shlex.quote(dest)
+    if not remote or remote["sha256"] != sha256:
+        temp = shlex.quote(temp_name(dest))
+        steps = [] if parent and parent["kind"] == "d" else [f"mkdir -p -- {shlex.quote(_parent(dest))}"]
+        if not int(mode, 8) & 0o004:  # private: the upload fills a file made with its mode (SFTP keeps it)
+            steps.append(f"rm -f -- {temp} && install -m {mode} -o {shlex.quote(user)} -g {shlex.quote(group)} "
+                         f"/dev/null {temp}")
+        return steps + ["upload", f"chown {owner} -- {temp} && chmod {mode} -- {temp} && mv -f -- {temp} {quoted}"]
+    steps = []
+    if (remote["user"], remote["group"]) != (user, group):
+        steps.append(f"chown {owner} -- {quoted}")
+    if remote["mode"] != mode:
+        steps.append(f"chmod {mode} -- {quoted}")
+    return steps
+
+
+def temp_name(dest: str) -> str:
+    """Where a new version of `dest` is uploaded: beside it (its folder's permissions guard it; the move
+    into place is atomic), a hidden name no unit, drop-in or tmpfiles folder reads."""
+    folder, name = dest.rsplit("/", 1)
+    return f"{folder}/.{name}.wirebot-new"
+
+
+@declares(lambda src, dest, **_: {"paths": [dest, _parent(dest)]})
 @operation()
-def secret_file(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "600"):
+def managed_file(src, dest: str, user: str = "root", group: str = "root", mode: str = "644", secret: bool = False):
     """
-    Upload a secret file: compared by sha256, never diffed or printed (unlike files.put with --diff);
-    checked in one round trip (its owner, mode and sha256 in one command).
+    A file with exactly this content, owner and mode, checked by sha256 with everything else the host is
+    asked (tasks/provision/hoststate.py: no command of its own when nothing differs; files.put and
+    files.template take three each). A new version is uploaded beside it, given its owner and mode, then
+    moved into place in one step (a reader never sees half a file or a wrong mode); a private file (no
+    read bit for others) is uploaded into an empty file made with its owner and mode first, so its
+    content is never readable beyond them, not even for a moment. A wrong owner or mode alone is
+    corrected in place. Never diffed or printed (secrets). Its folder is made (mkdir -p)
+    when missing; a `dest` that is not a regular file is an error, before anything changes.
 
-    + src: local path (in the operator's secrets directory)
+    + src: local path, or a file-like object (text or bytes; render_template gives one for templates)
     + dest: remote path
     + user, group, mode: ownership and permissions the file must have
+    + secret: say so in the log when it is written (content never shown)
     """
-    remote = host.get_fact(PathStats, paths=[dest], digests=True).get(dest)  # one round trip
-    if remote and remote["kind"] != "f":
-        raise OperationError(f"{host.name}: {dest} exists and is not a regular file")
-    changed = not remote or remote["sha256"] != _sha256(src)
-    if changed:
+    upload, sha256 = _local_source(src)
+    try:
+        steps = file_plan(sha256, hoststate.path(host, dest), hoststate.path(host, _parent(dest)), dest, user,
+                          group, mode)
+    except ValueError as exc:
+        raise OperationError(f"{host.name}: {exc}") from None
+    if "upload" in steps and secret:
         host.log(f"Will write secret {dest} (content not shown)", logger.info)
-        yield FileUploadCommand(src, dest, remote_temp_filename=host.get_temp_filename(dest))
-    if changed or (remote["user"], remote["group"]) != (user, group):
-        yield StringCommand("chown", f"{user}:{group}", dest)
-    if changed or remote["mode"] != mode.lstrip("0"):
-        yield StringCommand("chmod", mode, dest)
+    for step in steps:
+        if step == "upload":
+            yield FileUploadCommand(upload, temp_name(dest))
+        else:
+            yield step
 
 
+def managed_template(name: str, src: str, dest: str, user: str = "root", group: str = "root", mode: str = "644",
+                     **data):
+    """files.template's arguments as a managed_file: the Jinja2 template `src` rendered here with `data`."""
+    return managed_file(name=name, src=render_template(src, **data), dest=dest, user=user, group=group, mode=mode)
+
+
+def secret_file(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "600", **arguments):
+    """A secret file (managed_file, 0600 root by default): compared by hash, never diffed or printed."""
+    return managed_file(src=src, dest=dest, user=user, group=group, mode=mode, secret=True, **arguments)
+
+
+@declares(lambda paths: {"paths": list(paths)})
+@operation()
+def absent(paths: list):
+    """
+    None of `paths` exists (files, links, folders with their contents), checked with everything else the
+    host is asked; one `rm -rf` for those present.
+
+    + paths: remote paths
+    """
+    present = [p for p in paths if hoststate.path(host, p) is not None]
+    if present:
+        yield "rm -rf -- " + " ".join(shlex.quote(p) for p in present)
+
+
+def service_plan(unit: str, current: dict, running, enabled) -> list:
+    """Commands (pure; see service) giving `unit` the wanted running and enabled states (None: leave it)."""
+    commands = []
+    name = shlex.quote(hoststate.unit_name(unit))
+    if running is True and not current["running"]:
+        commands.append(f"systemctl start {name}")
+    elif running is False and current["running"]:
+        commands.append(f"systemctl stop {name}")
+    if enabled is True and not current["enabled"]:
+        commands.append(f"systemctl enable {name}")
+    elif enabled is False and current["enabled"]:
+        commands.append(f"systemctl disable {name}")
+    return commands
+
+
+@declares(lambda unit, **_: {"units": [unit]})
+@operation()
+def service(unit: str, running=None, enabled=None):
+    """
+    A systemd unit started or stopped, enabled or disabled (None: left as it is), its state read with
+    everything else the host is asked (systemd.service reads two facts per unit). Running and enabled as
+    systemd.service counts them (SubState running/exited/..., UnitFileState enabled/static).
+
+    + unit: the unit (".service" when no type is given)
+    + running, enabled: True, False or None
+    """
+    yield from service_plan(unit, hoststate.unit(host, unit), running, enabled)
+
+
+@declares(lambda specs: {"paths": [s[0] for s in specs]})
+@operation()
+def attributes(specs: list):
+    """
+    Existing paths get their owner and mode (one command per distinct owner and per distinct mode); a
+    missing one is an error, before anything changes.
+
+    + specs: [(path, user, group, mode)]
+    """
+    current = {s[0]: hoststate.path(host, s[0]) for s in specs}
+    missing = [p for p, stats in current.items() if stats is None]
+    if missing:
+        raise OperationError(f"{host.name}: {', '.join(missing)} missing")
+    yield from _attribute_fixes(specs, current)
+
+
+@declares(lambda path, **_: {"paths": [path]})
 @operation()
 def ssh_keypair(path: str, comment: str):
     """
@@ -98,7 +265,7 @@ def ssh_keypair(path: str, comment: str):
     + path: private key path on the host
     + comment: the key's comment (names its one use)
     """
-    if not host.get_fact(File, path=path):
+    if not hoststate.path(host, path):
         yield f"install -d -m 700 $(dirname {shlex.quote(path)})"
         yield f"ssh-keygen -q -t ed25519 -N '' -C {shlex.quote(comment)} -f {shlex.quote(path)}"
 
@@ -132,6 +299,7 @@ def tls_keypair_command(key: str, cert: str, common_name: str) -> str:
     )
 
 
+@declares(lambda key, cert, **_: {"paths": [key], "facts": [(Certificate, {"path": cert})]})
 @operation()
 def tls_keypair(key: str, cert: str, common_name: str):
     """
@@ -141,11 +309,12 @@ def tls_keypair(key: str, cert: str, common_name: str):
     + key, cert: paths on the host (their folder is created 0700)
     + common_name: the certificate's subject CN (names the host's role)
     """
-    if host.get_fact(File, path=key) and host.get_fact(Certificate, path=cert):
+    if hoststate.path(host, key) and hoststate.fact(host, Certificate, path=cert):
         return
     yield tls_keypair_command(key, cert, common_name)
 
 
+@declares(lambda path: {"paths": [path]})
 @operation()
 def random_key(path: str):
     """
@@ -153,7 +322,7 @@ def random_key(path: str):
 
     + path: the key file (its folder is created 0700)
     """
-    if host.get_fact(File, path=path):
+    if hoststate.path(host, path):
         return
     yield random_key_command(path)
 
@@ -165,6 +334,7 @@ def random_key_command(path: str) -> str:
             f"mv {quoted}.tmp {quoted}")
 
 
+@declares(lambda path, **_: {"facts": [(Certificate, {"path": path})]})
 @operation()
 def pinned_certificate(path: str, other, other_path: str):
     """
@@ -174,8 +344,8 @@ def pinned_certificate(path: str, other, other_path: str):
     + path: where the pinned copy goes on this host
     + other, other_path: the host whose certificate is pinned, and where it keeps it
     """
-    current = host.get_fact(Certificate, path=path)
-    wanted = other.get_fact(Certificate, path=other_path)
+    current = hoststate.fact(host, Certificate, path=path)
+    wanted = hoststate.fact(other, Certificate, path=other_path)
     if wanted is not None:
         if current != wanted:
             yield from _put_text(path, wanted)
@@ -204,6 +374,7 @@ def _put_text(path, text):
     yield _put_text_command(path, text)
 
 
+@declares(lambda path, marker, **_: {"paths": [path], "facts": [(PublicKeyLines, {"path": path, "marker": marker})]})
 @operation()
 def authorized_key_line(path: str, marker: str, line: str = None, key_from=None, owner: str = "root",
                         mode: str = "600", dir_mode: str = "700"):
@@ -217,14 +388,14 @@ def authorized_key_line(path: str, marker: str, line: str = None, key_from=None,
     + owner: owner of the file and its folder
     + mode, dir_mode: permissions of the file and its folder
     """
-    current = host.get_fact(PublicKeyLines, path=path, marker=marker)
+    current = hoststate.fact(host, PublicKeyLines, path=path, marker=marker)
     if line is None:
         other, pubkey_path, options = key_from
-        public_key = other.get_fact(PublicKey, path=pubkey_path)
+        public_key = hoststate.fact(other, PublicKey, path=pubkey_path)
         if public_key:
             line = f"{options} {public_key}"
     if line is not None:
-        if current == [line] and _file_is(host.get_fact(File, path=path), owner, mode):
+        if current == [line] and _file_is(hoststate.path(host, path), owner, mode):
             return
         yield _write_line_command(path, marker, line, owner, mode, dir_mode)
         return
@@ -254,7 +425,7 @@ class PublicKeyLines(FactBase):
 
 
 def _file_is(info, owner: str, mode: str) -> bool:
-    return bool(info) and info.get("user") == owner and str(info.get("mode")) == mode.lstrip("0")
+    return bool(info) and info["kind"] == "f" and info["user"] == owner and info["mode"] == mode.lstrip("0")
 
 
 def _write_line_command(path: str, marker: str, line: str, owner: str, mode: str = "600",
@@ -294,6 +465,7 @@ def _sshd_install_script(new: str, dest: str) -> str:
     )
 
 
+@declares(lambda dest, **_: {"paths": [dest]})
 @operation()
 def sshd_dropin(src, dest: str):
     """
@@ -304,7 +476,7 @@ def sshd_dropin(src, dest: str):
     + dest: the drop-in's path (in a folder /etc/ssh/sshd_config Includes)
     """
     content = src.read().encode() if hasattr(src, "read") else src.encode()
-    remote = host.get_fact(PathStats, paths=[dest], digests=True).get(dest)  # one round trip
+    remote = hoststate.path(host, dest)
     if remote and remote["sha256"] == hashlib.sha256(content).hexdigest() and \
             (remote["kind"], remote["user"], remote["mode"]) == ("f", "root", "644"):
         return
@@ -421,6 +593,7 @@ def tree_sync_plan(local: dict, remote, dest: str, user: str, group: str, mode: 
     return steps
 
 
+@declares(lambda dest, **_: {"facts": [(TreeManifest, {"path": dest})]})
 @operation()
 def tree_sync(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "644",
               dir_mode: str = "755"):
@@ -439,7 +612,7 @@ def tree_sync(src: str, dest: str, user: str = "root", group: str = "root", mode
     + mode, dir_mode: permissions of files and of folders
     """
     local = local_tree(src)
-    remote = host.get_fact(TreeManifest, path=dest)
+    remote = hoststate.fact(host, TreeManifest, path=dest)
     for step in tree_sync_plan(local, remote, dest, user, group, mode, dir_mode):
         if isinstance(step, tuple):
             target = f"{dest.rstrip('/')}/{step[1]}"
@@ -450,37 +623,6 @@ def tree_sync(src: str, dest: str, user: str = "root", group: str = "root", mode
 
 
 # --- many paths checked in one round trip ----------------------------------------------------------
-
-class PathStats(FactBase):
-    """{path: {"kind": "d" (directory) | "f" (regular file) | "l" (link) | "o" (other), "user", "group",
-    "mode" (octal, e.g. "750"), "sha256" (regular files, when `digests`)}} for those of `paths` that
-    exist (links are not followed), in one command."""
-
-    @staticmethod
-    def default():
-        return {}  # no output at all: none of them exists
-
-    def command(self, paths, digests=False):
-        quoted = " ".join(shlex.quote(p) for p in paths)
-        command = f"stat -c 's %f %U %G %a %n' -- {quoted} 2>/dev/null"
-        if digests:
-            command += f"; sha256sum -- {quoted} 2>/dev/null"
-        return command + "; true"
-
-    def process(self, output):
-        import stat as stat_module
-
-        result = {}
-        for line in output:
-            if line.startswith("s "):
-                _, raw, user, group, mode, path = line.split(" ", 5)
-                fmt = stat_module.S_IFMT(int(raw, 16))
-                kind = {stat_module.S_IFDIR: "d", stat_module.S_IFREG: "f", stat_module.S_IFLNK: "l"}.get(fmt, "o")
-                result[path] = {"kind": kind, "user": user, "group": group, "mode": mode, "sha256": None}
-            elif len(line) > 66 and line[64:66] == "  " and result.get(line[66:], {}).get("kind") == "f":
-                result[line[66:]]["sha256"] = line[:64]  # sha256sum follows links: regular files only
-        return result
-
 
 def _attribute_fixes(wanted: list, current: dict) -> list:
     """chown/chmod commands, one per distinct owner and per distinct mode, for the (path, user, group,
@@ -516,6 +658,7 @@ def directories_plan(specs: list, current: dict) -> list:
     return commands + _attribute_fixes([s for s in specs if s[0] not in made], current)
 
 
+@declares(lambda specs: {"paths": [s[0] for s in specs]})
 @operation()
 def directories(specs: list):
     """
@@ -526,9 +669,9 @@ def directories(specs: list):
 
     + specs: [(path, user, group, mode)], parents before children
     """
-    current = host.get_fact(PathStats, paths=[s[0] for s in specs])
+    current = {s[0]: hoststate.path(host, s[0]) for s in specs}
     try:
-        yield from directories_plan(specs, current)
+        yield from directories_plan(specs, {p: stats for p, stats in current.items() if stats is not None})
     except ValueError as exc:
         raise OperationError(f"{host.name}: {exc}") from None
 
@@ -579,6 +722,7 @@ def system_account_plan(user: str, group: str, home: str, shell: str, current: d
     return commands
 
 
+@declares(lambda user, group, **_: {"facts": [(Account, {"user": user, "group": group})]})
 @operation()
 def system_account(user: str, group: str, home: str, shell: str = "/usr/sbin/nologin"):
     """
@@ -590,4 +734,4 @@ def system_account(user: str, group: str, home: str, shell: str = "/usr/sbin/nol
     + home: the user's home directory (in /etc/passwd)
     + shell: login shell (nologin: nobody logs in as it)
     """
-    yield from system_account_plan(user, group, home, shell, host.get_fact(Account, user=user, group=group))
+    yield from system_account_plan(user, group, home, shell, hoststate.fact(host, Account, user=user, group=group))

@@ -5,17 +5,22 @@ and a fenced primary fenced instead of undoing an incident.
 """
 
 from pyinfra import host
-from pyinfra.facts.files import File
 
 from tasks import pairs
-from tasks.provision import paths
+from tasks.provision import hoststate, paths
 from tasks.provision.ops import WirebotState
+
+
+def reads(target) -> dict:
+    """What these functions read on `target` (tasks/provision/reads.py)."""
+    return {"paths": [f"{target.data.wirebot_state_dir}/fenced.json"],
+            "facts": [(WirebotState, {"path": paths.state_file(target.data)})]}
 
 
 def agent_state(on=None) -> dict:
     """The agents' state file on this host, or on host `on` ({} when there is none yet)."""
     target = on or host
-    return target.get_fact(WirebotState, path=paths.state_file(target.data)) or {}
+    return hoststate.fact(target, WirebotState, path=paths.state_file(target.data)) or {}
 
 
 def standby_serving() -> bool:
@@ -31,7 +36,7 @@ def epoch() -> int:
 
 def fenced() -> bool:
     """The primary's connector was fenced by the standby (the fence command's marker is present)."""
-    return bool(host.get_fact(File, path=f"{host.data.wirebot_state_dir}/fenced.json"))
+    return bool(hoststate.path(host, f"{host.data.wirebot_state_dir}/fenced.json"))
 
 
 def serving():

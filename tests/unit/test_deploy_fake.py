@@ -41,6 +41,13 @@ def commands(log: str, host: str) -> list:
     return [line.split(prefix, 1)[1] for line in log.splitlines() if prefix in line]
 
 
+def installed(dest: str, owner: str, mode: str) -> str:
+    """The command ops.managed_file runs after uploading a new `dest` beside it."""
+    folder, name = dest.rsplit("/", 1)
+    temp = f"{folder}/.{name}.wirebot-new"
+    return f"chown {owner} -- {temp} && chmod {mode} -- {temp} && mv -f -- {temp} {dest}"
+
+
 @pytest.mark.parametrize("host", ["primary", "standby"])
 def test_almalinux_packages_come_from_dnf(almalinux_run, host):
     ran = commands(almalinux_run, host)
@@ -130,7 +137,7 @@ def test_almalinux_standby_confines_the_replication_accounts_without_rrsync(alma
                               ("/var/lib/wirebot-replica/files", "wirebot-files", "750"),
                               ("/etc/ssh/wirebot-authorized-keys", "root", "755")):
         assert f"install -d -m {mode} -o {owner} -g {owner} -- {path}" in made, path
-    assert "chown root:root /usr/local/libexec/wirebot-replica-rsync" in ran
+    assert installed("/usr/local/libexec/wirebot-replica-rsync", "root:root", "755") in ran
     assert "Ensure the file-sync account's forced command is installed." in almalinux_run
     assert not [command for command in ran if "rrsync" in command]
     assert not [command for command in commands(almalinux_run, "primary") if "wirebot-authorized-keys" in command]
@@ -164,6 +171,6 @@ def test_the_metrics_reader_is_pinned_only_where_metrics_sources_are_set(almalin
     """The fake standby has agent_metrics_sources: the operator's prometheus/client.crt is pinned there
     (root, 0644); the primary has none: nothing is written, the file is only checked to be absent."""
     standby, primary = commands(almalinux_run, "standby"), commands(almalinux_run, "primary")
-    assert "chmod 644 /etc/wirebot/agent-keys/metrics-reader.crt" in standby
-    assert "chown root:root /etc/wirebot/agent-keys/metrics-reader.crt" in standby
-    assert not [c for c in primary if "metrics-reader.crt" in c and not c.startswith("! (test -e")]
+    assert installed("/etc/wirebot/agent-keys/metrics-reader.crt", "root:root", "644") in standby
+    writes = ("rm ", "mv ", "chmod ", "chown ")  # the primary only reads it (stat), finds nothing to remove
+    assert not [c for c in primary if "metrics-reader.crt" in c and any(w in c for w in writes)]

@@ -5,18 +5,38 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Which
-from pyinfra.operations import apt, dnf, files, server
+from pyinfra.operations import apt, dnf, server
 
-from tasks.provision.ops import NotOwnedBy, directories, secret_file, system_account, tree_sync
+from tasks.provision import hoststate
+from tasks.provision.ops import (
+    InstalledDebPackages,
+    NotOwnedBy,
+    absent,
+    directories,
+    managed_file,
+    missing_packages,
+    secret_file,
+    system_account,
+    tree_sync,
+)
 from tasks.provision.secrets_check import REQUIRED_SECRETS, runtime_secrets
 
 AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
 
+def reads(target) -> dict:
+    """What base's code reads on `target` while the operations are prepared (tasks/provision/reads.py)."""
+    data = target.data
+    return {"facts": [(Which, {"command": "apt-get"}), (Which, {"command": "dnf"}),
+                      (InstalledDebPackages, {"packages": list(data.packages_apt)}),
+                      (NotOwnedBy, {"path": f"{data.wirebot_data_root}/scoreboard", "user": data.scoreboard_user})]}
+
+
 @deploy("Base system")
 def base():
     """
-    Guarantees: the packages the agents and replication need; users `wirebot_service_user` (the
+    Guarantees: the packages the agents and replication need (on Debian apt runs only when dpkg lacks
+    one of them); users `wirebot_service_user` (the
     gateway) and `scoreboard_user` (the scoreboard alone: it owns the scoreboard's folder, whatever an
     earlier deploy left there is given to it); the seed's directories with explicit owners and modes (the
     data root 0751: each service reaches its own folder, lists none of the others'); /run/wirebot
@@ -30,10 +50,12 @@ def base():
     wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: secrets_check.REQUIRED_SECRETS).
     """
     data = host.data
-    if host.get_fact(Which, command="apt-get"):
-        apt.packages(name="Ensure the agents' packages are installed (apt).",
-                     packages=data.packages_apt, update=data.packages_update_cache, cache_time=86400)
-    elif host.get_fact(Which, command="dnf"):
+    if hoststate.fact(host, Which, command="apt-get"):
+        installed = hoststate.fact(host, InstalledDebPackages, packages=list(data.packages_apt))
+        if missing_packages(data.packages_apt, installed):  # read with everything else: apt only when needed
+            apt.packages(name="Ensure the agents' packages are installed (apt).",
+                         packages=data.packages_apt, update=data.packages_update_cache, cache_time=86400)
+    elif hoststate.fact(host, Which, command="dnf"):
         dnf.packages(name="Ensure the agents' packages are installed (dnf).", packages=data.packages_dnf)
     else:
         raise RuntimeError(f"{host.name}: neither apt-get nor dnf found; supported: Debian/Ubuntu, AlmaLinux/RHEL")
@@ -65,26 +87,24 @@ def base():
     ]
     directories(name=f"Ensure the {len(tree)} directories of the seed's tree exist (owners, modes).",
                 specs=[(path, owner, owner, mode) for path, owner, mode in tree])  # each user has its group
-    if host.get_fact(NotOwnedBy, path=f"{root}/scoreboard", user=scoreboard):
+    if hoststate.fact(host, NotOwnedBy, path=f"{root}/scoreboard", user=scoreboard):
         server.shell(name=f"Give {root}/scoreboard's files to {scoreboard} (they were another user's).",
                      commands=[f"chown -R {scoreboard}:{scoreboard} {root}/scoreboard"])
 
     installed = runtime_secrets(data.secrets_dir, data.secrets_files, REQUIRED_SECRETS)
     run_dir, kept = data.wirebot_run_dir, f"{data.wirebot_config_dir}/secrets"
-    tmpfiles = files.put(
+    tmpfiles = managed_file(
         name="Ensure /run/wirebot and its secrets are recreated at boot (tmpfiles.d).",
         src=_tmpfiles_conf(run_dir, kept, [data.secrets_files[name] for name in installed]),
         dest="/etc/tmpfiles.d/wirebot.conf", user="root", group="root", mode="644",
     )
     server.shell(name="Apply tmpfiles.d for /run/wirebot.",
                  commands=["systemd-tmpfiles --create /etc/tmpfiles.d/wirebot.conf"], _if=tmpfiles.did_change)
-    files.directory(name=f"Ensure {run_dir} exists (root, 700).", path=run_dir,
-                    user="root", group="root", mode="700")
+    directories(name=f"Ensure {run_dir} exists (root, 700).", specs=[(run_dir, "root", "root", "700")])
     for name, target in data.secrets_files.items():
         if name not in installed:  # the secrets directory is the only source: what it lacks, the hosts lack
-            for folder in (kept, run_dir):
-                files.file(name=f"Ensure secret {target} is not in {folder} (not in the secrets directory).",
-                           path=f"{folder}/{target}", present=False)
+            absent(name=f"Ensure secret {target} is in neither {kept} nor {run_dir} (not in the secrets directory).",
+                   paths=[f"{folder}/{target}" for folder in (kept, run_dir)])
             continue
         source = str(Path(data.secrets_dir) / name)
         secret_file(name=f"Ensure secret {target} is persisted (0600).", src=source, dest=f"{kept}/{target}")

@@ -4,13 +4,12 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
 from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, dnf, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles, sandbox
-from tasks.provision.ops import secret_file
+from tasks.provision import hoststate, paths, roles, sandbox
+from tasks.provision.ops import directories, managed_template, secret_file, service
 from tasks.provision.secrets_check import cloudflared_files
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -19,9 +18,14 @@ APT_REPO = "https://pkg.cloudflare.com/cloudflared"
 RPM_REPO_URL = "https://pkg.cloudflare.com/cloudflared-ascii.repo"
 
 
+def reads(target) -> dict:
+    """What cloudflared's code reads on `target` (tasks/provision/reads.py)."""
+    return {"paths": [target.data.cloudflared_binary]}
+
+
 def _install_from_repo(version: str) -> None:
-    if host.get_fact(Which, command="apt-get"):
-        codename = host.get_fact(LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "bookworm")
+    if hoststate.fact(host, Which, command="apt-get"):
+        codename = hoststate.fact(host, LinuxDistribution)["release_meta"].get("VERSION_CODENAME", "bookworm")
         key = files.download(name="Ensure Cloudflare's package signing key is present.", src=APT_KEY_URL,
                              dest="/usr/share/keyrings/cloudflare-main.gpg", mode="644")
         repo = apt.repo(name="Ensure Cloudflare's cloudflared apt repository is configured.",
@@ -56,33 +60,32 @@ def cloudflared():
     facts = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
     if data.cloudflared_install == "repo":
         _install_from_repo(data.cloudflared_version)
-    elif not host.get_fact(File, path=data.cloudflared_binary):
+    elif not hoststate.path(host, data.cloudflared_binary):
         raise RuntimeError(f"{host.name}: cloudflared_install is 'none' but {data.cloudflared_binary} is missing")
 
-    files.directory(name="Ensure /etc/cloudflared exists.", path=str(Path(data.cloudflared_config).parent),
-                    user="root", group="root", mode="755")
-    files.directory(name="Ensure the credentials folder exists (0700).",
-                    path=str(Path(facts["credentials_dest"]).parent), user="root", group="root", mode="700")
+    directories(name="Ensure /etc/cloudflared (0755) and the credentials folder (0700) exist.",
+                specs=[(str(Path(data.cloudflared_config).parent), "root", "root", "755"),
+                       (str(Path(facts["credentials_dest"]).parent), "root", "root", "700")])
     config = secret_file(name=f"Ensure {data.cloudflared_config} is the operator's (0600).",
                          src=facts["config_src"], dest=data.cloudflared_config)
     credentials = secret_file(name="Ensure the tunnel credentials are installed (0600).",
                               src=facts["credentials_src"], dest=facts["credentials_dest"])
     unit_name = data.cloudflared_unit
-    unit = files.template(name=f"Ensure {unit_name}.service is installed.",
-                          src=str(TEMPLATES / "cloudflared.service.j2"),
-                          dest=f"{paths.UNIT_DIR}/{unit_name}.service", user="root", group="root", mode="644",
-                          binary=data.cloudflared_binary, metrics=data.cloudflared_metrics,
-                          # AF_NETLINK: cloudflared reads the host's interfaces (its ICMP proxy's source addresses)
-                          sandbox=sandbox.user_unit(credentials=[("config.yml", data.cloudflared_config),
-                                                                 ("credentials.json", facts["credentials_dest"])],
-                                                    families=sandbox.INET + ("AF_NETLINK",)))
+    unit = managed_template(name=f"Ensure {unit_name}.service is installed.",
+                            src=str(TEMPLATES / "cloudflared.service.j2"),
+                            dest=f"{paths.UNIT_DIR}/{unit_name}.service", user="root", group="root", mode="644",
+                            binary=data.cloudflared_binary, metrics=data.cloudflared_metrics,
+                            # AF_NETLINK: cloudflared reads the host's interfaces (its ICMP proxy's source addresses)
+                            sandbox=sandbox.user_unit(credentials=[("config.yml", data.cloudflared_config),
+                                                                   ("credentials.json", facts["credentials_dest"])],
+                                                      families=sandbox.INET + ("AF_NETLINK",)))
     unit_files = [unit, start_gate(unit_name)]
     systemd.daemon_reload(name=f"Reload systemd for {unit_name}.", _if=any_changed(*unit_files))
     serving = roles.serving()
     # Mid-incident (a fenced primary: its unit is masked) the enablement is left alone too.
     enabled = None if serving is None else "primary" in host.groups
-    systemd.service(name=f"Ensure {unit_name} is {_describe(serving)} here.", service=unit_name,
-                    running=serving, enabled=enabled)
+    service(name=f"Ensure {unit_name} is {_describe(serving)} here.", unit=unit_name, running=serving,
+            enabled=enabled)
     if serving:
         systemd.service(name=f"Restart {unit_name} for its new config.", service=unit_name, restarted=True,
                         _if=any_changed(config, credentials, *unit_files))
@@ -92,14 +95,14 @@ def start_gate(unit_name: str):
     """The unit's start gate drop-in: the primary's (fenced boot) or the standby's (only while it activates
     or serves). Returns the operation."""
     data = host.data
-    files.directory(name=f"Ensure {unit_name}'s drop-in folder exists.",
-                    path=f"/etc/systemd/system/{unit_name}.service.d", user="root", group="root", mode="755")
+    directories(name=f"Ensure {unit_name}'s drop-in folder exists.",
+                specs=[(f"/etc/systemd/system/{unit_name}.service.d", "root", "root", "755")])
     if "primary" in host.groups:
         what, template, config = "has its start gate (fenced boot)", "cloudflared-gate.conf.j2", data.replicator_config
     else:
         what, template, config = ("starts only while the standby activates or serves", "standby-gate.conf.j2",
                                   data.standby_config)
-    return files.template(
+    return managed_template(
         name=f"Ensure the {host_role()}'s {unit_name} {what}.", src=str(TEMPLATES / template),
         dest=f"/etc/systemd/system/{unit_name}.service.d/10-wirebot-gate.conf",
         user="root", group="root", mode="644", agents_dir=data.wirebot_agents_dir, config=config,

@@ -4,11 +4,12 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd  # nftables comes with packages_apt/dnf (base)
+from pyinfra.operations import server, systemd  # nftables comes with packages_apt/dnf (base)
 
 from tasks import pairs
 from tasks.provision import paths
 from tasks.provision.firewall.rules import render
+from tasks.provision.ops import managed_file, service
 from tasks.provision.trust import address_of
 
 UNIT = "wirebot-firewall"
@@ -59,13 +60,13 @@ def firewall():
     data = host.data
     role = "primary" if "primary" in host.groups else "standby"
     peer = pairs.peer_of(host)
-    rules = files.put(name=f"Ensure {data.firewall_rules_file} holds this host's firewall.",
+    rules = managed_file(name=f"Ensure {data.firewall_rules_file} holds this host's firewall.",
                       src=StringIO(rules_for(data, role, address_of(peer))),
                       dest=data.firewall_rules_file, user="root", group="root", mode="600")
-    unit = files.put(name=f"Ensure {UNIT}.service is installed.",
+    unit = managed_file(name=f"Ensure {UNIT}.service is installed.",
                      src=StringIO(UNIT_TEXT.format(path=data.firewall_rules_file)),
                      dest=f"{paths.UNIT_DIR}/{UNIT}.service", user="root", group="root", mode="644")
     systemd.daemon_reload(name="Reload systemd for the firewall unit.", _if=unit.did_change)
-    systemd.service(name=f"Ensure {UNIT} is enabled and applied.", service=UNIT, running=True, enabled=True)
+    service(name=f"Ensure {UNIT} is enabled and applied.", unit=UNIT, running=True, enabled=True)
     server.shell(name="Apply the changed firewall (one transaction; the lease is kept).",
                  commands=[f"nft -f {data.firewall_rules_file}"], _if=rules.did_change)

@@ -6,15 +6,14 @@ from pathlib import Path, PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, npm, server, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles
+from tasks.provision import hoststate, paths, roles
 from tasks.provision.cloudflared import _describe, start_gate
 from tasks.provision.gateway import openclaw_config
-from tasks.provision.ops import HttpStatus
+from tasks.provision.ops import HttpStatus, attributes, directories, managed_file, managed_template, service
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
@@ -39,6 +38,16 @@ def wait_ready_command(data) -> str:
             f"systemctl is-failed -q {UNIT} && break; sleep 1; done; "
             f"echo \"{UNIT}: {url} answered $code, not 200 within {seconds}s "
             f"($(systemctl is-active {UNIT}))\" >&2; exit 1")
+
+
+def reads(target) -> dict:
+    """What gateway's code reads on `target` (tasks/provision/reads.py): its config; /readyz on the primary
+    (the standby's only when it serves, read then)."""
+    data = target.data
+    facts = [(openclaw_config.OpenClawConfigText, {"path": data.gateway_config_file})]
+    if "primary" in target.groups:
+        facts.append((HttpStatus, {"url": ready_url(data)}))
+    return {"facts": facts}
 
 
 def _state_folders(data) -> set:
@@ -67,7 +76,7 @@ def _secrets_digest(data) -> str:
 
 def _install_openclaw(node_major: int, version: str) -> None:
     """Node.js from NodeSource (apt or rpm) and the pinned openclaw from npm (real hosts only)."""
-    if host.get_fact(Which, command="apt-get"):
+    if hoststate.fact(host, Which, command="apt-get"):
         key = files.download(name="Ensure NodeSource's signing key is present.", src=NODESOURCE_KEY,
                              dest="/usr/share/keyrings/nodesource.asc", mode="644")
         repo = apt.repo(name=f"Ensure the Node.js {node_major} apt repository is configured.",
@@ -91,7 +100,7 @@ def _install_openclaw(node_major: int, version: str) -> None:
     # which the gateway's user cannot do in root's /usr/lib/node_modules: run its postinstall here, as root
     package = f"{NPM_GLOBAL_MODULES}/openclaw"
     marker = f"{package}/.openclaw-lifecycle-pending"
-    pending = host.get_fact(File, path=marker)
+    pending = hoststate.path(host, marker)
     server.shell(name="Ensure openclaw's package lifecycle is complete (its postinstall, as root).",
                  commands=[f"test ! -e {marker} || (cd {package} && node scripts/postinstall-bundled-plugins.mjs)"],
                  _if=(lambda: True) if pending else installed.did_change)
@@ -100,15 +109,14 @@ def _install_openclaw(node_major: int, version: str) -> None:
 def _config(data, user: str):
     """openclaw.json with the deploy's keys merged in (0600, the gateway's); the operation, or None."""
     path = data.gateway_config_file
-    text = host.get_fact(openclaw_config.OpenClawConfigText, path=path)
+    text = hoststate.fact(host, openclaw_config.OpenClawConfigText, path=path)
     current = openclaw_config.parse(text, f"{host.name}:{path}")
     merged = openclaw_config.merge(current, openclaw_config.wanted(data), openclaw_config.defaults(data),
                                    f"{host.name}:{path}")
     if text is not None and merged == current:
-        return files.file(name=f"Ensure {path} is the gateway's (0600).", path=path, user=user, group=user,
-                          mode="600")
-    return files.put(name=f"Ensure {path} carries the deploy's gateway keys (others kept).",
-                     src=StringIO(openclaw_config.render(merged)), dest=path, user=user, group=user, mode="600")
+        return attributes(name=f"Ensure {path} is the gateway's (0600).", specs=[(path, user, user, "600")])
+    return managed_file(name=f"Ensure {path} carries the deploy's gateway keys (others kept).",
+                        src=StringIO(openclaw_config.render(merged)), dest=path, user=user, group=user, mode="600")
 
 
 @deploy("OpenClaw gateway")
@@ -138,12 +146,11 @@ def gateway():
     user = data.wirebot_service_user
     state = PurePosixPath(data.gateway_state_dir)
     folders = sorted(_state_folders(data))
-    for folder in folders:
-        files.directory(name=f"Ensure {folder} exists ({user}, 700).", path=folder, user=user, group=user,
-                        mode="700")
+    directories(name=f"Ensure {', '.join(folders)} exist ({user}, 700).",
+                specs=[(folder, user, user, "700") for folder in folders])  # sorted: parents first
     config = _config(data, user)
     run = data.wirebot_run_dir
-    unit = files.template(
+    unit = managed_template(
         name=f"Ensure {UNIT}.service is installed.", src=str(TEMPLATES / "openclaw-gateway.service.j2"),
         dest=f"{paths.UNIT_DIR}/{UNIT}.service", user="root", group="root", mode="644",
         user_name=user, home=str(PurePosixPath(data.wirebot_workspace).parent), state_dir=str(state),
@@ -160,14 +167,14 @@ def gateway():
     systemd.daemon_reload(name=f"Reload systemd for {UNIT}.", _if=any_changed(unit, *gates))
     serving = roles.serving()
     # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
-    started = systemd.service(name=f"Ensure {UNIT} is {_describe(serving)} here.", service=UNIT,
-                              running=serving, enabled=None if serving is None else "primary" in host.groups)
+    started = service(name=f"Ensure {UNIT} is {_describe(serving)} here.", unit=UNIT,
+                      running=serving, enabled=None if serving is None else "primary" in host.groups)
     if not serving:
         return
     restarted = systemd.service(name=f"Restart {UNIT} for its new unit or config.", service=UNIT, restarted=True,
                                 _if=lambda: (unit.did_change() or config.did_change()) and not started.did_change())
     server.shell(name=f"Wait for {UNIT}'s /readyz (it was (re)started).", commands=[wait_ready_command(data)],
                  _if=any_changed(started, restarted))
-    if host.get_fact(HttpStatus, url=ready_url(data)) != 200:
+    if hoststate.fact(host, HttpStatus, url=ready_url(data)) != 200:
         server.shell(name=f"Wait for {UNIT}'s /readyz (not ready when the deploy looked).",
                      commands=[wait_ready_command(data)])

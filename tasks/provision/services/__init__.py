@@ -5,11 +5,12 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.provision import paths, roles, sandbox
 from tasks.provision.cloudflared import _describe, start_gate
+from tasks.provision.ops import managed_template, service
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
@@ -37,7 +38,7 @@ def services():
     }
     installed = {}
     for name, (template, arguments) in units.items():
-        installed[name] = files.template(
+        installed[name] = managed_template(
             name=f"Ensure {name}.service is installed.", src=str(TEMPLATES / template),
             dest=f"{paths.UNIT_DIR}/{name}.service", user="root", group="root", mode="644", **arguments)
     gates = [start_gate(name) for name in units] if "standby" in host.groups else []
@@ -45,8 +46,8 @@ def services():
     serving = roles.serving()
     for name, unit in installed.items():
         # Mid-incident (serving None: a fenced primary, its units masked) the enablement is left alone too.
-        systemd.service(name=f"Ensure {name} is {_describe(serving)} here.", service=name,
-                        running=serving, enabled=None if serving is None else "primary" in host.groups)
+        service(name=f"Ensure {name} is {_describe(serving)} here.", unit=name,
+                running=serving, enabled=None if serving is None else "primary" in host.groups)
         if serving:
             systemd.service(name=f"Restart {name} for its new unit.", service=name, restarted=True,
                             _if=unit.did_change)

@@ -21,17 +21,19 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from tasks import pairs
-from tasks.provision import paths
+from tasks.provision import hoststate, paths
 from tasks.provision.agent_configs import fenced_units
 from tasks.provision.ops import (
     Certificate,
     NotOwnedBy,
     PublicKey,
+    absent,
     authorized_key_line,
     directories,
+    managed_file,
     pinned_certificate,
     random_key,
     ssh_keypair,
@@ -62,13 +64,25 @@ def address_of(other) -> str:
     return other.data.get("ssh_hostname") or other.name
 
 
+def reads(target) -> dict:
+    """What trust's code and its operations read on `target`, the peer's included (tasks/provision/reads.py)."""
+    data = target.data
+    facts = [(Certificate, {"path": paths.agent_key_file(data, "agent.crt")}),  # its names
+             (PublicKey, {"path": "/etc/ssh/ssh_host_ed25519_key.pub"})]  # pinned by the peer
+    if "primary" in target.groups:
+        return {"facts": facts + [(PublicKey, {"path": f"{data.replica_key}.pub"})]}  # authorized on the standby
+    return {"facts": facts + [(PublicKey, {"path": f"{data.fence_key}.pub"})]  # authorized on the primary
+            + [(NotOwnedBy, {"path": f"{data.replica_root}/{sub}", "user": user})
+               for sub, user in ((paths.LITESTREAM, data.replica_user), (paths.FILES, data.replica_files_user))]}
+
+
 def _known_hosts(path: str, other) -> None:
-    key = other.get_fact(PublicKey, path="/etc/ssh/ssh_host_ed25519_key.pub")
+    key = hoststate.fact(other, PublicKey, path="/etc/ssh/ssh_host_ed25519_key.pub")
     if not key:
         raise RuntimeError(f"{other.name}: no ed25519 host key to pin")
-    files.put(name=f"Ensure {path} pins {other.name}'s host key.",
-              src=StringIO(f"{address_of(other)} {' '.join(key.split()[:2])}\n"),
-              dest=path, user="root", group="root", mode="644")
+    managed_file(name=f"Ensure {path} pins {other.name}'s host key.",
+                 src=StringIO(f"{address_of(other)} {' '.join(key.split()[:2])}\n"),
+                 dest=path, user="root", group="root", mode="644")
 
 
 def fence_command_line(data) -> str:
@@ -81,8 +95,8 @@ def fence_command_line(data) -> str:
 def _agent_channel(data, role: str, peer) -> None:
     """This host's TLS identity and control key (made here once), and the peer's pinned certificate."""
     key, cert = paths.agent_key_file(data, "agent.key"), paths.agent_key_file(data, "agent.crt")
-    files.directory(name=f"Ensure {data.agent_keys_dir} exists (root, 0700).", path=data.agent_keys_dir,
-                    user="root", group="root", mode="700")
+    directories(name=f"Ensure {data.agent_keys_dir} exists (root, 0700).",
+                specs=[(data.agent_keys_dir, "root", "root", "700")])
     tls_keypair(name="Ensure this host's agent TLS key and certificate exist (made here, never copied).",
                 key=key, cert=cert, common_name=f"wirebot-{role}")
     random_key(name="Ensure this host's agent control key exists (made here, never copied).",
@@ -92,16 +106,15 @@ def _agent_channel(data, role: str, peer) -> None:
                        other_path=paths.agent_key_file(peer.data, "agent.crt"))
     reader = paths.agent_key_file(data, "metrics-reader.crt")
     if data.agent_metrics_sources:
-        names = dns_names(host.get_fact(Certificate, path=cert) or "")
+        names = dns_names(hoststate.fact(host, Certificate, path=cert) or "")
         if names is not None and f"wirebot-{role}" not in names:  # made before certificates carried it
             logger.warning(f"{host.name}: {cert} has no subjectAltName wirebot-{role}: Prometheus' Go TLS will "
                            "refuse it; rotate it (docs/operator.md \"Prometheus\", server names)")
-        files.put(name="Ensure the agents pin the metrics reader's certificate (prometheus/client.crt).",
-                  src=str(metrics_reader_cert(data.secrets_dir, required=True)), dest=reader,
-                  user="root", group="root", mode="644")
+        managed_file(name="Ensure the agents pin the metrics reader's certificate (prometheus/client.crt).",
+                     src=str(metrics_reader_cert(data.secrets_dir, required=True)), dest=reader,
+                     user="root", group="root", mode="644")
     else:
-        files.file(name="Ensure no metrics reader is pinned (agent_metrics_sources is empty).", path=reader,
-                   present=False)
+        absent(name="Ensure no metrics reader is pinned (agent_metrics_sources is empty).", paths=[reader])
 
 
 @deploy("Trust between primary and standby")
@@ -159,18 +172,17 @@ def _replica_accounts(data, primary) -> None:
                 specs=[(root, "root", "root", "755")]
                 + [(f"{root}/{sub}", owner, owner, "750") for sub, owner in halves]
                 + [("/usr/local/libexec", "root", "root", "755"), (REPLICA_KEYS_DIR, "root", "root", "755")])
-    files.directory(name=f"Ensure {root}/.ssh is gone (keys live in {REPLICA_KEYS_DIR}).",
-                    path=f"{root}/.ssh", present=False)
+    absent(name=f"Ensure {root}/.ssh is gone (keys live in {REPLICA_KEYS_DIR}).", paths=[f"{root}/.ssh"])
     for sub, owner in halves:
-        if host.get_fact(NotOwnedBy, path=f"{root}/{sub}", user=owner):
+        if hoststate.fact(host, NotOwnedBy, path=f"{root}/{sub}", user=owner):
             server.shell(name=f"Ensure everything below {root}/{sub} is {owner}'s.",
                          commands=[f"chown -R -h {owner}:{owner} {shlex.quote(f'{root}/{sub}')}"])
-    files.directory(name="Ensure no runtime secret is left in the replica tree (secrets come from the deploy).",
-                    path=f"{root}/{paths.FILES}{data.wirebot_run_dir}", present=False)
+    absent(name="Ensure no runtime secret is left in the replica tree (secrets come from the deploy).",
+           paths=[f"{root}/{paths.FILES}{data.wirebot_run_dir}"])
 
-    files.put(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
-              dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
-    files.file(name="Ensure the old replica forced command is gone.", path=OLD_REPLICA_SHELL, present=False)
+    managed_file(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
+                 dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
+    absent(name="Ensure the old replica forced command is gone.", paths=[OLD_REPLICA_SHELL])
     source = address_of(primary)
     for account, command, job in ((user, sftp_command(), "SFTP into"),
                                   (files_user, rsync_command(root), "rsync into")):
