@@ -4,7 +4,8 @@ Host data here overrides group_data/ for the lab only: lab addresses, the edge a
 instead of packages from Cloudflare and npm, and fast timings so failure scenarios take seconds.
 
 WIREBOT_LAB_TIMINGS=default (environment) deploys the lab with group_data's own heartbeat and fencing
-timings (LAB_TIMINGS' keys are left out: heartbeat 30 s x 3, lease 60 s, watch 5 s) to measure fencing at
+timings (LAB_TIMINGS' keys are left out: heartbeat 30 s x 3, lease 10 s renewed every 2 s, watch 5 s, edge
+probes every 2 s, 3 failures) to measure fencing at
 the defaults (bench/fencing_bench.py --timings default); unset or "lab", the fast LAB_TIMINGS apply.
 
 WIREBOT_LAB_IDS=7,9 (environment) deploys several labs (each up already: `WIREBOT_LAB_ID=N python -m lab
@@ -73,8 +74,11 @@ def lab_data(settings) -> dict:
 LAB_TIMINGS = {
     "heartbeat_interval_seconds": 1,
     "heartbeat_miss_threshold": 3,
-    "fencing_lease_seconds": 2,  # interval < lease <= interval * (miss - 1)
+    "fencing_lease_seconds": 2,  # 3 x renew <= lease <= interval * (miss - 1)
+    "fencing_lease_renew_seconds": 0.5,
     "fencing_watch_seconds": 1,
+    "edge_probe_interval_seconds": 0.5,
+    "edge_probe_failures": 2,
 }
 TIMINGS = os.environ.get("WIREBOT_LAB_TIMINGS", "lab")
 if TIMINGS not in ("lab", "default"):

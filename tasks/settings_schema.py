@@ -422,13 +422,19 @@ SETTINGS_LIST = [
     S("witness_timeout_seconds", "all", "seconds", 5, "timeout of one witness request",
       "agent:replicator.yml agent:standby.yml", low=1, high=120),
 
-    # --- fencing that holds without the primary (docs/fencing.md): relations checked by tasks/settings_check.py:
-    # heartbeat_interval_seconds < fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
+    # --- fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
+    # kernel, renewed by small signed lease beats (not by the 30 s heartbeat). Relations, checked by
+    # tasks/settings_check.py: 3 x fencing_lease_renew_seconds <= fencing_lease_seconds
+    # <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1); fencing_lease_renew_seconds <= interval
     S("fencing_lease_enabled", "all", "bool", True,
       "False: no lease (the primary serves without the standby's acknowledgement)",
       "agent:replicator.yml provision/firewall settings_check"),
-    S("fencing_lease_seconds", "all", "seconds", 60, "lease granted by each heartbeat the standby acknowledges (L)",
-      "agent:replicator.yml settings_check", low=2, high=3600),
+    S("fencing_lease_seconds", "all", "seconds", 10,
+      "lease granted by each beat the standby acknowledges (L); bounds the takeover after a crash; a standby "
+      "down longer than this stops the primary serving", "agent:replicator.yml settings_check", low=2, high=3600),
+    S("fencing_lease_renew_seconds", "all", "positive", 2.0,
+      "the primary sends a signed lease beat this often between heartbeats (R; may be < 1)",
+      "agent:replicator.yml settings_check", low=0.1, high=600),
     S("fencing_tunnel_ports", "all", "ports", [7844], "the connector's edge port(s): serving traffic, lease-gated",
       "provision/firewall"),
     S("fencing_lease_users", "all", "names", [],
@@ -437,6 +443,16 @@ SETTINGS_LIST = [
     S("fencing_watch_seconds", "all", "seconds", 5,
       "an ACTIVE standby asks the witness this often (Cloudflare API: 1200 calls/5 min)", "agent:standby.yml",
       low=1, high=600),
+
+    # --- edge detection (docs/fencing.md "Edge detection"): the standby suspects the primary once its connector
+    # is gone from the connections API and the public endpoint answered 5xx on edge_probe_failures probes in a
+    # row (no answer: unknown, never down), without waiting for missed heartbeats; the API is asked only while
+    # the public probe fails, backing off on 429/5xx (Retry-After honoured)
+    S("edge_probe_interval_seconds", "all", "positive", 2.0,
+      "how often the standby probes the public endpoint (P; may be < 1)", "agent:standby.yml", low=0.1, high=600),
+    S("edge_probe_failures", "all", "seconds", 3,
+      "consecutive failed public probes, with the connector gone, before the standby suspects (k >= 2)",
+      "agent:standby.yml settings_check", low=2, high=100),
 
     # --- host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---
     S("firewall_ssh_sources", "all", "cidrs", ["0.0.0.0/0", "::/0"],

@@ -206,7 +206,9 @@ class Replicator:
         for name, target in (
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
                 ("file_sync", lambda: self.files.run(watcher, self.stop_event)),
-                ("heartbeat", lambda: self.sender.run(self.stop_event, self.c["heartbeat_interval"]))):
+                ("heartbeat", lambda: self.sender.run(
+                    self.stop_event, self.c["heartbeat_interval"],
+                    self.c["fencing"]["renew_seconds"] if self.c["fencing"]["enabled"] else None))):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)

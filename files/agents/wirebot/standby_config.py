@@ -20,12 +20,19 @@ primary: see wirebot.fencing.  witness: see wirebot.witness.
 fencing:
   watch_seconds (number, default 5): an ACTIVE standby asks the witness this often and fences at once
   when another origin's connector shows up (the continuous watch, docs/fencing.md).
+edge: the edge detector (wirebot.edgewatch, docs/fencing.md "Edge detection"):
+  probe_interval_seconds (number, default 2): how often the standby probes the public URL (and, while that
+  fails, the tunnel-connections API); also how soon a refused suspicion is looked at again;
+  probe_failures (int, default 3): consecutive failed public probes, with the primary's connector gone
+  from the API, before the standby suspects the primary without waiting for missed heartbeats.
 replica:
   root (str, required): the replica tree written by the primary (litestream/epoch-N/..., files/...).
 activation:
   litestream_binary (default /usr/local/bin/litestream); dbs (list of live DB paths under data_root);
   tenant_dir (str, optional; under data_root); file_sync_paths (list); services (list of
-  {unit, health_url}, started in order); tunnel ({unit, ready_url}); timeout_seconds (number, default
+  {unit, health_url, ready_before_tunnel (bool, default true: healthy before ACTIVE and the tunnel; false:
+  awaited after the tunnel, the gateway)}, all started in order, then waited for);
+  tunnel ({unit, ready_url}); timeout_seconds (number, default
   60: per service/tunnel wait); systemctl (default /bin/systemctl);
   retry_seconds (number, default 10: a failed activation step is retried after this long).
 """
@@ -74,7 +81,9 @@ def _activation(cfg, path, data_root):
         if not isinstance(svc, dict):
             raise config.ConfigError(f"{path}: {key}: expected a mapping {{unit, health_url}}, got {svc!r}")
         a["services"].append({"unit": config.get(svc, "unit", str, f"{path}: {key}"),
-                              "health_url": config.get(svc, "health_url", str, f"{path}: {key}")})
+                              "health_url": config.get(svc, "health_url", str, f"{path}: {key}"),
+                              "ready_before_tunnel": config.get(svc, "ready_before_tunnel", bool, f"{path}: {key}",
+                                                                default=True)})
     return a
 
 
@@ -106,7 +115,11 @@ def load(path):
         "replica_root": get(cfg, "replica.root", str, path),
         "activation": _activation(cfg, path, data_root),
         "watch_seconds": get(cfg, "fencing.watch_seconds", float, path, default=5.0),
+        "edge": {"probe_interval_seconds": get(cfg, "edge.probe_interval_seconds", float, path, default=2.0),
+                 "probe_failures": get(cfg, "edge.probe_failures", int, path, default=3)},
     }
+    if settings["edge"]["probe_interval_seconds"] <= 0 or settings["edge"]["probe_failures"] < 1:
+        raise config.ConfigError(f"{path}: edge.probe_interval_seconds must be > 0 and edge.probe_failures >= 1")
     if settings["watch_seconds"] <= 0:
         raise config.ConfigError(f"{path}: fencing.watch_seconds must be > 0")
     if settings["interval_seconds"] <= 0 or settings["miss_threshold"] < 1:
