@@ -3,11 +3,14 @@
 A table of contents: each line is one component's @deploy under tasks/provision/, whose docstring says
 what it guarantees and which settings it reads. A second run changes nothing. First of all, every host's
 final settings (group data, host data, `--data`) are checked against tasks/settings_schema.py: a bad one
-stops the run before any operation is added, on any host.
+stops the run before any operation is added, on any host. Every pair of the inventory is provisioned in
+the same run, in parallel; each host is wired to its own pair's peer only (tasks/pairs.py, checked here
+before any operation; `--limit NAME`: one pair).
 """
 
 from pyinfra import host, inventory
 
+from tasks import pairs
 from tasks.provision import hoststate
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
@@ -24,6 +27,7 @@ from tasks.settings_check import check_pyinfra_hosts
 
 check_pyinfra_hosts()  # every host of the inventory, before any operation; --data values coerced
 
+pairs.pair_of(host)  # the inventory's pairs are sound (else a PairError stops the run before any change)
 # every host's current state in one command each, in parallel (tasks/provision/hoststate.py): the
 # operations below read it instead of asking one fact at a time
 hoststate.prefetch(inventory.get_active_hosts(), prepare_reads)

@@ -29,7 +29,7 @@ from labtest import ensure_clean_lab, fresh_lab, iso_ts, journal, lab_cli, ssh, 
 from lab import settings  # noqa: E402
 
 AGENTS = [("primary", "wirebot-replicator"), ("standby", "wirebot-standby")]
-STEPS = ["restore", "files", "services", "tunnel", "epoch"]
+STEPS = ["restore", "files", "services", "epoch", "tunnel", "ready"]
 
 
 def wait(condition, timeout, what, interval=0.25):
@@ -76,15 +76,16 @@ def crash(interval):
     """Kill the primary, wait for ACTIVE; the detection and activation figures from the standby."""
     killed = time.time()
     lab_cli("kill", "primary")
-    status = wait(lambda: (s := standby_status()) and s["state"] == "ACTIVE" and s,
-                  timeout=interval * 3 + 120, what="the standby to become ACTIVE")
+    status = wait(lambda: (s := standby_status()) and s["state"] == "ACTIVE"
+                  and (s.get("activation") or {}).get("completed_at") and s,
+                  timeout=interval * 3 + 120, what="the standby's activation to complete")
     changes = [(iso_ts(e["ts"]), e["state"], e["reason"])
                for e in journal("standby", "wirebot-standby", killed) if e["event"] == "state-change"]
     suspect = next(ts for ts, state, _ in changes if state == "SUSPECT")
     activating = next(ts for ts, state, _ in changes if state == "ACTIVATING")
     act = status["activation"]
     return {"first_suspect": suspect - killed, "detection": activating - killed,
-            "activation": act["completed_at"] - act["started_at"], "total": act["completed_at"] - killed,
+            "activation": act["active_at"] - act["started_at"], "total": act["active_at"] - killed,
             "refusals": sum(1 for _, state, reason in changes if state == "STANDBY"
                             and reason.startswith("not activating")),
             "steps": {name: act["steps"][name]["seconds"] for name in STEPS}, "epoch": status["epoch"]}

@@ -11,7 +11,8 @@ reported comes from the edge's request log and its two-origin windows (``/lab/re
   database (acknowledged or not: a write only the old side has);
 * ``outage_s`` - the longest stretch without a 2xx at the edge (client-visible);
 * ``activated`` - whether the standby went ACTIVE; ``active_after_s`` - from the fault to ACTIVE;
-  ``activation_s`` - ACTIVATING -> ACTIVE.
+  ``detection_s`` - from the fault to ACTIVATING; ``activation_s`` - ACTIVATING until the standby can serve
+  (its tunnel ready, which comes after ACTIVE).
 
 The scenarios' durations and waits are derived from the timings the lab runs with (``Timings``, read from
 the deployed agents' configuration), so they hold at the lab's 1 s x 3 and at the defaults' 30 s x 3 alike.
@@ -123,12 +124,18 @@ def measure(name, fault_at, active_at, load, since):
                 and 200 <= r["status"] < 300]
     late_ids = {event_id for sent, event_id, _ in load.sent if active_at and sent >= active_at}
     old_writes = late_ids & primary_ids() if late_ids else set()
-    activation_s = None
+    activation_s = detection_s = None
     if active_at:
         activation = standby_status().get("activation") or {}
         if activation.get("started_at"):
-            activation_s = round(active_at - activation["started_at"], 2)
+            # until the standby can serve: its tunnel ready (after ACTIVE, which is recorded before it starts)
+            tunnel = (activation.get("steps") or {}).get("tunnel") or {}
+            serving_at = (tunnel["started_at"] + tunnel["seconds"] if tunnel.get("status") == "done"
+                          else active_at)
+            activation_s = round(serving_at - activation["started_at"], 2)
+            detection_s = round(activation["started_at"] - fault_at, 2)
     return {"scenario": name, "activated": active_at is not None, "activation_s": activation_s,
+            "detection_s": detection_s,
             "active_after_s": round(active_at - fault_at, 2) if active_at else None,
             "overlap_s": round(overlap, 2), "overlaps": len(overlaps), "old_acks": len(old_acks),
             "old_writes": len(old_writes), "outage_s": round(outage, 2), "requests": len(requests)}
@@ -145,6 +152,8 @@ class Timings:
     miss: int
     lease: float
     watch: float
+    probe: float = 2.0  # edge_probe_interval_seconds
+    failures: int = 3  # edge_probe_failures
 
     @property
     def detection(self) -> float:
@@ -152,14 +161,39 @@ class Timings:
         return self.interval * self.miss
 
     @property
+    def edge_detection(self) -> float:
+        """After a crash or freeze the edge drops the connector (settings.CONNECTOR_EXPIRY_SECONDS), then the
+        public endpoint fails on `failures` probes: the edge detector's bound."""
+        return settings.CONNECTOR_EXPIRY_SECONDS + self.failures * self.probe
+
+    @property
     def short_freeze(self) -> float:
-        """A freeze shorter than the lease (and so than detection): nothing may happen."""
-        return 0.75 * self.lease
+        """A freeze shorter than the lease and than either detector: nothing may happen."""
+        return 0.75 * min(self.lease, self.edge_detection)
 
     @property
     def long_freeze(self) -> float:
-        """A freeze longer than the lease, shorter than detection: the lease lapses, no failover."""
-        return self.lease + 0.6 * (self.detection - self.lease)
+        """A freeze longer than the lease: shorter than both detectors when they leave room (the lab's
+        timings: the lease lapses, no failover); else 1.3 leases (the defaults: the edge detector takes over)."""
+        bound = min(self.detection, self.edge_detection)
+        return self.lease + 0.6 * (bound - self.lease) if bound > self.lease else 1.3 * self.lease
+
+    def detection_bound(self, key: str) -> float:
+        """The longest the standby should take from fault `key` to ACTIVATING (docs/fencing.md "Timing
+        relations"), one probe interval of phase included; the lease ends at most L + 0.25 s after the last
+        grant. Freeze: the edge drops the connector at E (a probe to a frozen origin is unknown until then),
+        then k probes; the heartbeat detector at D waits for the edge's expiry too. Loss between the hosts: no
+        grant, the connector loses the edge at L, is dropped at L + E. Cut from the edge: E + k probes, then
+        the SSH fence or the lease, and the primary's own readiness lag (its beats say serving until its
+        connector notices), which is not bounded here: None."""
+        expiry = settings.CONNECTOR_EXPIRY_SECONDS
+        if key.startswith("freeze"):
+            detect = min(max(self.detection, expiry), expiry + self.failures * self.probe)
+            return max(detect + self.probe, self.lease + 0.25)
+        if key in ("drop-p2s", "drop-s2p", "cut-standby"):
+            gone = self.lease + 0.25 + expiry
+            return min(max(self.detection, gone), gone + self.failures * self.probe) + self.probe
+        return None
 
     @property
     def active_timeout(self) -> float:
@@ -185,7 +219,8 @@ class Timings:
 def timings_from(values: dict) -> Timings:
     """Timings from settings keys (group_data names)."""
     return Timings(interval=float(values["heartbeat_interval_seconds"]), miss=int(values["heartbeat_miss_threshold"]),
-                   lease=float(values["fencing_lease_seconds"]), watch=float(values["fencing_watch_seconds"]))
+                   lease=float(values["fencing_lease_seconds"]), watch=float(values["fencing_watch_seconds"]),
+                   probe=float(values["edge_probe_interval_seconds"]), failures=int(values["edge_probe_failures"]))
 
 
 def deployed_timings() -> Timings:
@@ -198,7 +233,9 @@ def deployed_timings() -> Timings:
     return timings_from({"heartbeat_interval_seconds": standby["heartbeat"]["interval_seconds"],
                          "heartbeat_miss_threshold": standby["heartbeat"]["miss_threshold"],
                          "fencing_lease_seconds": replicator["fencing"]["lease_seconds"],
-                         "fencing_watch_seconds": standby["fencing"]["watch_seconds"]})
+                         "fencing_watch_seconds": standby["fencing"]["watch_seconds"],
+                         "edge_probe_interval_seconds": (standby.get("edge") or {}).get("probe_interval_seconds", 2.0),
+                         "edge_probe_failures": (standby.get("edge") or {}).get("probe_failures", 3)})
 
 
 def freeze_then_thaw(after_active, t: Timings):
@@ -249,7 +286,7 @@ SCENARIOS = {
     "freeze-5": lambda t: freeze_then_thaw(5.0, t),
     "freeze-short": lambda t: freeze_for(t.short_freeze, f"freeze {t.short_freeze:g} s (< lease < detection)", t),
     "freeze-long": lambda t: freeze_for(
-        t.long_freeze, f"freeze {t.long_freeze:g} s (> lease {t.lease:g} s, < detection {t.detection:g} s)", t),
+        t.long_freeze, f"freeze {t.long_freeze:g} s (> lease {t.lease:g} s)", t),
     "drop-p2s": _link("one-way loss primary -> standby", network.drop, network.undrop, "primary", "standby"),
     "drop-s2p": _link("one-way loss standby -> primary", network.drop, network.undrop, "standby", "primary"),
     "cut-edge": _link("primary cut from the edge only", network.cut, network.heal, "primary", "edge"),

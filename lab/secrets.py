@@ -59,6 +59,16 @@ def ensure() -> Path:
     return root
 
 
+def ensure_in(folder: Path) -> Path:
+    """The same secrets made in `folder` instead of the lab's (tests: an operator-shaped directory)."""
+    original = settings.SECRETS_DIR
+    settings.SECRETS_DIR = Path(folder)
+    try:
+        return ensure()
+    finally:
+        settings.SECRETS_DIR = original
+
+
 def prometheus_client() -> dict:
     """The lab Prometheus' client key and certificate, made once with the operator's documented command
     (secrets_check.MAKE_METRICS_READER_CERT); the certificate goes to secrets/prometheus/client.crt, the key

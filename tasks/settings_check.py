@@ -142,23 +142,36 @@ def check(role: str, host_data: dict, host_data_file: str) -> dict:
 
 
 def check_fencing_timings(values: dict, origin: dict) -> None:
-    """The relations docs/fencing.md depends on: interval < lease <= interval * (miss_threshold - 1).
+    """The relations docs/fencing.md depends on:
 
-    The lease must outlive one lost heartbeat (else a single late beat stops the service), and must have
-    run out at least one interval before the standby's detection (interval * miss_threshold), so the
-    primary's kernel has stopped its serving traffic before the standby can act."""
+        3 x renew <= lease <= interval x (miss_threshold - 1),  renew <= interval,  edge_probe_failures >= 2
+
+    The lease must outlive two lost or late lease beats (else a blip stops the service), and must have run
+    out at least one interval before the heartbeat detector (interval x miss_threshold) fires, so the
+    primary's kernel has stopped its serving traffic before the standby acts on missed heartbeats. Lease beats
+    come between heartbeats, so they are not rarer than them. One failed public probe never makes a suspicion."""
     interval, miss = values["heartbeat_interval_seconds"], values["heartbeat_miss_threshold"]
-    lease = values["fencing_lease_seconds"]
+    lease, renew = values["fencing_lease_seconds"], values["fencing_lease_renew_seconds"]
     if miss < 2:
         raise SettingError(f"{origin['heartbeat_miss_threshold']}: heartbeat_miss_threshold must be at least 2 "
                            "(the serving lease needs an interval between its end and the standby's detection)")
-    if values["fencing_lease_enabled"] and not interval < lease <= interval * (miss - 1):
+    if values["edge_probe_failures"] < 2:
+        raise SettingError(f"{origin['edge_probe_failures']}: edge_probe_failures must be at least 2 (one failed "
+                           "public probe is never enough to suspect the primary)")
+    if not values["fencing_lease_enabled"]:
+        return
+    if not 3 * renew <= lease <= interval * (miss - 1):
         raise SettingError(
-            f"{origin['fencing_lease_seconds']}: fencing_lease_seconds={lease} breaks heartbeat_interval_seconds "
-            f"< fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1) "
-            f"({interval} < {lease} <= {interval * (miss - 1)}): the lease must outlive one lost heartbeat and "
-            "end before the standby's detection (docs/fencing.md); "
-            + _set_in(origin, "heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease_seconds"))
+            f"{origin['fencing_lease_seconds']}: fencing_lease_seconds={lease} breaks 3 x fencing_lease_renew_seconds"
+            f" <= fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1) "
+            f"({3 * renew} <= {lease} <= {interval * (miss - 1)}): the lease must outlive two lost lease beats and "
+            "end before the heartbeat detector fires (docs/fencing.md); "
+            + _set_in(origin, "heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease_seconds",
+                      "fencing_lease_renew_seconds"))
+    if renew > interval:
+        raise SettingError(f"{origin['fencing_lease_renew_seconds']}: fencing_lease_renew_seconds={renew} must not "
+                           f"exceed heartbeat_interval_seconds={interval} (lease beats come between heartbeats); "
+                           + _set_in(origin, "heartbeat_interval_seconds", "fencing_lease_renew_seconds"))
 
 
 def _set_in(origin: dict, *keys: str) -> str:
@@ -237,7 +250,8 @@ def check_pyinfra_hosts(state=None, host=None) -> dict:
     state = state or current_state
     host = host or current_host
     inventory = state.inventory
-    if id(inventory) not in _CHECKED:  # once per run, over all hosts (each host's deploy file asks)
+    cached = _CHECKED.get(id(inventory))
+    if cached is None or cached["inventory"] is not inventory:  # once per run (each host's deploy file asks)
         finals = {}
         try:
             for each in inventory:
@@ -248,9 +262,9 @@ def check_pyinfra_hosts(state=None, host=None) -> dict:
                 except SettingError as error:
                     raise SettingError(f"{each.name}: {error}") from None
         except SettingError as error:
-            _CHECKED[id(inventory)] = {"error": str(error)}
+            _CHECKED[id(inventory)] = {"inventory": inventory, "error": str(error)}
         else:
-            _CHECKED[id(inventory)] = {"finals": finals}
+            _CHECKED[id(inventory)] = {"inventory": inventory, "finals": finals}
     result = _CHECKED[id(inventory)]
     if "error" in result:
         raise PyinfraError(f"settings: {result['error']} (nothing was changed on any host)")

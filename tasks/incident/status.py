@@ -2,11 +2,23 @@
 last drill. Read-only: facts on both hosts (the agents' /status through curl on the host itself, over
 their local control socket) and one public request from the control machine."""
 
+import atexit
+import sys
 import time
 from typing import Optional
 
 from tasks.incident import remote
 from tasks.incident.facts import HttpJson, LastJsonLine, view
+
+_AT_EXIT = {}  # pair name -> table, printed together at the end of the run
+
+
+def print_at_exit(name: str, table: str) -> None:
+    """Print `table` when the run ends, with every other pair's (by name); to stderr with --json."""
+    if not _AT_EXIT:
+        atexit.register(lambda: print("\n" + "\n\n".join(_AT_EXIT[key] for key in sorted(_AT_EXIT)),
+                                      file=sys.stderr if "--json" in sys.argv else sys.stdout))
+    _AT_EXIT[name] = table
 
 
 def _fact(target, fact, **kwargs):
@@ -82,8 +94,9 @@ def _agent_state(agent: dict, host: dict) -> str:
     return f"{host.get('state') or '?'} (agent: {agent.get('error') or 'no answer'})"
 
 
-def format_table(view_: dict) -> str:
-    """The status as text: a two-column host table, then lag per DB and per path, heartbeat, drill."""
+def format_table(view_: dict, pair: str = None) -> str:
+    """The status as text: a two-column host table, then lag per DB and per path, heartbeat, drill;
+    `pair`: the pair's name in the heading (inventories with several pairs)."""
     hosts, connector = view_["hosts"], view_["connector"]
     p, s = hosts["primary"], hosts["standby"]
     agent = view_.get("standby_agent") or {}
@@ -99,7 +112,8 @@ def format_table(view_: dict) -> str:
     ] + [(unit, _unit(p, unit), _unit(s, unit)) for unit in (connector, "openclaw-gateway", "wirebot-scoreboard")]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view_.get("at") or time.time()))
-    out = [f"=== Wirebot status ({stamp}) ===", f"active side: {active_side(view_)}"]
+    title = f"Wirebot status of pair {pair}" if pair else "Wirebot status"
+    out = [f"=== {title} ({stamp}) ===", f"active side: {active_side(view_)}"]
     out += ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     heartbeat = (agent.get("last_heartbeat") or {})
     out.append(f"last heartbeat: {_age(agent.get('last_heartbeat_age_seconds'))}"

@@ -5,10 +5,11 @@ from io import StringIO
 from pathlib import Path
 
 import yaml
-from pyinfra import host, inventory
+from pyinfra import host
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
+from tasks import pairs
 from tasks.provision import paths
 from tasks.provision.ops import managed_file, managed_template, service
 from tasks.provision.secrets_check import cloudflared_files
@@ -18,10 +19,10 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 AGENTS_SRC = Path(__file__).resolve().parents[2] / "files" / "agents" / "wirebot"
 
 
-def rendered_config(build, peer_group: str) -> dict:
-    """The agent's config from `build` (an agent_configs function) for this host and its peer."""
+def rendered_config(build) -> dict:
+    """The agent's config from `build` (an agent_configs function) for this host and its pair's peer."""
     data = host.data
-    peer = inventory.get_group(peer_group)[0]
+    peer = pairs.peer_of(host)
     tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
     return build(data, address_of(host), address_of(peer), tunnel)
 

@@ -116,6 +116,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         "fencing": {
             "lease_enabled": data.fencing_lease_enabled,
             "lease_seconds": data.fencing_lease_seconds,
+            "lease_renew_seconds": data.fencing_lease_renew_seconds,
             "units": fenced_units(data),
             "fenced_file": f"{data.wirebot_state_dir}/fenced.json",
             "ready_url": f"http://{data.cloudflared_metrics}/ready",
@@ -149,6 +150,8 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
         },
         "witness": _witness(data, tunnel, self_address),
         "fencing": {"watch_seconds": data.fencing_watch_seconds},
+        "edge": {"probe_interval_seconds": data.edge_probe_interval_seconds,
+                 "probe_failures": data.edge_probe_failures},
         "replica": {"root": data.replica_root},
         "activation": {
             "litestream_binary": data.litestream_binary,
@@ -156,8 +159,11 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "tenant_dir": data.litestream_tenant_dir,
             "file_sync_paths": list(data.filesync_paths),
             "services": [
-                {"unit": "openclaw-gateway", "health_url": gateway_ready_url(data)},  # /readyz, not /health
+                # the scoreboard is healthy before ACTIVE and the tunnel (the first public 200 comes from it);
+                # the gateway's /readyz (10-30 s on a loaded host) is awaited after the tunnel is up
                 {"unit": "wirebot-scoreboard", "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
+                {"unit": "openclaw-gateway", "health_url": gateway_ready_url(data),  # /readyz, not /health
+                 "ready_before_tunnel": False},
             ],
             "tunnel": {"unit": data.cloudflared_unit, "ready_url": f"http://{data.cloudflared_metrics}/ready"},
             "timeout_seconds": max(60, data.gateway_ready_timeout_seconds),

@@ -61,7 +61,7 @@ def leaves(node, prefix="") -> dict:
 def _changed(value):
     if isinstance(value, bool):
         return not value
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return value + 1
     if isinstance(value, str):
         return value + "-changed" if not value.startswith("/") else value.rstrip("/") + "/changed"

@@ -4,8 +4,9 @@ Read from the host (never changed by the deploy itself), so a re-run keeps an ac
 and a fenced primary fenced instead of undoing an incident.
 """
 
-from pyinfra import host, inventory
+from pyinfra import host
 
+from tasks import pairs
 from tasks.provision import hoststate, paths
 from tasks.provision.ops import WirebotState
 
@@ -23,8 +24,8 @@ def agent_state(on=None) -> dict:
 
 
 def standby_serving() -> bool:
-    """The standby is the active side (or becoming it): an incident is on."""
-    standby = inventory.get_group("standby")[0]
+    """This host's pair's standby is the active side (or becoming it): an incident is on."""
+    standby = pairs.pair_of(host).standby
     return agent_state(standby).get("state") in ("ACTIVE", "ACTIVATING")
 
 

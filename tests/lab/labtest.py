@@ -241,3 +241,15 @@ def stranger_identity():
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         subprocess.run(["sh", "-c", tls_keypair_command(str(key), str(cert), "wirebot-primary")], check=True)
     return {"cert_file": str(cert), "key_file": str(key)}
+
+
+def recover_primary():
+    """Run the recovery playbook (the primary serves again, the standby watches) and wait until the standby
+    hears fresh heartbeats and the primary's connector is the only one at the edge."""
+    result = pyinfra("lab/inventory.py", "tasks/recovery.py")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    wait_for(lambda: (s := standby_status()) and s["state"] == "STANDBY" and s.get("last_heartbeat_age_seconds",
+                                                                                    9) < 2,
+             timeout=60, what="the standby watching again after the recovery")
+    wait_for(lambda: connector_origins() == {settings.address("primary")}, timeout=30,
+             what="the primary's connector back at the edge")

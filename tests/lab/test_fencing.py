@@ -9,7 +9,8 @@ import socket
 import subprocess
 
 import pytest
-from labtest import ensure_clean_lab, pyinfra, ssh, standby_status, wait_for
+from labtest import ensure_clean_lab, ssh, standby_status, wait_for
+from labtest import recover_primary as recover
 
 from lab import fencing, settings
 
@@ -28,16 +29,6 @@ def from_edge(address, port, timeout=1.5):
 @pytest.fixture(scope="module")
 def lab():
     ensure_clean_lab()
-
-
-def recover():
-    result = pyinfra("lab/inventory.py", "tasks/recovery.py")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    wait_for(lambda: (s := standby_status()) and s["state"] == "STANDBY" and s.get("last_heartbeat_age_seconds",
-                                                                                    9) < 2,
-             timeout=60, what="the standby watching again after the recovery")
-    wait_for(lambda: fencing.edge("/lab/connectors") and {c["origin_ip"] for c in fencing.edge("/lab/connectors")}
-             == {PRIMARY}, timeout=30, what="the primary's connector back at the edge")
 
 
 # --- issue 9 item 7: the host firewall, scanned from the edge's namespace ---------------------------------

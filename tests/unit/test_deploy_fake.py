@@ -20,14 +20,7 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory):
     """A secrets directory shaped like the operator's (the lab's generator, into a temp dir)."""
-    folder = tmp_path_factory.mktemp("secrets")
-    original = lab_settings.SECRETS_DIR
-    lab_settings.SECRETS_DIR = folder
-    try:
-        lab_secrets.ensure()
-    finally:
-        lab_settings.SECRETS_DIR = original
-    return folder
+    return lab_secrets.ensure_in(tmp_path_factory.mktemp("secrets"))
 
 
 def run_fake(secrets_dir, *extra):

@@ -1,6 +1,7 @@
 """The scheduled drill's units: rendered, installed under --root, idempotent, and a calendar that
 `systemd-analyze calendar` says elapses on the first Sunday of the month at 03:00 in Los Angeles."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LA = ZoneInfo("America/Los_Angeles")
 
 
-def cli(*args):
+def cli(*args, env=None):
     return subprocess.run([sys.executable, str(ROOT / "tasks" / "drill_timer.py"), *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
 def test_next_elapses_are_first_sundays_at_three_in_los_angeles():
@@ -72,3 +73,30 @@ def test_install_show_uninstall_under_a_root(tmp_path):
     gone = cli("uninstall", "--root", str(tmp_path))
     assert gone.returncode == 0 and not service.exists() and not timer_file.exists()
     assert "systemctl disable --now wirebot-drill.timer" in gone.stdout
+
+
+def test_each_pair_gets_a_timer_of_its_own_limited_to_it():
+    units = timer.render(user="operator", environment={}, pair="acme")
+    service, timer_unit = units["wirebot-drill-acme.service"], units["wirebot-drill-acme.timer"]
+    assert f"ExecStart={ROOT}/.venv/bin/pyinfra -y --limit acme inventory.py tasks/drill.py\n" in service
+    assert "Unit=wirebot-drill-acme.service\n" in timer_unit and "of pair acme" in timer_unit
+    assert timer.enable_commands("acme")[1] == ["systemctl", "enable", "--now", "wirebot-drill-acme.timer"]
+    with pytest.raises(Exception, match="pair name"):
+        timer.render(user="operator", environment={}, pair="../x")
+
+
+def test_install_makes_one_timer_per_pair_of_the_settings_and_uninstall_one_pair(tmp_path):
+    settings = tmp_path / "settings.yml"
+    settings.write_text("pairs:\n  wirebot: {primary: {address: 203.0.113.10}, standby: {address: 203.0.113.20}}\n"
+                        "  acme: {primary: {address: 198.51.100.10}, standby: {address: 198.51.100.20}}\n")
+    env = {"WIREBOT_SETTINGS": str(settings)}
+    assert cli("install", "--root", str(tmp_path), "--user", "root", env=env).returncode == 0
+    folder = tmp_path / "etc" / "systemd" / "system"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "wirebot-drill-acme.service", "wirebot-drill-acme.timer",
+        "wirebot-drill-wirebot.service", "wirebot-drill-wirebot.timer"]
+    verify = subprocess.run(["systemd-analyze", "verify", *map(str, sorted(folder.iterdir()))],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stderr
+    assert cli("uninstall", "--root", str(tmp_path), "--pair", "acme", env=env).returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["wirebot-drill-wirebot.service", "wirebot-drill-wirebot.timer"]

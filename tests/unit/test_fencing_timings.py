@@ -17,16 +17,17 @@ KEYS = ("heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease
 
 
 def test_lab_timings_keep_the_scenarios_lab_durations():
-    t = fencing.Timings(interval=1, miss=3, lease=2, watch=1)
-    assert (t.detection, t.short_freeze, t.long_freeze) == (3, 1.5, 2.6)
+    t = fencing.Timings(interval=1, miss=3, lease=2, watch=1, probe=0.5, failures=2)
+    assert (t.detection, t.edge_detection, t.short_freeze, t.long_freeze) == (3, 4, 1.5, 2.6)
     assert (t.active_timeout, t.hold, t.after_thaw, t.hold_after_active) == (120, 120, 4, 2)
 
 
 def test_default_timings_scale_every_wait():
     t = fencing.timings_from(group_settings("all"))
-    assert (t.interval, t.miss, t.lease, t.watch) == (30, 3, 60, 5)
-    assert t.detection == 90
-    assert t.short_freeze < t.lease < t.long_freeze < t.detection  # nothing / lapse without failover
+    assert (t.interval, t.miss, t.lease, t.watch, t.probe, t.failures) == (30, 3, 10, 5, 2, 3)
+    assert t.detection == 90 and t.edge_detection == 9
+    # nothing / a freeze past the lease, which the edge detector (9 s < lease 10 s) takes over
+    assert t.short_freeze < t.edge_detection < t.lease < t.long_freeze < t.detection
     assert t.active_timeout > t.detection + 10  # detection plus a frozen primary's 10 s SSH fence timeout
     assert t.hold >= t.active_timeout and t.after_thaw > t.interval + 2 * t.watch
 
@@ -52,3 +53,13 @@ def test_the_inventory_switch_leaves_the_defaults_to_group_data(timings, expecte
 def test_the_inventory_refuses_an_unknown_timings_value():
     result = inventory_data("fast")
     assert result.returncode != 0 and "WIREBOT_LAB_TIMINGS must be 'lab' or 'default', not 'fast'" in result.stderr
+
+
+def test_detection_bounds_per_scenario():
+    lab = fencing.Timings(interval=1, miss=3, lease=2, watch=1, probe=0.5, failures=2)
+    assert lab.detection_bound("freeze-0.5") == 3.5  # D (after the edge's 3 s expiry) + a probe interval
+    assert lab.detection_bound("drop-p2s") == 5.75  # lease + 0.25 + expiry, then the refused re-checks end
+    default = fencing.timings_from(group_settings("all"))
+    assert default.detection_bound("freeze-5") == 11  # the edge detector: expiry + 3 probes + one of phase
+    assert default.detection_bound("cut-standby") == 21.25  # lease lapse, expiry, 3 probes, phase
+    assert default.detection_bound("cut-edge") is None  # the primary's own readiness lag: not bounded here

@@ -92,8 +92,9 @@ def test_a_missing_or_empty_config_is_an_empty_one():
 def test_activation_and_the_deploy_wait_for_readyz_not_health():
     d = data()
     standby = agent_configs.standby(d, "10.0.0.3", "10.0.0.2", {"tunnel_id": "t", "account_tag": "a"})
-    gateway = standby["activation"]["services"][0]
-    assert gateway == {"unit": "openclaw-gateway", "health_url": "http://127.0.0.1:18789/readyz"}
+    gateway = standby["activation"]["services"][1]
+    assert gateway == {"unit": "openclaw-gateway", "health_url": "http://127.0.0.1:18789/readyz",
+                       "ready_before_tunnel": False}  # awaited after the tunnel: the scoreboard serves first
     assert standby["activation"]["timeout_seconds"] >= d.gateway_ready_timeout_seconds
     command = wait_ready_command(d)
     assert ready_url(d) in command and '"$code" = 200' in command and "300s" in command

@@ -219,18 +219,23 @@ def test_host_addresses_must_be_ip_addresses(tmp_path):
 
 
 @pytest.mark.parametrize("changes", [
-    {"fencing_lease_seconds": 30},  # not longer than one interval: one late heartbeat stops the service
-    {"fencing_lease_seconds": 61},  # ends less than one interval before the standby's detection (90 s)
+    {"fencing_lease_seconds": 5},  # under 3 lease beats (renew 2 s): two late beats stop the service
+    {"fencing_lease_seconds": 61},  # ends less than one interval before the heartbeat detector (90 s)
     {"fencing_lease_seconds": 90},
     {"heartbeat_miss_threshold": 2, "fencing_lease_seconds": 60},
-    {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 3},  # the lab's 1 s x 3 allows only 2
+    {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 3, "fencing_lease_renew_seconds": 0.5},  # 1 s x 3: 2
+    {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 2},  # renew 2 s > interval 1 s
+    {"edge_probe_failures": 1},  # one failed probe is never a suspicion
 ])
 def test_fencing_timings_that_break_the_relations_are_refused(secrets_dir, changes):
-    with pytest.raises(SettingError, match="fencing_lease_seconds|heartbeat_miss_threshold must be at least 2"):
+    refused = "fencing_lease_seconds|fencing_lease_renew_seconds|must be at least 2|edge_probe_failures"
+    with pytest.raises(SettingError, match=refused):
         check("primary", {"secrets_dir": str(secrets_dir), **changes}, "x.py")
 
 
-@pytest.mark.parametrize("changes", [{}, {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 2},
+@pytest.mark.parametrize("changes", [{}, {"heartbeat_interval_seconds": 1, "fencing_lease_seconds": 2,
+                                          "fencing_lease_renew_seconds": 0.5, "edge_probe_interval_seconds": 0.5,
+                                          "edge_probe_failures": 2},
                                      {"fencing_lease_enabled": False, "fencing_lease_seconds": 5}])
 def test_fencing_timings_that_hold_are_accepted(secrets_dir, changes):
     check("standby", {"secrets_dir": str(secrets_dir), **changes}, "x.py")

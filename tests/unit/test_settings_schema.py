@@ -222,3 +222,11 @@ def test_the_pyinfra_check_applies_coerced_and_derived_values_to_the_host(secret
     assert primary.data.heartbeat_interval_seconds == 20 and standby.data.heartbeat_interval_seconds == 20
     assert primary.data.gateway_state_dir == "/srv/wb/users/verious/openclaw"
     assert standby.data.gateway_state_dir == "/data/wirebot/users/verious/openclaw"
+
+
+def test_operator_docs_hetzner_table_is_the_schemas():
+    from tasks import hetzner
+
+    flags = {key: flag for flag, (key, _options) in hetzner.FLAGS.items()}
+    assert settings_schema.hetzner_table(flags) in (ROOT / "docs" / "operator.md").read_text()
+    assert hetzner.DEFAULTS == settings_schema.defaults("hetzner")

@@ -1,4 +1,12 @@
-"""The one activation code path: restore -> files -> services -> tunnel -> epoch.
+"""The one activation code path: restore -> files -> services -> epoch (ACTIVE) -> tunnel -> ready.
+
+What ACTIVE means: the fence holds (the state machine entered ACTIVATING only then), the replicated data is
+restored, every service has been started and the ones needed before the tunnel (``ready_before_tunnel``,
+the scoreboard) answer their health URL, and the new epoch is recorded. ACTIVE is on record (and so
+answered to the primary's next beat) BEFORE the tunnel starts: the standby's connector can serve nothing
+before it. The tunnel step then starts the connector and waits for its /ready; the ready step waits for the
+remaining services (the real gateway's /readyz: 10-30 s on a loaded host). ``completed_at`` is set when
+both are done; until then the agent resumes the activation (state ACTIVE, steps left).
 
 Used by the standby agent (state ACTIVATING), by ``python3 -m wirebot.activation --config
 /etc/wirebot/standby.yml [--force] [--reason R] [--wait S]`` and so by tasks/failover.py. When the
@@ -29,7 +37,7 @@ from . import config, fencing, standby_config, standby_machine, statefile, witne
 from .alerts import Alerter
 from .log import log
 
-STEPS = ("restore", "files", "services", "tunnel", "epoch")
+STEPS = ("restore", "files", "services", "epoch", "tunnel", "ready")
 
 
 def enter_activating(data, reason, now, forced=False):
@@ -59,11 +67,23 @@ def _files(settings):
 
 
 def _services(settings):
+    """Start every service (in order, without waiting between them), then wait for the health of the
+    ones needed before the tunnel."""
     act = settings["activation"]
-    waited = {}
-    for svc in act["services"]:
-        steps.systemctl(act["systemctl"], "start", svc["unit"], act["timeout_seconds"])
-        waited[svc["unit"]] = steps.wait_http(svc["health_url"], act["timeout_seconds"])
+    for svc in act["services"]:  # the ones awaited after the tunnel are not waited for here at all
+        verb = "start" if svc.get("ready_before_tunnel", True) else "--no-block start"
+        steps.systemctl(act["systemctl"], verb, svc["unit"], act["timeout_seconds"])
+    waited = {svc["unit"]: steps.wait_http(svc["health_url"], act["timeout_seconds"])
+              for svc in act["services"] if svc.get("ready_before_tunnel", True)}
+    return {"healthy_after_seconds": waited}
+
+
+def _ready(settings, cancelled=lambda: None):
+    """Wait for the services not needed before the tunnel (the gateway's /readyz); stop waiting once
+    ``cancelled()`` gives a reason (the standby was deactivated meanwhile)."""
+    act = settings["activation"]
+    waited = {svc["unit"]: steps.wait_http(svc["health_url"], act["timeout_seconds"], cancelled=cancelled)
+              for svc in act["services"] if not svc.get("ready_before_tunnel", True)}
     return {"healthy_after_seconds": waited}
 
 
@@ -75,7 +95,7 @@ def _tunnel(settings):
                                                    steps.tunnel_ready)}
 
 
-RUNNERS = {"restore": _restore, "files": _files, "services": _services, "tunnel": _tunnel}
+RUNNERS = {"restore": _restore, "files": _files, "services": _services, "tunnel": _tunnel, "ready": _ready}
 
 
 def _finish(store, alerter, now):
@@ -84,29 +104,29 @@ def _finish(store, alerter, now):
         act = data["activation"]
         heartbeat_epoch = int((data.get("last_heartbeat") or {}).get("epoch") or 0)
         new_epoch = max(int(data.get("epoch") or 1), heartbeat_epoch) + 1
-        timings = {name: act["steps"].get(name, {}).get("seconds") for name in STEPS[:-1]}
+        timings = {name: act["steps"].get(name, {}).get("seconds") for name in STEPS[:STEPS.index("epoch")]}
         skipped = ((act["steps"].get("restore") or {}).get("detail") or {}).get("skipped") or []
         act["steps"]["epoch"] = {"status": "done", "started_at": now, "seconds": 0.0,
                                  "detail": {"epoch": new_epoch}}
-        act.update(completed_at=now, epoch=new_epoch, error=None,
+        act.update(active_at=now, epoch=new_epoch, error=None,
                    total_seconds=round(now - act.get("started_at", now), 3))
         reason = f"activated at epoch {new_epoch} ({act.get('reason')})"
         data.update(state=standby_machine.ACTIVE, epoch=new_epoch, since=now, reason=reason)
         store.save()
     log("activation", "activated", epoch=new_epoch, step_seconds=timings, skipped_dbs=skipped)
     text = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if v is not None)
-    alerter.send("activated", f"standby is ACTIVE at epoch {new_epoch} ({text})", epoch=new_epoch,
-                 skipped_dbs=len(skipped))
-    return True
+    alerter.send("activated", f"standby is ACTIVE at epoch {new_epoch} ({text}); starting the tunnel",
+                 epoch=new_epoch, skipped_dbs=len(skipped))
 
 
 def run(settings, store, alerter, clock=time.time):
     """Run (or resume) the activation recorded in ``store``; True when the state is ACTIVE."""
     with store.lock:
         state = store.data.get("state")
-        if state == standby_machine.ACTIVE:
+        act = store.data.get("activation") or {}
+        if state == standby_machine.ACTIVE and (act.get("completed_at") or not act.get("steps")):
             return True
-        if state != standby_machine.ACTIVATING:
+        if state not in (standby_machine.ACTIVATING, standby_machine.ACTIVE):
             log("activation", "not-activating", level="warning", state=state,
                 reason="state is no longer ACTIVATING (deactivated?): nothing to do")
             return False
@@ -121,7 +141,8 @@ def run(settings, store, alerter, clock=time.time):
         if record.get("status") == "done":
             continue
         if name == "epoch":
-            return _finish(store, alerter, clock())
+            _finish(store, alerter, clock())
+            continue
         if name in ("restore", "files") and act.get("services_begun"):
             log("activation", "step-not-repeated", level="warning", step=name,
                 reason="services already started for this activation: never restore over their writes")
@@ -134,7 +155,11 @@ def run(settings, store, alerter, clock=time.time):
             store.save()
         log("activation", "step-start", step=name, attempt=act["attempts"])
         try:
-            detail = RUNNERS[name](settings)
+            if name == "ready":
+                detail = RUNNERS[name](settings, cancelled=lambda: None if store.data.get("activation") is act
+                                       and store.data.get("state") == standby_machine.ACTIVE else "deactivated")
+            else:
+                detail = RUNNERS[name](settings)
         except (steps.StepError, OSError) as exc:
             error = f"{name}: {exc}"
             with store.lock:
@@ -157,6 +182,10 @@ def run(settings, store, alerter, clock=time.time):
             act["error"] = None
             store.save()
         log("activation", "step-done", step=name, seconds=act["steps"][name]["seconds"])
+    with store.lock:
+        act["completed_at"] = clock()
+        store.save()
+    log("activation", "completed", seconds=round(act["completed_at"] - act.get("started_at", act["completed_at"]), 3))
     return store.data.get("state") == standby_machine.ACTIVE
 
 

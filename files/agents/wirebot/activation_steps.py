@@ -192,9 +192,10 @@ def copy_files(replica_root, paths, files="files"):
 
 
 def systemctl(binary, verb, unit, timeout):
-    """Run ``systemctl VERB UNIT``; StepError unless it exits 0."""
+    """Run ``systemctl VERB UNIT`` (VERB may carry options: "--no-block start"); StepError unless it exits 0."""
     try:
-        proc = subprocess.run([binary, verb, unit], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        proc = subprocess.run([binary] + verb.split() + [unit], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True,
                               timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StepError(f"systemctl {verb} {unit} could not run: {exc}") from None
@@ -213,11 +214,15 @@ def _probe(url, timeout):
         return None, str(getattr(exc, "reason", exc)).encode()
 
 
-def wait_http(url, timeout, ready=lambda status, body: 200 <= status < 300):
-    """Poll ``url`` until ``ready(status, body)``; return seconds waited, StepError on timeout."""
+def wait_http(url, timeout, ready=lambda status, body: 200 <= status < 300, cancelled=lambda: None):
+    """Poll ``url`` until ``ready(status, body)``; return seconds waited, StepError on timeout or when
+    ``cancelled()`` returns a reason."""
     started = time.monotonic()
     last = None
     while True:
+        why = cancelled()
+        if why:
+            raise StepError(f"stopped waiting for {url}: {why}")
         status, body = _probe(url, min(5.0, max(0.5, timeout)))
         if status is not None and ready(status, body):
             return round(time.monotonic() - started, 3)

@@ -78,7 +78,8 @@ REPLICATOR = {
     "drill.max_age_days": (REQUIRED, "alert (drill-overdue) past this"),
     "drill.timeout_seconds": (OPTIONAL, "bound of one POST /drill run (default 3600)"),
     "fencing.lease_enabled": (REQUIRED, "the serving lease (docs/fencing.md)"),
-    "fencing.lease_seconds": (REQUIRED, "lease granted by each acknowledged heartbeat"),
+    "fencing.lease_seconds": (REQUIRED, "lease granted by each acknowledged heartbeat or lease beat"),
+    "fencing.lease_renew_seconds": (OPTIONAL, "a lease beat this often between heartbeats (default 2)"),
     "fencing.units": (REQUIRED, "what a fence stops and masks: the connector first"),
     "fencing.fenced_file": (REQUIRED, "the fence marker"),
     "fencing.ready_url": (REQUIRED, "the connector's /ready"),
@@ -103,6 +104,9 @@ STANDBY = {
     "primary.ssh_timeout_seconds": (REQUIRED, "bound of one fence attempt"),
     "primary.ssh_binary": (OPTIONAL, "the ssh binary (default ssh)"),
     "fencing.watch_seconds": (REQUIRED, "an ACTIVE standby asks the witness this often"),
+    "edge.probe_interval_seconds": (OPTIONAL, "the edge detector probes the public endpoint this often (default 2)"),
+    "edge.probe_failures": (OPTIONAL, "consecutive failed probes, with the connector gone, before suspecting "
+                                      "(default 3)"),
     "replica.root": (REQUIRED, "the replica tree written by the primary"),
     "activation.litestream_binary": (REQUIRED, "Litestream, to restore the databases"),
     "activation.dbs": (REQUIRED, "live database paths under data_root"),
@@ -110,6 +114,8 @@ STANDBY = {
     "activation.file_sync_paths": (REQUIRED, "the trees file sync carried"),
     "activation.services[].unit": (REQUIRED, "a service started on activation, in order"),
     "activation.services[].health_url": (REQUIRED, "its health URL (200: up)"),
+    "activation.services[].ready_before_tunnel": (OPTIONAL, "healthy before ACTIVE and the tunnel (default "
+                                                  "true); false: awaited after the tunnel (the gateway)"),
     "activation.tunnel.unit": (REQUIRED, "the connector's unit, started last"),
     "activation.tunnel.ready_url": (REQUIRED, "the connector's /ready"),
     "activation.timeout_seconds": (REQUIRED, "per service/tunnel wait"),

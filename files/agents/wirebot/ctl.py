@@ -5,7 +5,8 @@
   python3 -m wirebot.ctl --config /etc/wirebot/standby.yml deactivate --epoch N
 
 ``activate`` sends POST /activate {"force", "reason"}; with ``--wait S`` (default 300; 0 = do not
-wait) it polls GET /status until the state is ACTIVE (exit 0), the request was refused for lack of a
+wait) it polls GET /status until the state is ACTIVE and the activation completed (tunnel and gateway
+ready: exit 0), the request was refused for lack of a
 fence (FENCE_BLOCKED, exit 1) or S seconds passed (exit 1, last status printed). ``deactivate`` sends
 POST /deactivate {"epoch": N}. Exit 0 on success, 1 on failure or timeout, 2 on configuration errors.
 It talks to the agent over its local control socket (``control.socket``, root only) and signs with this
@@ -53,7 +54,9 @@ def activate(settings, force, reason, wait, timeout=30, poll=0.5):
     while True:
         status_code, last = _status(settings, timeout)
         if status_code == 200:
-            if last.get("state") == "ACTIVE":
+            act = last.get("activation") or {}
+            # ACTIVE comes before the tunnel and the gateway's readiness: wait for the whole activation
+            if last.get("state") == "ACTIVE" and (act.get("completed_at") or not act.get("steps")):
                 _print({"ok": True, "state": "ACTIVE", "epoch": last.get("epoch"),
                         "reason": last.get("reason"), "activation": last.get("activation")})
                 return 0

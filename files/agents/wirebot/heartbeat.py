@@ -6,7 +6,14 @@ Every ``heartbeat.interval_seconds`` the primary POSTs to ``{standby.agent_url}/
 "heartbeat primary -> standby, POST /heartbeat".
 The sequence comes from ``signing.next_sequence`` over the last one persisted in the primary's state
 file ({"epoch", "sequence"}), so it keeps increasing across restarts; the epoch is read from the same
-file on every beat (the recovery task may raise it). A failed send is logged with its reason and
+file on every beat (the recovery task may raise it).
+
+Lease beats: with the serving lease enabled (wirebot.lease), the same thread sends a small beat every
+``fencing.lease_renew_seconds`` between the full heartbeats: ``{"node", "sent_at", "sequence", "epoch",
+"kind": "lease", "lease", "serving"}``, signed and sent exactly like a heartbeat (same path, key and
+sequence, one sender so sequences never cross), answered with the lease grant. The full heartbeat (status
+for replication) stays every ``interval_seconds``; the lease no longer depends on it (docs/fencing.md).
+A failed send is logged with its reason and
 counted; it never stops the loop.
 """
 
@@ -125,16 +132,23 @@ class Sender:
         self.lease = None  # wirebot.lease.Keeper: adds "lease" to each beat, hears each answer
         self._lock = threading.Lock()
 
-    def send_once(self, now=None):
-        """Send one heartbeat; return the result record (also kept in ``last``)."""
+    def send_once(self, now=None, light=False, timeout=None):
+        """Send one heartbeat (``light``: a lease beat, no status); return the result record (also kept in
+        ``last``)."""
         now = time.time() if now is None else now
-        services, litestream, file_sync = self.collect()
-        sequence, epoch = self.store.next_sequence(now)
-        payload = build_payload(self.node, sequence, epoch, services, litestream, file_sync, now)
+        if light:
+            sequence, epoch = self.store.next_sequence(now)
+            payload = {"node": self.node, "sent_at": round(float(now), 3), "sequence": int(sequence),
+                       "epoch": int(epoch), "kind": "lease"}
+        else:
+            services, litestream, file_sync = self.collect()
+            sequence, epoch = self.store.next_sequence(now)
+            payload = build_payload(self.node, sequence, epoch, services, litestream, file_sync, now)
         if self.lease is not None:
             payload.update(self.lease.payload())
         sent_at = time.monotonic()  # the lease counts from the send: it ends before the standby's view of it
-        status, answer = self.post(self.target, self.PATH, self.key, self.binding, payload, sequence, self.timeout)
+        status, answer = self.post(self.target, self.PATH, self.key, self.binding, payload, sequence,
+                                   timeout or self.timeout)
         ok = 200 <= status < 300
         reason = "accepted" if ok else (
             "unreachable: {}".format(answer.get("error")) if status == 0
@@ -150,7 +164,8 @@ class Sender:
                 self.consecutive_failures += 1
             self.last = result
         if ok:
-            log(COMPONENT, "sent", sequence=sequence, epoch=epoch, status=status)
+            if not light:
+                log(COMPONENT, "sent", sequence=sequence, epoch=epoch, status=status)
             self._note_standby(answer, epoch)
         if self.lease is not None:
             self.lease.on_answer(result, sent_at)
@@ -180,15 +195,22 @@ class Sender:
             return {"url": self.url, "sent_total": self.sent_total, "failures_total": self.failures_total,
                     "consecutive_failures": self.consecutive_failures, "last": self.last}
 
-    def run(self, stop, interval):
-        """Send every ``interval`` seconds until ``stop`` (threading.Event) is set."""
+    def run(self, stop, interval, renew=None):
+        """Send a heartbeat every ``interval`` seconds until ``stop`` (threading.Event) is set, and, when
+        ``renew`` is shorter, a lease beat every ``renew`` seconds between them (each waits at most
+        max(1, 2 x renew) for its answer: a late grant is worth nothing)."""
+        period = renew if renew and renew < interval else interval
+        full_at = 0.0
         while not stop.is_set():
             started = time.monotonic()
+            light = started < full_at
+            if not light:
+                full_at = started + interval - period / 2  # the full beat falls on the period's grid
             try:
-                self.send_once()
+                self.send_once(light=light, timeout=max(1.0, 2 * period) if light else None)
             except Exception as exc:  # noqa: BLE001 - a heartbeat failure is never fatal
                 with self._lock:
                     self.failures_total += 1
                     self.consecutive_failures += 1
                 log(COMPONENT, "send-failed", level="error", reason=f"{type(exc).__name__}: {exc}")
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            stop.wait(max(0.0, period - (time.monotonic() - started)))

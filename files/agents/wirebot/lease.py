@@ -2,7 +2,7 @@
 
 The host firewall (table ``inet wirebot``) passes the primary's serving traffic - the tunnel, the public
 inbound ports, whatever the serving users send - only while the set ``lease`` holds an element. Each
-heartbeat the standby acknowledges with ``"lease": {"granted": true}`` renews it: the element is
+heartbeat or lease beat the standby acknowledges with ``"lease": {"granted": true}`` renews it: the element is
 replaced (one nft transaction) with a timeout of ``seconds - (now - sent)``, counted from when the
 heartbeat was SENT, so the lease ends no later than ``seconds`` after the standby received it. The
 kernel removes the element when the timeout runs out, whether or not this process still runs (frozen,
@@ -20,7 +20,8 @@ Self-demotion (this process, when it runs):
 
 Config (section ``fencing:`` of replicator.yml): ``lease_enabled`` (bool, default false; the deploy
 sets it from fencing_lease_enabled),
-``lease_seconds`` (number, required when enabled), ``units`` (list: connector first),
+``lease_seconds`` (number, required when enabled), ``lease_renew_seconds`` (number, default 2: a lease
+beat this often between heartbeats, wirebot.heartbeat), ``units`` (list: connector first),
 ``fenced_file`` (default /var/lib/wirebot/fenced.json), ``nft`` (default nft), ``systemctl``
 (default /bin/systemctl), ``ready_url`` (the connector's readiness URL, cloudflared's /ready: the
 heartbeat's ``serving``). Needs CAP_NET_ADMIN (nft) and the right to stop/mask/start the units.
@@ -46,6 +47,7 @@ def load_settings(cfg, path):
         "enabled": enabled,
         "seconds": config.get(cfg, "fencing.lease_seconds", float, path,
                               default=config.REQUIRED if enabled else 0.0),
+        "renew_seconds": config.get(cfg, "fencing.lease_renew_seconds", float, path, default=2.0),
         "units": config.get(cfg, "fencing.units", list, path, default=list(fence_command.DEFAULT_UNITS)),
         "fenced_file": config.get(cfg, "fencing.fenced_file", str, path, default="/var/lib/wirebot/fenced.json"),
         "nft": config.get(cfg, "fencing.nft", str, path, default="nft"),

@@ -65,7 +65,7 @@ def _strings(cfg, key, path, default=config.REQUIRED):
     return list(value)
 
 
-def _positive(cfg, key, path, default):
+def _positive(cfg, key, path, default=config.REQUIRED):
     value = config.get(cfg, key, float, path, default)
     if value <= 0:
         raise config.ConfigError(f"{path}: {key}: expected a positive number, got {value!r}")
@@ -84,35 +84,35 @@ def load_config(path):
         "state_file": s("state_file"),                   # {"epoch", "sequence", "api_last_sequence"}
         "data_root": s("data_root"),
         "hmac_key_file": s("secrets.hmac_key_file"),     # the heartbeat key (hex), shared with the standby
-        "discord_webhook_file": s("secrets.discord_webhook_file", ""),  # optional alert webhook
+        "discord_webhook_file": s("secrets.discord_webhook_file"),  # optional alert webhook
         "standby_host": s("standby.host"),
         "standby_user": s("standby.user"),               # rsync over SSH as this user
         "ssh_key": s("standby.ssh_key"),
         "known_hosts": s("standby.known_hosts"),         # StrictHostKeyChecking against this file
         "agent_url": s("standby.agent_url"),             # https://standby:8300; heartbeats go to /heartbeat
-        "standby_node": s("standby.node_name", "standby"),  # heartbeats are signed for this receiver
+        "standby_node": s("standby.node_name"),  # heartbeats are signed for this receiver
         "replica_root": s("standby.replica_root"),       # as the rsync account sees it ("/"): files/... below
         "litestream_socket": s("litestream.socket"),     # Litestream control socket (socket.path)
-        "dbs": _strings(raw, "litestream.dbs", path, []),
-        "tenant_dir": s("litestream.tenant_dir", ""),    # every *.db in it is supervised too
-        "stall_seconds": _positive(raw, "litestream.stall_seconds", path, 120.0),
+        "dbs": _strings(raw, "litestream.dbs", path),
+        "tenant_dir": s("litestream.tenant_dir"),    # every *.db in it is supervised too
+        "stall_seconds": _positive(raw, "litestream.stall_seconds", path),
         "poll_seconds": _positive(raw, "litestream.poll_seconds", path, 5.0),  # stall/record poll period
         # WAL check period: the lag's resolution (a stat per DB; POST /sync only while a commit is pending)
         "lag_sample_seconds": _positive(raw, "litestream.lag_sample_seconds", path, 0.1),
-        "paths": _strings(raw, "file_sync.paths", path, []),
-        "debounce_seconds": _positive(raw, "file_sync.debounce_seconds", path, 5.0),
-        "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path, 15.0),
-        "retry_max_seconds": _positive(raw, "file_sync.retry_max_seconds", path, 300.0),
+        "paths": _strings(raw, "file_sync.paths", path),
+        "debounce_seconds": _positive(raw, "file_sync.debounce_seconds", path),
+        "full_sync_minutes": _positive(raw, "file_sync.full_sync_minutes", path),
+        "retry_max_seconds": _positive(raw, "file_sync.retry_max_seconds", path),
         "force_scan": config.get(raw, "file_sync.force_scan", bool, path, False),  # skip inotify
-        "exclude": _strings(raw, "file_sync.exclude", path, []),  # absolute paths never synced
-        "heartbeat_interval": _positive(raw, "heartbeat.interval_seconds", path, 30.0),
-        "services": _strings(raw, "services", path, []),  # units reported via systemctl is-active
+        "exclude": _strings(raw, "file_sync.exclude", path),  # absolute paths never synced
+        "heartbeat_interval": _positive(raw, "heartbeat.interval_seconds", path),
+        "services": _strings(raw, "services", path),  # units reported via systemctl is-active
         "systemctl": s("systemctl", "systemctl"),
-        "drill_command": _strings(raw, "drill.command", path, []),  # argv of POST /drill
+        "drill_command": _strings(raw, "drill.command", path),  # argv of POST /drill
         "drill_timeout": _positive(raw, "drill.timeout_seconds", path, 3600.0),
-        "drill_log_file": s("drill.log_file", ""),        # the fire-drill log ("" = no deadline watch)
-        "drill_max_age_days": _positive(raw, "drill.max_age_days", path, 35.0),  # alert past this
-        "clock_window": _positive(raw, "heartbeat.clock_window_seconds", path, 60.0),  # signed POST freshness
+        "drill_log_file": s("drill.log_file"),        # the fire-drill log ("" = no deadline watch)
+        "drill_max_age_days": _positive(raw, "drill.max_age_days", path),  # alert past this
+        "clock_window": _positive(raw, "heartbeat.clock_window_seconds", path),  # signed POST freshness
         "channel": channel.load_settings(raw, path),     # tls, control socket + key, http bounds
     }
     if not c["agent_url"].startswith("https://"):
@@ -206,7 +206,9 @@ class Replicator:
         for name, target in (
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
                 ("file_sync", lambda: self.files.run(watcher, self.stop_event)),
-                ("heartbeat", lambda: self.sender.run(self.stop_event, self.c["heartbeat_interval"]))):
+                ("heartbeat", lambda: self.sender.run(
+                    self.stop_event, self.c["heartbeat_interval"],
+                    self.c["fencing"]["renew_seconds"] if self.c["fencing"]["enabled"] else None))):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)

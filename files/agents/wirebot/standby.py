@@ -1,7 +1,9 @@
 """The standby agent: ``python3 -m wirebot.standby --config /etc/wirebot/standby.yml``.
 
-Every tick (1 s, or interval/4 when smaller) it observes (heartbeat age, persisted state), decides
-with the pure wirebot.standby_machine, and acts (witness check, SSH fence, activation). Decisions
+Every tick (at most 0.5 s) it observes (heartbeat age, the edge detector's verdict, persisted state),
+decides with the pure wirebot.standby_machine, and acts (witness check, SSH fence, activation). The edge
+detector (wirebot.edgewatch) probes in its own thread; the SSH fence runs in its own thread too, so a host
+that never answers SSH does not hold the tick while the primary's lease runs out. Decisions
 are logged as one JSON line each time the state or its reason changes, and shown on GET /status.
 HTTP endpoints are in wirebot.standby_api. The process holds ``<state_file>.lock`` for its lifetime so
 ``python3 -m wirebot.activation`` knows to hand requests to it.
@@ -14,12 +16,24 @@ import sys
 import threading
 import time
 
-from . import activation, channel, config, fencing, signing, standby_api, standby_config, statefile, witness
+from . import (
+    activation,
+    channel,
+    config,
+    edgewatch,
+    fencing,
+    signing,
+    standby_api,
+    standby_config,
+    statefile,
+    witness,
+)
 from . import standby_machine as machine
 from .alerts import Alerter
 from .log import log
 
 COMPONENT = "standby"
+JOIN_SECONDS = 0.2  # how long a tick waits for the SSH fence's (or activation's) thread before going on
 
 
 class StandbyAgent:
@@ -55,6 +69,10 @@ class StandbyAgent:
         data = self.store.data
         if not data.get("since"):
             data["since"] = self.started_at
+        data["edge"] = None  # a verdict from before a restart is no evidence
+        self.fence_thread = None
+        self.activation_thread = None
+        self.join_seconds = JOIN_SECONDS
         self.store.save()  # the deploy and the gate read state/epoch from it: make sure it exists
         log(COMPONENT, "started", state=data["state"], epoch=data["epoch"], reason=data.get("reason"),
             last_sequence=self.heartbeat_verifier.last_sequence)
@@ -70,7 +88,28 @@ class StandbyAgent:
         now = self.clock()
         return machine.Observation(now=now, heartbeat_age=self.heartbeat_age(now), threshold=self.threshold,
                                    retry_seconds=self.settings["activation"]["retry_seconds"],
-                                   watch_seconds=self.settings["watch_seconds"])
+                                   watch_seconds=self.settings["watch_seconds"],
+                                   probe_seconds=self.settings["edge"]["probe_interval_seconds"],
+                                   fence_running=self.fence_running())
+
+    def fence_running(self):
+        return self.fence_thread is not None and self.fence_thread.is_alive()
+
+    # the edge detector -----------------------------------------------------------------------------
+    def watching(self):
+        return self.store.data.get("state") in (machine.STANDBY, machine.SUSPECT, machine.FENCE_BLOCKED)
+
+    def record_edge(self, verdict):
+        """The edge detector's verdict, kept in memory with the state (saved with its next change); a
+        "down" wakes the tick at once."""
+        with self.store.lock:
+            self.store.data["edge"] = verdict
+        if verdict["down"]:
+            self.wake.set()
+
+    def edge_watch(self):
+        return edgewatch.Watch(self.settings, lambda: config.read_secret(self.settings["cloudflare_api_token_file"]),
+                               self.watching, self.record_edge, clock=self.clock)
 
     # decide + apply ------------------------------------------------------------------------------
     def _apply(self, decision, now):
@@ -133,21 +172,43 @@ class StandbyAgent:
                     primary_serving=result.get("primary_serving"), other_connector=result.get("other_connector"),
                     api_clear=result.get("api_clear"))
         elif action == machine.FENCE:
-            result = self.fence_fn(self.settings["primary"], self.clock())
-            log(COMPONENT, "fence-attempted", ok=result.get("ok"), error=result.get("error"),
-                target=result.get("target"), seconds=result.get("seconds"))
-            with self.store.lock:
-                self.store.data["fence"] = result
-                self.store.save()
+            if not self.fence_running():
+                self.fence_thread = threading.Thread(target=self._fence, name="fence", daemon=True)
+                self.fence_thread.start()
+            self.fence_thread.join(self.join_seconds)  # a quick answer is used in this tick
         elif action == machine.ACTIVATE:
-            with self.activation_lock:
-                self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
+            # the activation (its last step waits for the gateway's readiness: up to minutes) runs beside the
+            # tick, which keeps watching the witness once ACTIVE; a quick one is seen in this tick
+            if self.activation_thread is None or not self.activation_thread.is_alive():
+                self.activation_thread = threading.Thread(target=self._activate, name="activation", daemon=True)
+                self.activation_thread.start()
+            self.activation_thread.join(self.join_seconds)
+
+    def _activate(self):
+        with self.activation_lock:
+            self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
+
+    def _fence(self):
+        """The SSH fence (its own thread); its result is recorded and wakes the tick."""
+        try:
+            result = self.fence_fn(self.settings["primary"], self.clock())
+        except Exception as exc:  # noqa: BLE001 - a failed fence is a result, not a crash
+            result = {"at": self.clock(), "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        log(COMPONENT, "fence-attempted", ok=result.get("ok"), error=result.get("error"),
+            target=result.get("target"), seconds=result.get("seconds"))
+        with self.store.lock:
+            self.store.data["fence"] = result
+            self.store.save()
+        self.wake.set()
 
     def tick_seconds(self):
-        return min(1.0, self.settings["interval_seconds"] / 4.0, self.settings["watch_seconds"])
+        return min(0.5, self.settings["interval_seconds"] / 4.0, self.settings["watch_seconds"],
+                   self.settings["edge"]["probe_interval_seconds"])
 
     def run(self, stop):
-        """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on."""
+        """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on. The edge
+        detector's thread runs beside it."""
+        self.edge_watch().start(stop)
         while not stop.is_set():
             try:
                 self.tick()

@@ -6,8 +6,9 @@ control socket serves ``local_routes``, the only place control requests are acce
   standby, POST /heartbeat"; only from heartbeat.allowed_sources (else 403). Refusals: 401
   (missing/malformed/bad-signature/stale), 409 (replayed: sequence not above the last accepted,
   persisted as ``last_sequence``), 400 (body not {node, sent_at, sequence, epoch, ...} or its sequence
-  differs from the signed header). Accepted: 200 {"ok", "state", "epoch"}; the body is kept as
-  ``last_heartbeat`` (plus received_at, source). While STANDBY/SUSPECT/FENCE_BLOCKED a higher
+  differs from the signed header). Accepted: 200 {"ok", "state", "epoch", "lease"}; the body is kept as
+  ``last_heartbeat`` (plus received_at, source); a lease beat (``"kind": "lease"``, wirebot.heartbeat)
+  updates it without dropping the last full heartbeat's status. While STANDBY/SUSPECT/FENCE_BLOCKED a higher
   heartbeat epoch is adopted as ours.
 * ``POST /activate`` {"force": bool, "reason": str} (local socket only) - signed with this host's
   control key for "control operator -> standby, POST /activate"; 202 {"accepted", "id", "state"}: the
@@ -73,7 +74,11 @@ def heartbeat(agent, request):
         if body["sequence"] != sequence:
             _reject(agent, "malformed-body", 400, "body sequence differs from the signed sequence", client)
         data = agent.store.data
-        data["last_heartbeat"] = dict(body, received_at=agent.clock(), source=client)
+        if body.get("kind") == "lease":  # a lease beat: the last full heartbeat's status stays
+            data["last_heartbeat"] = dict(data.get("last_heartbeat") or {}, **body, received_at=agent.clock(),
+                                          source=client)
+        else:
+            data["last_heartbeat"] = dict(body, received_at=agent.clock(), source=client)
         state = data["state"]
         watching = state in (machine.STANDBY, machine.SUSPECT, machine.FENCE_BLOCKED)
         if watching and body["epoch"] > data["epoch"]:
@@ -169,6 +174,7 @@ def status(agent, request):
         "misses": int(age // agent.settings["interval_seconds"]),
         "miss_threshold": agent.settings["miss_threshold"], "recheck_after": snap.get("recheck_after"),
         "witness": snap.get("witness"), "fence": snap.get("fence"), "activation": snap.get("activation"),
+        "edge": snap.get("edge"), "lease": snap.get("lease"),
         "manual_request": snap.get("manual_request"), "last_manual": snap.get("last_manual"),
         "heartbeats": {"accepted": agent.accepted, "rejected": dict(agent.rejected)},
         "connections": channel.stats(agent.servers),

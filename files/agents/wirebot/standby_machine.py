@@ -3,18 +3,22 @@
 States::
 
     STANDBY --(no valid heartbeat for miss_threshold*interval)--> SUSPECT
+    STANDBY --(edge detector: the primary's connector gone from the API and the public endpoint failing
+            on probe_failures consecutive probes; wirebot.edgewatch)--> SUSPECT
     SUSPECT --(valid heartbeat)--> STANDBY
     SUSPECT --(witness: primary serves the public / its connector is attached)--> STANDBY (+alert,
-            watch: the next suspicion starts after another threshold)
+            watch: looked at again one edge probe interval later, never a threshold later)
     SUSPECT --(witness clear, fence established)--> ACTIVATING
     SUSPECT --(witness clear, no fence)--> FENCE_BLOCKED (+alert)
     FENCE_BLOCKED --(valid heartbeat)--> STANDBY;  --(fence established on a re-check)--> ACTIVATING
-    ACTIVATING --(activation completes; done by wirebot.activation)--> ACTIVE
+    ACTIVATING --(fenced, restored, first services healthy; done by wirebot.activation)--> ACTIVE
+    ACTIVE --(activation steps left: the tunnel, then the remaining services' readiness)--> ACTIVE
     ACTIVE --(POST /deactivate; done by the agent)--> STANDBY
 
 "Fence established" means: the primary's kernel-enforced serving lease, last granted by this standby,
 has run out (``lease_expired``: then no SSH is needed, a frozen host cannot answer it anyway), or the SSH
-fence command confirmed the primary's connector, gateway and scoreboard loaded, stopped and masked. The
+fence command (run in the background: the lease may end first) confirmed the primary's
+connector, gateway and scoreboard loaded, stopped and masked. The
 witness's "no connection from another origin" is never a fence: absent is not fenced (docs/fencing.md).
 An ACTIVE standby asks the witness every ``watch_seconds`` and fences at once when another origin's
 connector shows up.
@@ -41,8 +45,11 @@ ACTIVATE = "activate"
 # whichever is later); threshold: miss_threshold * interval_seconds; retry_seconds: how long a failed
 # fence/witness/activation result stands before it is tried again.
 # watch_seconds: how often an ACTIVE standby asks the witness (the continuous watch).
-Observation = collections.namedtuple("Observation", "now heartbeat_age threshold retry_seconds watch_seconds",
-                                     defaults=(None,))
+# probe_seconds: the edge detector's probe interval (a fresh verdict is at most 3 of them old; a refused
+# suspicion is looked at again this much later). fence_running: an SSH fence is under way (background).
+Observation = collections.namedtuple(
+    "Observation", "now heartbeat_age threshold retry_seconds watch_seconds probe_seconds fence_running",
+    defaults=(None, None, False))
 LEASE_MARGIN = 0.25  # seconds added to a granted lease before it counts as expired here (clock rates)
 
 # state: next state; reason: why (logged, shown on /status); actions: I/O for the agent to perform;
@@ -75,13 +82,20 @@ def grant_lease(data, body, now):
     Granted only while this standby watches (STANDBY, SUSPECT, FENCE_BLOCKED: a heartbeat takes the
     last two back to STANDBY before any activation), no operator activation is pending, and the
     primary's epoch is not older than ours. Because the grant and the move to ACTIVATING happen under
-    the same lock, no lease is granted once an activation has been decided. The record
+    the same lock, no lease is granted once an activation has been decided. While the standby suspects
+    the primary (SUSPECT, FENCE_BLOCKED), only a beat whose connector is ready at the edge (``serving:
+    true``) gets a grant: a primary cut from the edge (false), or whose units our SSH fence is stopping
+    (null), lets its lease run out, which proves the fence even when SSH cannot or is slow. (In STANDBY it is
+    granted: a connector that lost its lease, or a recovery starting it, needs it to reach the edge.) The
+    record
     {"granted_at", "seconds", "enforced"} lets ``lease_expired`` prove the primary stopped serving."""
     lease = body.get("lease") if isinstance(body.get("lease"), dict) else {}
     seconds = lease.get("seconds")
     if (data["state"] not in (STANDBY, SUSPECT, FENCE_BLOCKED) or data.get("manual_request")
             or body.get("epoch", 0) < data["epoch"] or not isinstance(seconds, (int, float))
             or isinstance(seconds, bool) or seconds <= 0):
+        return False
+    if data["state"] in (SUSPECT, FENCE_BLOCKED) and body.get("serving") is not True:
         return False
     data["lease"] = {"granted_at": now, "seconds": float(seconds), "enforced": lease.get("enforced") is True}
     return True
@@ -99,6 +113,20 @@ def alive_at(p):
     """When the primary last looked alive (``note_serving``), falling back to the last heartbeat."""
     received = (p.get("last_heartbeat") or {}).get("received_at") or 0
     return p.get("last_serving_at") or received
+
+
+def edge_down(p, o):
+    """The edge detector's verdict when it says "down", is fresh (at most 3 probe intervals old), and no beat
+    has shown the primary alive (``note_serving``) for its window (failures x probe interval): a primary whose
+    beats say its connector is ready, or not meant to run (stopped, or being started by a recovery), is not
+    suspected from the edge."""
+    edge = p.get("edge") or {}
+    if not edge.get("down") or not o.probe_seconds or edge.get("at") is None:
+        return None
+    if edge["at"] < o.now - 3 * o.probe_seconds:
+        return None
+    # heartbeat_age: since the last beat showing the primary alive, or since this agent started
+    return edge if o.heartbeat_age >= (edge.get("window") or 0) else None
 
 
 def lease_expired(p, now):
@@ -162,7 +190,7 @@ def _manual(p, o):
         return _decision(p["state"], label + ": checking the witness for the fence", [CHECK_WITNESS])
     f = _fresh(p.get("fence"), request["requested_at"])
     if f is None:
-        return _decision(p["state"], label + ": fencing the primary over SSH", [FENCE])
+        return _decision(p["state"], label + ": fencing the primary over SSH", () if o.fence_running else [FENCE])
     ok, why = fence_satisfied(w, f, lease_expired(p, o.now))
     if ok:
         return _decision(ACTIVATING, label + ": " + why, [ACTIVATE], manual_request=None,
@@ -172,6 +200,17 @@ def _manual(p, o):
 
 
 def _active(p, o):
+    decision = _watch(p, o)
+    activation = p.get("activation") or {}
+    if activation.get("steps") and not activation.get("completed_at"):  # the tunnel or readiness left
+        last = activation.get("last_attempt_at")
+        if not (activation.get("error") and last is not None and o.now - last < o.retry_seconds):
+            return decision._replace(actions=decision.actions + (ACTIVATE,))
+    return decision
+
+
+def _watch(p, o):
+    """The continuous watch of an ACTIVE standby."""
     w = _fresh(p.get("witness"), o.now - (o.watch_seconds or o.threshold))
     if w is None:
         return _decision(ACTIVE, p["reason"], [CHECK_WITNESS])
@@ -203,15 +242,25 @@ def decide(p, o):
     if state == STANDBY:
         if p.get("last_refusal") and alive_at(p) > p["since"]:
             return _decision(STANDBY, "heartbeats resumed after a refused activation", last_refusal=None)
-        if o.heartbeat_age > o.threshold and o.now >= (p.get("recheck_after") or 0):
+        # recheck_after: a refusal's short wait (one probe interval) holds both detectors; the grace after a
+        # deactivation (a threshold, until heartbeats resume) holds only the heartbeat one: the edge detector
+        # already waits for k x P without a beat showing the primary alive
+        waiting = o.now < (p.get("recheck_after") or 0)
+        if o.heartbeat_age > o.threshold and not waiting:
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
+        edge = edge_down(p, o)
+        if edge and not (waiting and p.get("last_refusal")):
+            return _decision(SUSPECT, f"the edge lost the primary ({edge['summary']}): asking the witness",
+                             [CHECK_WITNESS])
         return _decision(STANDBY, p["reason"])
     # SUSPECT or FENCE_BLOCKED
     fenced = _fresh(p.get("fence"), p["since"])
     if fenced and fenced.get("ok"):  # we stopped the primary ourselves: we serve, whatever it says next
         return _decision(ACTIVATING, "primary not serving; fence command over SSH confirmed its units "
                          "stopped and masked", [ACTIVATE], last_refusal=None)
+    if alive_at(p) > p["since"] and o.fence_running:  # never back to STANDBY with a fence under way
+        return _decision(state, "the primary looks alive again; waiting for the SSH fence under way")
     if alive_at(p) > p["since"]:
         return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(
             heartbeat.get("sequence"), state), last_refusal=None)
@@ -223,16 +272,19 @@ def decide(p, o):
     lease = lease_expired(p, o.now)
     if refusal:
         kind, why = refusal
-        # A connector still listed after the primary's lease ran out is one the edge has not expired yet
-        # (its packets are dropped): look again soon rather than a whole threshold later.
-        wait = o.watch_seconds if (lease[0] and kind == "connector-attached" and o.watch_seconds) else o.threshold
+        # Looked at again one probe interval later, never a threshold later: a connector still listed after
+        # a crash is one the edge has not expired yet.
+        wait = o.probe_seconds or o.watch_seconds or o.threshold
         alerts = [] if p.get("last_refusal") == kind else [("activation-refused", "not activating: " + why)]
         return _decision(STANDBY, f"not activating: {why}; watching, re-check in {wait:.0f}s",
                          (), alerts, recheck_after=o.now + wait, last_refusal=kind)
     f = _fresh(p.get("fence"), fresh_after)
-    if f is None and lease[0]:  # fenced by its own kernel: no need to wait for SSH to a frozen host
+    if lease[0] and not (f and f.get("ok")):  # fenced by its own kernel: no need to wait for SSH
         return _decision(ACTIVATING, "primary down ({}); {}".format(w.get("summary"), lease[1]), [ACTIVATE],
                          last_refusal=None)
+    if f is None and o.fence_running:
+        return _decision(state, "witness clear ({}): fencing the primary over SSH; {}".format(
+            w.get("summary"), lease[1]))
     if f is None:
         reason = p["reason"] if state == FENCE_BLOCKED else "witness clear ({}): fencing the primary".format(
             w.get("summary"))

@@ -91,8 +91,9 @@ def parse_connections(envelope, self_origin_ip):
     return sorted(set(origins)), others
 
 
-def check_api(settings, token):
-    """{"configured", "ok", "origins", "other_origins", "error"} from Cloudflare's connections list."""
+def check_api(settings, token, timeout=None):
+    """{"configured", "ok", "origins", "other_origins", "error", "status", "retry_after"} from Cloudflare's
+    connections list (``status``: the HTTP status of a refusal, ``retry_after``: its Retry-After seconds)."""
     if not token or not settings.get("account_id") or not settings.get("tunnel_id"):
         return {"configured": False, "ok": False, "origins": [], "other_origins": [], "error": None}
     url = "{}/accounts/{}/cfd_tunnel/{}/connections".format(
@@ -100,17 +101,28 @@ def check_api(settings, token):
         urllib.parse.quote(settings["tunnel_id"], safe=""))
     request = urllib.request.Request(url, method="GET", headers={
         "Authorization": "Bearer " + token, "Accept": "application/json", "User-Agent": "wirebot-witness"})
-    result = {"configured": True, "ok": False, "origins": [], "other_origins": [], "error": None}
+    result = {"configured": True, "ok": False, "origins": [], "other_origins": [], "error": None,
+              "status": None, "retry_after": None}
     try:
-        with urllib.request.urlopen(request, timeout=settings["timeout_seconds"]) as response:
+        with urllib.request.urlopen(request, timeout=timeout or settings["timeout_seconds"]) as response:
             envelope = json.loads(response.read().decode("utf-8"))
         result["origins"], result["other_origins"] = parse_connections(envelope, settings["self_origin_ip"])
         result["ok"] = True
     except urllib.error.HTTPError as exc:
-        result["error"] = f"HTTP {exc.code}"
+        result["error"], result["status"] = f"HTTP {exc.code}", exc.code
+        result["retry_after"] = retry_after(exc.headers.get("Retry-After") if exc.headers else None)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         result["error"] = str(getattr(exc, "reason", exc))[:300]
     return result
+
+
+def retry_after(value):
+    """Seconds of a Retry-After header given in seconds (an HTTP date or garbage: None)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < 86400 else None
 
 
 def check(settings, token, now=None):

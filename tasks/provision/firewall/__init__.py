@@ -2,10 +2,11 @@
 
 from io import StringIO
 
-from pyinfra import host, inventory
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd  # nftables comes with packages_apt/dnf (base)
 
+from tasks import pairs
 from tasks.provision import paths
 from tasks.provision.firewall.rules import render
 from tasks.provision.ops import managed_file, service
@@ -58,7 +59,7 @@ def firewall():
     """
     data = host.data
     role = "primary" if "primary" in host.groups else "standby"
-    peer = inventory.get_group("standby" if role == "primary" else "primary")[0]
+    peer = pairs.peer_of(host)
     rules = managed_file(name=f"Ensure {data.firewall_rules_file} holds this host's firewall.",
                       src=StringIO(rules_for(data, role, address_of(peer))),
                       dest=data.firewall_rules_file, user="root", group="root", mode="600")

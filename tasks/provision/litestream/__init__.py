@@ -3,12 +3,13 @@ replicated database to the standby over SFTP."""
 
 from pathlib import Path, PurePosixPath
 
-from pyinfra import host, inventory
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.server import Arch
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
+from tasks import pairs
 from tasks.provision import hoststate, paths, roles, sandbox
 from tasks.provision.litestream.wheel import binary_for
 from tasks.provision.ops import PublicKey, managed_file, managed_template, service
@@ -70,7 +71,7 @@ def litestream(epoch=None):
     if "primary" not in host.groups:
         return
 
-    standby = inventory.get_group("standby")[0]
+    standby = pairs.pair_of(host).standby
     # Litestream's Go SSH client negotiates ECDSA before ed25519 and compares the pinned key with the one
     # negotiated, so the standby's ECDSA host key is the one to pin.
     host_key = hoststate.fact(standby, PublicKey, path=HOST_KEY)

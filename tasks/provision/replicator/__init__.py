@@ -22,7 +22,7 @@ def replicator():
     agent_control_socket, wirebot_agents_dir.
     """
     data = host.data
-    config = rendered_config(agent_configs.replicator, "standby")
+    config = rendered_config(agent_configs.replicator)
     unit_sandbox = sandbox.root_unit(data, "replicator", data.replicator_capabilities,
                                      read_write=[data.wirebot_state_dir], read=data.filesync_paths,
                                      families=sandbox.INET + ("AF_NETLINK",), chown=False)

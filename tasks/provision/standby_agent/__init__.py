@@ -22,7 +22,7 @@ def standby_agent():
     agent_control_socket, wirebot_agents_dir.
     """
     data = host.data
-    config = rendered_config(agent_configs.standby, "primary")
+    config = rendered_config(agent_configs.standby)
     inside = data.wirebot_data_root.rstrip("/") + "/"
     writes = [data.wirebot_state_dir, data.wirebot_data_root] + [
         path for path in data.filesync_paths if not path.startswith(inside)]

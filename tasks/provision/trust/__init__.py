@@ -19,10 +19,11 @@ import shlex
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from tasks import pairs
 from tasks.provision import hoststate, paths
 from tasks.provision.agent_configs import fenced_units
 from tasks.provision.ops import (
@@ -137,8 +138,7 @@ def trust():
     """
     data = host.data
     is_primary = "primary" in host.groups
-    primary = inventory.get_group("primary")[0]
-    standby = inventory.get_group("standby")[0]
+    primary, standby = pairs.pair_of(host).hosts()  # this host's own pair (tasks/pairs.py)
     _agent_channel(data, "primary" if is_primary else "standby", standby if is_primary else primary)
 
     # Keys first: each is authorized on the other host further down, in the same run.

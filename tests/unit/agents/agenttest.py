@@ -55,6 +55,7 @@ FAKE_SYSTEMCTL = r"""#!/bin/sh
 # Fake systemctl: logs "verb unit" to $DIR/log, keeps unit state in $DIR/state/<unit>.
 # Fails a verb when $DIR/fail/<verb>-<unit> exists (its content goes to stderr).
 DIR="$(dirname "$0")"
+[ "$1" = --no-block ] && shift
 verb="$1"; unit="$2"
 echo "$verb $unit" >> "$DIR/log"
 mkdir -p "$DIR/state" "$DIR/masked"

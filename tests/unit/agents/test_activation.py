@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 
 import agenttest
 import pytest
@@ -54,7 +55,8 @@ def test_full_activation(site, capsys):
     data = reload(site).data
     assert data["state"] == m.ACTIVE and data["epoch"] == 3
     act = data["activation"]
-    assert [act["steps"][n]["status"] for n in activation.STEPS] == ["done"] * 5
+    assert [act["steps"][n]["status"] for n in activation.STEPS] == ["done"] * 6
+    assert act["active_at"] <= act["steps"]["tunnel"]["started_at"] <= act["completed_at"]  # ACTIVE first
     assert all(isinstance(act["steps"][n]["seconds"], float) for n in activation.STEPS)
     restored = act["steps"]["restore"]["detail"]
     assert restored["epoch_dir"] == 2 and restored["skipped"] == []
@@ -180,9 +182,9 @@ def _crash_in(monkeypatch, step, after_real_work):
     """Make ``step`` die like a killed process (after doing its real work when asked)."""
     real = activation.RUNNERS.get(step)
 
-    def dying(settings):
+    def dying(settings, **kwargs):
         if after_real_work and real:
-            real(settings)
+            real(settings, **kwargs)
         raise Crash(step)
 
     if step == "epoch":
@@ -191,7 +193,7 @@ def _crash_in(monkeypatch, step, after_real_work):
         monkeypatch.setitem(activation.RUNNERS, step, dying)
 
 
-@pytest.mark.parametrize("step", ["restore", "files", "services", "tunnel", "epoch"])
+@pytest.mark.parametrize("step", ["restore", "files", "services", "epoch", "tunnel", "ready"])
 @pytest.mark.parametrize("after_real_work", [False, True])
 def test_resumes_after_crash_at_each_step(site, monkeypatch, step, after_real_work):
     settings = site.settings()
@@ -201,9 +203,10 @@ def test_resumes_after_crash_at_each_step(site, monkeypatch, step, after_real_wo
         with pytest.raises(Crash):
             activation.run(settings, store, Alerter("t", None))
     data = reload(site).data
-    assert data["state"] == m.ACTIVATING
+    # ACTIVE is recorded before the tunnel starts: a crash in the tunnel or readiness step leaves it ACTIVE
+    assert data["state"] == (m.ACTIVE if step in ("tunnel", "ready") else m.ACTIVATING)
     services_begun = data["activation"]["services_begun"]
-    assert services_begun == (step in ("services", "tunnel", "epoch"))
+    assert services_begun == (step in ("services", "epoch", "tunnel", "ready"))
     if services_begun:  # a service wrote after activation began: it must survive the resume
         conn = sqlite3.connect(site.dbs[1])
         conn.execute("INSERT INTO t VALUES (777)")
@@ -349,3 +352,11 @@ def test_a_live_db_replaced_by_a_link_is_replaced_not_written_through(site):
     assert activation.run(site.settings(), new_store(site), Alerter("standby", None)) is True
     assert target.read_text() == "root's file\n"
     assert not os.path.islink(site.dbs[1]) and count_rows(site.dbs[1]) == 50
+
+
+def test_waiting_for_readiness_stops_when_cancelled():
+    """A deactivation while the gateway's /readyz is awaited (after ACTIVE) ends the wait at once."""
+    started = time.monotonic()
+    with pytest.raises(steps.StepError, match="stopped waiting for .*: deactivated"):
+        steps.wait_http("http://127.0.0.1:9/readyz", 300, cancelled=lambda: "deactivated")
+    assert time.monotonic() - started < 5

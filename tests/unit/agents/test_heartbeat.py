@@ -190,3 +190,38 @@ def test_unit_states_asks_systemctl_once_for_all_units(tmp_path):
     short.write_text("#!/bin/sh\necho active\n")
     short.chmod(0o755)
     assert heartbeat.unit_states(["a", "b"], systemctl=str(short)) == {"a": "unknown", "b": "unknown"}
+
+
+def run_sender(tmp_path, receiver, interval, renew, beats):
+    """Run a Sender's loop until the receiver has ``beats`` beats (or 10 s); return what it received."""
+    sender = heartbeat.Sender("primary", receiver.url, KEY, HB, heartbeat.StateStore(str(tmp_path / "s.json")),
+                              _collect, timeout=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop, interval, renew), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if len(receiver.received) >= beats:
+            break
+        stop.wait(0.05)
+    stop.set()
+    thread.join(5)
+    return receiver.received
+
+
+def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_path, receiver):
+    """With a renew period shorter than the interval, lease beats (no status) come between full heartbeats,
+    from the same sender, so every sequence is above the last (the standby refuses a replay)."""
+    received = run_sender(tmp_path, receiver, 0.4, 0.05, 12)
+    bodies = [body for _path, _seq, body in received]
+    sequences = [seq for _path, seq, _body in received]
+    assert sequences == sorted(set(sequences))
+    full = [b for b in bodies if b.get("kind") != "lease"]
+    light = [b for b in bodies if b.get("kind") == "lease"]
+    assert bodies[0] in full and len(light) >= 2 * len(full) >= 2  # ~7 lease beats per heartbeat here
+    assert all(set(b) == {"node", "sent_at", "sequence", "epoch", "kind"} for b in light)
+    assert all("services" in b and "litestream" in b for b in full)
+
+
+def test_without_a_shorter_renew_period_every_beat_is_a_heartbeat(tmp_path, receiver):
+    received = run_sender(tmp_path, receiver, 0.05, 0.5, 3)
+    assert len(received) >= 3 and all(body.get("kind") != "lease" for _p, _s, body in received)

@@ -48,6 +48,7 @@ class Env:
             self.stop()
         settings = self.site.settings()
         self.agent = StandbyAgent(settings, clock=self.clock)
+        self.agent.join_seconds = 30  # the fence and the activation (threads) finish within the tick here
         self.server = channel.serve(settings["channel"], "127.0.0.1", settings["listen_port"],
                                     standby_api.peer_routes(self.agent), standby_api.local_routes(self.agent),
                                     ["127.0.0.1"], "standby", max_body=4096)

@@ -145,7 +145,7 @@ def test_a_running_or_unenforced_lease_needs_the_ssh_fence(record):
     (m.STANDBY, None, 0, False)])
 def test_a_lease_is_granted_only_while_watching(current, manual, epoch, granted):
     data = state(current, manual_request=manual)
-    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}}
+    body = {"epoch": epoch, "lease": {"enforced": True, "seconds": 2}, "serving": True}
     assert m.grant_lease(data, body, 50.0) is granted
     assert (data.get("lease") == lease(50.0)) is granted
 
@@ -291,7 +291,8 @@ def test_manual_activation_still_requires_the_fence():
     (m.ACTIVE, m.ACTIVE, (m.CHECK_WITNESS,)),       # stays active, never restores again
 ])
 def test_restart_resumes_from_each_persisted_state(name, expected_state, expected_actions):
-    p = state(name, since=500.0, activation={"steps": {"restore": {"status": "done"}}})
+    done = {"completed_at": 600.0} if name == m.ACTIVE else {}
+    p = state(name, since=500.0, activation={"steps": {"restore": {"status": "done"}}, **done})
     d = m.decide(p, obs(now=2000.0, age=5.0))  # just restarted: heartbeat age counted from start
     assert d.state == expected_state and d.actions == expected_actions
     assert m.ACTIVATE not in d.actions or name == m.ACTIVATING
@@ -326,13 +327,16 @@ def test_a_primary_that_heartbeats_but_cannot_serve_is_suspected():
     assert m.decide(p, obs(now=1097.5, age=0)).state == m.STANDBY
 
 
-def test_a_stale_connector_after_the_lease_ran_out_is_looked_at_again_soon():
-    p = state(m.SUSPECT, witness=witness(at=1099.0, public=502, others=["10.0.0.2"]), lease=lease(1090.0))
-    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
-    assert d.state == m.STANDBY and d.updates["recheck_after"] == 1101.0
-    p["lease"] = lease(1099.0)  # lease still running: a whole threshold
-    d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0))
-    assert d.updates["recheck_after"] == 1100.0 + T
+def test_a_refused_suspicion_is_looked_at_again_one_probe_interval_later_never_a_threshold():
+    """A crashed primary's connector is still listed for a few seconds (the edge has not expired it yet):
+    the refusal is re-checked one edge probe interval later, whether or not the lease has run out."""
+    for granted in (1090.0, 1099.0):
+        p = state(m.SUSPECT, witness=witness(at=1099.0, public=502, others=["10.0.0.2"]), lease=lease(granted))
+        d = m.decide(p, m.Observation(1100.0, 10, T, RETRY, 1.0, 0.5))
+        assert d.state == m.STANDBY and d.updates["recheck_after"] == 1100.5
+        p.update(state=m.STANDBY, since=1100.0, **d.updates)
+        assert m.decide(p, m.Observation(1100.4, 100, T, RETRY, 1.0, 0.5)).state == m.STANDBY
+        assert m.decide(p, m.Observation(1100.6, 100, T, RETRY, 1.0, 0.5)).actions == (m.CHECK_WITNESS,)
 
 
 def test_once_the_ssh_fence_stopped_the_primary_the_standby_serves_whatever_heartbeats_say():
@@ -351,3 +355,95 @@ def test_a_unit_the_fence_does_not_know_blocks_with_the_reason():
     p = state(m.SUSPECT, witness=witness(at=1001.0, public=530), fence=f)
     d = m.decide(p, obs(age=200))
     assert d.state == m.FENCE_BLOCKED and "cloudflared-renamed is not loaded (LoadState not-found)" in d.reason
+
+
+# edge detection (wirebot.edgewatch) -------------------------------------------------------------------
+def eobs(now=1100.0, age=0.0, fence_running=False):
+    return m.Observation(now, age, T, RETRY, 5.0, 2.0, fence_running)
+
+
+def edge(at, down=True):
+    return {"at": at, "down": down, "window": 6.0, "summary": "public down (530), 3 failure(s) in a row; API: gone"}
+
+
+def test_a_fresh_edge_verdict_suspects_without_missed_heartbeats():
+    p = state(edge=edge(1099.0))
+    d = m.decide(p, eobs(age=7.0))  # 7 s without a beat showing it alive (threshold 90 s)
+    assert d.state == m.SUSPECT and d.actions == (m.CHECK_WITNESS,) and "edge lost the primary" in d.reason
+    p["edge"] = edge(1093.0)  # older than 3 probe intervals: the detector's thread is stuck, no evidence
+    assert m.decide(p, eobs(age=7.0)).state == m.STANDBY
+    p["edge"] = edge(1099.0, down=False)
+    assert m.decide(p, eobs(age=7.0)).state == m.STANDBY
+
+
+def test_a_primary_whose_beats_show_it_alive_is_not_suspected_from_the_edge():
+    """After a recovery the standby is deactivated while the primary's connector is still stopped (beats
+    say serving: null) or starting (not ready yet): nobody serves for a while, and the edge sees it, but
+    that is no reason to fence the primary. Only k x P seconds without a beat showing it alive are."""
+    p = state(edge=edge(1099.0))
+    # the agent's heartbeat age: since the last beat showing it alive (serving true or null), or since start
+    assert m.decide(p, eobs(age=4.0)).state == m.STANDBY  # a beat 4 s ago (connector being started)
+    assert m.decide(p, eobs(age=5.9)).state == m.STANDBY  # 5.9 s < window 6 s
+    assert m.decide(p, eobs(age=6.1)).state == m.SUSPECT  # only "not ready" beats since: suspected
+
+
+def test_edge_suspicion_activates_once_the_lease_provably_ended_without_waiting_for_ssh():
+    p = state(m.SUSPECT, since=1099.0, edge=edge(1099.0), witness=witness(at=1099.5, public=530),
+              lease=lease(1090.0, seconds=9.0))
+    d = m.decide(p, eobs(now=1099.6))  # lease ends at 1099.25: the kernel already stops the primary
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,)
+    p["lease"] = lease(1098.0, seconds=9.0)  # runs to 1107.25: fence over SSH meanwhile (background)
+    d = m.decide(p, eobs(now=1099.6))
+    assert d.state == m.SUSPECT and d.actions == (m.FENCE,)
+    d = m.decide(p, eobs(now=1100.0, fence_running=True))  # SSH hangs (host gone): wait, do not block
+    assert d.state == m.SUSPECT and d.actions == () and "lease runs" in d.reason
+    d = m.decide(p, eobs(now=1107.3, fence_running=True))  # the lease ended first
+    assert d.state == m.ACTIVATING
+
+
+def test_the_primary_back_before_activation_ends_the_suspicion():
+    p = state(m.SUSPECT, since=1099.0, edge=edge(1099.0), witness=witness(at=1099.5, public=530),
+              lease=lease(1098.0, seconds=9.0))
+    m.note_serving(p, {"serving": True}, 1100.0)
+    assert m.decide(p, eobs(now=1100.1)).state == m.STANDBY
+    # ... but never while our SSH fence is under way: it may stop the primary (both sides down)
+    d = m.decide(p, eobs(now=1100.1, fence_running=True))
+    assert d.state == m.SUSPECT and d.actions == ()
+    p["fence"] = fence(1099.6, ok=True)
+    assert m.decide(p, eobs(now=1101.0)).state == m.ACTIVATING
+
+
+def test_while_suspecting_a_primary_cut_from_the_edge_gets_no_lease():
+    beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": False}
+    # not suspecting: a lapsed or starting connector needs its lease to reach the edge at all
+    assert m.grant_lease(state(m.STANDBY), beat, 1100.0)
+    assert m.grant_lease(state(m.STANDBY, edge=edge(1100.0)), beat, 1100.0)
+    for name in (m.SUSPECT, m.FENCE_BLOCKED):
+        assert not m.grant_lease(state(name), beat, 1100.0)
+        # connector stopped (our SSH fence stopping it, say): no grant either; ready at the edge: granted
+        assert not m.grant_lease(state(name), dict(beat, serving=None), 1100.0)
+        assert m.grant_lease(state(name), dict(beat, serving=True), 1100.0)
+    assert not m.grant_lease(state(m.ACTIVATING), dict(beat, serving=True), 1100.0)
+
+
+def test_an_active_standby_resumes_the_steps_left_after_active():
+    p = state(m.ACTIVE, activation={"steps": {"epoch": {"status": "done"}}, "active_at": 1000.0})
+    assert m.decide(p, eobs()).actions == (m.CHECK_WITNESS, m.ACTIVATE)  # tunnel, readiness; watched meanwhile
+    p["activation"].update(error="tunnel: not ready", last_attempt_at=1095.0)
+    assert m.decide(p, eobs()).actions == (m.CHECK_WITNESS,)  # retried after retry_seconds, watched meanwhile
+    assert m.decide(p, eobs(now=1106.0)).actions == (m.CHECK_WITNESS, m.ACTIVATE)
+    p["activation"]["completed_at"] = 1001.0
+    assert m.ACTIVATE not in m.decide(p, eobs(now=1106.0)).actions
+
+
+def test_the_grace_after_a_deactivation_holds_the_heartbeat_detector_only():
+    """After a recovery (deactivate: recheck_after one threshold away) a primary that then crashes is taken
+    over from the edge without waiting out the threshold; a refusal's short wait holds both detectors."""
+    p = state(recheck_after=1150.0, edge=edge(1099.0))
+    d = m.decide(p, eobs(age=100.0))
+    assert d.state == m.SUSPECT and "edge lost the primary" in d.reason
+    p["edge"] = None
+    assert m.decide(p, eobs(age=100.0)).state == m.STANDBY  # heartbeat detector: waits for the grace
+    p.update(edge=edge(1099.0), last_refusal="connector-attached", recheck_after=1100.4)
+    assert m.decide(p, eobs(age=100.0)).state == m.STANDBY
+    assert m.decide(p, eobs(now=1100.5, age=100.0)).state == m.SUSPECT
