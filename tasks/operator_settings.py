@@ -42,7 +42,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -80,7 +80,7 @@ def load(path: Path = None) -> Dict[str, Any]:
     return data
 
 
-PAIR_KEYS = {"primary", "standby", "secrets_dir", "data"}
+PAIR_KEYS = {"primary", "standby", "secrets_dir", "data", "hetzner"}
 
 
 def _check_pairs_form(data: Dict[str, Any], path: Path) -> None:
@@ -107,30 +107,41 @@ def _check_pairs_form(data: Dict[str, Any], path: Path) -> None:
             raise SettingsError(f"{path}: pairs.{name}.data must be a mapping of host data keys")
 
 
-def save_address(role: str, address: str, path: Path = None) -> Path:
-    """Record `address` as the `role` host's address; returns the file.
+def save_address(role: str, address: str, path: Path = None, pair: str = None) -> Path:
+    """Record `address` as the `role` host's address (of pair `pair` in the ``pairs:`` form); returns the file.
 
-    Only the one ``address:`` line under ``role:`` changes (or is added): every other line, comment and
-    layout of the operator's file stays as it was. The edited text must load as the old settings with
-    just that address changed, else nothing is written and SettingsError says what to set by hand.
+    Only the one ``address:`` line under ``role:`` (``pairs.PAIR.role:``) changes, or is added: every other
+    line, comment and layout of the operator's file stays as it was; a flow mapping on the role's line
+    (``standby: {address: ..., ssh_user: root}``) is rewritten on that line. The edited text must load as
+    the old settings with just that address changed, else nothing is written and SettingsError says what
+    to set by hand. In the ``pairs:` form `pair` must name one of its pairs (it may be left out when there
+    is only one); in the one-pair form it must be left out or be the default pair.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     path = path or settings_path()
     data = load(path)
     if "pairs" in data:
-        raise SettingsError(f"{path}: uses the 'pairs:' form; set the address by hand: "
-                            f"'pairs: {{NAME: {{{role}: {{address: {address}}}}}}}'")
-    expected = dict(data, **{role: dict(data.get(role) or {}, address=address)})
+        pair = pair_name(data, pair, path, "recording an address")
+        keys = ("pairs", pair, role)
+        pairs = dict(data["pairs"])
+        pairs[pair] = dict(pairs[pair], **{role: dict(pairs[pair][role] or {}, address=address)})
+        expected = dict(data, pairs=pairs)
+        by_hand = f"'pairs: {{{pair}: {{{role}: {{address: {address}}}}}}}'"
+    else:
+        pair_name(data, pair, path, "recording an address")
+        keys = (role,)
+        expected = dict(data, **{role: dict(data.get(role) or {}, address=address)})
+        by_hand = f"'{role}: {{address: {address}}}'"
     old = path.read_text() if path.exists() else ""
-    new = _with_address(old, role, address)
+    new = _with_address(old, keys, address)
     try:
-        same = yaml.safe_load(new) == expected
+        same = new is not None and yaml.safe_load(new) == expected
     except yaml.YAMLError:
         same = False
     if not same:
-        raise SettingsError(f"{path}: could not record {role}.address by editing one line (unusual layout); "
-                            f"set it by hand: '{role}: {{address: {address}}}'")
+        raise SettingsError(f"{path}: could not record {'.'.join(keys)}.address by editing one line (unusual "
+                            f"layout); set it by hand: {by_hand}")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(new)
@@ -139,47 +150,109 @@ def save_address(role: str, address: str, path: Path = None) -> Path:
     return path
 
 
+def pair_name(data: Dict[str, Any], pair: Optional[str], path: Path, what: str) -> str:
+    """The pair `pair` names in the settings `data` (which pair `what` is for): optional when there is
+    one pair; SettingsError naming the known pairs when it is unknown, or missing among several."""
+    known = sorted(map(str, data["pairs"])) if "pairs" in data else [DEFAULT_PAIR]
+    if pair is None:
+        if len(known) > 1:
+            raise SettingsError(f"{path} has {len(known)} pairs ({', '.join(known)}): name the one for {what} "
+                                "(--pair NAME)")
+        return known[0]
+    if pair not in known:
+        form = "its pairs are" if "pairs" in data else "it uses the one-pair form, whose pair is"
+        raise SettingsError(f"no pair {pair!r} in {path}: {form} {', '.join(known)}")
+    return pair
+
+
+def recorded_address(role: str, data: Dict[str, Any], pair: str = None) -> Any:
+    """The address recorded for `role` (of `pair` in the ``pairs:`` form) in the settings `data`, or None."""
+    if "pairs" in data:
+        section = (data["pairs"].get(pair) or {}).get(role)
+    else:
+        section = data.get(role)
+    return (section or {}).get("address")
+
+
 ADDRESS_LINE = re.compile(r"^(?P<indent>[ \t]+)address[ \t]*:(?P<value>[^#\n]*?)(?P<comment>[ \t]+#.*)?$")
 
 
-def _with_address(text: str, role: str, address: str) -> str:
-    """`text` with `role`'s address line set to `address` (quoted), added when missing."""
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _significant(line: str) -> bool:
+    """Neither blank nor a comment."""
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _block(lines: List[str], head: int) -> range:
+    """The lines below the key on line `head` that are its block (up to the next line indented no deeper)."""
+    depth = len(_indent(lines[head])) if head >= 0 else -1
+    end = head + 1
+    for index in range(head + 1, len(lines)):
+        if _significant(lines[index]):
+            if len(_indent(lines[index])) <= depth:
+                break
+            end = index + 1
+    return range(head + 1, end)
+
+
+def _child_indent(lines: List[str], block: range) -> Optional[str]:
+    for index in block:
+        if _significant(lines[index]):
+            return _indent(lines[index])
+    return None
+
+
+def _with_address(text: str, keys: tuple, address: str) -> Optional[str]:
+    """`text` with the address line of the mapping at `keys` (e.g. ("standby",) or ("pairs", NAME,
+    "standby")) set to `address` (quoted), added when missing; None when the layout is not one it can
+    edit by lines (a flow mapping above the last key)."""
     value = json.dumps(address)  # a quoted YAML scalar: an IPv6 address is never read as a number
     lines = text.splitlines(keepends=True)
-    head = re.compile(rf"^{role}[ \t]*:(?P<rest>[^#\n]*)(?P<comment>#.*)?$")
-    for index, line in enumerate(lines):
-        match = head.match(line.rstrip("\n"))
-        if not match:
-            continue
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    block, indent = range(0, len(lines)), ""
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        head = re.compile(rf"^{re.escape(indent)}(?P<q>[\"']?){re.escape(key)}(?P=q)[ \t]*:"
+                          r"(?P<rest>[^#\n]*)(?P<comment>#.*)?$")
+        found = next((i for i in block if head.match(lines[i].rstrip("\n"))), None)
+        if found is None:  # add the missing mappings, after the parent's block
+            add = [f"{indent}{'  ' * n}{k}:\n" for n, k in enumerate(keys[depth:])]
+            add.append(f"{indent}{'  ' * (len(keys) - depth)}address: {value}\n")
+            return "".join(lines[: block.stop] + add + lines[block.stop :])
+        match = head.match(lines[found].rstrip("\n"))
         rest = match.group("rest").strip()
-        if rest and rest not in ("null", "~", "{}"):  # a flow mapping on the role's line: rewrite that line
-            section = dict(yaml.safe_load(rest) or {}, address=address)
+        comment = f" {match.group('comment')}" if match.group("comment") else ""
+        if rest and rest not in ("null", "~", "{}"):
+            if not last:
+                return None  # a flow mapping or a scalar above the role: not edited by lines
+            try:
+                section = dict(yaml.safe_load(rest) or {}, address=address)
+            except (yaml.YAMLError, TypeError, ValueError):
+                return None
             flow = yaml.safe_dump(section, default_flow_style=True, width=10_000).strip()
-            comment = f" {match.group('comment')}" if match.group("comment") else ""
-            lines[index] = f"{role}: {flow}{comment}\n"
+            lines[found] = f"{indent}{match.group('q')}{key}{match.group('q')}: {flow}{comment}\n"
             return "".join(lines)
-        if rest:  # `role: null` or `role: {}`: an empty block from here on
-            comment = f" {match.group('comment')}" if match.group("comment") else ""
-            lines[index] = f"{role}:{comment}\n"
-        block, indent = [], None
-        for child in range(index + 1, len(lines)):
-            stripped = lines[child].strip()
-            if stripped and not lines[child][0].isspace():
-                break  # the next top-level key
-            if stripped and not stripped.startswith("#"):
-                indent = indent or lines[child][: len(lines[child]) - len(lines[child].lstrip())]
-                block.append(child)
-        for child in block:
-            found = ADDRESS_LINE.match(lines[child].rstrip("\n"))
-            if found and found.group("indent") == indent:
-                lines[child] = f"{indent}address: {value}{found.group('comment') or ''}\n"
-                return "".join(lines)
-        lines.insert(index + 1, f"{indent or '  '}address: {value}\n")
-        if not lines[index].endswith("\n"):
-            lines[index] += "\n"
-        return "".join(lines)
-    separator = "" if not text or text.endswith("\n") else "\n"
-    return f"{text}{separator}{role}:\n  address: {value}\n"
+        if rest:  # `key: null` or `key: {}`: an empty block from here on
+            lines[found] = f"{indent}{match.group('q')}{key}{match.group('q')}:{comment}\n"
+        block = _block(lines, found)
+        child = _child_indent(lines, block)
+        if child is None or len(child) <= len(indent):
+            child = f"{indent}  "
+        if last:
+            for index in block:
+                address_line = ADDRESS_LINE.match(lines[index].rstrip("\n"))
+                if address_line and address_line.group("indent") == child:
+                    lines[index] = f"{child}address: {value}{address_line.group('comment') or ''}\n"
+                    return "".join(lines)
+            lines.insert(found + 1, f"{child}address: {value}\n")
+            return "".join(lines)
+        indent = child
+    return None
 
 
 def host_settings(role: str, data: Dict[str, Any] = None, path: Path = None) -> Dict[str, Any]:

@@ -82,11 +82,73 @@ def test_the_address_variables_are_refused_with_several_pairs(tmp_path, monkeypa
         pair_settings(path=write(tmp_path, PAIRS))
 
 
-def test_recording_an_address_by_line_is_refused_in_the_pairs_form(tmp_path):
-    path = write(tmp_path, PAIRS)
+BLOCK = """\
+# my pairs (hand-written)
+pairs:
+    wirebot:   # ours
+        primary:
+            address: 203.0.113.10
+        standby:
+            # written by tasks/hetzner.py create --pair wirebot
+            address: 203.0.113.20   # old
+            ssh_user: admin
+    acme:
+        primary:
+            address: 198.51.100.10
+        standby:
+            ssh_user: root   # no address yet
+        hetzner: {server_name: acme-standby}
+secrets_dir: SECRETS
+"""
+
+
+def changed(before: str, after: str) -> list:
+    return [line for line in after.splitlines() if line not in before.splitlines()]
+
+
+@pytest.mark.parametrize("text, pair, new_lines", [
+    # flow mappings on the role's line (the second pair's identical layout is not touched)
+    (PAIRS, "acme", ["    standby: {address: 198.51.100.99}"]),
+    (PAIRS, "wirebot", ["    standby: {address: 198.51.100.99, ssh_user: admin}"]),
+    # block mappings, 4-space indent, comments kept: the address line is replaced, or added
+    (BLOCK, "wirebot", ['            address: "198.51.100.99"   # old']),
+    (BLOCK, "acme", ['            address: "198.51.100.99"']),
+    # an empty standby, and the only pair of a file named without --pair
+    ("pairs:\n  acme:\n    primary: {address: 198.51.100.10}\n    standby: {}  # later\n",
+     None, ["    standby: # later", '      address: "198.51.100.99"']),
+    ("pairs:\n  acme:\n    standby:\n      ssh_user: root\n    primary:\n      address: 198.51.100.10\n",
+     "acme", ['      address: "198.51.100.99"']),
+])
+def test_recording_an_address_in_the_pairs_form_edits_only_that_pairs_line(tmp_path, text, pair, new_lines):
+    path = write(tmp_path, text)
+    before, old = path.read_text(), operator_settings.load(path)
+    operator_settings.save_address("standby", "198.51.100.99", path=path, pair=pair)
+    after = path.read_text()
+    assert changed(before, after) == new_lines
+    assert len(changed(after, before)) <= 1  # at most the one line that was rewritten
+    name = pair or "acme"
+    old["pairs"][name]["standby"] = dict(old["pairs"][name]["standby"], address="198.51.100.99")
+    assert operator_settings.load(path) == old  # nothing else changed, not even the other pair's address
+
+
+@pytest.mark.parametrize("text, pair, expected", [
+    (PAIRS, None, r"has 2 pairs \(acme, wirebot\): name the one .*--pair NAME"),
+    (PAIRS, "acne", r"no pair 'acne' .*: its pairs are acme, wirebot"),
+    ("primary: {address: 203.0.113.10}\n", "acme", r"no pair 'acme' .*one-pair form, whose pair is wirebot"),
+    # layouts it does not edit by lines: the whole pair, or all pairs, as one flow mapping
+    ("pairs:\n  acme: {primary: {address: 198.51.100.10}, standby: {}}\n", "acme",
+     r"could not record pairs.acme.standby.address .*set it by hand: 'pairs: \{acme: \{standby: "
+     r"\{address: 198.51.100.99\}\}\}'"),
+    ("pairs: {acme: {primary: {address: 198.51.100.10}, standby: {address: 1.2.3.4}}}\n", "acme",
+     r"set it by hand"),
+    ("pairs:\n  acme:\n    primary: {address: 198.51.100.10}\n    standby: &s {address: 1.2.3.4}\n"
+     "  other:\n    primary: {address: 198.51.100.11}\n    standby: *s\n", "acme", r"set it by hand"),
+])
+def test_recording_an_address_in_the_pairs_form_is_refused_untouched(tmp_path, text, pair, expected):
+    path = write(tmp_path, text)
     before = path.read_text()
-    with pytest.raises(SettingsError, match="set the address by hand"):
-        operator_settings.save_address("standby", "203.0.113.99", path=path)
+    with pytest.raises(SettingsError, match=expected):
+        operator_settings.save_address("standby", "198.51.100.99", path=path, pair=pair)
     assert path.read_text() == before
 
 

@@ -85,3 +85,10 @@ def test_a_layout_it_cannot_edit_by_line_is_refused_untouched(tmp_path):
     with pytest.raises(operator_settings.SettingsError, match="set it by hand"):
         operator_settings.save_address("standby", "203.0.113.5", path=path)
     assert path.read_text() == text
+
+
+def test_the_one_pair_form_accepts_its_own_pair_name(tmp_path):
+    path = tmp_path / "settings.yml"
+    path.write_text(COMMENTED)
+    operator_settings.save_address("standby", "198.51.100.99", path=path, pair="wirebot")
+    assert operator_settings.load(path)["standby"]["address"] == "198.51.100.99"
