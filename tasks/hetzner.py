@@ -4,12 +4,18 @@
     .venv/bin/python tasks/hetzner.py create [--dry-run]     # SSH key, firewall, server; records standby.address
     .venv/bin/python tasks/hetzner.py delete --confirm NAME  # deletes the server NAME (our labels only)
     .venv/bin/python tasks/hetzner.py COMMAND --help         # that command's flags and their defaults
+    .venv/bin/python tasks/hetzner.py COMMAND --pair NAME    # the settings file's pair NAME (`pairs:` form)
 
 The API token comes from HCLOUD_TOKEN and is never printed; HCLOUD_ENDPOINT overrides the API URL.
 Settings: DEFAULTS (tasks/settings_schema.py, section "hetzner"), overridden by the ``hetzner:`` section
 of the operator's settings file
 ($WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml; keys with or without the ``hetzner_`` prefix),
 overridden by command-line flags. Every setting is checked before any API call.
+With the settings file's ``pairs:`` form each pair has a standby of its own: `--pair NAME` picks it
+(required when the file has several pairs), the pair's own ``pairs.NAME.hetzner:`` overrides the
+``hetzner:`` section, its primary is ``pairs.NAME.primary.address``, and create records
+``pairs.NAME.standby.address``. Pairs never share a server, firewall or SSH key name (the rule:
+tasks/hcloud_standby/config.py).
 
 Exit codes: 0 done, 2 settings or usage (or no virtualenv), 3 type/location/image not offered or no
 capacity for it (nothing created; the alternatives are listed), 4 Hetzner API error (after
@@ -102,6 +108,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     delete.add_argument("--confirm", metavar="NAME", help="the exact server name, to confirm (required)")
     delete.add_argument("--dry-run", action="store_true", help="only look, and say what would be deleted")
     for command in (plan, create, delete):
+        command.add_argument("--pair", metavar="NAME", help="the settings file's pair to act on (required when its "
+                                                            "`pairs:` form has several)")
         keys = config.IDENTITY if command is delete else FLAGS_KEYS
         for flag, (key, options) in FLAGS.items():
             if key in keys:
@@ -173,16 +181,16 @@ def show_server(server: Any, offer: preflight.Offer, spec: config.StandbySpec) -
     """Print the server's addresses and cost, and record its IPv4 in the operator's settings."""
     net = server.public_net
     if net is None or net.ipv4 is None:
-        raise Refused(f"server {server.name!r} has no public IPv4: cannot record standby.address")
+        raise Refused(f"server {server.name!r} has no public IPv4: cannot record {spec.standby_key}.address")
     print(f"standby {server.name} (id {server.id}, {server.status})")
     print(f"  IPv4: {net.ipv4.ip}")
     if net.ipv6 is not None:
         print(f"  IPv6: {net.ipv6.ip} (the server's address: {ipaddress.ip_network(net.ipv6.ip)[1]})")
     print(f"  monthly cost: {offer.cost_line()}")
-    recorded = (operator_settings.load(spec.settings_file).get("standby") or {}).get("address")
+    recorded = operator_settings.recorded_address("standby", operator_settings.load(spec.settings_file), spec.pair)
     if recorded != net.ipv4.ip:
-        operator_settings.save_address("standby", net.ipv4.ip, path=spec.settings_file)
-    print(f"recorded standby.address = {net.ipv4.ip} in {spec.settings_file}")
+        operator_settings.save_address("standby", net.ipv4.ip, path=spec.settings_file, pair=spec.pair)
+    print(f"recorded {spec.standby_key}.address = {net.ipv4.ip} in {spec.settings_file}")
     print("next: pyinfra inventory.py deploy.py")
 
 
@@ -216,21 +224,21 @@ def create(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
 
 
 def delete(client: Client, spec: config.StandbySpec, dry_run: bool) -> None:
-    """Delete the server; clear standby.address in the settings when it pointed at it."""
+    """Delete the server; clear (pairs.NAME.)standby.address in the settings when it pointed at it."""
     ipv4 = resources.delete_server(client, spec, dry_run, print)
     if dry_run:
         print("dry run: nothing was deleted")
         return
-    standby = operator_settings.load(spec.settings_file).get("standby") or {}
-    if ipv4 and standby.get("address") == ipv4:
-        operator_settings.save_address("standby", "", path=spec.settings_file)
-        print(f"cleared standby.address ({ipv4}) in {spec.settings_file}")
+    recorded = operator_settings.recorded_address("standby", operator_settings.load(spec.settings_file), spec.pair)
+    if ipv4 and recorded == ipv4:
+        operator_settings.save_address("standby", "", path=spec.settings_file, pair=spec.pair)
+        print(f"cleared {spec.standby_key}.address ({ipv4}) in {spec.settings_file}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the settings, check the confirmation, then talk to the API."""
     deleting = args.command == "delete"
-    spec = config.resolve(DEFAULTS, flag_overrides(args), full=not deleting)
+    spec = config.resolve(DEFAULTS, flag_overrides(args), full=not deleting, pair=args.pair)
     if deleting and args.confirm != spec.name:
         given = "no --confirm" if args.confirm is None else f"--confirm {args.confirm!r}"
         raise Refused(f"{given}: deleting needs the exact server name: delete --confirm {spec.name}")

@@ -2,6 +2,18 @@
 
 Everything is checked here, before any API call: a missing or malformed value is a SettingsProblem
 naming the key and where it came from (the settings file, a flag, or the default).
+
+Per pair (the settings file's ``pairs:`` form, tasks/operator_settings.py): defaults < the top-level
+``hetzner:`` < the pair's own ``pairs.NAME.hetzner:`` < flags, and the primary's address defaults to
+``pairs.NAME.primary.address`` (a top-level ``hetzner.primary_address`` is refused: whose primary?).
+Two pairs never share a server, firewall or SSH key:
+- the default pair (``wirebot``, and the one-pair form) keeps the names and labels of the settings;
+- every other pair gets its name woven into the server, firewall and SSH key names its own mapping does
+  not set (``wirebot-standby`` -> ``wirebot-standby-acme``; ``_`` becomes ``-``), and the label
+  ``wirebot-pair=NAME`` on all three;
+- a resource labelled ``wirebot-pair`` with another pair's name is never ours (resources._ours): not
+  found, changed or deleted for this pair, even under our name;
+- two pairs of the file resolving to the same server or firewall name are refused.
 """
 
 import base64
@@ -15,6 +27,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from tasks import operator_settings
 from tasks.hcloud_standby.errors import SettingsProblem
+from tasks.settings_schema import KINDS
+
+PAIR_NAME, PAIR_NAME_TEXT = KINDS["pair"]
 
 PREFIX = "hetzner_"
 KEY_TYPES = (
@@ -39,6 +54,8 @@ class StandbySpec:
     labels: Dict[str, str]
     firewall_name: str
     settings_file: Path
+    pair: str = operator_settings.DEFAULT_PAIR
+    paired: bool = False  # the settings file uses the `pairs:` form
     server_type: str = ""
     location: str = ""
     image: str = ""
@@ -54,6 +71,11 @@ class StandbySpec:
     def label_selector(self) -> str:
         """The labels as a Hetzner label selector, e.g. ``app=wirebot,role=standby``."""
         return ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
+
+    @property
+    def standby_key(self) -> str:
+        """Where the standby's address is recorded in the settings file, e.g. ``pairs.acme.standby``."""
+        return f"pairs.{self.pair}.standby" if self.paired else "standby"
 
 
 def md5_fingerprint(blob: bytes) -> str:
@@ -162,22 +184,79 @@ CHECKS = {
 IDENTITY = ("hetzner_server_name", "hetzner_labels", "hetzner_firewall_name")
 
 
-def _file_section(path: Path, defaults: Dict[str, Any]) -> Dict[str, Any]:
-    try:
-        data = operator_settings.load(path)
-    except operator_settings.SettingsError as error:
-        raise SettingsProblem(str(error)) from None
-    section = data.get("hetzner") or {}
+PAIR_LABEL = "wirebot-pair"  # on every resource of a pair other than the default one: its pair's name
+WOVEN = ("hetzner_server_name", "hetzner_firewall_name", "hetzner_ssh_key_name")  # get the pair's name
+
+
+def _section(section: Any, where: str, path: Path, defaults: Dict[str, Any]) -> Dict[str, Any]:
+    """A ``hetzner:`` mapping as {full key: value}; unknown keys are a SettingsProblem naming `where`."""
+    section = section or {}
     if not isinstance(section, dict):
-        raise SettingsProblem(f"{path}: 'hetzner' must be a mapping of settings")
+        raise SettingsProblem(f"{path}: '{where}' must be a mapping of settings")
     values = {}
     for key, value in section.items():
         full = key if str(key).startswith(PREFIX) else f"{PREFIX}{key}"
         if full not in defaults:
             known = ", ".join(k[len(PREFIX) :] for k in defaults)
-            raise SettingsProblem(f"{path}: unknown setting 'hetzner.{key}' (known: {known})")
+            raise SettingsProblem(f"{path}: unknown setting '{where}.{key}' (known: {known})")
         values[full] = value
     return values
+
+
+def _load(path: Path) -> Dict[str, Any]:
+    try:
+        return operator_settings.load(path)
+    except operator_settings.SettingsError as error:
+        raise SettingsProblem(str(error)) from None
+
+
+def _pair_values(data: Dict[str, Any], pair: str, path: Path, defaults: Dict[str, Any]) -> Tuple[dict, dict]:
+    """(values, origin) of `pair` from the defaults and the settings file, before flags (module docstring)."""
+    values, origin = dict(defaults), {key: "default" for key in defaults}
+    for key, value in _section(data.get("hetzner"), "hetzner", path, defaults).items():
+        values[key], origin[key] = value, f"'hetzner.{key[len(PREFIX):]}' in {path}"
+    if "pairs" not in data:
+        return values, origin
+    if origin["hetzner_primary_address"] != "default":
+        raise SettingsProblem(f"{path}: 'hetzner.primary_address' beside 'pairs:': whose primary? Each pair's "
+                              "standby admits its own primary: set pairs.NAME.primary.address (or "
+                              "pairs.NAME.hetzner.primary_address) and remove hetzner.primary_address")
+    own_pair = data["pairs"][pair]
+    primary = (own_pair.get("primary") or {}).get("address")
+    if primary:
+        values["hetzner_primary_address"] = primary
+        origin["hetzner_primary_address"] = f"'pairs.{pair}.primary.address' in {path}"
+    own = _section(own_pair.get("hetzner"), f"pairs.{pair}.hetzner", path, defaults)
+    if pair != operator_settings.DEFAULT_PAIR:
+        suffix = pair.replace("_", "-")
+        for key in WOVEN:
+            if key not in own and isinstance(values[key], str):
+                values[key] = f"{values[key]}-{suffix}"
+                origin[key] += f" with the pair's name {pair!r} woven in"
+    for key, value in own.items():
+        values[key], origin[key] = value, f"'pairs.{pair}.hetzner.{key[len(PREFIX):]}' in {path}"
+    return values, origin
+
+
+def _pair_labels(labels: Dict[str, str], pair: str, where: str) -> Dict[str, str]:
+    """`labels` with PAIR_LABEL set for a pair other than the default one; a clash is a SettingsProblem."""
+    given = labels.get(PAIR_LABEL)
+    wanted = None if pair == operator_settings.DEFAULT_PAIR else pair
+    if given is not None and given != (wanted or pair):
+        raise SettingsProblem(f"setting hetzner_labels ({where}): {PAIR_LABEL}={given} names another pair than "
+                              f"{pair!r}: the label is set by the pair, leave it out")
+    return dict(labels, **{PAIR_LABEL: wanted}) if wanted else labels
+
+
+def select_pair(data: Dict[str, Any], pair: Optional[str], path: Path) -> str:
+    """The pair the command acts on (--pair): optional with one pair; SettingsProblem naming the pairs."""
+    try:
+        name = operator_settings.pair_name(data, pair, path, "the Hetzner command")
+    except operator_settings.SettingsError as error:
+        raise SettingsProblem(str(error)) from None
+    if not PAIR_NAME(name):
+        raise SettingsProblem(f"{path}: pair name {name!r} must be {PAIR_NAME_TEXT}")
+    return name
 
 
 def resolve(
@@ -185,16 +264,35 @@ def resolve(
     flags: Dict[str, Tuple[str, Any]],
     path: Optional[Path] = None,
     full: bool = True,
+    pair: Optional[str] = None,
 ) -> StandbySpec:
-    """Merge defaults, the file's ``hetzner:`` section and `flags` ({key: (flag, value)}), then check.
+    """Merge defaults, the file's ``hetzner:`` section (and ``pairs.NAME.hetzner:``) and `flags` ({key:
+    (flag, value)}) for `pair` (the module docstring), then check; every other pair of the file must
+    resolve to other server and firewall names.
 
     With ``full=False`` (for `delete`) only the name, labels and firewall name are needed and checked.
     """
     path = path or operator_settings.settings_path()
-    values = dict(defaults)
-    origin = {key: "default" for key in defaults}
-    for key, value in _file_section(path, defaults).items():
-        values[key], origin[key] = value, f"'hetzner.{key[len(PREFIX):]}' in {path}"
+    data = _load(path)
+    pair = select_pair(data, pair, path)
+    spec = _resolve_pair(defaults, flags, path, data, pair, full)
+    if "pairs" in data:
+        claimed = {}
+        for other in [pair] + [str(name) for name in data["pairs"] if str(name) != pair]:
+            found = spec if other == pair else _resolve_pair(defaults, {}, path, data, select_pair(data, other, path),
+                                                             False)
+            for what, name in (("server", found.name), ("firewall", found.firewall_name)):
+                if (what, name) in claimed:
+                    raise SettingsProblem(f"{path}: pairs {claimed[what, name]!r} and {other!r} both resolve to the "
+                                          f"{what} name {name!r}: set pairs.NAME.hetzner.{what}_name so each pair "
+                                          "has its own")
+                claimed[what, name] = other
+    return spec
+
+
+def _resolve_pair(defaults: Dict[str, Any], flags: Dict[str, Tuple[str, Any]], path: Path, data: Dict[str, Any],
+                  pair: str, full: bool) -> StandbySpec:
+    values, origin = _pair_values(data, pair, path, defaults)
     for key, (flag, value) in flags.items():
         values[key], origin[key] = value, f"{flag} on the command line"
     needed = CHECKS if full else IDENTITY
@@ -207,8 +305,9 @@ def resolve(
             raise SettingsProblem(f"setting {key} ({where}): {error}") from None
 
     v = {key: check(key, values.get(key), checker) for key, checker in CHECKS.items() if key in needed}
-    identity = dict(name=v["hetzner_server_name"], labels=v["hetzner_labels"],
-                    firewall_name=v["hetzner_firewall_name"], settings_file=path)
+    labels = _pair_labels(v["hetzner_labels"], pair, origin["hetzner_labels"])
+    identity = dict(name=v["hetzner_server_name"], labels=labels, firewall_name=v["hetzner_firewall_name"],
+                    settings_file=path, pair=pair, paired="pairs" in data)
     if not full:
         return StandbySpec(**identity)
     key_path = Path(v["hetzner_ssh_public_key"]).expanduser()

@@ -2,8 +2,9 @@
 
 The find_* functions only look (and refuse what is not ours); with `dry_run` the ensure_* ones also
 only look, and say what they would do. `say` prints one line.
-Ownership is by labels: a server or firewall with our name but without our labels is someone
-else's, and is never changed. The SSH key is matched by its MD5 fingerprint, never by name alone.
+Ownership is by labels: a server or firewall with our name but without our labels, or labelled
+``wirebot-pair`` for another pair (config.py), is someone else's, and is never changed. The SSH key
+is matched by its MD5 fingerprint, never by name alone.
 """
 
 import time
@@ -13,9 +14,10 @@ from hcloud import Client
 from hcloud.actions import ActionFailedException, ActionTimeoutException
 from hcloud.firewalls import Firewall, FirewallResource, FirewallRule
 
-from tasks.hcloud_standby.config import StandbySpec
+from tasks.hcloud_standby.config import PAIR_LABEL, StandbySpec
 from tasks.hcloud_standby.errors import Refused, during
 from tasks.hcloud_standby.preflight import Offer
+from tasks.operator_settings import DEFAULT_PAIR
 
 Say = Callable[[str], None]
 
@@ -49,7 +51,10 @@ def wait(actions: Iterable[Any], say: Say) -> None:
 
 
 def _ours(resource: Any, spec: StandbySpec) -> bool:
+    """Our labels, and no other pair's: a resource labelled for another pair is never ours."""
     labels = resource.labels or {}
+    if labels.get(PAIR_LABEL, DEFAULT_PAIR) != spec.pair:
+        return False
     return all(labels.get(key) == value for key, value in spec.labels.items())
 
 
