@@ -283,7 +283,8 @@ def resolve(
                                                              False)
             for what, name in (("server", found.name), ("firewall", found.firewall_name)):
                 if (what, name) in claimed:
-                    raise SettingsProblem(f"{path}: pairs {claimed[what, name]!r} and {other!r} both resolve to the "
+                    first, second = sorted((claimed[what, name], other))
+                    raise SettingsProblem(f"{path}: pairs {first!r} and {second!r} both resolve to the "
                                           f"{what} name {name!r}: set pairs.NAME.hetzner.{what}_name so each pair "
                                           "has its own")
                 claimed[what, name] = other

@@ -474,3 +474,164 @@ def test_system_python_without_the_venv_gets_one_line_saying_what_to_run(tmp_pat
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "python3 -m venv .venv && .venv/bin/pip install -e ." in result.stderr
     assert "is not installed for" in result.stderr
+
+
+# --- several pairs: the settings file's `pairs:` form (tasks/hcloud_standby/config.py's rule) -----------
+
+ACME_PRIMARY = "198.51.100.10"
+HETZNER = "hetzner: {location: fsn1, operator_cidrs: [198.51.100.7/32], ssh_public_key: KEY}\n"
+FLOW_PAIRS = """\
+pairs:
+  wirebot:
+    primary: {address: 192.0.2.10}
+    standby: {}
+  acme:   # a client
+    primary: {address: 198.51.100.10}
+    standby: {ssh_user: root}
+ACME_HETZNER"""
+BLOCK_PAIRS = """\
+# hand-written
+pairs:
+    wirebot:
+        primary:
+            address: 192.0.2.10
+        standby:
+            address: ""   # written by create
+    acme:
+        primary:
+            address: 198.51.100.10   # the client's primary
+        standby:
+            ssh_user: root
+ACME_HETZNER"""
+
+
+def write_pairs(env, text, acme_hetzner="", top=HETZNER):
+    indent = "        " if text is BLOCK_PAIRS else "    "
+    own = f"{indent}hetzner: {acme_hetzner}\n" if acme_hetzner else ""
+    env.settings.write_text(text.replace("ACME_HETZNER", own) + top.replace("KEY", str(env.key)))
+
+
+def by_name(items):
+    return {item["name"]: item for item in items}
+
+
+@pytest.mark.parametrize("layout", [FLOW_PAIRS, BLOCK_PAIRS])
+def test_each_pair_gets_its_own_server_firewall_and_records_its_own_address(env, capsys, layout):
+    write_pairs(env, layout)
+    before = env.settings.read_text()
+    assert hetzner.main(["create", "--pair", "acme"]) == 0
+    assert hetzner.main(["create", "--pair", "wirebot"]) == 0
+    servers, firewalls = by_name(env.standin.servers), by_name(env.standin.firewalls)
+    assert set(servers) == {"wirebot-standby", "wirebot-standby-acme"}  # the default pair keeps its names
+    assert set(firewalls) == {"wirebot-standby", "wirebot-standby-acme"}
+    assert servers["wirebot-standby-acme"]["labels"] == {**LABELS, "wirebot-pair": "acme"}
+    assert servers["wirebot-standby"]["labels"] == LABELS
+    assert firewalls["wirebot-standby-acme"]["labels"] == {**LABELS, "wirebot-pair": "acme"}
+    # each standby admits its own pair's primary only
+    assert firewalls["wirebot-standby-acme"]["rules"][1]["source_ips"] == [f"{ACME_PRIMARY}/32"]
+    assert firewalls["wirebot-standby"]["rules"][1]["source_ips"] == [f"{PRIMARY}/32"]
+    assert [k["name"] for k in env.standin.ssh_keys] == ["wirebot-operator-acme"]  # one key, found by fingerprint
+    pairs = env.data()["pairs"]
+    assert pairs["acme"]["standby"] == {"address": servers["wirebot-standby-acme"]["public_net"]["ipv4"]["ip"],
+                                        "ssh_user": "root"}
+    assert pairs["wirebot"]["standby"]["address"] == servers["wirebot-standby"]["public_net"]["ipv4"]["ip"]
+    after = env.settings.read_text()
+    assert len(after.splitlines()) - len(before.splitlines()) in (0, 1, 2)  # only address lines changed or added
+    assert [line for line in before.splitlines() if line not in after.splitlines()] in (
+        [], ['            address: ""   # written by create'], ["    standby: {}", "    standby: {ssh_user: root}"])
+    assert "recorded pairs.acme.standby.address = " in capsys.readouterr().out
+    writes = len(env.standin.writes())
+    assert hetzner.main(["create", "--pair", "acme"]) == 0 and len(env.standin.writes()) == writes  # idempotent
+
+    # delete acme: only acme's server goes, only acme's address is cleared
+    assert hetzner.main(["delete", "--pair", "acme", "--confirm", "wirebot-standby"]) == 5  # wirebot's name
+    assert hetzner.main(["delete", "--pair", "acme", "--confirm", "wirebot-standby-acme"]) == 0
+    assert set(by_name(env.standin.servers)) == {"wirebot-standby"}
+    pairs = env.data()["pairs"]
+    assert pairs["acme"]["standby"]["address"] == "" and pairs["wirebot"]["standby"]["address"]
+
+
+def test_a_pairs_own_hetzner_mapping_names_its_resources(env, tmp_path, capsys):
+    other = tmp_path / "other.pub"
+    other.write_text(OTHER_KEY + "\n")
+    write_pairs(env, FLOW_PAIRS, "{server_name: acme-standby, firewall_name: acme-fw, ssh_key_name: acme-key, "
+                                 f"ssh_public_key: {other}, location: nbg1, labels: {{app: acme, role: standby}}}}")
+    assert hetzner.main(["create", "--pair", "acme"]) == 0
+    server, = env.standin.servers
+    assert server["name"] == "acme-standby" and server["labels"] == {"app": "acme", "role": "standby",
+                                                                     "wirebot-pair": "acme"}
+    assert env.standin.firewalls[0]["name"] == "acme-fw"
+    assert [(k["name"], k["fingerprint"]) for k in env.standin.ssh_keys] == [("acme-key", OTHER_MD5)]
+    assert "cax11 in nbg1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("acme_hetzner, top, expected", [
+    ("{server_name: wirebot-standby}", HETZNER, "pairs 'acme' and 'wirebot' both resolve to the server name "
+                                                "'wirebot-standby'"),
+    ("{firewall_name: wirebot-standby}", HETZNER, "both resolve to the firewall name 'wirebot-standby'"),
+    ("", HETZNER.replace("location", "primary_address: 192.0.2.10, location"), "'hetzner.primary_address' beside "
+                                                                                "'pairs:': whose primary?"),
+    ("{labels: {app: wirebot, wirebot-pair: wirebot}}", HETZNER, "wirebot-pair=wirebot names another pair than "
+                                                                 "'acme'"),
+    ("{sever_name: x}", HETZNER, "unknown setting 'pairs.acme.hetzner.sever_name'"),
+    ("[x]", HETZNER, "'pairs.acme.hetzner' must be a mapping"),
+])
+@pytest.mark.parametrize("pair", ["wirebot", "acme"])
+def test_pairs_that_would_share_a_resource_are_refused_before_any_api_call(env, capsys, acme_hetzner, top,
+                                                                            expected, pair):
+    """Any pair's bad or clashing settings stop the command for every pair of the file (delete too)."""
+    write_pairs(env, FLOW_PAIRS, acme_hetzner, top)
+    assert hetzner.main(["create", "--pair", pair]) == 2
+    assert expected in capsys.readouterr().err
+    assert hetzner.main(["delete", "--pair", pair, "--confirm", "x"]) == 2
+    assert env.standin.requests == []
+
+
+@pytest.mark.parametrize("names", [["wirebot", "acme"], ["acme", "acme_2", "b"], ["a_b", "a", "b"],
+                                   ["wirebot", "wirebot_standby", "standby_2"]])
+def test_woven_names_never_collide(env, names):
+    text = "pairs:\n" + "".join(f"  {n}: {{primary: {{address: 192.0.2.{i + 1}}}, standby: {{}}}}\n"
+                                for i, n in enumerate(names))
+    env.settings.write_text(text + HETZNER.replace("KEY", str(env.key)))
+    specs = [config.resolve(hetzner.DEFAULTS, {}, pair=n) for n in names]
+    for attribute in ("name", "firewall_name", "key_name", "primary_cidr"):
+        assert len({getattr(spec, attribute) for spec in specs}) == len(names), attribute
+    assert len({spec.labels.get("wirebot-pair") for spec in specs}) == len(names)
+
+
+@pytest.mark.parametrize("settings, argv, code, expected", [
+    ("several", ["create"], 2, "has 2 pairs (acme, wirebot): name the one for the Hetzner command (--pair NAME)"),
+    ("several", ["delete", "--confirm", "wirebot-standby"], 2, "has 2 pairs (acme, wirebot)"),
+    ("several", ["plan", "--pair", "acne"], 2, "no pair 'acne' in"),
+    ("several", ["delete", "--pair", "zeta", "--confirm", "x"], 2, "its pairs are acme, wirebot"),
+    ("one-pair", ["plan", "--pair", "acme"], 2, "one-pair form, whose pair is wirebot"),
+    ("one-pair", ["plan", "--pair", "wirebot"], 0, ""),
+    ("single", ["plan"], 0, ""),
+])
+def test_pair_is_required_with_several_and_an_unknown_one_is_refused_before_any_api_call(
+        env, capsys, settings, argv, code, expected):
+    if settings == "several":
+        write_pairs(env, FLOW_PAIRS)
+    elif settings == "single":
+        write_pairs(env, "pairs:\n  acme:\n    primary: {address: 198.51.100.10}\n    standby: {}\nACME_HETZNER")
+    assert hetzner.main(argv) == code
+    assert expected in capsys.readouterr().err
+    if code:
+        assert env.standin.requests == []
+
+
+@pytest.mark.parametrize("other_settings", [
+    "hetzner: {server_name: wirebot-standby-acme}\n",  # the one-pair form, naming acme's server
+    "pairs:\n  zeta:\n    primary: {address: 192.0.2.99}\n    standby: {}\n    hetzner: {server_name: "
+    "wirebot-standby-acme, firewall_name: wirebot-standby-acme, labels: {app: wirebot, role: standby}}\n",
+    "pairs:\n  wirebot:\n    primary: {address: 192.0.2.99}\n    standby: {}\n    hetzner: {server_name: "
+    "wirebot-standby-acme}\n",
+])
+def test_delete_never_touches_another_pairs_server(env, capsys, other_settings):
+    write_pairs(env, FLOW_PAIRS)
+    assert hetzner.main(["create", "--pair", "acme"]) == 0
+    env.settings.write_text(other_settings)  # another settings file naming acme's server as its own
+    assert hetzner.main(["delete", "--confirm", "wirebot-standby-acme"]) == 5
+    assert "exists (id" in capsys.readouterr().err
+    assert [s["name"] for s in env.standin.servers] == ["wirebot-standby-acme"]
+    assert env.standin.calls("DELETE", f"/servers/{env.standin.servers[0]['id']}") == []
