@@ -30,11 +30,13 @@ refused)::
         secrets_dir: ~/clients/acme/secrets  # optional; default: <secrets_dir>/<pair name>
         data:                                # optional host data of both hosts of this pair, e.g.
           witness_public_url: https://wins.acme.example/health    # the client's own public hostnames
+        hetzner: {location: nbg1}            # optional: this pair's own Hetzner settings (tasks/hetzner.py)
     secrets_dir: ~/.config/wirebot/secrets   # here the parent of each pair's own secrets directory
     metrics_sources: [198.51.100.7]          # every pair's hosts
 
 In this form WIREBOT_PRIMARY_ADDRESS and WIREBOT_STANDBY_ADDRESS are refused (which pair's?); the
-one-pair form above is the pair named "wirebot" (group_data/all.py `pair`).
+one-pair form above is the pair named "wirebot" (group_data/all.py `pair`). `python tasks/hetzner.py create
+--pair NAME` writes pairs.NAME.standby.address (save_address edits that one line).
 """
 
 import ipaddress
