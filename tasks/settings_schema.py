@@ -489,7 +489,8 @@ SETTINGS_LIST = [
       "(settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS) each host names its own, every peer "
       "lookup (trust, replication, heartbeat, firewall, playbooks, drill) stays inside it, and the pair's two "
       "hosts are also the pyinfra group of that name (`--limit NAME`); the drill's report and timer name it",
-      "drill_lib/run drill_lib/timer drill_timer operator_settings pairs"),
+      "drill_lib/run drill_lib/timer drill_timer hcloud_standby/config hcloud_standby/resources hetzner "
+      "operator_settings pairs"),
 
     # --- packages ---
     S("packages_apt", "all", "strings",
