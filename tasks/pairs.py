@@ -152,7 +152,8 @@ def check_hosts(hosts: Dict[str, list], source: str) -> Dict[str, Pair]:
 
 # --- the inventory pyinfra runs with -------------------------------------------------------------------
 
-_RESOLVED: Dict[int, Dict[str, Pair]] = {}
+_RESOLVED: Dict[int, tuple] = {}  # id(inventory) -> (inventory, its pairs): holding the inventory keeps its id
+# from being reused by another one while the entry stands
 
 
 def pairs(inventory=None) -> Dict[str, Pair]:
@@ -162,12 +163,12 @@ def pairs(inventory=None) -> Dict[str, Pair]:
     if hasattr(inventory, "_get_module"):  # pyinfra's context proxy: the inventory of this run
         inventory = inventory._get_module()
     key = id(inventory)
-    if key not in _RESOLVED:
+    if key not in _RESOLVED or _RESOLVED[key][0] is not inventory:
         found = build(entries_of_inventory(inventory))
         check_secrets(found, lambda h: h.data.get("secrets_dir"),
                       lambda h: h.data.get("cloudflared_secrets") or "cloudflared")
-        _RESOLVED[key] = found  # only once sound: every later lookup raises the same error until then
-    return _RESOLVED[key]
+        _RESOLVED[key] = (inventory, found)  # only once sound: every later lookup raises the same error until then
+    return _RESOLVED[key][1]
 
 
 def pair_of(host=None, inventory=None) -> Pair:
