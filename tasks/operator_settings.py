@@ -116,7 +116,7 @@ def save_address(role: str, address: str, path: Path = None, pair: str = None) -
     line, comment and layout of the operator's file stays as it was; a flow mapping on the role's line
     (``standby: {address: ..., ssh_user: root}``) is rewritten on that line. The edited text must load as
     the old settings with just that address changed, else nothing is written and SettingsError says what
-    to set by hand. In the ``pairs:` form `pair` must name one of its pairs (it may be left out when there
+    to set by hand. In the ``pairs:`` form `pair` must name one of its pairs (it may be left out when there
     is only one); in the one-pair form it must be left out or be the default pair.
     """
     if role not in ROLES:
