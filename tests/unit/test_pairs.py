@@ -167,3 +167,11 @@ def test_with_one_pair_the_limit_is_optional(tmp_path):
     one = FakeInventory([FakeHost("p", ["primary"], "wirebot", str(tmp_path)),
                          FakeHost("s", ["standby"], "wirebot", str(tmp_path))])
     assert pairs.selected(FakeState(None), one).standby.name == "s"
+
+
+def test_an_inventory_never_gets_the_pairs_of_another_that_had_its_id(tmp_path, two_pairs, monkeypatch):
+    """A gone inventory's id may be reused by a new one (CPython): its cached pairs are not the new one's."""
+    one = FakeInventory([FakeHost("p", ["primary"], "wirebot", str(tmp_path)),
+                         FakeHost("s", ["standby"], "wirebot", str(tmp_path))])
+    monkeypatch.setitem(pairs._RESOLVED, id(one), (two_pairs, pairs.pairs(two_pairs)))  # as if the id was reused
+    assert list(pairs.pairs(one)) == ["wirebot"]
