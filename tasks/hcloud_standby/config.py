@@ -13,7 +13,8 @@ Two pairs never share a server, firewall or SSH key:
   ``wirebot-pair=NAME`` on all three;
 - a resource labelled ``wirebot-pair`` with another pair's name is never ours (resources._ours): not
   found, changed or deleted for this pair, even under our name;
-- two pairs of the file resolving to the same server or firewall name are refused.
+- two pairs of the file resolving to the same server or firewall name, or uploading different public key
+  files under one SSH key name, are refused.
 """
 
 import base64
@@ -277,7 +278,7 @@ def resolve(
     pair = select_pair(data, pair, path)
     spec = _resolve_pair(defaults, flags, path, data, pair, full)
     if "pairs" in data:
-        claimed = {}
+        claimed, keys = {}, {}
         for other in [pair] + [str(name) for name in data["pairs"] if str(name) != pair]:
             found = spec if other == pair else _resolve_pair(defaults, {}, path, data, select_pair(data, other, path),
                                                              False)
@@ -288,7 +289,22 @@ def resolve(
                                           f"{what} name {name!r}: set pairs.NAME.hetzner.{what}_name so each pair "
                                           "has its own")
                 claimed[what, name] = other
+            _claim_key_name(defaults, flags if other == pair else {}, path, data, other, keys)
     return spec
+
+
+def _claim_key_name(defaults: Dict[str, Any], flags: Dict[str, Tuple[str, Any]], path: Path, data: Dict[str, Any],
+                    pair: str, keys: Dict[str, Tuple[str, str]]) -> None:
+    """Refuse two pairs uploading different public key files under one SSH key name (`keys`: name -> (pair,
+    file)). One key file shared by pairs is one key in the project (found by its fingerprint)."""
+    values, _ = _pair_values(data, pair, path, defaults)
+    values.update({key: value for key, (_, value) in flags.items()})
+    name, key_file = str(values["hetzner_ssh_key_name"]), str(Path(str(values["hetzner_ssh_public_key"])).expanduser())
+    first = keys.setdefault(name, (pair, key_file))
+    if first[1] != key_file:
+        one, two = sorted((first[0], pair))
+        raise SettingsProblem(f"{path}: pairs {one!r} and {two!r} would upload different public keys under the SSH "
+                              f"key name {name!r}: set pairs.NAME.hetzner.ssh_key_name so each pair has its own")
 
 
 def _resolve_pair(defaults: Dict[str, Any], flags: Dict[str, Tuple[str, Any]], path: Path, data: Dict[str, Any],

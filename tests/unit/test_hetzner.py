@@ -507,7 +507,9 @@ ACME_HETZNER"""
 
 def write_pairs(env, text, acme_hetzner="", top=HETZNER):
     indent = "        " if text is BLOCK_PAIRS else "    "
-    own = f"{indent}hetzner: {acme_hetzner}\n" if acme_hetzner else ""
+    other = env.key.parent / "other.pub"
+    other.write_text(OTHER_KEY + "\n")
+    own = f"{indent}hetzner: {acme_hetzner.replace('OTHERKEY', str(other))}\n" if acme_hetzner else ""
     env.settings.write_text(text.replace("ACME_HETZNER", own) + top.replace("KEY", str(env.key)))
 
 
@@ -569,6 +571,8 @@ def test_a_pairs_own_hetzner_mapping_names_its_resources(env, tmp_path, capsys):
     ("{server_name: wirebot-standby}", HETZNER, "pairs 'acme' and 'wirebot' both resolve to the server name "
                                                 "'wirebot-standby'"),
     ("{firewall_name: wirebot-standby}", HETZNER, "both resolve to the firewall name 'wirebot-standby'"),
+    ("{ssh_key_name: wirebot-operator, ssh_public_key: OTHERKEY}", HETZNER,
+     "pairs 'acme' and 'wirebot' would upload different public keys under the SSH key name 'wirebot-operator'"),
     ("", HETZNER.replace("location", "primary_address: 192.0.2.10, location"), "'hetzner.primary_address' beside "
                                                                                 "'pairs:': whose primary?"),
     ("{labels: {app: wirebot, wirebot-pair: wirebot}}", HETZNER, "wirebot-pair=wirebot names another pair than "
