@@ -22,7 +22,8 @@ def _fingerprints():
                                        "number from 1 to 600, not '30s'"),
     ("heartbeat_intervall_seconds=10", "--data: unknown setting 'heartbeat_intervall_seconds' (did you mean "
                                        "heartbeat_interval_seconds?)"),
-    ("fencing_lease_seconds=3", "fencing_lease_seconds=3 breaks heartbeat_interval_seconds < fencing_lease_seconds"),
+    ("fencing_lease_seconds=3", "fencing_lease_seconds=3 breaks 3 x fencing_lease_renew_seconds <= "
+                                "fencing_lease_seconds <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1)"),
 ])
 def test_a_bad_setting_stops_the_deploy_and_nothing_changes(data, expected):
     before = _fingerprints()

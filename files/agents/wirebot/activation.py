@@ -95,6 +95,15 @@ def _tunnel(settings):
                                                    steps.tunnel_ready)}
 
 
+def _cancelled(store, act, stop):
+    """Why the ready step stops waiting, or None: a deactivation is pending, or this activation is over."""
+    if stop is not None and stop.is_set():
+        return "deactivation requested"
+    if store.data.get("activation") is not act or store.data.get("state") != standby_machine.ACTIVE:
+        return "deactivated"
+    return None
+
+
 RUNNERS = {"restore": _restore, "files": _files, "services": _services, "tunnel": _tunnel, "ready": _ready}
 
 
@@ -119,8 +128,10 @@ def _finish(store, alerter, now):
                  epoch=new_epoch, skipped_dbs=len(skipped))
 
 
-def run(settings, store, alerter, clock=time.time):
-    """Run (or resume) the activation recorded in ``store``; True when the state is ACTIVE."""
+def run(settings, store, alerter, clock=time.time, stop=None):
+    """Run (or resume) the activation recorded in ``store``; True when the state is ACTIVE. ``stop`` (a
+    threading.Event) set by a pending deactivation ends the ready step's wait at once: the deactivation
+    waits for this run to return, so it cannot change the state the wait watches first."""
     with store.lock:
         state = store.data.get("state")
         act = store.data.get("activation") or {}
@@ -156,8 +167,7 @@ def run(settings, store, alerter, clock=time.time):
         log("activation", "step-start", step=name, attempt=act["attempts"])
         try:
             if name == "ready":
-                detail = RUNNERS[name](settings, cancelled=lambda: None if store.data.get("activation") is act
-                                       and store.data.get("state") == standby_machine.ACTIVE else "deactivated")
+                detail = RUNNERS[name](settings, cancelled=lambda: _cancelled(store, act, stop))
             else:
                 detail = RUNNERS[name](settings)
         except (steps.StepError, OSError) as exc:

@@ -63,6 +63,9 @@ class StandbyAgent:
         self.accepted = 0
         self.rejected = {}
         self.activation_lock = threading.Lock()
+        # set by POST /deactivate while it waits for activation_lock: the activation's ready step (it holds the
+        # lock while awaiting the gateway, up to minutes) stops waiting and returns the lock at once
+        self.deactivation_requested = threading.Event()
         self.wake = threading.Event()
         self.servers = []  # the two listeners (wirebot.channel), once serving
         self.threshold = settings["interval_seconds"] * settings["miss_threshold"]
@@ -186,7 +189,8 @@ class StandbyAgent:
 
     def _activate(self):
         with self.activation_lock:
-            self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock)
+            self.activation_fn(self.settings, self.store, self.alerter, clock=self.clock,
+                               stop=self.deactivation_requested)
 
     def _fence(self):
         """The SSH fence (its own thread); its result is recorded and wakes the tick."""

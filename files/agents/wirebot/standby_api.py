@@ -139,6 +139,14 @@ def deactivate(agent, request):
     epoch = body.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
         raise HttpError(400, "epoch must be a positive integer")
+    agent.deactivation_requested.set()  # a running activation's readiness wait gives the lock back now
+    try:
+        return _deactivate(agent, epoch)
+    finally:
+        agent.deactivation_requested.clear()
+
+
+def _deactivate(agent, epoch):
     with agent.activation_lock:
         with agent.store.lock:
             state, current = agent.store.data["state"], agent.store.data["epoch"]

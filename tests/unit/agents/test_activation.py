@@ -360,3 +360,28 @@ def test_waiting_for_readiness_stops_when_cancelled():
     with pytest.raises(steps.StepError, match="stopped waiting for .*: deactivated"):
         steps.wait_http("http://127.0.0.1:9/readyz", 300, cancelled=lambda: "deactivated")
     assert time.monotonic() - started < 5
+
+
+def test_a_pending_deactivation_ends_the_readiness_wait_before_it_holds_the_lock():
+    """POST /deactivate waits for the activation's lock, which the ready step holds while it awaits the gateway:
+    the stop event it sets first is what ends that wait (the state the wait also watches cannot change yet)."""
+    import threading
+
+    from wirebot import standby_machine as sm
+
+    class Store:
+        lock = threading.Lock()
+
+    act = {"steps": {}}
+    store = Store()
+    store.data = {"state": sm.ACTIVE, "activation": act}
+    stop = threading.Event()
+    assert activation._cancelled(store, act, stop) is None
+    assert activation._cancelled(store, act, None) is None
+    stop.set()
+    assert activation._cancelled(store, act, stop) == "deactivation requested"
+    stop.clear()
+    store.data["state"] = sm.STANDBY
+    assert activation._cancelled(store, act, stop) == "deactivated"
+    store.data = {"state": sm.ACTIVE, "activation": {"steps": {}}}
+    assert activation._cancelled(store, act, stop) == "deactivated"
