@@ -93,7 +93,9 @@ def lab_host_data() -> dict:
     return runpy.run_path(str(ROOT / "lab" / "inventory.py"))["primary"][0][1]
 
 
-def test_readme_settings_table_is_the_schemas():
+def test_readme_settings_table_is_the_schemas(tmp_path, monkeypatch):
+    monkeypatch.setattr(lab_settings, "SECRETS_DIR", tmp_path / "secrets")  # the lab inventory needs its secrets
+    lab_secrets.ensure()
     readme = (ROOT / "README.md").read_text()
     assert settings_schema.readme_table(lab_host_data()) in readme
 
