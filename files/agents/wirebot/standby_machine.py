@@ -77,12 +77,20 @@ def _fresh(result, after):
 
 
 def edge_says_down(data, now):
-    """The edge detector's verdict when it says "down" and is fresh (at most 3 probe intervals old), else None:
-    the public endpoint failed and the API listed no connector of the primary on k consecutive probes
-    (wirebot.edgewatch). Not yet the suspicion (``edge_down`` also wants no beat showing the primary alive)."""
+    """The edge detector's verdict when it says "down", is fresh (at most 3 probe intervals old) and has held for
+    the primary's grace (``window + L``: k x P plus the lease length the primary last asked for), else None.
+    "Down": the public endpoint failed and the API listed no connector of the primary on k consecutive probes
+    (wirebot.edgewatch). The grace is what a connector on a lossy path gets to notice its lost link and
+    register again (its keepalive times out first; it says "ready" until then); a connector cut from the edge
+    never comes back in it. Not yet the suspicion (``edge_down`` also wants no beat showing the primary
+    alive)."""
     edge = data.get("edge") or {}
     interval = edge.get("interval")
     if not edge.get("down") or not interval or edge.get("at") is None or edge["at"] < now - 3 * interval:
+        return None
+    grace = (edge.get("window") or 0) + float((data.get("lease") or {}).get("seconds") or 0)
+    since = edge.get("down_since")
+    if since is None or now - since < grace:
         return None
     return edge
 
@@ -99,10 +107,11 @@ def grant_lease(data, body, now):
     (null), lets its lease run out, which proves the fence even when SSH cannot or is slow. (In STANDBY it is
     granted: a connector that lost its lease, or a recovery starting it, needs it to reach the edge.)
 
-    While the edge detector's fresh verdict says "down" (``edge_says_down``: no connector of the primary at
-    the edge and the public endpoint failing, k probes in a row), a beat saying its connector is ready or
-    not ready (true, false) gets no grant in any state: the primary's own view lags the edge's (its
-    connector notices a cut late), so its lease runs out within L of the edge's verdict. The grants come
+    Once the edge detector's fresh verdict has said "down" for the primary's grace (``edge_says_down``: no
+    connector of the primary at the edge and the public endpoint failing, k probes in a row, for k x P + L
+    more), a beat saying its connector is ready or not ready (true, false) gets no grant in any state: the
+    primary's own view lags the edge's (its connector notices a cut late), so its lease runs out at most
+    k x P + 2 L after the edge's verdict, whatever the primary believes. The grants come
     back with the first beat after the edge shows the primary again - unless the standby has decided to
     activate meanwhile (then never). A beat saying null (connector stopped: a recovery starting it, the
     lease keeper's restart after a long lapse) keeps its grant in STANDBY. The record
@@ -125,9 +134,10 @@ def note_serving(data, body, now):
     """Record when the primary last looked alive: a heartbeat whose ``serving`` is not False (its connector
     is ready at the edge, or not meant to run: stopped, fenced). A primary that heartbeats while its
     running connector cannot reach the edge (cut from the edge only) is not alive for detection; nor is one
-    whose beats say its connector is ready while the edge detector's fresh verdict says the edge has had no
-    connector of it and no answer on k probes in a row (``edge_says_down``): its connector has not noticed
-    the cut yet (cloudflared has its own timeouts), and the edge is what routes the users."""
+    whose beats say its connector is ready while the edge detector's fresh verdict has said, for the grace of
+    k x P + L, that the edge has had no connector of it and no answer on k probes in a row
+    (``edge_says_down``): its connector has not noticed the cut yet (cloudflared has its own timeouts), and
+    the edge is what routes the users."""
     serving = body.get("serving")
     if serving is False or (serving is True and edge_says_down(data, now)):
         return

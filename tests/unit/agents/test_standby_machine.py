@@ -450,9 +450,24 @@ def test_the_grace_after_a_deactivation_holds_the_heartbeat_detector_only():
 
 
 # the edge's verdict over the primary's own (issue 10: a primary cut from the edge only) --------------------
-def down_verdict(at, down=True):
-    """A fresh edge verdict as wirebot.edgewatch records it (probe interval 2 s, k = 3)."""
-    return dict(edge(at, down), interval=2.0, down_since=at if down else None)
+def down_verdict(at, down=True, since=None):
+    """A fresh edge verdict as wirebot.edgewatch records it (probe interval 2 s, k = 3), "down" since ``since``
+    (default: long enough for the grace of k x P + L)."""
+    return dict(edge(at, down), interval=2.0, down_since=(at - 100.0 if since is None else since) if down else None)
+
+
+def test_the_primarys_own_view_counts_for_the_grace_after_the_edges_verdict():
+    """Loss on the primary's path to the edge (soak, lab 4): its connector's keepalive hung 5 s, the edge
+    expired it, the verdict said down 1 s later; the connector said "ready" until its own timeout and
+    registered again a second later. It gets k x P + L (6 s + the 10 s lease it asked for) to do so."""
+    beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": True}
+    p = state(m.STANDBY, since=900.0, last_serving_at=1000.0, lease=lease(1099.0, seconds=10.0),
+              edge=down_verdict(1110.0, since=1100.0))
+    m.note_serving(p, beat, 1110.0)
+    assert p["last_serving_at"] == 1110.0 and m.grant_lease(p, beat, 1110.0)  # 10 s < 16 s: still believed
+    p["edge"] = down_verdict(1116.5, since=1100.0)
+    m.note_serving(p, beat, 1116.5)
+    assert p["last_serving_at"] == 1110.0 and not m.grant_lease(p, beat, 1116.5)  # 16.5 s: the edge routes
 
 
 def test_a_ready_connector_the_edge_has_lost_does_not_keep_the_primary_alive():
