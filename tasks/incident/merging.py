@@ -3,7 +3,7 @@
 A mixin of tasks.incident.recovery.Recovery (which provides target(), marker(), the paths and hosts).
 Per database: a consistent copy on the standby (backup API, Litestream's bookkeeping tables left out),
 fetched through the control machine to {wirebot_state_dir}/recovery/epoch-T/standby/ on the primary
-and merged there by wirebot.merge (insert-or-ignore by primary key, one transaction per DB; a tenant
+and merged there by wirebot.hosttools.merge (insert-or-ignore by primary key, one transaction per DB; a tenant
 DB only on the standby is copied). The copies stay as evidence; step 3 compares their keys.
 """
 
@@ -66,7 +66,8 @@ class MergeSteps:
         if code == 2:
             raise StepFailed(f"{relative}: {stderr.strip() or stdout.strip()} (to recover without merging this DB: "
                              f"--data recovery_skip_dbs={relative}; its standby copy is kept)")
-        self._require(code == 0, f"{relative}: wirebot.merge exited {code}: {(stderr or stdout).strip()[-400:]}")
+        self._require(code == 0, f"{relative}: wirebot.hosttools.merge exited {code}: "
+                                 f"{(stderr or stdout).strip()[-400:]}")
         folder = str(PurePosixPath(path)) if tenants else str(PurePosixPath(path).parent)
         pattern = "" if tenants else f"-name {shlex.quote(PurePosixPath(path).name + '*')}"
         remote.sh(self.primary, f"find {shlex.quote(folder)} -maxdepth 1 {pattern} -user root "

@@ -6,11 +6,11 @@ Execution order (the issue's operator view, with the hand-over reordered for saf
                  gateway and scoreboard stopped (a rebooted primary's gate could otherwise let its
                  connector start as soon as its epoch passes the standby's)
   2 merge        one op per replicated DB: a consistent copy on the standby (backup API), fetched
-                 through the control machine to the primary, merged there by wirebot.merge
+                 through the control machine to the primary, merged there by wirebot.hosttools.merge
   3 verify       every primary key of the standby's copies is on the primary (set comparison)
   4 replication  the primary holds epoch T = standby epoch + 1, litestream.yml names the epoch-T
                  replica paths, litestream restarted, the replicator running
-  5 standby      the standby agent back to STANDBY at epoch T (wirebot.ctl deactivate --epoch T):
+  5 standby      the standby agent back to STANDBY at epoch T (wirebot.hosttools.ctl deactivate --epoch T):
                  BEFORE the primary's connector starts, since an ACTIVE standby fences any other
                  origin's connector it sees (issue step 5)
   6 primary      un-fence the primary and start its gateway, scoreboard and (once the gateway's /readyz
@@ -227,7 +227,7 @@ class Recovery(MergeSteps):
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
             self.sdata, "ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
-        self._require(code == 0, f"wirebot.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
+        self._require(code == 0, f"wirebot.hosttools.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
         standby = view(self.standby)
         self._require(standby.agent_state == "STANDBY", f"the standby is {standby.agent_state} after deactivate")
         return f"standby STANDBY at epoch {standby.epoch}"

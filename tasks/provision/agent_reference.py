@@ -1,7 +1,7 @@
 """The commented reference configs of the agents (docs/reference/replicator.yml, standby.yml).
 
 Rendered by the deploy's own functions (tasks/provision/agent_configs.py) from the schema's defaults
-(tasks/settings_schema.py), each key commented with its meaning and requiredness (wirebot.config_keys) and
+(tasks/settings_schema.py), each key commented with its meaning and requiredness (wirebot.common.config_keys) and
 the settings it is made from (found by changing each setting and seeing which keys follow). Regenerate
 with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/test_agent_configs.py keeps the files
 true.
@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "files" / "agents"))
 
-from wirebot import config_keys  # noqa: E402
+from wirebot.common import config_keys  # noqa: E402
 
 from tasks.provision import agent_configs  # noqa: E402
 from tasks.settings_schema import SETTINGS, defaults  # noqa: E402

@@ -21,7 +21,7 @@ from labtest import ROOT, agent, ensure_clean_lab, identity, journal, probe, ssh
 from lab import settings
 
 sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from wirebot.common import signing  # noqa: E402  (the agents' own signing code)
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replicator's
@@ -30,7 +30,7 @@ MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replica
 # Prints {case: [status, body]}; a status 0 means the connection failed before an HTTP answer.
 HOSTILE = r'''
 import json, os, socket, sys, time, urllib.error, urllib.parse, urllib.request
-from wirebot import signing, tls
+from wirebot.common import signing, tls
 
 URL = sys.argv[1] + "/heartbeat"
 KEY = signing.load_key("/run/wirebot/agent-hmac.key")

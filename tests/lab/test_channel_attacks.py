@@ -35,7 +35,7 @@ from labtest import (
 from lab import network, settings
 
 sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from wirebot.common import signing  # noqa: E402  (the agents' own signing code)
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}

@@ -17,8 +17,8 @@ from tasks.provision.gateway import openclaw_config, ready_url, wait_ready_comma
 from tasks.settings_check import GROUP_DATA, SettingError, check
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "files" / "agents"))
-from wirebot import filesync  # noqa: E402
-from wirebot.inotify import Event  # noqa: E402
+from wirebot.common.inotify import Event  # noqa: E402
+from wirebot.primary import filesync  # noqa: E402
 
 
 def data(**overrides):

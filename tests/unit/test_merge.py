@@ -1,4 +1,4 @@
-"""Tests for wirebot.merge: failback merge of the standby's SQLite writes into the primary."""
+"""Tests for wirebot.hosttools.merge: failback merge of the standby's SQLite writes into the primary."""
 
 import json
 import os
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
 sys.path.insert(0, str(AGENTS))
 
-from wirebot import merge  # noqa: E402
-from wirebot.merge import MergeError, MergeSchemaError  # noqa: E402
+from wirebot.hosttools import merge  # noqa: E402
+from wirebot.hosttools.merge import MergeError, MergeSchemaError  # noqa: E402
 
 EVENTS_SQL = (
     "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, tenant TEXT, payload TEXT NOT NULL, "
@@ -253,7 +253,7 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(AGENTS)!r})
-        from wirebot import merge
+        from wirebot.hosttools import merge
         orig = merge._count
         def count(conn, schema, table):
             if table == "zz_later":  # first table already inserted, transaction still open
@@ -340,7 +340,7 @@ def test_missing_files_are_clear_errors(tmp_path):
 
 def cli(*args):
     env = dict(os.environ, PYTHONPATH=str(AGENTS))
-    return subprocess.run([sys.executable, "-m", "wirebot.merge", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "wirebot.hosttools.merge", *map(str, args)],
                           capture_output=True, text=True, env=env)
 
 

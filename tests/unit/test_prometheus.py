@@ -5,21 +5,19 @@ export (with its HELP). promtool is Debian's `prometheus` package (lab/deploy.sh
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from wirebot.primary import replicator
+from wirebot.standby import api as standby_api
+
+from lab import prometheus as lab_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "files" / "prometheus" / "wirebot-rules.yml"
 SCRAPE = ROOT / "files" / "prometheus" / "scrape.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "unit" / "prometheus").glob("*.test.yml"))
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-
-from wirebot import replicator, standby_api  # noqa: E402
-
-from lab import prometheus as lab_prometheus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +92,10 @@ def _free_port():
 
 def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
     """The real Prometheus with the shipped wirebot-replicator job (only the target and file paths replaced)
-    scrapes an agent listener made by wirebot.channel with the deploy's own certificate command and the
+    scrapes an agent listener made by wirebot.common.channel with the deploy's own certificate command and the
     operator's documented client-certificate command; the same job refuses a server with another name,
     and the agent serves nothing to a client without the pinned certificate."""
-    from wirebot import channel
+    from wirebot.common import channel
 
     from tasks.provision.secrets_check import metrics_reader_cert
 
