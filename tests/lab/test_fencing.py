@@ -120,7 +120,7 @@ def test_partitions_end_with_exactly_one_side_serving(lab, scenario):
 
 # --- aef025b: a deactivation ends the activation's wait for the gateway's readiness -------------------------
 
-CTL = "cd /opt/wirebot/agents && python3 -m wirebot.ctl --config /etc/wirebot/standby.yml"
+CTL = "cd /opt/wirebot/agents && python3 -m wirebot.hosttools.ctl --config /etc/wirebot/standby.yml"
 # test equipment: the standby's gateway never answers /readyz 200 (its port rejected on loopback)
 GATEWAY_NEVER_READY = ("nft add table inet wirebot_test && nft add chain inet wirebot_test out "
                        "'{ type filter hook output priority -10; }' && nft add rule inet wirebot_test out "

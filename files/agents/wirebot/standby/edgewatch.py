@@ -17,7 +17,7 @@ fresh install, or a recovery still starting the primary, is not "down"), and whe
 Each verdict also says since when the "down" verdict has held (``down_since``) and the probe interval (its
 freshness). While a fresh verdict says "down" the standby no longer believes the primary's own "my connector
 is ready" (``serving: true``: a connector cut from the edge notices late) nor grants it a lease
-(wirebot.standby_machine.note_serving, grant_lease).
+(wirebot.standby.machine.note_serving, grant_lease).
 
 A probe that gets no HTTP answer at all (refused, timed out, DNS) or a 429 is "unknown": it may be the
 standby's own network or a rate limit, so it is never counted as "down" and it breaks the streak. An API
