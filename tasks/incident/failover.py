@@ -61,7 +61,7 @@ class Failover:
     def fence_run(self, todo):
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
             f"{data.wirebot_state_dir}/fenced.json"))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
@@ -131,7 +131,7 @@ class Failover:
         args = ["--config", self.data.standby_config, "--reason", reason,
                 "--wait", str(settings.get(self.data, "failover_activation_wait"))]
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.data, "activation", *args, *(["--force"] if decision.force else [])))
+            self.data, "standby.activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
         if code != 0:
             raise StepFailed(activation_failure(code, reply, stdout + stderr))

@@ -151,7 +151,7 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
             f"{data.wirebot_state_dir}/fenced.json"))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
@@ -188,7 +188,7 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "incident", "set-epoch", "--state-file",
+        remote.sh(self.primary, remote.agents(data, "hosttools.incident", "set-epoch", "--state-file",
                                               f"{data.wirebot_state_dir}/state.json", "--epoch", target.epoch),
                   f"raising the primary's epoch to {target.epoch}")
         config = self.litestream_config(target.epoch)
@@ -226,7 +226,7 @@ class Recovery(MergeSteps):
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.sdata, "ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
+            self.sdata, "hosttools.ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
         self._require(code == 0, f"wirebot.hosttools.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
         standby = view(self.standby)
         self._require(standby.agent_state == "STANDBY", f"the standby is {standby.agent_state} after deactivate")
@@ -322,7 +322,7 @@ def recovery(report=True):
         target, primary_view, standby_view = run.target()
         missing = [side.name for side in (primary_view, standby_view) if not side.helper]
         if missing:
-            refuse(f"{', '.join(missing)} lack wirebot/incident.py: run deploy.py first")
+            refuse(f"{', '.join(missing)} lack wirebot/hosttools/incident.py: run deploy.py first")
         if target is not None and not context_state.is_executing:
             counts = preview(run, target, primary_view)
     except (model.Refusal, StepFailed) as exc:
