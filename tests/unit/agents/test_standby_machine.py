@@ -529,3 +529,14 @@ def test_a_flapping_edge_view_needs_the_verdict_to_hold_a_window_before_suspecti
     p["edge"] = down_verdict(1104.0)
     assert m.decide(p, eobs(now=1104.0, age=1.5)).state == m.STANDBY
     assert m.decide(p, eobs(now=1108.6, age=6.1)).state == m.SUSPECT
+
+
+def test_a_primary_whose_beats_arrive_but_say_not_serving_is_suspected_with_that_reason():
+    """Cut from the edge at the lab's timings (D = 3 s < E + k P = 4 s): the heartbeat detector may fire first,
+    on beats that arrive but say the connector cannot reach the edge; its reason says so (not "no valid
+    heartbeat", which is a silent primary)."""
+    p = state(m.STANDBY, since=900.0, last_heartbeat={"received_at": 1099.5, "sequence": 7})
+    d = m.decide(p, obs(now=1100.0, age=T + 1))
+    assert d.state == m.SUSPECT and d.reason.startswith("no heartbeat showing the primary serving for 91s")
+    p["last_heartbeat"]["received_at"] = 1000.0  # silent for 100 s
+    assert m.decide(p, obs(now=1100.0, age=T + 1)).reason.startswith("no valid heartbeat for 91s")

@@ -282,6 +282,11 @@ def decide(p, o):
         # already waits for k x P without a beat showing the primary alive
         waiting = o.now < (p.get("recheck_after") or 0)
         if o.heartbeat_age > o.threshold and not waiting:
+            received = heartbeat.get("received_at")
+            if received is not None and o.now - received <= o.threshold:  # beats arrive, none shows it serving
+                return _decision(SUSPECT, f"no heartbeat showing the primary serving for {o.heartbeat_age:.0f}s "
+                                 f"(threshold {o.threshold:.0f}s; its beats say its connector cannot reach the "
+                                 "edge): asking the witness", [CHECK_WITNESS])
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         edge = edge_down(p, o)
