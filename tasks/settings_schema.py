@@ -242,8 +242,8 @@ SETTINGS_LIST = [
       "agent:replicator.yml drill_lib/run incident/status provision/base"),
     S("wirebot_state_dir", "all", "path", "/var/lib/wirebot", "agents' state.json (state, epoch), fence marker",
       "agent:replicator.yml agent:standby.yml drill_lib/run drill_lib/steps incident/facts incident/failover "
-      "incident/preview incident/recovery provision/base provision/paths provision/replicator provision/roles "
-      "provision/standby_agent provision/trust"),
+      "incident/preview incident/recovery provision/base provision/paths provision/replicator "
+      "provision/standby_agent"),
     S("wirebot_run_dir", "all", "path", "/run/wirebot", "runtime secrets (tmpfs; restored at boot by tmpfiles.d)",
       "agent:replicator.yml agent:standby.yml incident/failover provision/base provision/gateway "
       "provision/sandbox provision/trust settings_check"),

@@ -12,6 +12,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import WitnessNow, view
@@ -21,7 +22,7 @@ from tasks.incident.steps import Step, incident_step
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")  # fenced with the connector (remote.fence_units_args)
+SERVICES = layout.SERVICES  # fenced with the connector (remote.fence_units_args)
 
 
 class Failover:
@@ -61,8 +62,8 @@ class Failover:
     def fence_run(self, todo):
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
+            layout.fenced_file(data.wirebot_state_dir)))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the gateway and scoreboard")
@@ -131,7 +132,7 @@ class Failover:
         args = ["--config", self.data.standby_config, "--reason", reason,
                 "--wait", str(settings.get(self.data, "failover_activation_wait"))]
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.data, "activation", *args, *(["--force"] if decision.force else [])))
+            self.data, "standby.activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
         if code != 0:
             raise StepFailed(activation_failure(code, reply, stdout + stderr))

@@ -31,6 +31,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import view
@@ -47,7 +48,7 @@ from tasks.provision.paths import relative_to_data_root
 
 PLAYBOOK = "recovery"
 STEPS = ("stop", "merge", "verify", "replication", "standby", "primary", "confirm")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVICES = layout.SERVICES
 
 
 class Recovery(MergeSteps):
@@ -151,8 +152,8 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
+            layout.fenced_file(data.wirebot_state_dir)))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
         primary, standby = view(self.primary), view(self.standby)
@@ -188,7 +189,7 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "incident", "set-epoch", "--state-file",
+        remote.sh(self.primary, remote.agents(data, "hosttools.incident", "set-epoch", "--state-file",
                                               f"{data.wirebot_state_dir}/state.json", "--epoch", target.epoch),
                   f"raising the primary's epoch to {target.epoch}")
         config = self.litestream_config(target.epoch)
@@ -226,7 +227,7 @@ class Recovery(MergeSteps):
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.sdata, "ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
+            self.sdata, "hosttools.ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
         self._require(code == 0, f"wirebot.hosttools.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
         standby = view(self.standby)
         self._require(standby.agent_state == "STANDBY", f"the standby is {standby.agent_state} after deactivate")
@@ -244,7 +245,7 @@ class Recovery(MergeSteps):
         target, primary, standby = self.target()
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
-        fenced = f"{self.data.wirebot_state_dir}/fenced.json"
+        fenced = layout.fenced_file(self.data.wirebot_state_dir)
         # the fence masked the connector, the gateway and the scoreboard: unmask all, then start the services
         remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
                                 f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")

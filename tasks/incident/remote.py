@@ -12,6 +12,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Optional
 
+from wirebot.common import layout
+
 from tasks.incident import model
 
 
@@ -47,11 +49,12 @@ def exit_code(host, command: str, timeout=None):
 def fence_units_args(connector: str) -> list:
     """fence_command's --unit arguments: the connector first, then the gateway and the scoreboard (the
     units the fence key's forced command names too, tasks/provision/agent_configs.fenced_units)."""
-    return [arg for unit in (connector, "openclaw-gateway", "wirebot-scoreboard") for arg in ("--unit", unit)]
+    return [arg for unit in layout.serving_units(connector) for arg in ("--unit", unit)]
 
 
 def agents(data, module: str, *args: str) -> str:
-    """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH."""
+    """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH (`module`
+    with its room: "hosttools.merge", "standby.activation")."""
     quoted = " ".join(shlex.quote(str(a)) for a in args)
     return f"PYTHONPATH={shlex.quote(data.wirebot_agents_dir)} python3 -m wirebot.{module} {quoted}"
 

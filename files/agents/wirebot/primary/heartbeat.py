@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 
-from wirebot.common import httpapi, signing, statefile
+from wirebot.common import httpapi, layout, signing, statefile
 from wirebot.common.log import log
 
 COMPONENT = "heartbeat"
@@ -177,7 +177,7 @@ class Sender:
     def _note_standby(self, answer, epoch):
         """Warn once when the standby starts serving or holds a newer epoch; note once when that ends."""
         theirs = answer.get("epoch")
-        ahead = answer.get("state") in ("ACTIVATING", "ACTIVE") or (isinstance(theirs, int) and theirs > epoch)
+        ahead = layout.serving(answer.get("state")) or (isinstance(theirs, int) and theirs > epoch)
         seen = (answer.get("state"), theirs, epoch) if ahead else None
         if seen == self._standby_ahead:
             return
