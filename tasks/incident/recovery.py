@@ -189,11 +189,15 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "hosttools.incident", "set-epoch", "--state-file",
-                                              f"{data.wirebot_state_dir}/state.json", "--epoch", target.epoch),
-                  f"raising the primary's epoch to {target.epoch}")
-        config = self.litestream_config(target.epoch)
         litestream, replicator = self._replication_units()
+        # the replicator is the only writer of the primary's state file: it raises the epoch on request
+        # (signed, over its root-only control socket); it is started first (ctl waits for it to answer)
+        remote.sh(self.primary, f"systemctl start {replicator}", "starting the replicator")
+        code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
+            data, "hosttools.ctl", "--config", data.replicator_config, "set-epoch", "--epoch", target.epoch))
+        self._require(code == 0, f"the replicator did not raise the primary's epoch to {target.epoch} (exit {code}): "
+                                 f"{(stdout + stderr).strip()[-400:]}")
+        config = self.litestream_config(target.epoch)
         moved = hashlib.sha256(config.encode()).hexdigest() != primary.litestream_sha
         if moved:
             # Litestream's local state (.<db>-litestream) belongs to the old replica path: started on a new

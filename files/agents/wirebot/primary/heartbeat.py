@@ -47,6 +47,16 @@ class StateStore:
             statefile.save(self.path, data)
             return data
 
+    def raise_epoch(self, epoch):
+        """Raise the persisted epoch to ``epoch`` (never lower it); return (epoch before, epoch after)."""
+        with self._lock:
+            data = statefile.load(self.path, DEFAULT_STATE)
+            before = int(data.get("epoch") or 1)
+            if epoch > before:
+                data["epoch"] = int(epoch)
+                statefile.save(self.path, data)
+            return before, max(before, int(epoch))
+
     def next_sequence(self, now=None):
         """Allocate and persist the next heartbeat sequence; return (sequence, epoch)."""
         with self._lock:
