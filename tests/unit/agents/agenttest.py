@@ -6,7 +6,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +21,6 @@ _TLS_CACHE = {}
 def tls_identities(names=("primary", "standby", "stranger")):
     """{name: {"cert_file", "key_file"}}: a key and self-signed certificate per name, made once per session
     with the deploy's own openssl command (tasks.provision.ops.tls_keypair_command)."""
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
     from tasks.provision.ops import tls_keypair_command
 
     for name in names:

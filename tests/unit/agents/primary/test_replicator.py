@@ -14,11 +14,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
-import agenttest
 import pytest
 import yaml
 from wirebot.common import config, httpapi, signing, statefile, tls
 from wirebot.primary import filesync, replicator
+
+from .. import agenttest
 
 KEY_HEX = "ab" * 32  # the heartbeat key
 KEY = bytes.fromhex(agenttest.CONTROL_KEY_HEX)  # the control key (what signed() uses)

@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wirebot.hosttools import merge
+from wirebot.hosttools.merge import MergeError, MergeSchemaError
 
-AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
-sys.path.insert(0, str(AGENTS))
-
-from wirebot.hosttools import merge  # noqa: E402
-from wirebot.hosttools.merge import MergeError, MergeSchemaError  # noqa: E402
+AGENTS = Path(__file__).resolve().parents[4] / "files" / "agents"  # the hosts' PYTHONPATH, for subprocesses
 
 EVENTS_SQL = (
     "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, tenant TEXT, payload TEXT NOT NULL, "

@@ -1,4 +1,4 @@
-"""The host-side helper of the incident playbooks (files/agents/wirebot/incident.py), on local files."""
+"""wirebot.hosttools.incident: the host-side helper of the incident playbooks, on local files."""
 
 import json
 import sqlite3
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wirebot.hosttools import incident
 
-AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
+AGENTS = Path(__file__).resolve().parents[4] / "files" / "agents"  # the hosts' PYTHONPATH, for subprocesses
 EVENTS = "CREATE TABLE events(id TEXT PRIMARY KEY, type TEXT NOT NULL)"
 
 

@@ -1,9 +1,10 @@
 """wirebot.standby.witness: public endpoint and Cloudflare tunnel-connections checks against loopback servers."""
 
-import agenttest
 import pytest
 from wirebot.common.config import ConfigError
 from wirebot.standby import witness
+
+from .. import agenttest
 
 TOKEN = "cf-token"
 
