@@ -127,8 +127,8 @@ class FakeSystemctl:
 class FakeHttp:
     """A loopback HTTP server answering each path with a settable (status, JSON or text body).
 
-    ``answers[path]`` is (status, body) or a callable(handler) -> (status, body); ``requests`` records
-    (method, path, headers) tuples.
+    ``answers[path]`` is (status, body), (status, body, {header: value}) or a callable(handler) returning
+    one of those; ``requests`` records (method, path, headers) tuples.
     """
 
     def __init__(self):
@@ -146,9 +146,11 @@ class FakeHttp:
                 answer = owner.answers.get(path, (404, {"error": "not found"}))
                 if callable(answer):
                     answer = answer(self)
-                status, body = answer
+                status, body, *extra = answer
                 payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
