@@ -68,9 +68,9 @@ def snapshot(db, out):
             names = target.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             dropped = [name for (name,) in names if name.startswith(LITESTREAM_PREFIX)]
             for name in dropped:
-                target.execute(f"DROP TABLE {merge._q(name)}")
-            tables = {name: target.execute(f"SELECT count(*) FROM {merge._q(name)}").fetchone()[0]
-                      for name in merge._tables(target, "main")}
+                target.execute(f"DROP TABLE {merge.quote_name(name)}")
+            tables = {name: merge.count_rows(target, "main", name)
+                      for name in merge.data_tables(target, "main")}
         finally:
             target.close()
     finally:
@@ -82,8 +82,8 @@ def snapshot(db, out):
 
 def _keyed_tables(conn, schema):
     tables = {}
-    for name in merge._tables(conn, schema):
-        columns = merge._columns(conn, schema, name)
+    for name in merge.data_tables(conn, schema):
+        columns = merge.columns(conn, schema, name)
         keys = [c[0] for c in sorted(columns, key=lambda c: c[2]) if c[2]]
         if keys:
             tables[name] = keys
@@ -97,25 +97,25 @@ def compare_db(source, target, sample=5):
         try:
             result = {}
             for table in _keyed_tables(conn, "main"):
-                count = conn.execute(f"SELECT count(*) FROM {merge._q(table)}").fetchone()[0]
+                count = merge.count_rows(conn, "main", table)
                 result[table] = {"source_keys": count, "target_keys": 0, "missing": count, "sample": []}
             return result
         finally:
             conn.close()
-    conn = merge._open_pair(source, target)
+    conn = merge.open_pair(source, target)
     try:
-        target_tables = merge._tables(conn, "main")
+        target_tables = merge.data_tables(conn, "main")
         result = {}
         for table, keys in _keyed_tables(conn, "src").items():
-            select = ", ".join(f"s.{merge._q(k)}" for k in keys)
-            count_source = conn.execute(f"SELECT count(*) FROM src.{merge._q(table)}").fetchone()[0]
+            select = ", ".join(f"s.{merge.quote_name(k)}" for k in keys)
+            count_source = conn.execute(f"SELECT count(*) FROM src.{merge.quote_name(table)}").fetchone()[0]
             if table not in target_tables:
                 result[table] = {"source_keys": count_source, "target_keys": 0, "missing": count_source,
                                  "sample": []}
                 continue
-            count_target = conn.execute(f"SELECT count(*) FROM main.{merge._q(table)}").fetchone()[0]
-            missing = conn.execute(merge._missing_sql(table, keys, "count(*)")).fetchone()[0]
-            rows = conn.execute(merge._missing_sql(table, keys, select) + f" LIMIT {int(sample)}").fetchall()
+            count_target = conn.execute(f"SELECT count(*) FROM main.{merge.quote_name(table)}").fetchone()[0]
+            missing = conn.execute(merge.missing_sql(table, keys, "count(*)")).fetchone()[0]
+            rows = conn.execute(merge.missing_sql(table, keys, select) + f" LIMIT {int(sample)}").fetchall()
             result[table] = {"source_keys": count_source, "target_keys": count_target, "missing": missing,
                              "sample": [list(row) if len(row) > 1 else row[0] for row in rows]}
         return result

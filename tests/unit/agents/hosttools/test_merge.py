@@ -252,12 +252,12 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
         import os, sys
         sys.path.insert(0, {str(AGENTS)!r})
         from wirebot.hosttools import merge
-        orig = merge._count
+        orig = merge.count_rows
         def count(conn, schema, table):
             if table == "zz_later":  # first table already inserted, transaction still open
                 os._exit(9)
             return orig(conn, schema, table)
-        merge._count = count
+        merge.count_rows = count
         merge.merge_database({source!r}, {target!r})
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 9
