@@ -506,7 +506,7 @@ SETTINGS_LIST = [
     S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
       "incident/facts incident/recovery provision/replicator"),
     S("replicator_config", "primary", "path", "${wirebot_config_dir}/replicator.yml", "the replicator's config",
-      "provision/cloudflared provision/replicator"),
+      "incident/recovery provision/cloudflared provision/replicator"),
     S("replicator_capabilities", "primary", "capabilities", ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN"],
       "all the replicator keeps of root: read the synced trees, update the nftables serving lease",
       "provision/replicator"),

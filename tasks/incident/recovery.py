@@ -303,7 +303,7 @@ def recovery(report=True):
     Reads: recovery_stop_after (0), recovery_skip_dbs ([]), incident_verify_seconds (60),
     incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_state_dir,
     litestream_databases, litestream_tenant_dir, litestream_config and the litestream deploy's keys,
-    cloudflared_unit, replicator_unit, standby_config, wirebot_state_dir, wirebot_data_root,
+    cloudflared_unit, replicator_unit, replicator_config, standby_config, wirebot_state_dir, wirebot_data_root,
     wirebot_agents_dir, witness_public_url, witness_public_host_header, witness_cloudflare_api_base,
     secrets_dir, cloudflared_secrets.
 
