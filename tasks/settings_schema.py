@@ -22,7 +22,7 @@ tests/unit/test_settings_schema.py then holds you to it: `readers` must name exa
 the key (`tasks/` paths without `tasks/` and `.py`, `/__init__` dropped; "agent:<file>" for a key rendered
 into an agent's config), the reading deploy's docstring "Reads:" list must name it, and a key that nothing
 reads fails the test. A new kind of value: one entry in KINDS. A new key inside an agent's config file:
-files/agents/wirebot/config_keys.py (the agents' side has no access to this module).
+files/agents/wirebot/common/config_keys.py (the agents' side has no access to this module).
 """
 
 import ipaddress

@@ -40,7 +40,7 @@ class HostSnapshot(FactBase):
             f"[ -e {state_dir_q}/{layout.FENCED_FILE} ] && echo FENCED;",
             f"for d in {state_dir_q}/{RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
             'echo "MARKERS ${d##*/} $(ls -1 "$d" | tr \'\\n\' \' \')"; done;',
-            f"[ -f {shlex.quote(agents_dir)}/wirebot/incident.py ] && echo HELPER;",
+            f"[ -f {shlex.quote(agents_dir)}/wirebot/hosttools/incident.py ] && echo HELPER;",
             f"echo \"LITESTREAM $(sha256sum {shlex.quote(litestream_config)} 2>/dev/null | cut -d' ' -f1)\";",
             "true",
         ])

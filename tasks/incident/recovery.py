@@ -327,7 +327,7 @@ def recovery(report=True):
         target, primary_view, standby_view = run.target()
         missing = [side.name for side in (primary_view, standby_view) if not side.helper]
         if missing:
-            refuse(f"{', '.join(missing)} lack wirebot/incident.py: run deploy.py first")
+            refuse(f"{', '.join(missing)} lack wirebot/hosttools/incident.py: run deploy.py first")
         if target is not None and not context_state.is_executing:
             counts = preview(run, target, primary_view)
     except (model.Refusal, StepFailed) as exc:
