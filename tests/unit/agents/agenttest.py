@@ -124,6 +124,13 @@ class FakeSystemctl:
 
 
 
+def cloudflare_envelope(*origins):
+    """A tunnel-connections answer of Cloudflare's API with one connector per origin IP."""
+    return {"success": True, "errors": [], "messages": [], "result": [
+        {"id": f"connector-{i}", "conns": [{"id": f"c{i}", "origin_ip": ip, "opened_at": "2025-01-01"}]}
+        for i, ip in enumerate(origins)]}
+
+
 class FakeHttp:
     """A loopback HTTP server answering each path with a settable (status, JSON or text body).
 

@@ -7,20 +7,16 @@ import time
 import pytest
 from wirebot.common import cloudflare
 
+from .. import agenttest
+
 TOKEN = "cf-secret-token"
 PATH = "/client/v4/accounts/acct/cfd_tunnel/tun/connections"
-
-
-def envelope(*origins):
-    return {"success": True, "errors": [], "messages": [], "result": [
-        {"id": f"connector-{i}", "conns": [{"id": f"c{i}", "origin_ip": ip, "opened_at": "2025-01-01"}]}
-        for i, ip in enumerate(origins)]}
 
 
 @pytest.fixture
 def api(http_server):
     server = http_server()
-    server.set(PATH, 200, envelope())
+    server.set(PATH, 200, agenttest.cloudflare_envelope())
     return server
 
 
@@ -29,7 +25,7 @@ def call(api, token=TOKEN, account="acct", tunnel="tun", timeout=2.0):
 
 
 def test_origins_are_listed_once_each_sorted_with_the_bearer_token(api):
-    api.set(PATH, 200, envelope("10.0.0.3", "10.0.0.2", "10.0.0.3"))
+    api.set(PATH, 200, agenttest.cloudflare_envelope("10.0.0.3", "10.0.0.2", "10.0.0.3"))
     result = call(api)
     assert result == {"configured": True, "ok": True, "origins": ["10.0.0.2", "10.0.0.3"], "error": None,
                       "status": 200, "retry_after": None}
@@ -76,21 +72,20 @@ def test_an_unreadable_answer_is_an_error_never_an_empty_list(api, body, error):
 
 
 def test_a_silent_api_is_bounded_by_the_timeout(api):
-    api.answers[PATH] = lambda handler: (time.sleep(1.5), (200, envelope("10.0.0.2")))[1]
+    api.answers[PATH] = lambda handler: (time.sleep(1.5), (200, agenttest.cloudflare_envelope("10.0.0.2")))[1]
     started = time.monotonic()
     result = call(api, timeout=0.3)
     assert time.monotonic() - started < 1.2 and not result["ok"] and "timed out" in result["error"]
 
 
 def test_unreachable_is_an_error(api):
-    from .. import agenttest
-
     port = agenttest.free_port()
     result = cloudflare.tunnel_origins(f"http://127.0.0.1:{port}/client/v4", "acct", "tun", TOKEN, 1.0)
     assert result["configured"] and not result["ok"] and result["error"] and result["status"] is None
 
 
 def test_the_token_never_appears_in_a_result(api):
-    for answer in ((401, {"errors": [TOKEN]}, {}), (200, "not json " + TOKEN), (200, envelope("10.0.0.9"))):
+    for answer in ((401, {"errors": [TOKEN]}, {}), (200, "not json " + TOKEN),
+                   (200, agenttest.cloudflare_envelope("10.0.0.9"))):
         api.answers[PATH] = answer
         assert TOKEN not in repr(call(api))
