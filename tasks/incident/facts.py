@@ -8,7 +8,7 @@ from wirebot.common import layout
 
 from tasks.incident import model
 
-RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
+RECOVERY_DIR = layout.RECOVERY_DIR  # under wirebot_state_dir: recovery/epoch-T/<markers>
 
 
 def last_json(lines):

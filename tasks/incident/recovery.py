@@ -88,7 +88,7 @@ class Recovery(MergeSteps):
         return target, primary, standby
 
     def base(self, epoch: int) -> str:
-        return f"{self.data.wirebot_state_dir}/recovery/epoch-{epoch}"
+        return layout.recovery_markers_dir(self.data.wirebot_state_dir, epoch)
 
     def copy_path(self, epoch: int, relative: str) -> str:
         return f"{self.base(epoch)}/standby/{relative}"
@@ -175,7 +175,7 @@ class Recovery(MergeSteps):
         return get_template(source).render(arguments)
 
     def _replication_units(self):
-        return ["litestream", self.data.get("replicator_unit") or "wirebot-replicator"]
+        return [layout.LITESTREAM_UNIT, self.data.get("replicator_unit") or layout.REPLICATOR_UNIT]
 
     def replication_check(self):
         target, primary, _ = self.target()
