@@ -4,10 +4,11 @@ import json
 import shlex
 
 from pyinfra.api import FactBase
+from wirebot.common import layout
 
 from tasks.incident import model
 
-RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
+RECOVERY_DIR = layout.RECOVERY_DIR  # under wirebot_state_dir: recovery/epoch-T/<markers>
 
 
 def last_json(lines):
@@ -32,11 +33,11 @@ class HostSnapshot(FactBase):
         state_dir_q = shlex.quote(state_dir)
         unit_words = " ".join(shlex.quote(u) for u in units)
         return " ".join([
-            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/state.json 2>/dev/null; echo;",
+            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/{layout.STATE_FILE} 2>/dev/null; echo;",
             f"for u in {unit_words}; do",
             'echo "UNIT $u $(systemctl is-active "$u" 2>/dev/null | head -n1)'
             ' $(systemctl is-enabled "$u" 2>/dev/null | head -n1)"; done;',
-            f"[ -e {state_dir_q}/fenced.json ] && echo FENCED;",
+            f"[ -e {state_dir_q}/{layout.FENCED_FILE} ] && echo FENCED;",
             f"for d in {state_dir_q}/{RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
             'echo "MARKERS ${d##*/} $(ls -1 "$d" | tr \'\\n\' \' \')"; done;',
             f"[ -f {shlex.quote(agents_dir)}/wirebot/hosttools/incident.py ] && echo HELPER;",
@@ -101,7 +102,7 @@ class LastJsonLine(FactBase):
 def units_of(target) -> list:
     """The units the playbooks look at on `target`: the connector, the services and its agent(s)."""
     data = target.data
-    names = [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard", "litestream"]
+    names = [*layout.serving_units(data.cloudflared_unit), layout.LITESTREAM_UNIT]
     names += [unit for unit in (data.get("replicator_unit"), data.get("standby_unit")) if unit]
     return names
 

@@ -12,6 +12,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import WitnessNow, view
@@ -21,7 +22,7 @@ from tasks.incident.steps import Step, incident_step
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")  # fenced with the connector (remote.fence_units_args)
+SERVICES = layout.SERVICES  # fenced with the connector (remote.fence_units_args)
 
 
 class Failover:
@@ -62,7 +63,7 @@ class Failover:
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
             data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            layout.fenced_file(data.wirebot_state_dir)))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the gateway and scoreboard")

@@ -10,12 +10,14 @@ DB only on the standby is copied). The copies stay as evidence; step 3 compares 
 import shlex
 from pathlib import PurePosixPath
 
+from wirebot.common import layout
+
 from tasks.incident import model, remote, timeline
 from tasks.incident.model import STOPPED, VERIFIED
 from tasks.incident.remote import StepFailed
 
 PLAYBOOK = "recovery"
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVICES = layout.SERVICES
 
 
 class MergeSteps:

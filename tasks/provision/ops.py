@@ -9,6 +9,7 @@ from io import BytesIO
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
+from wirebot.common import layout
 
 from tasks.provision import hoststate
 from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
@@ -17,7 +18,7 @@ from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathSta
 class WirebotState(FactBase):
     """The agents' state file on the host (state, epoch, ...) as a dict; {} when absent or unreadable."""
 
-    def command(self, path="/var/lib/wirebot/state.json"):
+    def command(self, path=layout.STATE_DIR + "/" + layout.STATE_FILE):
         return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
     def process(self, output):

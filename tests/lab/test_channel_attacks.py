@@ -13,13 +13,11 @@ Not destructive; starts from a clean lab (reset when it is not).
 import base64
 import json
 import subprocess
-import sys
 import time
 
 import pytest
 from labtest import (
     AGENT_SOCKET,
-    ROOT,
     agent,
     connector_origins,
     ensure_clean_lab,
@@ -31,11 +29,9 @@ from labtest import (
     standby_status,
     stranger_identity,
 )
+from wirebot.common import signing  # the agents' own signing code
 
 from lab import network, settings
-
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot.common import signing  # noqa: E402  (the agents' own signing code)
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}
@@ -194,7 +190,8 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
 
 def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
     """A deactivate made with the standby's own control key, replayed as /activate on its socket."""
-    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents'); from wirebot import signing, channel;"
+    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents');"
+              "from wirebot.common import signing, channel;"
               "key=signing.load_key('/etc/wirebot/agent-keys/control.key'); body=json.dumps({'epoch': 1}).encode();"
               "h=signing.signed_headers(key, channel.control_binding('standby'), 'POST', '/deactivate', body,"
               " signing.next_sequence(0)); print(json.dumps(h))")

@@ -257,3 +257,28 @@ def test_with_lease_beats_no_beat_waits_longer_than_a_lease_beat(tmp_path):
     stop.set()
     thread.join(5)
     assert timeouts and {t for _kind, t in timeouts} == {10}
+
+
+def test_raise_epoch_holds_against_the_heartbeat_thread_and_never_lowers(tmp_path):
+    """The state file's one writer: the epoch raised through the store (the replicator's POST /epoch) holds
+    while another thread allocates sequences through the same store; a lower epoch changes nothing."""
+    import threading
+
+    store = heartbeat.StateStore(str(tmp_path / "state.json"))
+    store.update(epoch=2, sequence=5)
+    stop = threading.Event()
+
+    def beats():
+        while not stop.is_set():
+            store.next_sequence()
+
+    thread = threading.Thread(target=beats)
+    thread.start()
+    try:
+        assert store.raise_epoch(4) == (2, 4)
+        assert store.raise_epoch(3) == (4, 4)
+    finally:
+        stop.set()
+        thread.join()
+    data = statefile.load(str(tmp_path / "state.json"), {})
+    assert data["epoch"] == 4 and data["sequence"] > 5
