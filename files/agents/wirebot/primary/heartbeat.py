@@ -10,11 +10,9 @@ file on every beat (the recovery task may raise it).
 
 Lease beats: with the serving lease enabled (wirebot.primary.lease), the same thread sends a small beat every
 ``fencing.lease_renew_seconds`` between the full heartbeats: ``{"node", "sent_at", "sequence", "epoch",
-"kind": "lease", "lease", "serving", "serving_age"}``, signed and sent exactly like a heartbeat (same path, key and
+"kind": "lease", "lease", "serving"}``, signed and sent exactly like a heartbeat (same path, key and
 sequence, one sender so sequences never cross), answered with the lease grant. The full heartbeat (status
 for replication) stays every ``interval_seconds``; the lease no longer depends on it (docs/fencing.md).
-This thread runs no slow check: ``collect`` and the lease's ``serving`` read the cache of
-wirebot.primary.checks (its own thread), so a slow ``systemctl`` never delays a beat.
 A failed send is logged with its reason and
 counted; it never stops the loop.
 """

@@ -82,20 +82,13 @@ class Keeper:
         self.enforced = False
         self.state = "none"  # none | held | lapsed | stopped (units stopped after a long lapse) | demoted
         self.last_error = None
-        self.checks = None  # wirebot.primary.checks.Checks running "serving" off the beat path (the replicator)
         self._lock = threading.Lock()
 
     def payload(self):
-        """What the heartbeat tells the standby: the lease, and whether this primary serves. With ``checks``
-        the serving check is the cached one (never run on the beat's thread): ``serving_age`` is its age, and
-        a check older than the bound is sent as ``"unknown"`` (wirebot.primary.checks.STALE), never as current."""
-        body = {"lease": {"enforced": bool(self.s["enabled"] and self.enforced),
-                          "seconds": self.s["seconds"] if self.s["enabled"] else 0}}
-        if self.checks is None:
-            body["serving"] = self.serving()
-        else:
-            body["serving"], body["serving_age"] = self.checks.read("serving")
-        return body
+        """What the heartbeat tells the standby: the lease, and whether this primary serves."""
+        return {"lease": {"enforced": bool(self.s["enabled"] and self.enforced),
+                          "seconds": self.s["seconds"] if self.s["enabled"] else 0},
+                "serving": self.serving()}
 
     def serving(self):
         """True: the connector is ready at the edge; False: it runs but cannot reach the edge (this

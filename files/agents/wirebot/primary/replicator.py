@@ -19,7 +19,7 @@ import uuid
 from wirebot.common import channel, config, config_keys, httpapi, inotify, metrics, signing, tls
 from wirebot.common.alerts import Alerter
 from wirebot.common.log import log
-from wirebot.primary import checks, drillwatch, filesync, heartbeat, lease, litestream
+from wirebot.primary import drillwatch, filesync, heartbeat, lease, litestream
 
 COMPONENT = "replicator"
 FAILING = {"litestream": ("unreachable", "stalled"), "file_sync": ("failing",), "heartbeat": ("failing",)}
@@ -149,15 +149,6 @@ class Replicator:
                                        self._collect)
         self.lease = lease.Keeper(c["fencing"], lambda: int(self.store.read().get("epoch") or 1), self.alerter)
         self.sender.lease = self.lease
-        # the slow local checks (systemctl, the connector's /ready) on their own thread: a beat never waits
-        # for one; a result older than one lease (one heartbeat interval without the lease) is sent as stale
-        fencing = c["fencing"]
-        self.check_period = fencing["renew_seconds"] if fencing["enabled"] else c["heartbeat_interval"] / 2
-        self.checks = checks.Checks(
-            {"services": lambda: heartbeat.service_states(c["services"], self.probe, c["systemctl"]),
-             "serving": self.lease.serving},
-            fencing["seconds"] if fencing["enabled"] else c["heartbeat_interval"])
-        self.lease.checks = self.checks
         self.states = {}
         self._states_lock = threading.Lock()
         self.drills = []
@@ -173,9 +164,7 @@ class Replicator:
                                       c["known_hosts"], c["replica_root"], exclude=c["exclude"])
 
     def _collect(self):
-        """The full heartbeat's status, from caches only: the services as the last check saw them, each unit
-        ``"unknown"`` when that check is older than the bound (wirebot.primary.checks)."""
-        self.services = self.checks.read_each("services", self.c["services"])
+        self.services = heartbeat.service_states(self.c["services"], self.probe, self.c["systemctl"])
         return self.services, self.monitor.snapshot(), self.files.status()
 
     def component_states(self):
@@ -201,10 +190,8 @@ class Replicator:
         self.servers = channel.serve(self.c["channel"], self.c["listen_address"], self.c["listen_port"],
                                      self.peer_routes(), self.routes(), [self.c["standby_host"]], COMPONENT)
         self.lease.check_table()
-        self.checks.refresh()  # the first beats report real checks, not "unknown"
         watcher = self.watcher = inotify.Watcher(self.c["paths"], force_scan=self.c["force_scan"])
         for name, target in (
-                ("checks", lambda: self.checks.run(self.stop_event, self.check_period)),
                 ("litestream", lambda: self.monitor.run(self.stop_event, self.c["poll_seconds"])),
                 ("file_sync", lambda: self.files.run(watcher, self.stop_event)),
                 ("heartbeat", lambda: self.sender.run(

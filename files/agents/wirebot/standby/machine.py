@@ -141,10 +141,7 @@ def note_serving(data, body, now):
     (``edge_says_down``): its connector has not noticed the cut yet (cloudflared has its own timeouts), and
     the edge is what routes the users."""
     serving = body.get("serving")
-    # "unknown": the primary's check is older than its bound (wirebot.primary.checks): it beats, so it is alive
-    # like a "true", and like a "true" it is outweighed by the edge's verdict; it never gets a grant while
-    # this standby suspects (grant_lease: only true does)
-    if serving is False or (serving is not None and edge_says_down(data, now)):
+    if serving is False or (serving is True and edge_says_down(data, now)):
         return
     data["last_serving_at"] = now
 

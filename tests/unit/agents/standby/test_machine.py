@@ -540,18 +540,3 @@ def test_a_primary_whose_beats_arrive_but_say_not_serving_is_suspected_with_that
     assert d.state == m.SUSPECT and d.reason.startswith("no heartbeat showing the primary serving for 91s")
     p["last_heartbeat"]["received_at"] = 1000.0  # silent for 100 s
     assert m.decide(p, obs(now=1100.0, age=T + 1)).reason.startswith("no valid heartbeat for 91s")
-
-
-def test_a_stale_check_counts_alive_only_until_the_edge_says_down_and_never_earns_a_suspects_grant():
-    """A starved primary whose checks thread is behind sends ``serving: "unknown"`` (wirebot.primary.checks): it
-    beats, so it is alive and keeps its lease in STANDBY (no false activation); but the claim is no evidence
-    of serving: the edge's verdict outweighs it, and a suspecting standby grants it nothing."""
-    beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": "unknown"}
-    p = state(m.STANDBY, since=900.0, last_serving_at=1000.0)
-    m.note_serving(p, beat, 1100.0)
-    assert p["last_serving_at"] == 1100.0 and m.grant_lease(p, beat, 1100.0)
-    p = state(m.STANDBY, since=900.0, last_serving_at=1000.0, edge=down_verdict(1099.0))
-    m.note_serving(p, beat, 1100.0)
-    assert p["last_serving_at"] == 1000.0 and not m.grant_lease(p, beat, 1100.0)
-    for name in (m.SUSPECT, m.FENCE_BLOCKED):
-        assert not m.grant_lease(state(name), beat, 1100.0)
