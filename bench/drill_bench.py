@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.drill_lib import report  # noqa: E402
-from tasks.drill_lib.surface import Backoff, Hub, Surface  # noqa: E402
+from tasks.drills import report  # noqa: E402
+from tasks.drills.surface import Backoff, Hub, Surface  # noqa: E402
 
 
 def free_port() -> int:

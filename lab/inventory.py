@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lab import settings as this_lab  # noqa: E402
 from lab.labs import lab_ids, lab_settings, pair_name  # noqa: E402
 from lab.model_server import MODEL_ID  # noqa: E402
-from tasks.pairs import PairError, check_hosts  # noqa: E402
-from tasks.settings_check import check_inventory  # noqa: E402
+from tasks.core.pairs import PairError, check_hosts  # noqa: E402
+from tasks.core.settings_check import check_inventory  # noqa: E402
 
 
 def lab_data(settings) -> dict:

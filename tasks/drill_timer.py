@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.drill_lib import timer  # noqa: E402
+from tasks.drills import timer  # noqa: E402
 
 LA = ZoneInfo("America/Los_Angeles")
 

@@ -9,10 +9,9 @@ from pyinfra import host
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks import pairs
-from tasks.provision import paths
-from tasks.provision.ops import managed_file, managed_template, service
-from tasks.provision.secrets_check import cloudflared_files
+from tasks.core import pairs, paths
+from tasks.core.ops import managed_file, managed_template, service
+from tasks.core.secrets import cloudflared_files
 from tasks.provision.trust import address_of
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

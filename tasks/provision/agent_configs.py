@@ -6,7 +6,7 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 import ipaddress
 from pathlib import PurePosixPath
 
-from tasks.provision import paths
+from tasks.core import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
 

@@ -6,9 +6,8 @@ and a fenced primary fenced instead of undoing an incident.
 
 from pyinfra import host
 
-from tasks import pairs
-from tasks.provision import hoststate, paths
-from tasks.provision.ops import WirebotState
+from tasks.core import hoststate, pairs, paths
+from tasks.core.ops import WirebotState
 
 
 def reads(target) -> dict:

@@ -233,7 +233,7 @@ def identity(name):
 def stranger_identity():
     """A key and self-signed certificate made on this machine with the deploy's own command: well-formed,
     but pinned nowhere."""
-    from tasks.provision.ops import tls_keypair_command
+    from tasks.core.ops import tls_keypair_command
 
     folder = settings.STATE_DIR / "test-identities" / "stranger"
     key, cert = folder / "agent.key", folder / "agent.crt"

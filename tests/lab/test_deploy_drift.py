@@ -1,4 +1,4 @@
-"""A deploy that reads each host once (tasks/provision/hoststate.py) still finds and repairs every kind of
+"""A deploy that reads each host once (tasks/core/hoststate.py) still finds and repairs every kind of
 drift, reports as changed exactly the operations that repair something, and a second run changes
 nothing (both `--dry` and `-y`)."""
 

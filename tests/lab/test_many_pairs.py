@@ -1,4 +1,4 @@
-"""Two labs as two pairs of one inventory (issue 12, tasks/pairs.py), destructive for the second lab only.
+"""Two labs as two pairs of one inventory (issue 12, tasks/core/pairs.py), destructive for the second lab only.
 
 Pair A is this run's lab (WIREBOT_LAB_ID), pair B a second lab this module brings up itself and takes down
 at the end: WIREBOT_LAB_SECOND_ID, else lab 9 (lab 8 when this run's lab is 9) - lab/labs.py

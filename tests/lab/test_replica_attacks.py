@@ -18,7 +18,7 @@ import pytest
 from labtest import ssh, standby_status, wait_for, webhooks
 
 from lab import settings
-from tasks.provision import ops
+from tasks.core import ops
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ROOT = "/var/lib/wirebot-replica"

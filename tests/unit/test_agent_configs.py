@@ -15,9 +15,9 @@ from wirebot import config, config_keys, replicator, standby_config
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
+from tasks.core.settings_check import check
 from tasks.provision import agent_reference
 from tasks.provision.agent_reference import Data, leaves
-from tasks.settings_check import check
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_HEX = "ab" * 32

@@ -1,4 +1,4 @@
-"""tasks/provision/ops: the agents' channel operations' commands and fact, run for real in a temp dir
+"""tasks/core/ops: the agents' channel operations' commands and fact, run for real in a temp dir
 (what the deploy runs on each host: a TLS key and self-signed certificate, a control key, the peer's pin)."""
 
 import os
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tasks.provision.ops import Certificate, _put_text_command, random_key_command, tls_keypair_command
+from tasks.core.ops import Certificate, _put_text_command, random_key_command, tls_keypair_command
 
 
 def _sh(command):
@@ -83,7 +83,7 @@ def test_the_control_key_is_random_hex_and_private(tmp_path):
 def test_the_certificate_names_itself_for_prometheus_and_an_old_one_is_recognised(pair, tmp_path):
     """New certificates carry their common name as DNS subjectAltName (Go checks only SANs); one made
     without it (before) is recognised, so the trust deploy can warn that Prometheus will refuse it."""
-    from tasks.provision.secrets_check import dns_names
+    from tasks.core.secrets import dns_names
 
     _, _, cert = pair
     with open(cert) as handle:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.drill_lib import report
+from tasks.drills import report
 
 IDS = [str(uuid.UUID(int=i, version=4)) for i in range(1, 11)]
 

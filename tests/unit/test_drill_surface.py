@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.drill_lib import report
-from tasks.drill_lib.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface, classify
+from tasks.drills import report
+from tasks.drills.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface, classify
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "api.wirebot.chat"

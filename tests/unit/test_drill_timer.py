@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tasks.drill_lib import timer
+from tasks.drills import timer
 
 ROOT = Path(__file__).resolve().parents[2]
 LA = ZoneInfo("America/Los_Angeles")

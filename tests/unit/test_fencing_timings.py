@@ -34,7 +34,8 @@ def test_default_timings_scale_every_wait():
 
 def inventory_data(timings):
     env = {**os.environ, "WIREBOT_LAB_TIMINGS": timings}
-    script = ("import json, runpy, tasks.settings_check as c; c.check_inventory = lambda *a: None; "  # no lab's secrets
+    script = ("import json, runpy, tasks.core.settings_check as c; "
+              "c.check_inventory = lambda *a: None; "  # no lab's secrets
               "ns = runpy.run_path('lab/inventory.py'); "
               "print(json.dumps([ns['primary'][0][1], ns['standby'][0][1]], default=str))")
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)

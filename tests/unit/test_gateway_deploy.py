@@ -12,9 +12,9 @@ import pytest
 from lab import gateway_bundle
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
+from tasks.core.settings_check import GROUP_DATA, SettingError, check
 from tasks.provision import agent_configs
 from tasks.provision.gateway import openclaw_config, ready_url, wait_ready_command
-from tasks.settings_check import GROUP_DATA, SettingError, check
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "files" / "agents"))
 from wirebot import filesync  # noqa: E402

@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from hcloud_standin import HcloudStandin, md5_fingerprint  # noqa: E402
 
 from tasks import hetzner  # noqa: E402
-from tasks.hcloud_standby import config, errors, resources  # noqa: E402
+from tasks.hetzner_cloud import config, errors, resources  # noqa: E402
 
 TOKEN = "tok-3f9c1d7e-a61b-never-print-me"
 # Generated with ssh-keygen; the fingerprints are `ssh-keygen -E md5 -lf` of each.
@@ -476,7 +476,7 @@ def test_system_python_without_the_venv_gets_one_line_saying_what_to_run(tmp_pat
     assert "is not installed for" in result.stderr
 
 
-# --- several pairs: the settings file's `pairs:` form (tasks/hcloud_standby/config.py's rule) -----------
+# --- several pairs: the settings file's `pairs:` form (tasks/hetzner_cloud/config.py's rule) -----------
 
 ACME_PRIMARY = "198.51.100.10"
 HETZNER = "hetzner: {location: fsn1, operator_cidrs: [198.51.100.7/32], ssh_public_key: KEY}\n"

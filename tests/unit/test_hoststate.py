@@ -1,4 +1,4 @@
-"""tasks/provision/hoststate.py and the operations that read through it (ops.managed_file, service,
+"""tasks/core/hoststate.py and the operations that read through it (ops.managed_file, service,
 absent): table-driven like pyinfra's own operation tests (facts in, commands out, [] = no change), the
 batched fact's command run by a local shell, and the read cache against a stand-in host that runs its
 facts locally and counts the round trips."""
@@ -9,8 +9,8 @@ import types
 import pytest
 from pyinfra.facts.server import Which
 
-from tasks.provision import hoststate, ops
-from tasks.provision.hoststate import FactBatch, PathStats, UnitStates, split_batch
+from tasks.core import hoststate, ops
+from tasks.core.hoststate import FactBatch, PathStats, UnitStates, split_batch
 
 A, B = "a" * 64, "b" * 64
 DEST = "/etc/wirebot/x.conf"

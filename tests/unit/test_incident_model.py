@@ -1,9 +1,9 @@
-"""Step planning of the incident playbooks from facts (tasks/incident/model.py): pure, no hosts."""
+"""Step planning of the incident playbooks from facts (tasks/playbooks/model.py): pure, no hosts."""
 
 import pytest
 
-from tasks.incident import model
-from tasks.incident.model import HostView, Refusal
+from tasks.playbooks import model
+from tasks.playbooks.model import HostView, Refusal
 
 CONNECTOR = "cloudflared-wirebot"
 SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
@@ -149,7 +149,7 @@ def test_marker_names_are_flat():
 
 # --- failover: why the activation gave up ------------------------------------------------------------
 def test_failover_prints_the_agents_activation_error_when_it_gives_up():
-    from tasks.incident.failover import activation_failure
+    from tasks.playbooks.failover_plan import activation_failure
 
     activation = {"attempts": 4, "error": "restore: sqlite3 .restore failed: No space left on device",
                   "steps": {"restore": {"status": "failed", "error": "sqlite3 .restore failed: No space left"

@@ -2,9 +2,9 @@
 
 import json
 
-from tasks.incident import model, status, summary
-from tasks.incident.facts import MergeDryRun, last_json
-from tasks.incident.timeline import Record
+from tasks.playbooks import model, status_report, summary
+from tasks.playbooks.facts import MergeDryRun, last_json
+from tasks.playbooks.timeline import Record
 
 MERGE_REPORT = {"ok": True, "dry_run": True, "databases": [
     {"path": "/data/wirebot/scoreboard/events.db", "source": "/x/events.db", "action": "dry-run",
@@ -123,7 +123,7 @@ def status_view(**changes):
 
 
 def test_status_table_has_every_part():
-    text = status.format_table(status_view())
+    text = status_report.format_table(status_view())
     assert "active side: primary; public answered 200 from primary (10.0.0.2)" in text
     assert "STANDBY for 60 s" in text and "last heartbeat: 0.7 s ago (sequence 9, epoch 3)" in text
     assert "/d/events.db: 0.4 s, 1 txids behind" in text and "/d/users: 0.0 s" in text
@@ -134,7 +134,7 @@ def test_status_table_has_every_part():
 def test_status_table_flags_split_brain_and_unknowns():
     view = status_view(replicator={"error": "no answer"}, drill=None)
     view["hosts"]["standby"]["units"]["cloudflared-wirebot"] = {"active": "active", "enabled": "enabled"}
-    text = status.format_table(view)
+    text = status_report.format_table(view)
     assert "BOTH connectors running" in text and "last drill: none recorded" in text
     assert "lag per DB: unknown (replicator unreachable)" in text
 

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
+from tasks.core.settings_check import GROUP_DATA
 from tasks.provision.litestream import wheel
-from tasks.settings_check import GROUP_DATA
 
 PINNED = runpy.run_path(str(GROUP_DATA / "all.py"))["litestream_wheel_sha256"]
 

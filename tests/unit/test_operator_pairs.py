@@ -1,4 +1,4 @@
-"""The operator's settings file, `pairs:` form (tasks/operator_settings.py) and the real inventory built from
+"""The operator's settings file, `pairs:` form (tasks/core/operator_settings.py) and the real inventory built from
 it: one group per pair, each host carrying its pair; the one-pair form keeps working unchanged."""
 
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import operator_settings
-from tasks.operator_settings import SettingsError, pair_settings
+from tasks.core import operator_settings
+from tasks.core.operator_settings import SettingsError, pair_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,7 +156,7 @@ def run_inventory(path, script):
     env = dict(os.environ, WIREBOT_SETTINGS=str(path))
     for name in ("WIREBOT_PRIMARY_ADDRESS", "WIREBOT_STANDBY_ADDRESS", "WIREBOT_SECRETS_DIR"):
         env.pop(name, None)
-    script = "import runpy, tasks.settings_check as c; c.check_inventory = lambda *a: None; " + script
+    script = "import runpy, tasks.core.settings_check as c; c.check_inventory = lambda *a: None; " + script
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
 
 

@@ -1,4 +1,4 @@
-"""tasks/operator_settings.save_address: the operator's settings file keeps every comment and its layout;
+"""tasks/core/operator_settings.save_address: the operator's settings file keeps every comment and its layout;
 only the one address line changes (or is added)."""
 
 import os
@@ -7,7 +7,7 @@ import stat
 import pytest
 import yaml
 
-from tasks import operator_settings
+from tasks.core import operator_settings
 
 COMMENTED = """\
 # My Wirebot settings (hand-written; keep my notes)

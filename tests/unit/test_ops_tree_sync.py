@@ -1,4 +1,4 @@
-"""tasks/provision/ops.tree_sync: the agents' code checked in one round trip. Table-driven like pyinfra's
+"""tasks/core/ops.tree_sync: the agents' code checked in one round trip. Table-driven like pyinfra's
 own operation tests (facts in, commands out), plus the fact's command run for real on a local tree: the
 remote listing of an exact copy must plan nothing, and applying a plan must make an exact copy."""
 
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tasks.provision import ops
+from tasks.core import ops
 
 A, B = "a" * 64, "b" * 64
 DEST = "/opt/wirebot/agents/wirebot"

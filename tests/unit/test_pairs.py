@@ -1,4 +1,4 @@
-"""tasks/pairs.py: the one place that knows each host's pair and peer, and refuses an inventory whose
+"""tasks/core/pairs.py: the one place that knows each host's pair and peer, and refuses an inventory whose
 pairs are wrong (a host in two pairs, a pair with a missing side, an ambiguous inventory, pairs sharing
 secrets or a tunnel) before anything runs."""
 
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import pairs
-from tasks.pairs import Entry, PairError, build, check_secrets, entries_of_hosts
+from tasks.core import pairs
+from tasks.core.pairs import Entry, PairError, build, check_secrets, entries_of_hosts
 
 
 def hosts(*rows):

@@ -84,7 +84,7 @@ def test_pairs_sharing_a_tunnel_are_refused_before_connecting(secrets, tmp_path)
 
 
 def test_no_peer_lookup_outside_tasks_pairs():
-    """Every 'my pair / my peer' question goes through tasks/pairs.py: no deploy or playbook takes the
+    """Every 'my pair / my peer' question goes through tasks/core/pairs.py: no deploy or playbook takes the
     first host of a role group."""
     found = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "tasks").rglob("*.py"))
              if path.name != "pairs.py"

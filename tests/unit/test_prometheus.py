@@ -57,8 +57,8 @@ def certs(tmp_path_factory):
     """A folder as the operator fills /etc/prometheus/wirebot: the agents' certificates made with the deploy's
     own command (primary-agent.crt, standby-agent.crt, with their keys) and Prometheus' pair made with the
     documented command (client.crt, client.key)."""
-    from tasks.provision.ops import tls_keypair_command
-    from tasks.provision.secrets_check import MAKE_METRICS_READER_CERT
+    from tasks.core.ops import tls_keypair_command
+    from tasks.core.secrets import MAKE_METRICS_READER_CERT
 
     folder = tmp_path_factory.mktemp("prometheus-wirebot")
     for role in ("primary", "standby"):
@@ -99,7 +99,7 @@ def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
     and the agent serves nothing to a client without the pinned certificate."""
     from wirebot import channel
 
-    from tasks.provision.secrets_check import metrics_reader_cert
+    from tasks.core.secrets import metrics_reader_cert
 
     (tmp_path / "secrets" / "prometheus").mkdir(parents=True)
     (tmp_path / "secrets" / "prometheus" / "client.crt").write_text((certs / "client.crt").read_text())

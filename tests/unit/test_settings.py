@@ -10,10 +10,10 @@ from wirebot import filesync
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
-from tasks import operator_settings
-from tasks.provision import agent_configs, paths
-from tasks.provision.secrets_check import SecretsError, check_all
-from tasks.settings_check import GROUP_DATA, SettingError, check
+from tasks.core import operator_settings, paths
+from tasks.core.secrets import SecretsError, check_all
+from tasks.core.settings_check import GROUP_DATA, SettingError, check
+from tasks.provision import agent_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_a_malformed_runtime_secret_names_the_file(secrets_dir, name, text, expe
 
 
 def test_runtime_secrets_are_the_ones_present(secrets_dir):
-    from tasks.provision.secrets_check import runtime_secrets
+    from tasks.core.secrets import runtime_secrets
 
     names = {"agent-hmac.key": "agent-hmac.key", "discord-webhook.url": "discord-webhook.url",
              "cloudflare-api-token": "cloudflare-api-token", "gateway.env": "gateway.env"}
@@ -107,7 +107,7 @@ def test_a_missing_setting_names_group_data(secrets_dir, monkeypatch, tmp_path):
     text = (GROUP_DATA / "all.py").read_text() + "\ndel heartbeat_miss_threshold\n"  # a site file lost it
     (group / "all.py").write_text(text)
     (group / "primary.py").write_text((GROUP_DATA / "primary.py").read_text())
-    monkeypatch.setattr("tasks.settings_check.GROUP_DATA", group)
+    monkeypatch.setattr("tasks.core.settings_check.GROUP_DATA", group)
     with pytest.raises(SettingError, match="setting 'heartbeat_miss_threshold' is missing"):
         check("primary", {"secrets_dir": str(secrets_dir)}, "x.py")
 
@@ -277,7 +277,7 @@ def _certificate(path, *, issuer=None, usage="clientAuth", days=(-1, 365), key=N
 
 
 def test_the_metrics_reader_certificate_made_as_documented_passes(secrets_dir):
-    from tasks.provision.secrets_check import metrics_reader_cert
+    from tasks.core.secrets import metrics_reader_cert
 
     assert metrics_reader_cert(str(secrets_dir), required=True) == secrets_dir / "prometheus" / "client.crt"
     assert "PRIVATE KEY" not in (secrets_dir / "prometheus" / "client.crt").read_text()  # lab: key beside, not in

@@ -1,4 +1,4 @@
-"""The settings schema (tasks/settings_schema.py) is true: every key's readers are the modules that read it,
+"""The settings schema (tasks/core/settings_schema.py) is true: every key's readers are the modules that read it,
 nothing is dead, the deploys' "Reads:" lists and README's table agree with it, group_data derives its paths,
 and the check refuses unknown keys, wrong kinds and ranges naming where the value came from."""
 
@@ -10,14 +10,14 @@ import pytest
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
-from tasks import settings_schema
+from tasks.core import settings_schema
+from tasks.core.settings_check import SettingError, check, check_pyinfra_hosts
+from tasks.core.settings_schema import SETTINGS, coerce
 from tasks.provision import agent_reference
-from tasks.settings_check import SettingError, check, check_pyinfra_hosts
-from tasks.settings_schema import SETTINGS, coerce
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
-NOT_READERS = {"settings_schema", "incident/settings", "provision/agent_reference"}  # they define or document
+NOT_READERS = {"core/settings_schema", "playbooks/playbook_settings", "provision/agent_reference"}  # they define or document
 
 
 def _module(path: Path) -> str:
@@ -49,7 +49,7 @@ def test_every_setting_names_exactly_the_modules_that_read_it():
     actual = actual_readers()
     wrong = {name: {"schema": sorted(s.readers.split()), "code": sorted(actual[name])}
              for name, s in SETTINGS.items() if set(s.readers.split()) != actual[name]}
-    assert wrong == {}, "fix `readers` in tasks/settings_schema.py"
+    assert wrong == {}, "fix `readers` in tasks/core/settings_schema.py"
 
 
 def test_no_setting_is_dead():
@@ -152,7 +152,7 @@ def test_a_typo_in_group_data_is_refused_naming_the_file(secrets_dir, tmp_path, 
             "_Path(__file__).resolve().parent.parent", repr(str(ROOT))))
     with open(group / "standby.py", "a") as handle:
         handle.write("heartbeat_intervall_seconds = 10\n")
-    monkeypatch.setattr("tasks.settings_check.GROUP_DATA", group)
+    monkeypatch.setattr("tasks.core.settings_check.GROUP_DATA", group)
     with pytest.raises(SettingError, match=f"^{group / 'standby.py'}: unknown setting 'heartbeat_intervall_seconds'"):
         check("standby", {"secrets_dir": str(secrets_dir)}, "x.py")
 

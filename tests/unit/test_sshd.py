@@ -3,8 +3,9 @@
 import runpy
 import subprocess
 
-from tasks.provision import ops, sshd
-from tasks.settings_check import GROUP_DATA
+from tasks.core import ops
+from tasks.core.settings_check import GROUP_DATA
+from tasks.provision import sshd
 
 
 class Data(dict):

@@ -6,10 +6,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd  # nftables comes with packages_apt/dnf (base)
 
-from tasks import pairs
-from tasks.provision import paths
+from tasks.core import pairs, paths
+from tasks.core.ops import managed_file, service
 from tasks.provision.firewall.rules import render
-from tasks.provision.ops import managed_file, service
 from tasks.provision.trust import address_of
 
 UNIT = "wirebot-firewall"

@@ -8,9 +8,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import paths, roles, sandbox
+from tasks.core import paths
+from tasks.core.ops import managed_template, service
+from tasks.provision import roles, sandbox
 from tasks.provision.cloudflared import _describe, start_gate
-from tasks.provision.ops import managed_template, service
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 

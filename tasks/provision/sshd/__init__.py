@@ -7,8 +7,8 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.util import get_template
 
+from tasks.core.ops import sshd_dropin
 from tasks.provision import trust
-from tasks.provision.ops import sshd_dropin
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "sshd-wirebot.conf.j2"
 

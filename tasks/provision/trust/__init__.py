@@ -23,10 +23,8 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import pairs
-from tasks.provision import hoststate, paths
-from tasks.provision.agent_configs import fenced_units
-from tasks.provision.ops import (
+from tasks.core import hoststate, pairs, paths
+from tasks.core.ops import (
     Certificate,
     NotOwnedBy,
     PublicKey,
@@ -40,7 +38,8 @@ from tasks.provision.ops import (
     system_account,
     tls_keypair,
 )
-from tasks.provision.secrets_check import dns_names, metrics_reader_cert
+from tasks.core.secrets import dns_names, metrics_reader_cert
+from tasks.provision.agent_configs import fenced_units
 
 REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
@@ -138,7 +137,7 @@ def trust():
     """
     data = host.data
     is_primary = "primary" in host.groups
-    primary, standby = pairs.pair_of(host).hosts()  # this host's own pair (tasks/pairs.py)
+    primary, standby = pairs.pair_of(host).hosts()  # this host's own pair (tasks/core/pairs.py)
     _agent_channel(data, "primary" if is_primary else "standby", standby if is_primary else primary)
 
     # Keys first: each is authorized on the other host further down, in the same run.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tasks.settings_check import check_inventory  # noqa: E402
+from tasks.core.settings_check import check_inventory  # noqa: E402
 
 _ALMA = "\n".join([
     'NAME="AlmaLinux"', 'VERSION="9.4 (Seafoam Ocelot)"', 'ID="almalinux"', 'ID_LIKE="rhel centos fedora"',

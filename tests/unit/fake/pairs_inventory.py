@@ -1,4 +1,4 @@
-"""Two pairs of fake AlmaLinux 9 hosts in one inventory (tasks/pairs.py): pair `wirebot`
+"""Two pairs of fake AlmaLinux 9 hosts in one inventory (tasks/core/pairs.py): pair `wirebot`
 (WIREBOT_FAKE_SECRETS) and pair `acme` (WIREBOT_FAKE_SECRETS_ACME), each with its own secrets and
 tunnel. The @fake connector runs nothing: the plan shows who each host trusts, streams to and pins."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from tasks.pairs import check_hosts  # noqa: E402
-from tasks.settings_check import check_inventory  # noqa: E402
+from tasks.core.pairs import check_hosts  # noqa: E402
+from tasks.core.settings_check import check_inventory  # noqa: E402
 
 _host = runpy.run_path(str(Path(__file__).with_name("inventory.py")))["_host"]
 

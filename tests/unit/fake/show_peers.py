@@ -5,7 +5,7 @@ import json
 
 from pyinfra import host
 
-from tasks import pairs
+from tasks.core import pairs
 from tasks.provision import agent_configs
 from tasks.provision.agent import rendered_config
 

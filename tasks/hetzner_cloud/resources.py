@@ -14,10 +14,10 @@ from hcloud import Client
 from hcloud.actions import ActionFailedException, ActionTimeoutException
 from hcloud.firewalls import Firewall, FirewallResource, FirewallRule
 
-from tasks.hcloud_standby.config import PAIR_LABEL, StandbySpec
-from tasks.hcloud_standby.errors import Refused, during
-from tasks.hcloud_standby.preflight import Offer
-from tasks.operator_settings import DEFAULT_PAIR
+from tasks.core.operator_settings import DEFAULT_PAIR
+from tasks.hetzner_cloud.config import PAIR_LABEL, StandbySpec
+from tasks.hetzner_cloud.errors import Refused, during
+from tasks.hetzner_cloud.preflight import Offer
 
 Say = Callable[[str], None]
 

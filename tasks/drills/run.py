@@ -4,7 +4,7 @@ tasks/drill.py registers each step as a python.call on both hosts; `Drill.op` ru
 the primary while pyinfra still counts it as active, else on the standby (a failed recovery fails the
 primary's host, a failed failover the standby's: the remaining steps, the log and the alert still run).
 The seed's steps 3 (failover) and 7-8 (recovery) are the incident playbooks' own operations
-(tasks/incident); the drill marks when they start and end and reads their timeline.
+(tasks/playbooks); the drill marks when they start and end and reads their timeline.
 """
 
 import atexit
@@ -17,10 +17,9 @@ from pathlib import Path
 
 from pyinfra.facts.files import File
 
-from tasks import pairs
-from tasks.drill_lib import public, report, steps
-from tasks.drill_lib import settings as drill_settings
-from tasks.provision.ops import WirebotState
+from tasks.core import pairs
+from tasks.core.ops import WirebotState
+from tasks.drills import drill_settings, drill_steps, public, report
 
 REFUSE_STATES = ("ACTIVE", "ACTIVATING")
 _RUNS = {}  # id(pyinfra state) -> Drill
@@ -54,7 +53,7 @@ class Drill:
         self.calls = {}
         self.finished = False
         self.report = None
-        self.pair = None  # the pair's name (tasks/pairs.py), set by for_run
+        self.pair = None  # the pair's name (tasks/core/pairs.py), set by for_run
 
     # --- prepare time ---
     @classmethod
@@ -206,7 +205,7 @@ class Drill:
             if self.steps[10]["status"] == report.SKIPPED:
                 self.run_step(10, self._log_after_disconnect)
             if self.steps[11]["status"] in (report.SKIPPED, report.PENDING):
-                self.run_step(11, steps.alert)
+                self.run_step(11, drill_steps.alert)
             self.report = report.settle(self.build_report(), "failed")
             self.report["note"] = note
             self.write_local(report.json_line(self.report))
@@ -219,7 +218,7 @@ class Drill:
         """Step 10 when pyinfra stopped early: reconnect to the primary and append the line there."""
         if not self.primary.connected:
             self.primary.connect(reason="to log the stopped fire drill", show_errors=False)
-        return steps.log(self)
+        return drill_steps.log(self)
 
     def log_path(self) -> str:
         return f"{self.data.wirebot_log_dir}/fire-drill.log"

@@ -3,7 +3,7 @@
 Everything is checked here, before any API call: a missing or malformed value is a SettingsProblem
 naming the key and where it came from (the settings file, a flag, or the default).
 
-Per pair (the settings file's ``pairs:`` form, tasks/operator_settings.py): defaults < the top-level
+Per pair (the settings file's ``pairs:`` form, tasks/core/operator_settings.py): defaults < the top-level
 ``hetzner:`` < the pair's own ``pairs.NAME.hetzner:`` < flags, and the primary's address defaults to
 ``pairs.NAME.primary.address`` (a top-level ``hetzner.primary_address`` is refused: whose primary?).
 Two pairs never share a server, firewall or SSH key:
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from tasks import operator_settings
-from tasks.hcloud_standby.errors import SettingsProblem
-from tasks.settings_schema import KINDS
+from tasks.core import operator_settings
+from tasks.core.settings_schema import KINDS
+from tasks.hetzner_cloud.errors import SettingsProblem
 
 PAIR_NAME, PAIR_NAME_TEXT = KINDS["pair"]
 

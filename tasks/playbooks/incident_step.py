@@ -16,9 +16,9 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.context import state as context_state
 
-from tasks.incident import timeline
-from tasks.incident.model import Refusal
-from tasks.incident.remote import StepFailed
+from tasks.playbooks import timeline
+from tasks.playbooks.model import Refusal
+from tasks.playbooks.remote import StepFailed
 
 
 @dataclass
@@ -76,7 +76,7 @@ def incident_step(step: Step):
     Bring one incident step's state about: nothing when its facts say it holds, else one timed
     FunctionCommand running the step.
 
-    + step: the Step (tasks.incident.steps.Step)
+    + step: the Step (tasks.playbooks.incident_step.Step)
     """
     executing = context_state.is_executing
     name = current_host.name

@@ -9,8 +9,8 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
 
-from tasks.provision import hoststate
-from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
+from tasks.core import hoststate
+from tasks.core.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
 
 
 class WirebotState(FactBase):
@@ -158,7 +158,7 @@ def temp_name(dest: str) -> str:
 def managed_file(src, dest: str, user: str = "root", group: str = "root", mode: str = "644", secret: bool = False):
     """
     A file with exactly this content, owner and mode, checked by sha256 with everything else the host is
-    asked (tasks/provision/hoststate.py: no command of its own when nothing differs; files.put and
+    asked (tasks/core/hoststate.py: no command of its own when nothing differs; files.put and
     files.template take three each). A new version is uploaded beside it, given its owner and mode, then
     moved into place in one step (a reader never sees half a file or a wrong mode); a private file (no
     read bit for others) is uploaded into an empty file made with its owner and mode first, so its

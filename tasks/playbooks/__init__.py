@@ -9,8 +9,8 @@ executes, and facts are not cached, so each step decides from the state of the h
 it runs. The deploys register all their steps unconditionally (no Python `if` on state the playbook
 changes), so in one deploy file
 
-    from tasks.incident.failover import failover
-    from tasks.incident.recovery import recovery
+    from tasks.playbooks.failover_plan import failover
+    from tasks.playbooks.recovery_plan import recovery
 
     failover(report=False)     # fence the primary, activate the standby, verify the public endpoint
     ...                        # the drill's own operations (checks while the standby serves)
@@ -39,7 +39,7 @@ timeline.records("failover") / ("recovery") in a later operation (e.g. the drill
 each step's seconds. An operation that fails (a StepFailed or a refusal) fails its host, so pyinfra
 runs no later step on it; the failure's reason is logged on that host and is in the timeline.
 
-Settings (host.data, e.g. `--data failover_force=true`; defaults in tasks/incident/settings.py):
+Settings (host.data, e.g. `--data failover_force=true`; defaults in tasks/playbooks/playbook_settings.py):
   failover_force            False  activate even when the primary cannot be fenced and the witness cannot
                                    confirm its connector is gone (the operator's decision)
   failover_activation_wait  300    seconds wirebot.activation may take to reach ACTIVE

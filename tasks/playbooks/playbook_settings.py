@@ -1,9 +1,9 @@
 """The incident playbooks' settings: host.data keys with their defaults (override: `--data key=value`).
 
-Defined (kind, range, default, meaning) in tasks/settings_schema.py, section "incident".
+Defined (kind, range, default, meaning) in tasks/core/settings_schema.py, section "incident".
 """
 
-from tasks.settings_schema import defaults
+from tasks.core.settings_schema import defaults
 
 DEFAULTS = defaults("incident")
 

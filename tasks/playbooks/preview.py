@@ -8,8 +8,8 @@ does not understand refuses the recovery before anything is stopped. Only scratc
 
 import shlex
 
-from tasks.incident import model, remote, timeline
-from tasks.incident.facts import MergeDryRun
+from tasks.playbooks import model, remote, timeline
+from tasks.playbooks.facts import MergeDryRun
 
 
 def _dry_run(run, copy: str, path: str, tenants: bool) -> str:

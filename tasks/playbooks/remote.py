@@ -12,7 +12,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Optional
 
-from tasks.incident import model
+from tasks.playbooks import model
 
 
 class StepFailed(Exception):
@@ -67,7 +67,7 @@ def last_json(text: str) -> Optional[dict]:
                 return value
         except ValueError:
             pass
-    from tasks.incident.facts import last_json as last_line
+    from tasks.playbooks.facts import last_json as last_line
 
     return last_line(text.splitlines())
 
@@ -142,7 +142,7 @@ def api_origins(base: str, account: str, tunnel: str, token: Optional[str], time
 
 def public_view(data, expected: str, probes: int) -> tuple:
     """(ok, text) of one verification round: `probes` requests plus the API (token from the secrets)."""
-    from tasks.provision.secrets_check import cloudflared_files
+    from tasks.core.secrets import cloudflared_files
 
     answers = [probe(data.witness_public_url, data.witness_public_host_header or None) for _ in range(probes)]
     token_file = Path(data.secrets_dir) / "cloudflare-api-token"

@@ -1,6 +1,6 @@
 """Recovery steps 2 and 3: merge the standby's writes into the primary, then verify by set comparison.
 
-A mixin of tasks.incident.recovery.Recovery (which provides target(), marker(), the paths and hosts).
+A mixin of tasks.playbooks.recovery_plan.Recovery (which provides target(), marker(), the paths and hosts).
 Per database: a consistent copy on the standby (backup API, Litestream's bookkeeping tables left out),
 fetched through the control machine to {wirebot_state_dir}/recovery/epoch-T/standby/ on the primary
 and merged there by wirebot.merge (insert-or-ignore by primary key, one transaction per DB; a tenant
@@ -10,9 +10,9 @@ DB only on the standby is copied). The copies stay as evidence; step 3 compares 
 import shlex
 from pathlib import PurePosixPath
 
-from tasks.incident import model, remote, timeline
-from tasks.incident.model import STOPPED, VERIFIED
-from tasks.incident.remote import StepFailed
+from tasks.playbooks import model, remote, timeline
+from tasks.playbooks.model import STOPPED, VERIFIED
+from tasks.playbooks.remote import StepFailed
 
 PLAYBOOK = "recovery"
 SERVICES = ("openclaw-gateway", "wirebot-scoreboard")

@@ -2,7 +2,7 @@
 
 All three steps are operations on the standby host (the side that changes role); the primary is
 reached through its own pyinfra connection when it has one. Each step decides from live facts when it
-runs (see tasks/incident/__init__.py), so a second run changes nothing.
+runs (see tasks/playbooks/__init__.py), so a second run changes nothing.
 """
 
 import shlex
@@ -13,11 +13,11 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
 
-from tasks.incident import model, remote, settings, summary, timeline
-from tasks.incident.facts import WitnessNow, view
-from tasks.incident.hosts import address_of, pair
-from tasks.incident.remote import StepFailed, fence_units_args
-from tasks.incident.steps import Step, incident_step
+from tasks.playbooks import model, playbook_settings, remote, summary, timeline
+from tasks.playbooks.facts import WitnessNow, view
+from tasks.playbooks.incident_step import Step, incident_step
+from tasks.playbooks.pair_hosts import address_of, pair
+from tasks.playbooks.remote import StepFailed, fence_units_args
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
@@ -112,7 +112,7 @@ class Failover:
         ask again for up to failover_witness_wait seconds: a dead connector leaves the list only after
         the edge notices (the lab's edge: 3 s)."""
         started = time.monotonic()
-        wait = float(settings.get(self.data, "failover_witness_wait"))
+        wait = float(playbook_settings.get(self.data, "failover_witness_wait"))
         while True:
             witness = self.standby.get_fact(WitnessNow, agents_dir=self.data.wirebot_agents_dir,
                                             config=self.data.standby_config)
@@ -129,7 +129,7 @@ class Failover:
         decision = self._decision or self.decision()
         reason = "tasks/failover.py (operator)" + (": forced, fence not established" if decision.force else "")
         args = ["--config", self.data.standby_config, "--reason", reason,
-                "--wait", str(settings.get(self.data, "failover_activation_wait"))]
+                "--wait", str(playbook_settings.get(self.data, "failover_activation_wait"))]
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
             self.data, "activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
@@ -140,14 +140,14 @@ class Failover:
     # 3 -------------------------------------------------------------------------------------------------
     def verify_check(self):
         ok, text = remote.public_view(self.data, address_of(self.standby),
-                                      int(settings.get(self.data, "incident_verify_probes")))
+                                      int(playbook_settings.get(self.data, "incident_verify_probes")))
         self.explained["verify"] = text
         return None if ok else f"wait for the standby to serve the public endpoint (now: {text})"
 
     def verify_run(self, todo):
         return remote.wait_served(self.data, address_of(self.standby),
-                                  float(settings.get(self.data, "incident_verify_seconds")),
-                                  int(settings.get(self.data, "incident_verify_probes")))
+                                  float(playbook_settings.get(self.data, "incident_verify_seconds")),
+                                  int(playbook_settings.get(self.data, "incident_verify_probes")))
 
 
 def describe_activation(reply: dict, decision: model.Activation) -> str:
@@ -217,7 +217,7 @@ def failover(force=False, report=True):
         return
     if host.name != standby.name:
         return
-    run = Failover(bool(force) or settings.flag(host.data, "failover_force"))
+    run = Failover(bool(force) or playbook_settings.flag(host.data, "failover_force"))
     if not primary.connected:
         timeline.note(PLAYBOOK, f"the primary ({primary.name}) could not be connected over SSH: pyinfra dropped "
                                 "it; the run continues with the standby only")

@@ -7,8 +7,8 @@ import sys
 import time
 from typing import Optional
 
-from tasks.incident import remote
-from tasks.incident.facts import HttpJson, LastJsonLine, view
+from tasks.playbooks import remote
+from tasks.playbooks.facts import HttpJson, LastJsonLine, view
 
 _AT_EXIT = {}  # pair name -> table, printed together at the end of the run
 

@@ -5,7 +5,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from tasks.incident import model
+from tasks.playbooks import model
 
 RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
 

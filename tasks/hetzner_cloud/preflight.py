@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from hcloud import Client
 
-from tasks.hcloud_standby.config import StandbySpec
-from tasks.hcloud_standby.errors import Unavailable, during
+from tasks.hetzner_cloud.config import StandbySpec
+from tasks.hetzner_cloud.errors import Unavailable, during
 
 CHEAPEST_SHOWN = 5
 

@@ -17,7 +17,7 @@ Environment variables override the file: WIREBOT_PRIMARY_ADDRESS, WIREBOT_STANDB
 WIREBOT_SECRETS_DIR. No address has a default: a missing one is an error naming what to set.
 
 Several pairs (Wirebot's and white-label clients', each with its own hosts, keys, secrets and tunnel;
-tasks/pairs.py) use the ``pairs:`` form instead of top-level ``primary:``/``standby:`` (mixing both is
+tasks/core/pairs.py) use the ``pairs:`` form instead of top-level ``primary:``/``standby:`` (mixing both is
 refused)::
 
     pairs:
@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from tasks.settings_schema import SETTINGS
+from tasks.core.settings_schema import SETTINGS
 
 ROLES = ("primary", "standby")
 DEFAULT_PAIR = SETTINGS["pair"].default  # the one-pair form's pair
@@ -86,7 +86,7 @@ PAIR_KEYS = {"primary", "standby", "secrets_dir", "data", "hetzner"}
 
 
 def _check_pairs_form(data: Dict[str, Any], path: Path) -> None:
-    """The `pairs:` form's shape (names and addresses are checked by pair_settings and tasks/pairs.py)."""
+    """The `pairs:` form's shape (names and addresses are checked by pair_settings and tasks/core/pairs.py)."""
     mixed = [role for role in ROLES if role in data]
     if mixed:
         raise SettingsError(f"{path}: top-level '{mixed[0]}' beside 'pairs': use one form (move it into its pair "
@@ -286,7 +286,7 @@ def _checked_address(section: Dict[str, Any], where: str, path: Path, missing: s
 def pair_settings(data: Dict[str, Any] = None, path: Path = None) -> Dict[str, Dict[str, Any]]:
     """Every pair of the settings: {name: {"primary": section, "standby": section, "secrets_dir": Path,
     "data": {host data}, "named": bool}}. The one-pair form is {"wirebot": ...} with named False (its
-    hosts keep the default `pair`, tasks/settings_schema.py); SettingsError names what to set."""
+    hosts keep the default `pair`, tasks/core/settings_schema.py); SettingsError names what to set."""
     path = path or settings_path()
     data = load(path) if data is None else data
     if "pairs" not in data:

@@ -1,4 +1,4 @@
-"""The settings check: every host's final settings against tasks/settings_schema.py, before any operation.
+"""The settings check: every host's final settings against tasks/core/settings_schema.py, before any operation.
 
 Two places run it. The inventories (inventory.py, lab/inventory.py) call `check_inventory` when pyinfra loads
 them, before any connection: group_data plus the inventory's host data. deploy.py and the playbooks call
@@ -19,16 +19,16 @@ import runpy
 from pathlib import Path, PurePosixPath
 from typing import Dict, Tuple
 
-from tasks.provision.secrets_check import (
+from tasks.core.secrets import (
     REQUIRED_SECRETS,
     SecretsError,
     check_all,
     metrics_reader_cert,
     runtime_secrets,
 )
-from tasks.settings_schema import KINDS, SETTINGS, coerce, defaults, derived_from, host_keys, resolve_all
+from tasks.core.settings_schema import KINDS, SETTINGS, coerce, defaults, derived_from, host_keys, resolve_all
 
-GROUP_DATA = Path(__file__).resolve().parent.parent / "group_data"
+GROUP_DATA = Path(__file__).resolve().parents[2] / "group_data"
 DATA_FLAG = "--data"  # the origin of a value given on pyinfra's command line
 __all__ = ["KINDS", "SettingError", "check", "check_inventory", "check_pyinfra_hosts", "merged_settings"]
 
@@ -52,7 +52,7 @@ def _unknown(key: str, origin: str) -> SettingError:
     close = difflib.get_close_matches(key, list(host_keys()), n=1, cutoff=0.75)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return SettingError(f"{origin}: unknown setting '{key}'{hint}: every setting is defined in "
-                        "tasks/settings_schema.py")
+                        "tasks/core/settings_schema.py")
 
 
 def finalize(role: str, values: dict, origin: dict) -> dict:

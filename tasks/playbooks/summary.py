@@ -5,8 +5,8 @@ import sys
 import time
 from typing import Iterable, List, Optional
 
-from tasks.incident import timeline
-from tasks.incident.timeline import Record
+from tasks.playbooks import timeline
+from tasks.playbooks.timeline import Record
 
 TITLES = {"failover": "Wirebot failover", "recovery": "Wirebot recovery (failback)"}
 _REGISTERED = set()

@@ -2,7 +2,7 @@
 
 An inventory may hold several primary/standby pairs (Wirebot's own, and white-label clients' each with
 a pair of their own). Every host is in exactly one of the groups `primary` and `standby`, and names its
-pair in the host data key `pair` (tasks/settings_schema.py, default "wirebot": a one-pair inventory need
+pair in the host data key `pair` (tasks/core/settings_schema.py, default "wirebot": a one-pair inventory need
 not set it). The inventories also declare a group per pair, named after it, so `--limit NAME` acts on one pair.
 
 Refused before anything runs, with the hosts and the pair named:
@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.settings_schema import KINDS, SETTINGS
+from tasks.core.settings_schema import KINDS, SETTINGS
 
 ROLES = ("primary", "standby")
 DEFAULT_PAIR = SETTINGS["pair"].default

@@ -1,6 +1,6 @@
 """The bodies of the drill's steps (seed section 14). Each takes the Drill and returns (ok, detail).
 
-Steps 3, 7 and 8 are done by the incident playbooks' operations (tasks/incident failover and recovery),
+Steps 3, 7 and 8 are done by the incident playbooks' operations (tasks/playbooks failover and recovery),
 which run between the drill's marks; here they are only read back from the incident timeline.
 """
 
@@ -8,9 +8,8 @@ import shlex
 import time
 from pathlib import Path
 
-from tasks.drill_lib import hosts, public, report
-from tasks.drill_lib import settings as drill_settings
-from tasks.drill_lib.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface
+from tasks.drills import drill_settings, host_commands, public, report
+from tasks.drills.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface
 
 DONE = ("done", "already")
 DEACTIVATE_KEYS = ("stop", "standby")  # recovery steps that make seed step 7; the others make step 8
@@ -51,8 +50,8 @@ def warmup(drill) -> bool:
 def stop_connector(drill):
     """Step 1: stop the primary's connector (the outage; the failover's fence then masks it)."""
     unit = shlex.quote(drill.data.cloudflared_unit)
-    hosts.run(drill.primary, f"systemctl stop {unit}", timeout=int(_timeout(drill)))
-    state = hosts.run(drill.primary, f"systemctl is-active {unit} || true").strip() or "unknown"
+    host_commands.run(drill.primary, f"systemctl stop {unit}", timeout=int(_timeout(drill)))
+    state = host_commands.run(drill.primary, f"systemctl is-active {unit} || true").strip() or "unknown"
     return state in ("inactive", "failed", "unknown"), f"{drill.data.cloudflared_unit} on the primary: {state}"
 
 
@@ -77,7 +76,7 @@ def shows_offline(drill):
 
 
 def incident_records(playbook, keys=None) -> list:
-    from tasks.incident import timeline
+    from tasks.playbooks import timeline
 
     return [r for r in timeline.records(playbook) if keys is None or r.key in keys]
 
@@ -131,7 +130,7 @@ def _gateways(drill) -> dict:
     """{"primary"|"standby": host} for each host whose gateway unit is active."""
     serving = {}
     for role, target in (("primary", drill.primary), ("standby", drill.standby)):
-        if hosts.run(target, "systemctl is-active openclaw-gateway || true").strip() == "active":
+        if host_commands.run(target, "systemctl is-active openclaw-gateway || true").strip() == "active":
             serving[role] = target
     return serving
 
@@ -172,7 +171,8 @@ def probe(drill):
     if not surface.wait_for(lambda x: x.event(eid).get("synced_at"), _timeout(drill)):
         return False, f"probe {eid} was not acknowledged within {_timeout(drill):.0f}s"
     acked = time.monotonic() - started
-    rows = [r for r in hosts.rows_tagged(drill.standby, drill.data.scoreboard_events_db, drill.id, eid) if r[0] == eid]
+    tagged = host_commands.rows_tagged(drill.standby, drill.data.scoreboard_events_db, drill.id, eid)
+    rows = [r for r in tagged if r[0] == eid]
     if not rows:
         return False, f"probe {eid} was acknowledged but is not in the standby's {drill.data.scoreboard_events_db}"
     return True, f"probe {eid} acknowledged in {acked:.2f}s, in the standby's events.db (received_by {rows[0][1]})"
@@ -213,7 +213,7 @@ def verdict(drill) -> None:
     time.sleep(s["drill_cooldown_seconds"])
     drained_ok = surface.finish(s["drill_drain_timeout_seconds"])
     created = surface.event_ids()
-    found = [r[0] for r in hosts.rows_tagged(drill.primary, drill.data.scoreboard_events_db, drill.id)]
+    found = [r[0] for r in host_commands.rows_tagged(drill.primary, drill.data.scoreboard_events_db, drill.id)]
     v = report.verdict(created, found)
     outage_start = marks.get("step1_start") or float("inf")
     outage_end = marks.get("recovery_end") or float("inf")
@@ -224,8 +224,8 @@ def verdict(drill) -> None:
     v.pop("exactly_once")
     drill.events = v
     state_path = f"{drill.data.wirebot_state_dir}/state.json"
-    drill.epoch["after"] = {"primary": hosts.state_file(drill.primary, state_path).get("epoch"),
-                            "standby": hosts.state_file(drill.standby, state_path).get("epoch")}
+    drill.epoch["after"] = {"primary": host_commands.state_file(drill.primary, state_path).get("epoch"),
+                            "standby": host_commands.state_file(drill.standby, state_path).get("epoch")}
     print(f"fire drill verdict: {v['created']} created, {v['found']} on the primary, lost {v['lost']}, "
           f"doubled {v['doubled']}, unexpected {v['unexpected']}", flush=True)
 
@@ -235,7 +235,7 @@ def log(drill):
     drill.steps[10].update(status=report.OK, seconds=0.0, detail=f"{drill.log_path()} on the primary")
     drill.steps[11].update(status="pending", detail="sent after the line is written")
     line = report.json_line(drill.build_report())
-    hosts.append_line(drill.primary, drill.log_path(), line)
+    host_commands.append_line(drill.primary, drill.log_path(), line)
     return True, f"appended {len(line)} bytes to {drill.log_path()} on {drill.primary.name}"
 
 
