@@ -17,7 +17,8 @@ from tasks.provision import agent_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
-NOT_READERS = {"core/settings_schema", "playbooks/playbook_settings", "provision/agent_reference"}  # they define or document
+# they define or document settings
+NOT_READERS = {"core/settings_schema", "playbooks/playbook_settings", "provision/agent_reference"}
 
 
 def _module(path: Path) -> str:

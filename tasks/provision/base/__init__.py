@@ -47,7 +47,8 @@ def base():
 
     Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, scoreboard_user,
     wirebot_user, wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
-    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: tasks/core/secrets.py REQUIRED_SECRETS).
+    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: REQUIRED_SECRETS,
+    tasks/core/secrets.py).
     """
     data = host.data
     if hoststate.fact(host, Which, command="apt-get"):
