@@ -11,11 +11,9 @@ naming what to set. With several pairs (the settings' `pairs:` form) every host 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tasks.core.operator_settings import SettingsError, load, pair_settings, settings_path  # noqa: E402
-from tasks.core.pairs import PairError, check_hosts  # noqa: E402
-from tasks.core.settings_check import check_inventory  # noqa: E402
+from tasks.core.operator_settings import SettingsError, load, pair_settings, settings_path
+from tasks.core.pairs import PairError, check_hosts
+from tasks.core.settings_check import check_inventory
 
 
 def _host(name: str, pair: dict, role: str, data: dict) -> tuple:

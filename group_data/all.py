@@ -9,12 +9,6 @@ site, assign it below the update line (e.g. `firewall_ssh_sources = ["198.51.100
 values (addresses, secrets) live outside git: see tasks/core/operator_settings.py.
 """
 
-import sys as _sys
-from pathlib import Path as _Path
-
-if str(_Path(__file__).resolve().parent.parent) not in _sys.path:  # the checkout (pyinfra loads this file bare)
-    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
-
-from tasks.core.settings_schema import group_defaults as _group_defaults  # noqa: E402
+from tasks.core.settings_schema import group_defaults as _group_defaults
 
 globals().update(_group_defaults("all"))

@@ -22,21 +22,16 @@ wirebot_log_dir, wirebot_state_dir, secrets_dir, and what the failover and recov
 A dry run (`--dry`) checks the refusals and lists the operations; it runs no step.
 """
 
-import sys
-from pathlib import Path
+from pyinfra import host, inventory, state
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.operations import python
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pyinfra import host, inventory, state  # noqa: E402
-from pyinfra.api.exceptions import PyinfraError  # noqa: E402
-from pyinfra.operations import python  # noqa: E402
-
-from tasks.core.settings_check import check_pyinfra_hosts  # noqa: E402
-from tasks.drills import drill_steps  # noqa: E402
-from tasks.drills.drill_settings import DrillSettingError  # noqa: E402
-from tasks.drills.run import Drill, Refused  # noqa: E402
-from tasks.playbooks.failover_plan import failover  # noqa: E402
-from tasks.playbooks.recovery_plan import recovery  # noqa: E402
+from tasks.core.settings_check import check_pyinfra_hosts
+from tasks.drills import drill_steps
+from tasks.drills.drill_settings import DrillSettingError
+from tasks.drills.run import Drill, Refused
+from tasks.playbooks.failover_plan import failover
+from tasks.playbooks.recovery_plan import recovery
 
 check_pyinfra_hosts()  # every host's final settings, --data included, before the drill touches anything
 try:

@@ -28,18 +28,16 @@ import argparse
 import ipaddress
 import os
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-if __package__ in (None, ""):  # run as `python tasks/hetzner.py`: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 VENV_SETUP = "python3 -m venv .venv && .venv/bin/pip install -e ."
-try:  # every third-party module this command needs (pyproject.toml), before any of them is used
+try:  # every module this command needs from the install (pyproject.toml), before any of them is used
     import requests
     import yaml  # noqa: F401 - used by tasks.core.operator_settings
     from hcloud import APIException, Client
     from hcloud.actions import ActionException
+
+    import tasks.core  # noqa: F401 - the checkout's own package, installed by `pip install -e .`
 except ModuleNotFoundError as missing:  # the system Python, not the checkout's virtualenv
     print(f"error: tasks/hetzner.py needs the checkout's virtualenv ({missing.name} is not installed for "
           f"{sys.executable}): run `{VENV_SETUP}` in the checkout once, then "

@@ -7,18 +7,15 @@ with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/test_agen
 true.
 """
 
-import sys
 from pathlib import Path
 
 import yaml
+from wirebot import config_keys
+
+from tasks.core.settings_schema import SETTINGS, defaults
+from tasks.provision import agent_configs
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-
-from wirebot import config_keys  # noqa: E402
-
-from tasks.core.settings_schema import SETTINGS, defaults  # noqa: E402
-from tasks.provision import agent_configs  # noqa: E402
 
 REFERENCE_DIR = ROOT / "docs" / "reference"
 PRIMARY, STANDBY = "203.0.113.10", "203.0.113.20"  # documentation addresses (RFC 5737)

@@ -13,13 +13,11 @@ Not destructive; starts from a clean lab (reset when it is not).
 import base64
 import json
 import subprocess
-import sys
 import time
 
 import pytest
 from labtest import (
     AGENT_SOCKET,
-    ROOT,
     agent,
     connector_origins,
     ensure_clean_lab,
@@ -31,11 +29,9 @@ from labtest import (
     standby_status,
     stranger_identity,
 )
+from wirebot import signing  # the agents' own signing code
 
 from lab import network, settings
-
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}

@@ -2,7 +2,6 @@
 
 import json
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,12 +11,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from lab import settings
+from lab.edge import Edge, EdgeServers
 
-from lab import settings  # noqa: E402
-from lab.edge import Edge, EdgeServers  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 HOST = "wins.wirebot.chat"
 UNKNOWN_TUNNEL = "0a1b2c3d-0000-4000-8000-0000000000ff"  # made up, like the lab's own

@@ -17,14 +17,12 @@ import hcloud.actions.client as hcloud_actions
 import pytest
 import yaml
 from hcloud import APIException
+from hcloud_standin import HcloudStandin, md5_fingerprint  # tests/ (pytest puts it on sys.path: tests/conftest.py)
+
+from tasks import hetzner
+from tasks.hetzner_cloud import config, errors, resources
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from hcloud_standin import HcloudStandin, md5_fingerprint  # noqa: E402
-
-from tasks import hetzner  # noqa: E402
-from tasks.hetzner_cloud import config, errors, resources  # noqa: E402
 
 TOKEN = "tok-3f9c1d7e-a61b-never-print-me"
 # Generated with ssh-keygen; the fingerprints are `ssh-keygen -E md5 -lf` of each.

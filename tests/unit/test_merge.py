@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
-sys.path.insert(0, str(AGENTS))
-
-from wirebot import merge  # noqa: E402
-from wirebot.merge import MergeError, MergeSchemaError  # noqa: E402
+from wirebot import merge
+from wirebot.merge import MergeError, MergeSchemaError
 
 EVENTS_SQL = (
     "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, tenant TEXT, payload TEXT NOT NULL, "
@@ -251,8 +247,7 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
     source, target = _two_table_pair(tmp_path, wal)
     snap = snapshot(target)
     script = textwrap.dedent(f"""
-        import os, sys
-        sys.path.insert(0, {str(AGENTS)!r})
+        import os
         from wirebot import merge
         orig = merge._count
         def count(conn, schema, table):
@@ -339,9 +334,7 @@ def test_missing_files_are_clear_errors(tmp_path):
 # --- CLI ---------------------------------------------------------------------------------------------
 
 def cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(AGENTS))
-    return subprocess.run([sys.executable, "-m", "wirebot.merge", *map(str, args)],
-                          capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "wirebot.merge", *map(str, args)], capture_output=True, text=True)
 
 
 def test_cli_merge_dry_run_json_and_table(tmp_path):

@@ -5,21 +5,18 @@ export (with its HELP). promtool is Debian's `prometheus` package (lab/deploy.sh
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from wirebot import replicator, standby_api
+
+from lab import prometheus as lab_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "files" / "prometheus" / "wirebot-rules.yml"
 SCRAPE = ROOT / "files" / "prometheus" / "scrape.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "unit" / "prometheus").glob("*.test.yml"))
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-
-from wirebot import replicator, standby_api  # noqa: E402
-
-from lab import prometheus as lab_prometheus  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,10 @@ import pytest
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from lab import settings
+from lab.edge import Edge, EdgeServers
 
-from lab import settings  # noqa: E402
-from lab.edge import Edge, EdgeServers  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 STANDINS = ROOT / "lab" / "standins"
 HOST = "wins.wirebot.chat"

@@ -4,12 +4,8 @@ planned against them. WIREBOT_FAKE_SECRETS names the secrets directory to use.""
 
 import os
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from tasks.core.settings_check import check_inventory  # noqa: E402
+from tasks.core.settings_check import check_inventory
 
 _ALMA = "\n".join([
     'NAME="AlmaLinux"', 'VERSION="9.4 (Seafoam Ocelot)"', 'ID="almalinux"', 'ID_LIKE="rhel centos fedora"',

@@ -4,13 +4,10 @@ tunnel. The @fake connector runs nothing: the plan shows who each host trusts, s
 
 import os
 import runpy
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from tasks.core.pairs import check_hosts  # noqa: E402
-from tasks.core.settings_check import check_inventory  # noqa: E402
+from tasks.core.pairs import check_hosts
+from tasks.core.settings_check import check_inventory
 
 _host = runpy.run_path(str(Path(__file__).with_name("inventory.py")))["_host"]
 
