@@ -420,6 +420,10 @@ SETTINGS_LIST = [
     S("witness_public_host_header", "all", "text_or_empty", "",
       "only when the URL's host is not the public hostname (lab)",
       "agent:replicator.yml agent:standby.yml drills/drill_settings playbooks/remote playbooks/status_report"),
+    S("edge_origin_header", "all", "text_or_empty", "",
+      "response header in which the public edge names the origin that served a request (only an edge that adds "
+      "one: the lab's sets X-Lab-Origin); empty (Cloudflare): the origin is not visible in answers, the playbooks "
+      "and status go by the Cloudflare API's connector list", "drills/run playbooks/remote playbooks/status_report"),
     S("witness_cloudflare_api_base", "all", "url", "https://api.cloudflare.com/client/v4",
       "Cloudflare's API (the tunnel's connector list)", "agent:replicator.yml agent:standby.yml playbooks/remote"),
     S("witness_timeout_seconds", "all", "seconds", 5, "timeout of one witness request",

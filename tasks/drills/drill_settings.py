@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.core.settings_schema import SETTINGS  # noqa: E402
+from tasks.core.settings_schema import SETTINGS
 
 # key: (default, check, meaning): section "drill" of tasks/core/settings_schema.py
 DEFAULTS = {name: (s.default, s.kind, s.meaning) for name, s in SETTINGS.items() if s.section == "drill"}

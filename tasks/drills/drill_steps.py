@@ -109,7 +109,7 @@ def endpoints(drill):
         for name in names:
             if not answers.get(name, (False,))[0]:
                 prefix, header = drill_settings.public_url(drill.base, name)
-                answers[name] = public.health(prefix, header)
+                answers[name] = public.health(prefix, header, origin_header=drill.origin_header)
         if all(a[0] for a in answers.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -144,7 +144,7 @@ def ask_gateway(drill, expected: str) -> tuple:
     seen = {}
     ok, answer = public.chat(prefix, header, s["drill_chat_model"],
                              f"Fire drill {drill.id}: please answer with one short sentence.", chat_token(drill),
-                             timeout=_timeout(drill), seen=seen)
+                             timeout=_timeout(drill), seen=seen, origin_header=drill.origin_header)
     serving = _gateways(drill)
     names = {drill.primary.name: "primary", drill.standby.name: "standby"}
     origin = names.get(seen.get("origin"), seen.get("origin"))

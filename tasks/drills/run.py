@@ -42,6 +42,7 @@ class Drill:
         self.state, self.primary, self.standby, self.data = state, primary, standby, data
         self.settings = drill_settings.load(data)
         self.base = drill_settings.public_base(data, self.settings)
+        self.origin_header = data.get("edge_origin_header") or ""  # "" on Cloudflare: no origin in answers
         self.id = str(uuid.uuid4())
         self.local_dir = Path(self.settings["drill_local_dir"])
         self.run_dir = self.local_dir / "drills" / self.id
@@ -86,7 +87,8 @@ class Drill:
             raise Refused("the primary is fenced (fenced.json present): a failover was not recovered. Nothing "
                           "was changed; run `pyinfra inventory.py tasks/recovery.py` first")
         prefix, header = drill_settings.public_url(self.base, self.settings["drill_api_hostname"])
-        ok, detail = public.health(prefix, header, timeout=self.settings["drill_surface_timeout_seconds"])
+        ok, detail = public.health(prefix, header, timeout=self.settings["drill_surface_timeout_seconds"],
+                                   origin_header=self.origin_header)
         if not ok:
             raise Refused(f"the public endpoint {self.settings['drill_api_hostname']} does not answer /health "
                           f"({detail}): nothing to drill against. Nothing was changed")

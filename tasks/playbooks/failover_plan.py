@@ -193,8 +193,9 @@ def failover(force=False, report=True):
     """
     Guarantees: the primary is fenced when it is reachable (fence command: connector stopped and
     masked, fence record; then gateway and scoreboard stopped); the standby is ACTIVE through
-    wirebot.activation; the public endpoint answers 2xx from the standby only (the lab edge's
-    X-Lab-Origin; the Cloudflare API's connections when the secrets hold an API token). When the
+    wirebot.activation; the public endpoint answers 2xx from the standby only (the origin the
+    edge names in setting edge_origin_header's header, where it has one; the Cloudflare API's connections
+    when the secrets hold an API token). When the
     primary cannot be reached it is dropped by pyinfra: the run goes on with the standby and activates
     only if the witness confirms the primary's connector is gone, or with force; otherwise it refuses
     before changing anything and says what it would need. Prints each step's duration and a summary.

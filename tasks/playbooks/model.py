@@ -243,8 +243,9 @@ def keys_counts(report: Optional[dict]) -> List[dict]:
     return rows
 
 
-def served_by(probes: List[dict], expected: str, api: Optional[dict]) -> tuple:
-    """(ok, text): did every probe get a 2xx from the `expected` origin, and does the API agree?"""
+def served_by(probes: List[dict], expected: str, api: Optional[dict], origin_header: str = "") -> tuple:
+    """(ok, text): did every probe get a 2xx from the `expected` origin (as the edge's `origin_header`
+    names it, when the edge has one), and does the API agree?"""
     if not probes:
         return False, "no request made"
     bad = [p for p in probes if not (p.get("status") and 200 <= p["status"] < 300)]
@@ -255,7 +256,7 @@ def served_by(probes: List[dict], expected: str, api: Optional[dict]) -> tuple:
     if origins and origins != [expected]:
         return False, f"served by {', '.join(origins)}, expected {expected}"
     text = f"{len(probes)} public requests answered 2xx"
-    text += f" by {expected} (X-Lab-Origin)" if origins else " (origin not visible)"
+    text += f" by {expected} ({origin_header or 'origin header'})" if origins else " (origin not visible)"
     if api and api.get("configured"):
         if not api.get("ok"):
             return False, text + f"; Cloudflare API failed ({api.get('error')})"

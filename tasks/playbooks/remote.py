@@ -105,8 +105,13 @@ def transfer(source_host, source: str, target_host, target: str) -> int:
 
 
 # --- the public endpoint, seen from the control machine --------------------------------------------
-def probe(url: str, host_header: Optional[str], timeout: float = 5.0) -> dict:
-    """One GET of the public URL: {"status", "origin" (the lab edge's X-Lab-Origin), "error"}."""
+def _origin(headers, origin_header: str) -> Optional[str]:
+    return headers.get(origin_header) if origin_header and headers is not None else None
+
+
+def probe(url: str, host_header: Optional[str], origin_header: str = "", timeout: float = 5.0) -> dict:
+    """One GET of the public URL: {"status", "origin", "error"}; "origin" is the answer's `origin_header`
+    (setting edge_origin_header: an edge that names the origin that served it), None without one."""
     headers = {"User-Agent": "wirebot-incident", "Cache-Control": "no-cache"}
     if host_header:
         headers["Host"] = host_header
@@ -114,9 +119,9 @@ def probe(url: str, host_header: Optional[str], timeout: float = 5.0) -> dict:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(65536)
-            return {"status": response.status, "origin": response.headers.get("X-Lab-Origin"), "error": None}
+            return {"status": response.status, "origin": _origin(response.headers, origin_header), "error": None}
     except urllib.error.HTTPError as exc:
-        return {"status": exc.code, "origin": exc.headers.get("X-Lab-Origin"), "error": None}
+        return {"status": exc.code, "origin": _origin(exc.headers, origin_header), "error": None}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return {"status": None, "origin": None, "error": str(getattr(exc, "reason", exc))[:200]}
 
@@ -144,12 +149,13 @@ def public_view(data, expected: str, probes: int) -> tuple:
     """(ok, text) of one verification round: `probes` requests plus the API (token from the secrets)."""
     from tasks.core.secrets import cloudflared_files
 
-    answers = [probe(data.witness_public_url, data.witness_public_host_header or None) for _ in range(probes)]
+    answers = [probe(data.witness_public_url, data.witness_public_host_header or None, data.edge_origin_header or "")
+               for _ in range(probes)]
     token_file = Path(data.secrets_dir) / "cloudflare-api-token"
     token = token_file.read_text().strip() if token_file.is_file() else None
     tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
     api = api_origins(data.witness_cloudflare_api_base, tunnel["account_tag"], tunnel["tunnel_id"], token)
-    return model.served_by(answers, expected, api)
+    return model.served_by(answers, expected, api, data.edge_origin_header or "")
 
 
 def wait_served(data, expected: str, seconds: float, probes: int) -> str:

@@ -36,7 +36,8 @@ def collect(primary, standby) -> dict:
     replicator = _fact(primary, HttpJson, url="http://agent/status", socket=pdata.agent_control_socket)
     agent = _fact(standby, HttpJson, url="http://agent/status", socket=sdata.agent_control_socket)
     drill = _fact(primary, LastJsonLine, path=f"{pdata.wirebot_log_dir}/fire-drill.log")
-    answer = remote.probe(sdata.witness_public_url, sdata.witness_public_host_header or None)
+    answer = remote.probe(sdata.witness_public_url, sdata.witness_public_host_header or None,
+                          sdata.edge_origin_header or "")
     pv, sv = view(primary), view(standby)
     return {
         "at": time.time(),

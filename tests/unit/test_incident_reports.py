@@ -1,8 +1,13 @@
 """Parsing of the merge and key-comparison reports, the public verdict, the summary and the status table."""
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tasks.playbooks import model, status_report, summary
+import pytest
+
+from tasks.drills import public
+from tasks.playbooks import model, remote, status_report, summary
 from tasks.playbooks.facts import MergeDryRun, last_json
 from tasks.playbooks.timeline import Record
 
@@ -52,8 +57,8 @@ def probe(status_code=200, origin="10.0.0.3"):
 
 def test_served_by_needs_every_probe_from_the_expected_origin():
     ok, text = model.served_by([probe(), probe()], "10.0.0.3", {"configured": True, "ok": True,
-                                                                "origins": ["10.0.0.3"]})
-    assert ok and "X-Lab-Origin" in text and "only 10.0.0.3" in text
+                                                                "origins": ["10.0.0.3"]}, "X-Edge-Origin")
+    assert ok and "X-Edge-Origin" in text and "only 10.0.0.3" in text
     ok, text = model.served_by([probe(), probe(origin="10.0.0.2")], "10.0.0.3", None)
     assert not ok and "10.0.0.2" in text
     assert not model.served_by([probe(530, None)], "10.0.0.3", None)[0]
@@ -145,3 +150,36 @@ def test_summary_collapses_a_run_where_every_step_already_held_for_the_same_reas
     lines = summary.format_summary("recovery", records, now=0).splitlines()
     assert lines[0].endswith("OK, NOTHING TO DO (1970-01-01 00:00:00 UTC) ===")
     assert "3 steps: Nothing to recover" in lines[2] and "0.75" in lines[3] and len(lines) == 4
+
+
+@pytest.fixture()
+def edge_naming_its_origin():
+    """A local HTTP server that answers like the lab's edge: 200 with an origin header (X-Some-Origin)."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("X-Some-Origin", "10.0.0.3")
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_origin_is_read_only_from_the_header_the_setting_names(edge_naming_its_origin):
+    """edge_origin_header: product code knows no lab header; empty (Cloudflare) sees no origin at all."""
+    url = f"{edge_naming_its_origin}/health"
+    assert remote.probe(url, None, "X-Some-Origin")["origin"] == "10.0.0.3"
+    assert remote.probe(url, None, "")["origin"] is None
+    assert remote.probe(url, None, "X-Lab-Origin")["origin"] is None
+    seen = {}
+    assert public.request(url, seen=seen, origin_header="X-Some-Origin")[0] == 200 and seen == {"origin": "10.0.0.3"}
+    seen = {}
+    assert public.request(url, seen=seen)[0] == 200 and seen == {}
+    assert public.health(edge_naming_its_origin, "", origin_header="X-Some-Origin") == (True, "HTTP 200 from 10.0.0.3")
