@@ -9,14 +9,16 @@ from io import BytesIO
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
 
-from tasks.core import hoststate
+from tasks.core import hoststate, layout
 from tasks.core.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
+
+STATE_FILE = layout.state_file()  # at the default wirebot_state_dir
 
 
 class WirebotState(FactBase):
     """The agents' state file on the host (state, epoch, ...) as a dict; {} when absent or unreadable."""
 
-    def command(self, path="/var/lib/wirebot/state.json"):
+    def command(self, path=STATE_FILE):
         return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
     def process(self, output):

@@ -2,12 +2,24 @@
 
 from pathlib import PurePosixPath
 
+from tasks.core import layout
+
 UNIT_DIR = "/usr/local/lib/systemd/system"  # local vendor units: `systemctl mask` can still override them
 
 
 def state_file(data) -> str:
     """The agents' state file (state, epoch) on a host."""
-    return f"{data.wirebot_state_dir}/state.json"
+    return layout.state_file(data.wirebot_state_dir)
+
+
+def fenced_file(data) -> str:
+    """The fence record on the primary (tasks/core/layout.py)."""
+    return layout.fenced_file(data.wirebot_state_dir)
+
+
+def recovery_markers_dir(data, epoch: int) -> str:
+    """Recovery's progress markers for target epoch `epoch` on the primary (tasks/core/layout.py)."""
+    return layout.recovery_markers_dir(data.wirebot_state_dir, epoch)
 
 
 def agent_key_file(data, name: str) -> str:

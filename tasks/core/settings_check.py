@@ -16,9 +16,10 @@ overridden layout key unless set explicitly themselves.
 
 import difflib
 import runpy
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Dict, Tuple
 
+from tasks.core.checkout import GROUP_DATA
 from tasks.core.secrets import (
     REQUIRED_SECRETS,
     SecretsError,
@@ -28,7 +29,6 @@ from tasks.core.secrets import (
 )
 from tasks.core.settings_schema import KINDS, SETTINGS, coerce, defaults, derived_from, host_keys, resolve_all
 
-GROUP_DATA = Path(__file__).resolve().parents[2] / "group_data"
 DATA_FLAG = "--data"  # the origin of a value given on pyinfra's command line
 __all__ = ["KINDS", "SettingError", "check", "check_inventory", "check_pyinfra_hosts", "merged_settings"]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from pyinfra.facts.files import File
 
-from tasks.core import pairs
+from tasks.core import layout, pairs, paths
 from tasks.core.ops import WirebotState
 from tasks.drills import drill_settings, drill_steps, public, report
 
-REFUSE_STATES = ("ACTIVE", "ACTIVATING")
+REFUSE_STATES = layout.SERVING_STATES
 _RUNS = {}  # id(pyinfra state) -> Drill
 
 
@@ -83,7 +83,7 @@ class Drill:
                           f"({standby_state.get('reason', 'no reason recorded')}): an incident is on, or a "
                           "failover was not recovered. Nothing was changed. When the primary is back, run "
                           "`pyinfra inventory.py tasks/recovery.py`, then the drill")
-        if self.primary.get_fact(File, path=f"{self.data.wirebot_state_dir}/fenced.json"):
+        if self.primary.get_fact(File, path=paths.fenced_file(self.data)):
             raise Refused("the primary is fenced (fenced.json present): a failover was not recovered. Nothing "
                           "was changed; run `pyinfra inventory.py tasks/recovery.py` first")
         prefix, header = drill_settings.public_url(self.base, self.settings["drill_api_hostname"])

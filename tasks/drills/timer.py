@@ -20,12 +20,12 @@ from pathlib import Path
 
 import jinja2
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+from tasks.core.checkout import CHECKOUT, TEMPLATES
+
 UNIT = "wirebot-drill"
 ON_CALENDAR = runpy.run_path(str(CHECKOUT / "group_data" / "all.py"))["drill_schedule"]
 DESCRIPTION = "first Sunday of the month, 03:00 America/Los_Angeles"
 UNIT_DIR = "etc/systemd/system"
-TEMPLATES = CHECKOUT / "templates"
 KEPT_ENVIRONMENT = ("WIREBOT_SETTINGS", "WIREBOT_SECRETS_DIR")
 TIMEOUT_SECONDS = 2 * 3600  # a drill waits at most minutes per step; two hours is a stuck drill
 ELAPSE = re.compile(r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$")

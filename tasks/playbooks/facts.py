@@ -5,6 +5,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from tasks.core import layout
 from tasks.playbooks import model
 
 RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
@@ -101,7 +102,7 @@ class LastJsonLine(FactBase):
 def units_of(target) -> list:
     """The units the playbooks look at on `target`: the connector, the services and its agent(s)."""
     data = target.data
-    names = [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard", "litestream"]
+    names = [*layout.serving_units(data.cloudflared_unit), layout.LITESTREAM_UNIT]
     names += [unit for unit in (data.get("replicator_unit"), data.get("standby_unit")) if unit]
     return names
 

@@ -13,6 +13,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
 
+from tasks.core import layout, paths
 from tasks.playbooks import model, playbook_settings, remote, summary, timeline
 from tasks.playbooks.facts import WitnessNow, view
 from tasks.playbooks.incident_step import Step, incident_step
@@ -21,7 +22,6 @@ from tasks.playbooks.remote import StepFailed, fence_units_args
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")  # fenced with the connector (remote.fence_units_args)
 
 
 class Failover:
@@ -32,7 +32,7 @@ class Failover:
         self.data = self.standby.data
         self.force = force
         self.connector = self.data.cloudflared_unit
-        self.serving = (self.connector,) + SERVICES
+        self.serving = layout.serving_units(self.connector)
         self.token_file = f"{self.data.wirebot_run_dir}/cloudflare-api-token"
         self.explained = {}
         self._decision = None
@@ -56,21 +56,21 @@ class Failover:
             self.explained["fence"] = f"primary {self.primary.name} unreachable over SSH: not fenced here"
             return None
         self.explained["fence"] = f"{self.primary.name}: fenced, {', '.join(self.serving)} stopped"
-        return model.fence_todo(primary, self.connector, SERVICES)
+        return model.fence_todo(primary, self.connector, layout.SERVICES)
 
     def fence_run(self, todo):
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
             data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            paths.fenced_file(data)))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
-        remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the gateway and scoreboard")
-        left = model.fence_todo(view(self.primary), self.connector, SERVICES)
+        remote.sh(self.primary, f"systemctl stop {' '.join(layout.SERVICES)}", "stopping the gateway and scoreboard")
+        left = model.fence_todo(view(self.primary), self.connector, layout.SERVICES)
         if left:
             raise StepFailed(f"after fencing, still to do: {left}")
         return f"{self.primary.name}: {self.connector} stopped and masked, fence record written, " \
-               f"{' and '.join(SERVICES)} stopped; {self.flush()}"
+               f"{' and '.join(layout.SERVICES)} stopped; {self.flush()}"
 
     def flush(self) -> str:
         """Best effort, once the writers are stopped: push the last frames of every DB to the standby's

@@ -10,12 +10,12 @@ DB only on the standby is copied). The copies stay as evidence; step 3 compares 
 import shlex
 from pathlib import PurePosixPath
 
+from tasks.core import layout
 from tasks.playbooks import model, remote, timeline
 from tasks.playbooks.model import STOPPED, VERIFIED
 from tasks.playbooks.remote import StepFailed
 
 PLAYBOOK = "recovery"
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
 
 
 class MergeSteps:
@@ -37,7 +37,7 @@ class MergeSteps:
     def merge(self, relative: str, path: str, tenants: bool) -> str:
         target, primary, standby = self.target()
         self._require(STOPPED in primary.marks(target.epoch), "step 1 (stop) has not completed")
-        serving = [u for u in (self.connector,) + SERVICES if standby.active(u)]
+        serving = [u for u in layout.serving_units(self.connector) if standby.active(u)]
         self._require(not serving, f"the standby serves again ({', '.join(serving)}): run the recovery again")
         copy = self.copy_path(target.epoch, relative)
         if tenants:

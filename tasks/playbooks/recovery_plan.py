@@ -32,8 +32,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
 
+from tasks.core import layout, paths
 from tasks.core.ops import PublicKey
-from tasks.core.paths import relative_to_data_root
 from tasks.playbooks import model, playbook_settings, remote, summary, timeline
 from tasks.playbooks.facts import view
 from tasks.playbooks.incident_step import Step, incident_step
@@ -47,7 +47,6 @@ from tasks.provision.litestream import HOST_KEY, config_arguments
 
 PLAYBOOK = "recovery"
 STEPS = ("stop", "merge", "verify", "replication", "standby", "primary", "confirm")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
 
 
 class Recovery(MergeSteps):
@@ -59,17 +58,17 @@ class Recovery(MergeSteps):
         self.connector = self.data.cloudflared_unit
         self.stop_after = stop_after
         root = self.data.wirebot_data_root
-        self.dbs = [(relative_to_data_root(p, root), p, False) for p in self.data.litestream_databases]
+        self.dbs = [(paths.relative_to_data_root(p, root), p, False) for p in self.data.litestream_databases]
         if self.data.litestream_tenant_dir:
             tenants = self.data.litestream_tenant_dir
-            self.dbs.append((relative_to_data_root(tenants, root), tenants, True))
+            self.dbs.append((paths.relative_to_data_root(tenants, root), tenants, True))
         # The gateway's own databases (every one in gateway_state_dir) are never merged: OpenClaw's internal
         # state has no append-only keys (the merge would refuse it); the primary's gateway resumes its own
         # state, the standby's copies are kept on the primary like any skipped DB (the surfaces keep their
         # chat history).
         gateway_state = self.data.gateway_state_dir.rstrip("/") + "/"
         self.skip_dbs = playbook_settings.paths(self.data, "recovery_skip_dbs") + [
-            relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
+            paths.relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
         self.explained = {}
 
     # --- facts ---------------------------------------------------------------------------------------
@@ -87,7 +86,7 @@ class Recovery(MergeSteps):
         return target, primary, standby
 
     def base(self, epoch: int) -> str:
-        return f"{self.data.wirebot_state_dir}/recovery/epoch-{epoch}"
+        return paths.recovery_markers_dir(self.data, epoch)
 
     def copy_path(self, epoch: int, relative: str) -> str:
         return f"{self.base(epoch)}/standby/{relative}"
@@ -147,17 +146,18 @@ class Recovery(MergeSteps):
         if STARTED not in primary.marks(target.epoch):
             self.marker(target.epoch, STARTED, {"epoch": target.epoch, "reason": target.reason,
                                                 "standby_epoch": standby.epoch})
-        remote.sh(self.standby, f"systemctl stop {self.connector} && systemctl stop {' '.join(SERVICES)}",
+        remote.sh(self.standby, f"systemctl stop {self.connector} && systemctl stop {' '.join(layout.SERVICES)}",
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
             data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            paths.fenced_file(data)))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
-        remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
+        remote.sh(self.primary, f"systemctl stop {' '.join(layout.SERVICES)}",
+                  "stopping the primary's gateway and scoreboard")
         primary, standby = view(self.primary), view(self.standby)
-        running = [f"{u} on the standby" for u in (self.connector,) + SERVICES if standby.active(u)]
-        running += [f"{u} on the primary" for u in (self.connector,) + SERVICES if primary.active(u)]
+        running = [f"{u} on the standby" for u in layout.serving_units(self.connector) if standby.active(u)]
+        running += [f"{u} on the primary" for u in layout.serving_units(self.connector) if primary.active(u)]
         self._require(not running, f"still running: {', '.join(running)}")
         self.marker(target.epoch, STOPPED, {})
         return (f"recovery to epoch {target.epoch}: standby's connector, gateway and scoreboard stopped; primary "
@@ -174,7 +174,7 @@ class Recovery(MergeSteps):
         return get_template(source).render(arguments)
 
     def _replication_units(self):
-        return ["litestream", self.data.get("replicator_unit") or "wirebot-replicator"]
+        return [layout.LITESTREAM_UNIT, self.data.get("replicator_unit") or layout.REPLICATOR_UNIT]
 
     def replication_check(self):
         target, primary, _ = self.target()
@@ -189,7 +189,7 @@ class Recovery(MergeSteps):
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
         remote.sh(self.primary, remote.agents(data, "incident", "set-epoch", "--state-file",
-                                              f"{data.wirebot_state_dir}/state.json", "--epoch", target.epoch),
+                                              paths.state_file(data), "--epoch", target.epoch),
                   f"raising the primary's epoch to {target.epoch}")
         config = self.litestream_config(target.epoch)
         litestream, replicator = self._replication_units()
@@ -238,25 +238,25 @@ class Recovery(MergeSteps):
         if target is None:
             return None
         self.explained["primary"] = f"{self.primary.name}: un-fenced, {self.connector} and services running"
-        return model.primary_todo(primary, self.connector, SERVICES)
+        return model.primary_todo(primary, self.connector, layout.SERVICES)
 
     def primary_run(self, todo):
         target, primary, standby = self.target()
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
-        fenced = f"{self.data.wirebot_state_dir}/fenced.json"
+        fenced = paths.fenced_file(self.data)
         # the fence masked the connector, the gateway and the scoreboard: unmask all, then start the services
-        remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
-                                f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")
+        remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(layout.SERVICES)} && "
+                                f"systemctl start {' '.join(layout.SERVICES)}", "starting the primary's services")
         remote.sh(self.primary, wait_ready_command(self.data),  # ready means ready: /readyz, then the tunnel
                   "waiting for the primary's gateway to be ready", timeout=self.data.gateway_ready_timeout_seconds + 30)
         remote.sh(self.primary, f"rm -f {fenced} && (systemctl reset-failed {self.connector} || true) && "
                                 f"systemctl start {self.connector}", "starting the primary's connector")
-        left = model.primary_todo(view(self.primary), self.connector, SERVICES)
+        left = model.primary_todo(view(self.primary), self.connector, layout.SERVICES)
         if left:
             log = remote.sh(self.primary, f"journalctl -u {self.connector} -n 5 --no-pager; true", "reading the log")
             raise StepFailed(f"the primary still needs: {left}\n{log.stdout[-600:]}")
-        return f"{self.primary.name}: fence removed, {', '.join(SERVICES)} and {self.connector} running"
+        return f"{self.primary.name}: fence removed, {', '.join(layout.SERVICES)} and {self.connector} running"
 
     # 7 confirm ---------------------------------------------------------------------------------------
     def confirm_check(self):
@@ -265,7 +265,7 @@ class Recovery(MergeSteps):
 
     def confirm_run(self, todo):
         target, primary, _ = self.target()
-        self._require(model.primary_todo(primary, self.connector, SERVICES) is None,
+        self._require(model.primary_todo(primary, self.connector, layout.SERVICES) is None,
                       "step 6 (primary) has not completed")
         verdict = remote.wait_served(self.data, address_of(self.primary),
                                      float(playbook_settings.get(self.data, "incident_verify_seconds")),

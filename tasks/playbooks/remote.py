@@ -12,6 +12,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Optional
 
+from tasks.core import layout
 from tasks.playbooks import model
 
 
@@ -47,7 +48,7 @@ def exit_code(host, command: str, timeout=None):
 def fence_units_args(connector: str) -> list:
     """fence_command's --unit arguments: the connector first, then the gateway and the scoreboard (the
     units the fence key's forced command names too, tasks/provision/agent_configs.fenced_units)."""
-    return [arg for unit in (connector, "openclaw-gateway", "wirebot-scoreboard") for arg in ("--unit", unit)]
+    return [arg for unit in layout.serving_units(connector) for arg in ("--unit", unit)]
 
 
 def agents(data, module: str, *args: str) -> str:

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Optional
 
+from tasks.core import layout
 from tasks.playbooks import remote
 from tasks.playbooks.facts import HttpJson, LastJsonLine, view
 
@@ -110,7 +111,7 @@ def format_table(view_: dict, pair: str = None) -> str:
                                          or replicator.get("error", "?")),
          _agent_state(agent, s)),
         ("fenced", "yes" if p["fenced"] else "no", "-"),
-    ] + [(unit, _unit(p, unit), _unit(s, unit)) for unit in (connector, "openclaw-gateway", "wirebot-scoreboard")]
+    ] + [(unit, _unit(p, unit), _unit(s, unit)) for unit in layout.serving_units(connector)]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view_.get("at") or time.time()))
     title = f"Wirebot status of pair {pair}" if pair else "Wirebot status"

@@ -10,12 +10,10 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.core import pairs, paths
+from tasks.core.checkout import AGENTS_SRC, TEMPLATES
 from tasks.core.ops import managed_file, managed_template, service
 from tasks.core.secrets import cloudflared_files
 from tasks.provision.trust import address_of
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-AGENTS_SRC = Path(__file__).resolve().parents[2] / "files" / "agents" / "wirebot"
 
 
 def rendered_config(build) -> dict:

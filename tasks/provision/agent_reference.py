@@ -7,15 +7,15 @@ with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/test_agen
 true.
 """
 
-from pathlib import Path
 
 import yaml
 from wirebot import config_keys
 
+from tasks.core.checkout import CHECKOUT
 from tasks.core.settings_schema import SETTINGS, defaults
 from tasks.provision import agent_configs
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CHECKOUT
 
 REFERENCE_DIR = ROOT / "docs" / "reference"
 PRIMARY, STANDBY = "203.0.113.10", "203.0.113.20"  # documentation addresses (RFC 5737)

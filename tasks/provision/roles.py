@@ -6,13 +6,13 @@ and a fenced primary fenced instead of undoing an incident.
 
 from pyinfra import host
 
-from tasks.core import hoststate, pairs, paths
+from tasks.core import hoststate, layout, pairs, paths
 from tasks.core.ops import WirebotState
 
 
 def reads(target) -> dict:
     """What these functions read on `target` (tasks/provision/reads.py)."""
-    return {"paths": [f"{target.data.wirebot_state_dir}/fenced.json"],
+    return {"paths": [paths.fenced_file(target.data)],
             "facts": [(WirebotState, {"path": paths.state_file(target.data)})]}
 
 
@@ -25,7 +25,7 @@ def agent_state(on=None) -> dict:
 def standby_serving() -> bool:
     """This host's pair's standby is the active side (or becoming it): an incident is on."""
     standby = pairs.pair_of(host).standby
-    return agent_state(standby).get("state") in ("ACTIVE", "ACTIVATING")
+    return layout.serving(agent_state(standby).get("state"))
 
 
 def epoch() -> int:
@@ -35,7 +35,7 @@ def epoch() -> int:
 
 def fenced() -> bool:
     """The primary's connector was fenced by the standby (the fence command's marker is present)."""
-    return bool(hoststate.path(host, f"{host.data.wirebot_state_dir}/fenced.json"))
+    return bool(hoststate.path(host, paths.fenced_file(host.data)))
 
 
 def serving():
@@ -43,8 +43,8 @@ def serving():
     if "primary" in host.groups:
         return None if fenced() or standby_serving() else True
     state = agent_state().get("state", "STANDBY")
-    if state == "ACTIVE":
+    if state == layout.ACTIVE:
         return True
-    if state == "ACTIVATING":
+    if state == layout.ACTIVATING:
         return None
     return False

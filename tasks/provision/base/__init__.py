@@ -8,6 +8,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, server
 
 from tasks.core import hoststate
+from tasks.core.checkout import AGENTS_SRC
 from tasks.core.ops import (
     InstalledDebPackages,
     NotOwnedBy,
@@ -20,8 +21,6 @@ from tasks.core.ops import (
     tree_sync,
 )
 from tasks.core.secrets import REQUIRED_SECRETS, runtime_secrets
-
-AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
 
 
 def reads(target) -> dict:

@@ -1,7 +1,7 @@
 """Litestream: the pinned binary on both hosts; on the primary its config and service streaming every
 replicated database to the standby over SFTP."""
 
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -10,11 +10,11 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.core import hoststate, pairs, paths
+from tasks.core.checkout import TEMPLATES
 from tasks.core.ops import PublicKey, managed_file, managed_template, service
 from tasks.provision import roles, sandbox
 from tasks.provision.litestream.wheel import binary_for
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 HOST_KEY = "/etc/ssh/ssh_host_ecdsa_key.pub"
 
 

@@ -9,11 +9,10 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from tasks.core import paths
+from tasks.core.checkout import TEMPLATES
 from tasks.core.ops import managed_template, service
 from tasks.provision import roles, sandbox
 from tasks.provision.cloudflared import _describe, start_gate
-
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
 @deploy("Scoreboard")

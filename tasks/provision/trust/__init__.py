@@ -17,13 +17,13 @@
 
 import shlex
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from tasks.core import hoststate, pairs, paths
+from tasks.core.checkout import FILES
 from tasks.core.ops import (
     Certificate,
     NotOwnedBy,
@@ -41,7 +41,7 @@ from tasks.core.ops import (
 from tasks.core.secrets import dns_names, metrics_reader_cert
 from tasks.provision.agent_configs import fenced_units
 
-REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
+REPLICA_RSYNC = FILES / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
 REPLICA_KEYS_DIR = "/etc/ssh/wirebot-authorized-keys"  # root 0755; one root 0644 file per account (%u)
 OLD_REPLICA_SHELL = "/usr/local/libexec/wirebot-replica-shell"  # the forced command before the split
@@ -88,7 +88,7 @@ def fence_command_line(data) -> str:
     """The fence key's forced command, naming the configured units and fence file (no defaults used)."""
     units = " ".join(f"--unit {unit}" for unit in fenced_units(data))
     return (f"PYTHONPATH={data.wirebot_agents_dir} /usr/bin/python3 -m wirebot.fence_command {units} "
-            f"--fenced-file {data.wirebot_state_dir}/fenced.json")
+            f"--fenced-file {paths.fenced_file(data)}")
 
 
 def _agent_channel(data, role: str, peer) -> None:
