@@ -18,7 +18,7 @@ data and every path below it follows, unless that path is itself set explicitly.
 
 Adding a setting is a one-place change: add one `Setting(...)` line to SETTINGS below (name, section, kind,
 default, meaning, readers; `low`/`high` for a numeric range), then read it where you need it (`host.data.key`).
-tests/unit/test_settings_schema.py then holds you to it: `readers` must name exactly the modules that read
+tests/unit/tasks/core/test_settings_schema.py then holds you to it: `readers` must name exactly the modules that read
 the key (`tasks/` paths without `tasks/` and `.py`, `/__init__` dropped; "agent:<file>" for a key rendered
 into an agent's config), the reading deploy's docstring "Reads:" list must name it, and a key that nothing
 reads fails the test. A new kind of value: one entry in KINDS. A new key inside an agent's config file:

@@ -1,6 +1,6 @@
 """Pure decisions of the incident playbooks: what the facts say is left to do, and what to refuse.
 
-Nothing here does I/O, so every rule is unit-tested (tests/unit/test_incident_model.py). A "todo" is a
+Nothing here does I/O, so every rule is unit-tested (tests/unit/tasks/playbooks/test_model.py). A "todo" is a
 short text saying what a step still has to do, or None when its state already holds.
 """
 

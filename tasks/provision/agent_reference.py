@@ -3,8 +3,8 @@
 Rendered by the deploy's own functions (tasks/provision/agent_configs.py) from the schema's defaults
 (tasks/core/settings_schema.py), each key commented with its meaning and requiredness (wirebot.config_keys) and
 the settings it is made from (found by changing each setting and seeing which keys follow). Regenerate
-with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/test_agent_configs.py keeps the files
-true.
+with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/tasks/provision/test_agent_configs.py
+keeps the files true.
 """
 
 

@@ -13,7 +13,7 @@ import pytest
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
 
@@ -25,7 +25,7 @@ def secrets_dir(tmp_path_factory):
 
 def run_fake(secrets_dir, *extra):
     env = dict(os.environ, WIREBOT_FAKE_SECRETS=str(secrets_dir))
-    return subprocess.run([PYINFRA, "-y", "-vvv", *extra, "tests/unit/fake/inventory.py", "deploy.py"],
+    return subprocess.run([PYINFRA, "-y", "-vvv", *extra, "tests/unit/tasks/provision/fake/inventory.py", "deploy.py"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
 

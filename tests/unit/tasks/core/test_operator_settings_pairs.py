@@ -12,7 +12,7 @@ import pytest
 from tasks.core import operator_settings
 from tasks.core.operator_settings import SettingsError, pair_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 PAIRS = """\
 pairs:

@@ -1,5 +1,5 @@
-"""Two pairs in one inventory (tests/unit/fake/pairs_inventory.py, pyinfra's @fake connector): each host is
-wired to its own pair's peer only, the whole deploy plans all four hosts in one run, and pairs that share
+"""Two pairs in one inventory (tests/unit/tasks/provision/fake/pairs_inventory.py, pyinfra's @fake connector):
+each host is wired to its own pair's peer only, the whole deploy plans all four hosts in one run, and pairs that share
 a tunnel are refused before pyinfra connects to anything."""
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 ACME_TUNNEL = "0a1b2c3d-0000-4000-8000-0000000acme1"
 ADDRESSES = {"wirebot": {"203.0.113.10", "203.0.113.20"}, "acme": {"198.51.100.10", "198.51.100.20"}}
@@ -38,12 +38,12 @@ def secrets(tmp_path_factory):
 
 def run(secrets, deploy, *extra):
     env = dict(os.environ, WIREBOT_FAKE_SECRETS=str(secrets[0]), WIREBOT_FAKE_SECRETS_ACME=str(secrets[1]))
-    return subprocess.run([PYINFRA, "-y", *extra, "tests/unit/fake/pairs_inventory.py", deploy], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    return subprocess.run([PYINFRA, "-y", *extra, "tests/unit/tasks/provision/fake/pairs_inventory.py", deploy],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
 
 def test_each_host_is_wired_to_its_own_pair_only(secrets):
-    result = run(secrets, "tests/unit/fake/show_peers.py")
+    result = run(secrets, "tests/unit/tasks/provision/fake/show_peers.py")
     assert result.returncode == 0, result.stderr[-3000:]
     seen = {row["host"]: row for row in (json.loads(line.split("PEERS ", 1)[1])
                                          for line in result.stdout.splitlines() if line.startswith("PEERS "))}

@@ -166,3 +166,56 @@ def test_failover_prints_the_agents_activation_error_when_it_gives_up():
     assert "restore: sqlite3 .restore failed: No space left on device" in text
     assert activation_failure(2, {}, "wirebot.activation: no such file\n") == (
         "wirebot.activation exited 2: wirebot.activation: no such file")
+
+
+# --- reports built from facts: merge and key counts, the public verdict ---
+
+MERGE_REPORT = {"ok": True, "dry_run": True, "databases": [
+    {"path": "/data/wirebot/scoreboard/events.db", "source": "/x/events.db", "action": "dry-run",
+     "tables": [{"table": "events", "source_rows": 40, "target_before": 30, "inserted": 12}],
+     "inserted": 12, "missing_after": 0, "ok": True},
+    {"path": "/data/wirebot/scoreboard/tenants/acme.db", "source": "/x/acme.db", "action": "dry-run-copy",
+     "tables": [{"table": "events", "source_rows": 3, "target_before": 0, "inserted": 3}],
+     "inserted": 3, "missing_after": 0, "ok": True},
+]}
+
+
+def test_merge_counts_per_database():
+    rows = model.merge_counts(MERGE_REPORT)
+    assert [(r["action"], r["source_rows"], r["inserted"]) for r in rows] == [("dry-run", 40, 12),
+                                                                               ("dry-run-copy", 3, 3)]
+    assert model.merge_counts(None) == [] and model.merge_counts({"databases": []}) == []
+
+
+def test_key_counts_sum_the_tables_of_each_database():
+    report = {"ok": False, "missing": 1, "databases": {
+        "/p/events.db": {"events": {"source_keys": 5, "target_keys": 9, "missing": 0, "sample": []}},
+        "/p/tenants/a.db": {"events": {"source_keys": 2, "target_keys": 1, "missing": 1, "sample": ["u"]},
+                            "notes": {"source_keys": 1, "target_keys": 1, "missing": 0, "sample": []}}}}
+    assert model.keys_counts(report) == [
+        {"path": "/p/events.db", "source_keys": 5, "target_keys": 9, "missing": 0},
+        {"path": "/p/tenants/a.db", "source_keys": 3, "target_keys": 2, "missing": 1}]
+
+
+def probe(status_code=200, origin="10.0.0.3"):
+    return {"status": status_code, "origin": origin, "error": None}
+
+
+def test_served_by_needs_every_probe_from_the_expected_origin():
+    ok, text = model.served_by([probe(), probe()], "10.0.0.3", {"configured": True, "ok": True,
+                                                                "origins": ["10.0.0.3"]}, "X-Edge-Origin")
+    assert ok and "X-Edge-Origin" in text and "only 10.0.0.3" in text
+    ok, text = model.served_by([probe(), probe(origin="10.0.0.2")], "10.0.0.3", None)
+    assert not ok and "10.0.0.2" in text
+    assert not model.served_by([probe(530, None)], "10.0.0.3", None)[0]
+    assert not model.served_by([], "10.0.0.3", None)[0]
+
+
+def test_served_by_on_real_hosts_trusts_the_api_when_a_token_exists():
+    real = [probe(origin=None)] * 3
+    assert model.served_by(real, "203.0.113.9", {"configured": True, "ok": True, "origins": ["203.0.113.9"]})[0]
+    ok, text = model.served_by(real, "203.0.113.9", {"configured": True, "ok": True,
+                                                     "origins": ["198.51.100.1", "203.0.113.9"]})
+    assert not ok and "198.51.100.1" in text
+    ok, text = model.served_by(real, "203.0.113.9", {"configured": False})
+    assert ok and "no API token" in text

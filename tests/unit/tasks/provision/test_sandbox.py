@@ -10,7 +10,7 @@ import pytest
 from lab.group_data import group_settings
 from tasks.provision import sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def settings(role):

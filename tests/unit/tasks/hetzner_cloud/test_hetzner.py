@@ -22,7 +22,7 @@ from hcloud_standin import HcloudStandin, md5_fingerprint  # tests/ (pytest puts
 from tasks import hetzner
 from tasks.hetzner_cloud import config, errors, resources
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 TOKEN = "tok-3f9c1d7e-a61b-never-print-me"
 # Generated with ssh-keygen; the fingerprints are `ssh-keygen -E md5 -lf` of each.

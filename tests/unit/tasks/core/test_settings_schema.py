@@ -15,7 +15,7 @@ from tasks.core.settings_check import SettingError, check, check_pyinfra_hosts
 from tasks.core.settings_schema import SETTINGS, coerce
 from tasks.provision import agent_reference
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 TASKS = ROOT / "tasks"
 # they define or document settings
 NOT_READERS = {"core/settings_schema", "playbooks/playbook_settings", "provision/agent_reference"}
@@ -149,8 +149,7 @@ def test_a_typo_in_group_data_is_refused_naming_the_file(secrets_dir, tmp_path, 
     group = tmp_path / "group_data"
     group.mkdir()
     for name in ("all", "primary", "standby"):
-        (group / f"{name}.py").write_text((ROOT / "group_data" / f"{name}.py").read_text().replace(
-            "_Path(__file__).resolve().parent.parent", repr(str(ROOT))))
+        (group / f"{name}.py").write_text((ROOT / "group_data" / f"{name}.py").read_text())
     with open(group / "standby.py", "a") as handle:
         handle.write("heartbeat_intervall_seconds = 10\n")
     monkeypatch.setattr("tasks.core.settings_check.GROUP_DATA", group)

@@ -17,7 +17,7 @@ import pytest
 from tasks.drills import report
 from tasks.drills.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface, classify
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 HOST = "api.wirebot.chat"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.drills import timer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 LA = ZoneInfo("America/Los_Angeles")
 
 

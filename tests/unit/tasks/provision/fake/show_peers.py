@@ -1,5 +1,5 @@
 """Test equipment: a deploy file that changes nothing and prints, per host, its pair, its peer and the
-agent config the deploy would render for it (tests/unit/test_pairs_deploy.py reads the lines)."""
+agent config the deploy would render for it (tests/unit/tasks/provision/test_pairs_deploy.py reads the lines)."""
 
 import json
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SCRIPT = ROOT / "files" / "libexec" / "wirebot-replica-rsync"
 CLIENT_REQUEST = "rsync --server -ltpre.iLsfxCIvu --delete --mkpath . /files/home/wirebot/clawd/"
 

@@ -19,7 +19,7 @@ from tasks.core.settings_check import check
 from tasks.provision import agent_reference
 from tasks.provision.agent_reference import Data, leaves
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 KEY_HEX = "ab" * 32
 TUNNEL = {"tunnel_id": "t", "account_tag": "a"}
 LOADERS = {"replicator.yml": replicator.load_config, "standby.yml": standby_config.load}

@@ -15,7 +15,7 @@ from tasks.core.secrets import SecretsError, check_all
 from tasks.core.settings_check import GROUP_DATA, SettingError, check
 from tasks.provision import agent_configs
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
