@@ -4,19 +4,10 @@ import json
 
 from tasks.playbooks.facts import MergeDryRun, last_json
 
-MERGE_REPORT = {"ok": True, "dry_run": True, "databases": [
-    {"path": "/data/wirebot/scoreboard/events.db", "source": "/x/events.db", "action": "dry-run",
-     "tables": [{"table": "events", "source_rows": 40, "target_before": 30, "inserted": 12}],
-     "inserted": 12, "missing_after": 0, "ok": True},
-    {"path": "/data/wirebot/scoreboard/tenants/acme.db", "source": "/x/acme.db", "action": "dry-run-copy",
-     "tables": [{"table": "events", "source_rows": 3, "target_before": 0, "inserted": 3}],
-     "inserted": 3, "missing_after": 0, "ok": True},
-]}
 
-
-def test_the_dry_run_fact_reads_exit_code_report_and_error():
+def test_the_dry_run_fact_reads_exit_code_report_and_error(merge_report):
     fact = MergeDryRun()
-    ok = fact.process([json.dumps(MERGE_REPORT), "EXIT 0"])
+    ok = fact.process([json.dumps(merge_report), "EXIT 0"])
     assert ok["exit"] == 0 and ok["report"]["databases"][0]["inserted"] == 12 and ok["error"] is None
     schema = fact.process(["merge: schema error, nothing changed in that database: x: table 'y': no key", "EXIT 2"])
     assert schema["exit"] == 2 and schema["report"] is None and "table 'y'" in schema["error"]

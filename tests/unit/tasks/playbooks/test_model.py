@@ -170,18 +170,8 @@ def test_failover_prints_the_agents_activation_error_when_it_gives_up():
 
 # --- reports built from facts: merge and key counts, the public verdict ---
 
-MERGE_REPORT = {"ok": True, "dry_run": True, "databases": [
-    {"path": "/data/wirebot/scoreboard/events.db", "source": "/x/events.db", "action": "dry-run",
-     "tables": [{"table": "events", "source_rows": 40, "target_before": 30, "inserted": 12}],
-     "inserted": 12, "missing_after": 0, "ok": True},
-    {"path": "/data/wirebot/scoreboard/tenants/acme.db", "source": "/x/acme.db", "action": "dry-run-copy",
-     "tables": [{"table": "events", "source_rows": 3, "target_before": 0, "inserted": 3}],
-     "inserted": 3, "missing_after": 0, "ok": True},
-]}
-
-
-def test_merge_counts_per_database():
-    rows = model.merge_counts(MERGE_REPORT)
+def test_merge_counts_per_database(merge_report):
+    rows = model.merge_counts(merge_report)
     assert [(r["action"], r["source_rows"], r["inserted"]) for r in rows] == [("dry-run", 40, 12),
                                                                                ("dry-run-copy", 3, 3)]
     assert model.merge_counts(None) == [] and model.merge_counts({"databases": []}) == []
