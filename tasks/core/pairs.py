@@ -194,6 +194,11 @@ def _current_host():
     return current._get_module()
 
 
+def address_of(other) -> str:
+    """The address other hosts use to reach `other` (its inventory name unless ssh_hostname is set)."""
+    return other.data.get("ssh_hostname") or other.name
+
+
 def selected(state, inventory=None, what: str = "this playbook") -> Pair:
     """The one pair a playbook acts on: the pair of the hosts pyinfra was limited to (`--limit NAME`),
     or the only pair. PairError when the run would span several pairs."""
@@ -207,6 +212,14 @@ def selected(state, inventory=None, what: str = "this playbook") -> Pair:
         raise PairError(f"{what} acts on one pair and the inventory has {len(every)} "
                         f"({', '.join(sorted(every))}): name it with `--limit NAME`")
     return chosen[0]
+
+
+def selected_hosts(what: str = "this playbook") -> tuple:
+    """(primary, standby) of the one pair this pyinfra run acts on (selected(), from pyinfra's context)."""
+    from pyinfra import inventory, state
+
+    chosen = selected(state, inventory, what)
+    return chosen.primary, chosen.standby
 
 
 def in_limit(state, inventory=None) -> List[Pair]:

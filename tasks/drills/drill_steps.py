@@ -8,6 +8,8 @@ import shlex
 import time
 from pathlib import Path
 
+from tasks.core import paths
+from tasks.core.ops import WirebotState
 from tasks.drills import drill_settings, host_commands, public, report
 from tasks.drills.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface
 
@@ -223,9 +225,9 @@ def verdict(drill) -> None:
              waited=surface.stats()["waited"], drained=drained_ok)
     v.pop("exactly_once")
     drill.events = v
-    state_path = f"{drill.data.wirebot_state_dir}/state.json"
-    drill.epoch["after"] = {"primary": host_commands.state_file(drill.primary, state_path).get("epoch"),
-                            "standby": host_commands.state_file(drill.standby, state_path).get("epoch")}
+    state_path = paths.state_file(drill.data)
+    drill.epoch["after"] = {role: (target.get_fact(WirebotState, path=state_path) or {}).get("epoch")
+                            for role, target in (("primary", drill.primary), ("standby", drill.standby))}
     print(f"fire drill verdict: {v['created']} created, {v['found']} on the primary, lost {v['lost']}, "
           f"doubled {v['doubled']}, unexpected {v['unexpected']}", flush=True)
 

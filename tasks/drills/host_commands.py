@@ -55,12 +55,3 @@ def append_line(host, path: str, line: str) -> None:
     """Append `line` + newline to `path` on `host` (folder made 0755, file 0644)."""
     python(host, _APPEND, path, stdin=line.rstrip("\n") + "\n")
 
-
-def state_file(host, path: str) -> dict:
-    """The agents' state.json on `host` ({} when absent or unreadable)."""
-    text = run(host, f"cat {shlex.quote(path)} 2>/dev/null || true")
-    try:
-        data = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

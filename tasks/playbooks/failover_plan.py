@@ -13,11 +13,10 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
 
-from tasks.core import layout, paths
+from tasks.core import layout, pairs, paths
 from tasks.playbooks import model, playbook_settings, remote, summary, timeline
 from tasks.playbooks.facts import WitnessNow, view
 from tasks.playbooks.incident_step import Step, incident_step
-from tasks.playbooks.pair_hosts import address_of, pair
 from tasks.playbooks.remote import StepFailed, fence_units_args
 
 PLAYBOOK = "failover"
@@ -28,7 +27,7 @@ class Failover:
     """The failover's steps for one run; `force` is the operator's explicit decision."""
 
     def __init__(self, force: bool = False):
-        self.primary, self.standby = pair()
+        self.primary, self.standby = pairs.selected_hosts("the failover")
         self.data = self.standby.data
         self.force = force
         self.connector = self.data.cloudflared_unit
@@ -139,13 +138,13 @@ class Failover:
 
     # 3 -------------------------------------------------------------------------------------------------
     def verify_check(self):
-        ok, text = remote.public_view(self.data, address_of(self.standby),
+        ok, text = remote.public_view(self.data, pairs.address_of(self.standby),
                                       int(playbook_settings.get(self.data, "incident_verify_probes")))
         self.explained["verify"] = text
         return None if ok else f"wait for the standby to serve the public endpoint (now: {text})"
 
     def verify_run(self, todo):
-        return remote.wait_served(self.data, address_of(self.standby),
+        return remote.wait_served(self.data, pairs.address_of(self.standby),
                                   float(playbook_settings.get(self.data, "incident_verify_seconds")),
                                   int(playbook_settings.get(self.data, "incident_verify_probes")))
 
@@ -209,7 +208,7 @@ def failover(force=False, report=True):
     + force: activate although the fence cannot be established (same as --data failover_force=true)
     + report: print the summary at the end of the run
     """
-    primary, standby = pair()
+    primary, standby = pairs.selected_hosts("the failover")
     if report:
         summary.at_exit(PLAYBOOK)
     if host.name == primary.name:

@@ -32,14 +32,13 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
 
-from tasks.core import layout, paths
+from tasks.core import layout, pairs, paths
 from tasks.core.ops import PublicKey
 from tasks.playbooks import model, playbook_settings, remote, summary, timeline
 from tasks.playbooks.facts import view
 from tasks.playbooks.incident_step import Step, incident_step
 from tasks.playbooks.merge_step import MergeSteps
 from tasks.playbooks.model import DONE, STARTED, STOPPED, VERIFIED
-from tasks.playbooks.pair_hosts import address_of, pair
 from tasks.playbooks.preview import preview
 from tasks.playbooks.remote import StepFailed, fence_units_args
 from tasks.provision.gateway import wait_ready_command
@@ -53,7 +52,7 @@ class Recovery(MergeSteps):
     """The recovery's steps for one run (facts are re-read by every check)."""
 
     def __init__(self, stop_after: int = 0):
-        self.primary, self.standby = pair()
+        self.primary, self.standby = pairs.selected_hosts("the recovery")
         self.data, self.sdata = self.primary.data, self.standby.data
         self.connector = self.data.cloudflared_unit
         self.stop_after = stop_after
@@ -267,7 +266,7 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(model.primary_todo(primary, self.connector, layout.SERVICES) is None,
                       "step 6 (primary) has not completed")
-        verdict = remote.wait_served(self.data, address_of(self.primary),
+        verdict = remote.wait_served(self.data, pairs.address_of(self.primary),
                                      float(playbook_settings.get(self.data, "incident_verify_seconds")),
                                      int(playbook_settings.get(self.data, "incident_verify_probes")))
         self.marker(target.epoch, DONE, {"epoch": target.epoch, "verdict": verdict,
@@ -304,7 +303,7 @@ def recovery(report=True):
 
     + report: print the summary at the end of the run
     """
-    primary, standby = pair()
+    primary, standby = pairs.selected_hosts("the recovery")
     if report:
         summary.at_exit(PLAYBOOK)
     if host.name == standby.name:

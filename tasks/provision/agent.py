@@ -13,7 +13,6 @@ from tasks.core import pairs, paths
 from tasks.core.checkout import AGENTS_SRC, TEMPLATES
 from tasks.core.ops import managed_file, managed_template, service
 from tasks.core.secrets import cloudflared_files
-from tasks.provision.trust import address_of
 
 
 def rendered_config(build) -> dict:
@@ -21,7 +20,7 @@ def rendered_config(build) -> dict:
     data = host.data
     peer = pairs.peer_of(host)
     tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
-    return build(data, address_of(host), address_of(peer), tunnel)
+    return build(data, pairs.address_of(host), pairs.address_of(peer), tunnel)
 
 
 def code_digest(src: Path = AGENTS_SRC) -> str:

@@ -58,11 +58,6 @@ def rsync_command(replica_root: str) -> str:
     return f"{REPLICA_RSYNC_DEST} {replica_root}"
 
 
-def address_of(other) -> str:
-    """The address other hosts use to reach `other` (its inventory name unless ssh_hostname is set)."""
-    return other.data.get("ssh_hostname") or other.name
-
-
 def reads(target) -> dict:
     """What trust's code and its operations read on `target`, the peer's included (tasks/provision/reads.py)."""
     data = target.data
@@ -80,7 +75,7 @@ def _known_hosts(path: str, other) -> None:
     if not key:
         raise RuntimeError(f"{other.name}: no ed25519 host key to pin")
     managed_file(name=f"Ensure {path} pins {other.name}'s host key.",
-                 src=StringIO(f"{address_of(other)} {' '.join(key.split()[:2])}\n"),
+                 src=StringIO(f"{pairs.address_of(other)} {' '.join(key.split()[:2])}\n"),
                  dest=path, user="root", group="root", mode="644")
 
 
@@ -150,7 +145,7 @@ def trust():
 
     if is_primary:
         _known_hosts(f"{data.wirebot_config_dir}/standby_known_hosts", standby)
-        fence = (f'restrict,from="{address_of(standby)}",command="{fence_command_line(data)}"')
+        fence = (f'restrict,from="{pairs.address_of(standby)}",command="{fence_command_line(data)}"')
         authorized_key_line(name="Ensure the standby's fence key can only fence the serving units here.",
                             path="/root/.ssh/authorized_keys", marker="wirebot-fence",
                             key_from=(standby, f"{standby.data.fence_key}.pub", fence))
@@ -182,7 +177,7 @@ def _replica_accounts(data, primary) -> None:
     managed_file(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
                  dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
     absent(name="Ensure the old replica forced command is gone.", paths=[OLD_REPLICA_SHELL])
-    source = address_of(primary)
+    source = pairs.address_of(primary)
     for account, command, job in ((user, sftp_command(), "SFTP into"),
                                   (files_user, rsync_command(root), "rsync into")):
         authorized_key_line(
