@@ -2,9 +2,10 @@
 
 Everything else comes from here: group_data/*.py takes its values from `group_defaults()`, the settings check
 (tasks/core/settings_check.py) checks kinds, ranges and unknown keys against `SETTINGS`, the playbooks'
-(tasks/playbooks/playbook_settings.py), the drill's (tasks/drills/drill_settings.py) and the Hetzner command's
-(tasks/hetzner.py) defaults are `defaults(section)`, README's settings table is `readme_table()`, and the
-commented reference configs of the agents (docs/reference/*.yml) are rendered from these defaults.
+and the drill's (tasks/drills/drill_settings.py) values are `host_value(data, key)` (coerced, checked, default
+filled), the Hetzner command's (tasks/hetzner.py) defaults are `defaults(section)`, README's settings table
+is `readme_table()`, and the commented reference configs of the agents (docs/reference/*.yml) are rendered
+from these defaults.
 
 Sections (where a setting lives and who sets it):
   all, primary, standby  host data: group_data/<section>.py (the defaults below), overridden by the
@@ -25,6 +26,8 @@ reads fails the test. A new kind of value: one entry in KINDS. A new key inside 
 files/agents/wirebot/config_keys.py (the agents' side has no access to this module).
 """
 
+import copy
+import functools
 import ipaddress
 import os
 import re
@@ -677,6 +680,28 @@ def defaults(*sections: str) -> dict:
     if "secrets_dir" in values:
         values["secrets_dir"] = os.path.expanduser(values["secrets_dir"])
     return values
+
+
+@functools.cache
+def _section_defaults(section: str) -> dict:
+    return defaults(section)
+
+
+class SettingValueError(ValueError):
+    """A value in host data does not fit its setting; the message names the key and what it must be."""
+
+
+def host_value(data, key: str):
+    """Setting `key` as a playbook or the drill reads it from host data `data` (pyinfra's host.data or a dict):
+    the value there (`--data key=value` strings coerced to the kind) or its default, checked against the
+    schema; SettingValueError naming the key otherwise (the settings check refuses such a value before any
+    operation too; this keeps a direct caller from running on one)."""
+    setting = SETTINGS[key]
+    raw = data.get(key)
+    value = copy.deepcopy(_section_defaults(setting.section)[key]) if raw is None else coerce(setting.kind, raw)
+    if not setting.valid(value):
+        raise SettingValueError(f"setting '{key}' must be {setting.expected()}, not {raw!r}")
+    return value
 
 
 def group_defaults(group: str) -> dict:

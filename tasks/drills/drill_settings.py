@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.core.settings_schema import SETTINGS
+from tasks.core.settings_schema import SETTINGS, SettingValueError, host_value
 
-# key: (default, check, meaning): section "drill" of tasks/core/settings_schema.py
+# key: (default, kind, meaning): section "drill" of tasks/core/settings_schema.py
 DEFAULTS = {name: (s.default, s.kind, s.meaning) for name, s in SETTINGS.items() if s.section == "drill"}
 
 
@@ -21,39 +21,12 @@ class DrillSettingError(Exception):
     """A drill setting is malformed; the message names the key and what it must be."""
 
 
-def _number(key: str, value) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)  # --data passes strings
-    except (TypeError, ValueError):
-        raise DrillSettingError(f"setting '{key}' must be a number, not {value!r}") from None
-
-
-def _check(key: str, kind: str, value):
-    if kind == "positive":
-        number = _number(key, value)
-        if number <= 0:
-            raise DrillSettingError(f"setting '{key}' must be a positive number, not {value!r}")
-        return number
-    if kind == "fraction":
-        number = _number(key, value)
-        if not 0 <= number <= 1:
-            raise DrillSettingError(f"setting '{key}' must be between 0 and 1, not {value!r}")
-        return number
-    if not isinstance(value, str):
-        raise DrillSettingError(f"setting '{key}' must be a string, not {value!r}")
-    if kind == "text" and not value.strip():
-        raise DrillSettingError(f"setting '{key}' must be a non-empty string")
-    if kind == "url_or_empty" and value and urlsplit(value).scheme not in ("http", "https"):
-        raise DrillSettingError(f"setting '{key}' must be an http(s) URL or empty, not {value!r}")
-    return value
-
-
 def load(data) -> dict:
     """The drill settings from host data `data` (pyinfra's host.data or a dict), checked, defaults filled."""
-    values = {key: _check(key, kind, default if data.get(key) is None else data.get(key))
-              for key, (default, kind, _) in DEFAULTS.items()}
+    try:
+        values = {key: host_value(data, key) for key in DEFAULTS}
+    except SettingValueError as error:
+        raise DrillSettingError(str(error)) from None
     values["drill_local_dir"] = str(Path(os.path.expanduser(values["drill_local_dir"])))
     return values
 

@@ -39,7 +39,8 @@ timeline.records("failover") / ("recovery") in a later operation (e.g. the drill
 each step's seconds. An operation that fails (a StepFailed or a refusal) fails its host, so pyinfra
 runs no later step on it; the failure's reason is logged on that host and is in the timeline.
 
-Settings (host.data, e.g. `--data failover_force=true`; defaults in tasks/playbooks/playbook_settings.py):
+Settings (host.data, e.g. `--data failover_force=true`; kind, range and default: section "incident" of
+tasks/core/settings_schema.py, read with its host_value()):
   failover_force            False  activate even when the primary cannot be fenced and the witness cannot
                                    confirm its connector is gone (the operator's decision)
   failover_activation_wait  300    seconds wirebot.activation may take to reach ACTIVE

@@ -14,7 +14,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
 
 from tasks.core import layout, pairs, paths
-from tasks.playbooks import model, playbook_settings, remote, summary, timeline
+from tasks.core.settings_schema import host_value
+from tasks.playbooks import model, remote, summary, timeline
 from tasks.playbooks.facts import WitnessNow, view
 from tasks.playbooks.incident_step import Step, incident_step
 from tasks.playbooks.remote import StepFailed, fence_units_args
@@ -111,7 +112,7 @@ class Failover:
         ask again for up to failover_witness_wait seconds: a dead connector leaves the list only after
         the edge notices (the lab's edge: 3 s)."""
         started = time.monotonic()
-        wait = float(playbook_settings.get(self.data, "failover_witness_wait"))
+        wait = float(host_value(self.data, "failover_witness_wait"))
         while True:
             witness = self.standby.get_fact(WitnessNow, agents_dir=self.data.wirebot_agents_dir,
                                             config=self.data.standby_config)
@@ -128,7 +129,7 @@ class Failover:
         decision = self._decision or self.decision()
         reason = "tasks/failover.py (operator)" + (": forced, fence not established" if decision.force else "")
         args = ["--config", self.data.standby_config, "--reason", reason,
-                "--wait", str(playbook_settings.get(self.data, "failover_activation_wait"))]
+                "--wait", str(host_value(self.data, "failover_activation_wait"))]
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
             self.data, "activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
@@ -139,14 +140,14 @@ class Failover:
     # 3 -------------------------------------------------------------------------------------------------
     def verify_check(self):
         ok, text = remote.public_view(self.data, pairs.address_of(self.standby),
-                                      int(playbook_settings.get(self.data, "incident_verify_probes")))
+                                      int(host_value(self.data, "incident_verify_probes")))
         self.explained["verify"] = text
         return None if ok else f"wait for the standby to serve the public endpoint (now: {text})"
 
     def verify_run(self, todo):
         return remote.wait_served(self.data, pairs.address_of(self.standby),
-                                  float(playbook_settings.get(self.data, "incident_verify_seconds")),
-                                  int(playbook_settings.get(self.data, "incident_verify_probes")))
+                                  float(host_value(self.data, "incident_verify_seconds")),
+                                  int(host_value(self.data, "incident_verify_probes")))
 
 
 def describe_activation(reply: dict, decision: model.Activation) -> str:
@@ -217,7 +218,7 @@ def failover(force=False, report=True):
         return
     if host.name != standby.name:
         return
-    run = Failover(bool(force) or playbook_settings.flag(host.data, "failover_force"))
+    run = Failover(bool(force) or host_value(host.data, "failover_force"))
     if not primary.connected:
         timeline.note(PLAYBOOK, f"the primary ({primary.name}) could not be connected over SSH: pyinfra dropped "
                                 "it; the run continues with the standby only")

@@ -34,7 +34,8 @@ from pyinfra.context import state as context_state
 
 from tasks.core import layout, pairs, paths
 from tasks.core.ops import PublicKey
-from tasks.playbooks import model, playbook_settings, remote, summary, timeline
+from tasks.core.settings_schema import host_value
+from tasks.playbooks import model, remote, summary, timeline
 from tasks.playbooks.facts import view
 from tasks.playbooks.incident_step import Step, incident_step
 from tasks.playbooks.merge_step import MergeSteps
@@ -66,7 +67,7 @@ class Recovery(MergeSteps):
         # state, the standby's copies are kept on the primary like any skipped DB (the surfaces keep their
         # chat history).
         gateway_state = self.data.gateway_state_dir.rstrip("/") + "/"
-        self.skip_dbs = playbook_settings.paths(self.data, "recovery_skip_dbs") + [
+        self.skip_dbs = [db.strip("/") for db in host_value(self.data, "recovery_skip_dbs")] + [
             paths.relative_to_data_root(p, root) for p in self.data.litestream_databases if p.startswith(gateway_state)]
         self.explained = {}
 
@@ -267,8 +268,8 @@ class Recovery(MergeSteps):
         self._require(model.primary_todo(primary, self.connector, layout.SERVICES) is None,
                       "step 6 (primary) has not completed")
         verdict = remote.wait_served(self.data, pairs.address_of(self.primary),
-                                     float(playbook_settings.get(self.data, "incident_verify_seconds")),
-                                     int(playbook_settings.get(self.data, "incident_verify_probes")))
+                                     float(host_value(self.data, "incident_verify_seconds")),
+                                     int(host_value(self.data, "incident_verify_probes")))
         self.marker(target.epoch, DONE, {"epoch": target.epoch, "verdict": verdict,
                                          "steps": [r.to_dict() for r in timeline.records(PLAYBOOK)]})
         return verdict
@@ -315,7 +316,7 @@ def recovery(report=True):
         return
     if not standby.connected:
         refuse(f"the standby ({standby.name}) cannot be reached: its writes cannot be merged")
-    run = Recovery(int(playbook_settings.get(host.data, "recovery_stop_after") or 0))
+    run = Recovery(int(host_value(host.data, "recovery_stop_after") or 0))
     counts = {}
     try:
         target, primary_view, standby_view = run.target()

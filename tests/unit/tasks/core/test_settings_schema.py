@@ -18,7 +18,7 @@ from tasks.provision import agent_reference
 ROOT = Path(__file__).resolve().parents[4]
 TASKS = ROOT / "tasks"
 # they define or document settings
-NOT_READERS = {"core/settings_schema", "playbooks/playbook_settings", "provision/agent_reference"}
+NOT_READERS = {"core/settings_schema", "provision/agent_reference"}
 
 
 def _module(path: Path) -> str:
