@@ -1,7 +1,7 @@
 """Benchmark file sync's debounce: lag of an isolated change, and rsyncs per window in a burst.
 
 ``.venv/bin/python bench/filesync_bench.py [--debounce 5] [--isolated 5] [--burst-windows 3]
-[--module PATH]`` runs wirebot.filesync's real loop (inotify watcher, rsync into a local directory laid
+[--module PATH]`` runs wirebot.primary.filesync's real loop (inotify watcher, rsync into a local directory laid
 out like the replica; no lab, no SSH) on a temporary tree and prints a Markdown table:
 
 - isolated change: a file is written after a quiet debounce window; lag = write -> the new content is
@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "files" / "agents"))
 
-from wirebot import filesync as current  # noqa: E402
-from wirebot import inotify  # noqa: E402
+from wirebot.common import inotify  # noqa: E402
+from wirebot.primary import filesync as current  # noqa: E402
 
 
 def load(path):

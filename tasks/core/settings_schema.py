@@ -533,7 +533,8 @@ SETTINGS_LIST = [
     # --- the incident playbooks (tasks/failover.py, tasks/recovery.py): `--data key=value` ---
     S("failover_force", "incident", "bool", False,
       "activate although the primary cannot be fenced nor shown gone by the witness", "playbooks/failover_plan"),
-    S("failover_activation_wait", "incident", "seconds", 300, "seconds wirebot.activation may take to reach ACTIVE",
+    S("failover_activation_wait", "incident", "seconds", 300,
+      "seconds wirebot.standby.activation may take to reach ACTIVE",
       "playbooks/failover_plan", low=10, high=_DAY),
     S("failover_witness_wait", "incident", "seconds", 30,
       "seconds to wait for an unreachable primary's connector to leave the API", "playbooks/failover_plan",

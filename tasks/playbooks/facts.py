@@ -53,7 +53,7 @@ class WitnessNow(FactBase):
     """The standby's witness check right now (public endpoint + Cloudflare API), or {"error"}."""
 
     def command(self, agents_dir, config):
-        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.incident witness "
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.hosttools.incident witness "
                 f"--config {shlex.quote(config)} 2>&1; true")
 
     def process(self, output):
@@ -61,13 +61,13 @@ class WitnessNow(FactBase):
 
 
 class MergeDryRun(FactBase):
-    """`python3 -m wirebot.merge --dry-run --json` of a fetched standby copy against the primary's DB
+    """`python3 -m wirebot.hosttools.merge --dry-run --json` of a fetched standby copy against the primary's DB
     (or tenant folders): {"exit", "report", "error"} (model.merge_counts reads the report)."""
 
     def command(self, agents_dir, source, target, tenants=False):
         pair = "--tenants-source {} --tenants-target {}" if tenants else "--source {} --target {}"
         pair = pair.format(shlex.quote(source), shlex.quote(target))
-        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.merge {pair} --dry-run --json 2>&1;"
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.hosttools.merge {pair} --dry-run --json 2>&1;"
                 " echo \"EXIT $?\"")
 
     def process(self, output):

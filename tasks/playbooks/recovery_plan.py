@@ -6,11 +6,11 @@ Execution order (the issue's operator view, with the hand-over reordered for saf
                  gateway and scoreboard stopped (a rebooted primary's gate could otherwise let its
                  connector start as soon as its epoch passes the standby's)
   2 merge        one op per replicated DB: a consistent copy on the standby (backup API), fetched
-                 through the control machine to the primary, merged there by wirebot.merge
+                 through the control machine to the primary, merged there by wirebot.hosttools.merge
   3 verify       every primary key of the standby's copies is on the primary (set comparison)
   4 replication  the primary holds epoch T = standby epoch + 1, litestream.yml names the epoch-T
                  replica paths, litestream restarted, the replicator running
-  5 standby      the standby agent back to STANDBY at epoch T (wirebot.ctl deactivate --epoch T):
+  5 standby      the standby agent back to STANDBY at epoch T (wirebot.hosttools.ctl deactivate --epoch T):
                  BEFORE the primary's connector starts, since an ACTIVE standby fences any other
                  origin's connector it sees (issue step 5)
   6 primary      un-fence the primary and start its gateway, scoreboard and (once the gateway's /readyz
@@ -150,7 +150,7 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
             paths.fenced_file(data)))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(layout.SERVICES)}",
@@ -188,7 +188,7 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "incident", "set-epoch", "--state-file",
+        remote.sh(self.primary, remote.agents(data, "hosttools.incident", "set-epoch", "--state-file",
                                               paths.state_file(data), "--epoch", target.epoch),
                   f"raising the primary's epoch to {target.epoch}")
         config = self.litestream_config(target.epoch)
@@ -226,8 +226,8 @@ class Recovery(MergeSteps):
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.sdata, "ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
-        self._require(code == 0, f"wirebot.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
+            self.sdata, "hosttools.ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
+        self._require(code == 0, f"wirebot.hosttools.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
         standby = view(self.standby)
         self._require(standby.agent_state == "STANDBY", f"the standby is {standby.agent_state} after deactivate")
         return f"standby STANDBY at epoch {standby.epoch}"

@@ -26,7 +26,7 @@ def _secrets(data) -> dict:
 
 
 def _channel(data) -> dict:
-    """The keys wirebot.channel reads: this host's TLS key and certificate, the peer's pinned one, the
+    """The keys wirebot.common.channel reads: this host's TLS key and certificate, the peer's pinned one, the
     control socket, the listeners' bounds and, when agent_metrics_sources is set, the metrics reader."""
     metrics = {}
     if data.agent_metrics_sources:

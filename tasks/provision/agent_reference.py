@@ -1,7 +1,7 @@
 """The commented reference configs of the agents (docs/reference/replicator.yml, standby.yml).
 
 Rendered by the deploy's own functions (tasks/provision/agent_configs.py) from the schema's defaults
-(tasks/core/settings_schema.py), each key commented with its meaning and requiredness (wirebot.config_keys) and
+(tasks/core/settings_schema.py), each key commented with its meaning and requiredness (wirebot.common.config_keys) and
 the settings it is made from (found by changing each setting and seeing which keys follow). Regenerate
 with `.venv/bin/python -m tasks.provision.agent_reference`; tests/unit/tasks/provision/test_agent_configs.py
 keeps the files true.
@@ -9,7 +9,7 @@ keeps the files true.
 
 
 import yaml
-from wirebot import config_keys
+from wirebot.common import config_keys
 
 from tasks.core.checkout import CHECKOUT
 from tasks.core.settings_schema import SETTINGS, defaults

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from labtest import agent, ensure_clean_lab, identity, journal, probe, ssh, standby_status, wait_for
-from wirebot import signing  # the agents' own signing code
+from wirebot.common import signing  # the agents' own signing code
 
 from lab import settings
 
@@ -27,7 +27,7 @@ MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replica
 # Prints {case: [status, body]}; a status 0 means the connection failed before an HTTP answer.
 HOSTILE = r'''
 import json, os, socket, sys, time, urllib.error, urllib.parse, urllib.request
-from wirebot import signing, tls
+from wirebot.common import signing, tls
 
 URL = sys.argv[1] + "/heartbeat"
 KEY = signing.load_key("/run/wirebot/agent-hmac.key")

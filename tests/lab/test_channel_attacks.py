@@ -29,7 +29,7 @@ from labtest import (
     standby_status,
     stranger_identity,
 )
-from wirebot import signing  # the agents' own signing code
+from wirebot.common import signing  # the agents' own signing code
 
 from lab import network, settings
 
@@ -190,7 +190,8 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
 
 def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
     """A deactivate made with the standby's own control key, replayed as /activate on its socket."""
-    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents'); from wirebot import signing, channel;"
+    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents');"
+              "from wirebot.common import signing, channel;"
               "key=signing.load_key('/etc/wirebot/agent-keys/control.key'); body=json.dumps({'epoch': 1}).encode();"
               "h=signing.signed_headers(key, channel.control_binding('standby'), 'POST', '/deactivate', body,"
               " signing.next_sequence(0)); print(json.dumps(h))")

@@ -16,7 +16,7 @@ from lab import settings
 
 PRIMARY = settings.address("primary")
 LOG = "/var/log/wirebot/fire-drill.log"
-CTL = "PYTHONPATH=/opt/wirebot/agents python3 -m wirebot.ctl --config /etc/wirebot/standby.yml"
+CTL = "PYTHONPATH=/opt/wirebot/agents python3 -m wirebot.hosttools.ctl --config /etc/wirebot/standby.yml"
 
 
 def drillable() -> bool:

@@ -10,7 +10,7 @@ from labtest import ssh
 AGENTS = "/opt/wirebot/agents"  # group_data/all.py: wirebot_agents_dir
 WRITER = (
     "import sys; sys.path.insert(0, '{agents}');"
-    "from wirebot.log import log; from wirebot.alerts import Alerter;"
+    "from wirebot.common.log import log; from wirebot.common.alerts import Alerter;"
     "log('journaltest', 'plain-info', marker='{marker}');"
     "log('journaltest', 'a-warning', level='warning', marker='{marker}');"
     "log('journaltest', 'an-error', level='error', marker='{marker}');"

@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from wirebot import incident, statefile
+from wirebot.common import statefile
+from wirebot.hosttools import incident
 
 AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
 EVENTS = "CREATE TABLE events(id TEXT PRIMARY KEY, type TEXT NOT NULL)"
@@ -31,7 +32,7 @@ def ids(n):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "wirebot.incident", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "wirebot.hosttools.incident", *map(str, args)], capture_output=True,
                           text=True, env={"PYTHONPATH": str(AGENTS)})
 
 

@@ -1,4 +1,4 @@
-"""Tests for wirebot.merge: failback merge of the standby's SQLite writes into the primary."""
+"""Tests for wirebot.hosttools.merge: failback merge of the standby's SQLite writes into the primary."""
 
 import json
 import os
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wirebot import merge
-from wirebot.merge import MergeError, MergeSchemaError
+from wirebot.hosttools import merge
+from wirebot.hosttools.merge import MergeError, MergeSchemaError
 
 EVENTS_SQL = (
     "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, tenant TEXT, payload TEXT NOT NULL, "
@@ -248,7 +248,7 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
     snap = snapshot(target)
     script = textwrap.dedent(f"""
         import os
-        from wirebot import merge
+        from wirebot.hosttools import merge
         orig = merge._count
         def count(conn, schema, table):
             if table == "zz_later":  # first table already inserted, transaction still open
@@ -334,7 +334,8 @@ def test_missing_files_are_clear_errors(tmp_path):
 # --- CLI ---------------------------------------------------------------------------------------------
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "wirebot.merge", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "wirebot.hosttools.merge", *map(str, args)], capture_output=True,
+                          text=True)
 
 
 def test_cli_merge_dry_run_json_and_table(tmp_path):

@@ -43,7 +43,7 @@ def tls_settings(me, peer):
 
 
 def channel_config(tmp_path, me, peer, read_timeout=10, max_connections=32):
-    """The keys wirebot.channel reads, for a test agent ``me`` talking to ``peer``; writes the control key."""
+    """The keys wirebot.common.channel reads, for a test agent ``me`` talking to ``peer``; writes the control key."""
     key = os.path.join(str(tmp_path), f"control-{me}.key")
     with open(key, "w") as handle:
         handle.write(CONTROL_KEY_HEX + "\n")
@@ -286,7 +286,7 @@ class Site:
             yaml.safe_dump(self.cfg, handle)
 
     def settings(self):
-        from wirebot import standby_config
+        from wirebot.standby import agent_config as standby_config
 
         self.write_config()
         return standby_config.load(self.config_path)

@@ -1,4 +1,4 @@
-"""wirebot.activation: the one activation path with a fake systemctl, loopback health servers and
+"""wirebot.standby.activation: the one activation path with a fake systemctl, loopback health servers and
 real Litestream file replicas; resumable after a crash at each step."""
 
 import json
@@ -12,10 +12,11 @@ import time
 import agenttest
 import pytest
 from agenttest import count_rows, make_db
-from wirebot import activation, statefile
-from wirebot import activation_steps as steps
-from wirebot import standby_machine as m
-from wirebot.alerts import Alerter
+from wirebot.common import statefile
+from wirebot.common.alerts import Alerter
+from wirebot.standby import activation
+from wirebot.standby import activation_steps as steps
+from wirebot.standby import machine as m
 
 
 class Crash(BaseException):
@@ -256,7 +257,7 @@ def test_deactivate_failure_leaves_state(site):
 
 def run_cli(site, *args):
     env = dict(os.environ, PYTHONPATH=agenttest.AGENTS)
-    proc = subprocess.run([sys.executable, "-m", "wirebot.activation", "--config", site.config_path,
+    proc = subprocess.run([sys.executable, "-m", "wirebot.standby.activation", "--config", site.config_path,
                            "--wait", "20"] + list(args), env=env, capture_output=True, text=True, timeout=120)
     return proc
 
@@ -367,7 +368,7 @@ def test_a_pending_deactivation_ends_the_readiness_wait_before_it_holds_the_lock
     the stop event it sets first is what ends that wait (the state the wait also watches cannot change yet)."""
     import threading
 
-    from wirebot import standby_machine as sm
+    from wirebot.standby import machine as sm
 
     class Store:
         lock = threading.Lock()

@@ -1,8 +1,8 @@
-"""wirebot.config: errors name the key and the file; secrets are read but never echoed."""
+"""wirebot.common.config: errors name the key and the file; secrets are read but never echoed."""
 
 import pytest
-from wirebot import config
-from wirebot.config import ConfigError
+from wirebot.common import config
+from wirebot.common.config import ConfigError
 
 
 def test_load_yaml_missing_file(tmp_path):

@@ -1,9 +1,9 @@
-"""wirebot.drillwatch: the drill deadline alert, with a fake clock and a recording alerter."""
+"""wirebot.primary.drillwatch: the drill deadline alert, with a fake clock and a recording alerter."""
 
 import json
 import os
 
-from wirebot import drillwatch
+from wirebot.primary import drillwatch
 
 DAY = 86400.0
 T0 = 1_780_000_000.0  # a fixed "now"

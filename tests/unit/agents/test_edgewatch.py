@@ -1,7 +1,7 @@
-"""wirebot.edgewatch: the edge detector's verdicts (probe results in, decisions out), its API backoff and the
+"""wirebot.standby.edgewatch: the edge detector's verdicts (probe results in, decisions out), its API backoff and the
 agent thread's wiring."""
 
-from wirebot import edgewatch as e
+from wirebot.standby import edgewatch as e
 
 
 def public(status, error=None):

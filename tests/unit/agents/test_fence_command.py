@@ -1,4 +1,5 @@
-"""wirebot.fence_command (primary side, fake systemctl) and wirebot.fencing (standby side, fake ssh)."""
+"""wirebot.hosttools.fence_command (primary side, fake systemctl) and wirebot.standby.fencing (standby side,
+fake ssh)."""
 
 import json
 import os
@@ -8,7 +9,8 @@ import sys
 
 import agenttest
 import pytest
-from wirebot import fence_command, fencing
+from wirebot.hosttools import fence_command
+from wirebot.standby import fencing
 
 UNIT = "cloudflared-wirebot"
 
@@ -20,7 +22,7 @@ def run_command(fake, tmp_path, original, env_extra=None):
         env["SSH_ORIGINAL_COMMAND"] = original
     env.update(env_extra or {})
     fenced = tmp_path / "lib" / "fenced.json"
-    proc = subprocess.run([sys.executable, "-m", "wirebot.fence_command", "--systemctl", fake.path,
+    proc = subprocess.run([sys.executable, "-m", "wirebot.hosttools.fence_command", "--systemctl", fake.path,
                            "--fenced-file", str(fenced), "--stop-seconds", "0.3"], env=env, capture_output=True,
                           text=True, timeout=30)
     return proc, json.loads(proc.stdout.strip().splitlines()[-1]), fenced

@@ -1,10 +1,11 @@
-"""wirebot.filesync: debounce, rsync to a local replica, capped backoff, alerts and lag."""
+"""wirebot.primary.filesync: debounce, rsync to a local replica, capped backoff, alerts and lag."""
 
 import threading
 import time
 
 import pytest
-from wirebot import filesync, inotify
+from wirebot.common import inotify
+from wirebot.primary import filesync
 
 
 class Recorder:

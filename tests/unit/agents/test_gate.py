@@ -1,4 +1,4 @@
-"""wirebot.gate: the primary's cloudflared ExecStartPre decisions."""
+"""wirebot.hosttools.gate: the primary's cloudflared ExecStartPre decisions."""
 
 import json
 import subprocess
@@ -7,7 +7,8 @@ import sys
 import agenttest
 import pytest
 import yaml
-from wirebot import gate, httpapi, statefile, tls
+from wirebot.common import httpapi, statefile, tls
+from wirebot.hosttools import gate
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_fence_record_refuses(env):
 
 def test_cli_exit_codes_and_log(env):
     env["write"]()
-    run = [sys.executable, "-m", "wirebot.gate", "--config", env["path"]]
+    run = [sys.executable, "-m", "wirebot.hosttools.gate", "--config", env["path"]]
     pyenv = {"PYTHONPATH": agenttest.AGENTS, "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(run, env=pyenv, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0

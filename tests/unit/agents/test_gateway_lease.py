@@ -1,9 +1,9 @@
-"""wirebot.gateway_lease: a restored openclaw.sqlite loses the primary's gateway-owner lease, nothing else."""
+"""wirebot.hosttools.gateway_lease: a restored openclaw.sqlite loses the primary's gateway-owner lease, nothing else."""
 
 import json
 import sqlite3
 
-from wirebot import gateway_lease
+from wirebot.hosttools import gateway_lease
 
 SCHEMA = ("CREATE TABLE state_leases (scope TEXT NOT NULL, lease_key TEXT NOT NULL, owner TEXT NOT NULL, "
           "expires_at INTEGER, heartbeat_at INTEGER, payload_json TEXT, created_at INTEGER NOT NULL, "

@@ -1,11 +1,12 @@
-"""wirebot.heartbeat: payload shape, signature, persisted sequence, loopback delivery."""
+"""wirebot.primary.heartbeat: payload shape, signature, persisted sequence, loopback delivery."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from wirebot import heartbeat, httpapi, signing, statefile
+from wirebot.common import httpapi, signing, statefile
+from wirebot.primary import heartbeat
 
 KEY = bytes(range(32))
 HB = signing.Binding("heartbeat", "primary", "standby")

@@ -1,4 +1,4 @@
-"""wirebot.httpapi: routing, 400/404/405/413/500 answers, and the server stays up; mutual TLS with a
+"""wirebot.common.httpapi: routing, 400/404/405/413/500 answers, and the server stays up; mutual TLS with a
 pinned peer, the source filter, read timeouts, the connection cap and the local unix socket."""
 
 import http.client
@@ -11,7 +11,7 @@ import time
 
 import agenttest
 import pytest
-from wirebot import httpapi, signing, tls
+from wirebot.common import httpapi, signing, tls
 
 KEY = bytes(range(32))
 BINDING = signing.Binding("control", "operator", "test")

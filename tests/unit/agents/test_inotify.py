@@ -1,10 +1,10 @@
-"""wirebot.inotify: recursive inotify watches and the scanning fallback."""
+"""wirebot.common.inotify: recursive inotify watches and the scanning fallback."""
 
 import os
 import time
 
 import pytest
-from wirebot import inotify
+from wirebot.common import inotify
 
 
 def _collect(watcher, predicate, budget=10.0):

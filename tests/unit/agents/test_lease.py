@@ -1,7 +1,7 @@
-"""wirebot.lease: the primary's renewals, self-demotion and lapse (nft and the fence are fakes here)."""
+"""wirebot.primary.lease: the primary's renewals, self-demotion and lapse (nft and the fence are fakes here)."""
 
 import pytest
-from wirebot import lease
+from wirebot.primary import lease
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""wirebot.litestream: parsing of real control-socket answers, lag math, stall detection, and the
+"""wirebot.primary.litestream: parsing of real control-socket answers, lag math, stall detection, and the
 real Litestream 0.5.17 binary replicating to a file replica under a temp dir."""
 
 import json
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from wirebot import litestream
+from wirebot.primary import litestream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "litestream"
 BINARY = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "litestream"

@@ -1,4 +1,4 @@
-"""wirebot.channel's metrics reader: from its configured addresses and with exactly its pinned certificate,
+"""wirebot.common.channel's metrics reader: from its configured addresses and with exactly its pinned certificate,
 the peer listener serves it GET /metrics and nothing else; every other pairing of certificate and address
 is refused, and the peer keeps everything it had. Loopback addresses stand for hosts (127.0.0.1 the peer,
 127.0.0.2 Prometheus, 127.0.0.3 anyone else)."""
@@ -9,7 +9,7 @@ import time
 
 import agenttest
 import pytest
-from wirebot import channel, config
+from wirebot.common import channel, config
 
 PEER, PROMETHEUS, OTHER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 

@@ -1,4 +1,4 @@
-"""wirebot.replicator: the daemon in-process on 127.0.0.1 with a temp config, a stand-in Litestream
+"""wirebot.primary.replicator: the daemon in-process on 127.0.0.1 with a temp config, a stand-in Litestream
 control socket and a loopback standby (mutual TLS, the standby's certificate) receiving heartbeats.
 The API is reached over the replicator's local control socket; control requests signed with its
 control key."""
@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler
 import agenttest
 import pytest
 import yaml
-from wirebot import config, filesync, httpapi, replicator, signing, statefile, tls
+from wirebot.common import config, httpapi, signing, statefile, tls
+from wirebot.primary import filesync, replicator
 
 KEY_HEX = "ab" * 32  # the heartbeat key
 KEY = bytes.fromhex(agenttest.CONTROL_KEY_HEX)  # the control key (what signed() uses)

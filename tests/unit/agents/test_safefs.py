@@ -1,4 +1,4 @@
-"""wirebot.safefs: what root reads from the replica tree and writes into live folders never goes
+"""wirebot.common.safefs: what root reads from the replica tree and writes into live folders never goes
 through a link it was not meant to (links made by a real `rsync --munge-links`, as the standby's forced
 command makes them)."""
 
@@ -7,7 +7,7 @@ import stat
 import subprocess
 
 import pytest
-from wirebot import safefs
+from wirebot.common import safefs
 
 UID = 4242  # the replication accounts' stand-in
 

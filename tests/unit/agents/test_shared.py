@@ -1,4 +1,4 @@
-"""wirebot.log, statefile, metrics, alerts."""
+"""wirebot.common.log, statefile, metrics, alerts."""
 
 import json
 import os
@@ -7,8 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from wirebot import alerts, metrics, statefile
-from wirebot.log import log
+from wirebot.common import alerts, metrics, statefile
+from wirebot.common.log import log
 
 
 def test_log_one_json_line(capsys):

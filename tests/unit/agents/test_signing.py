@@ -1,9 +1,9 @@
-"""wirebot.signing: signature ok / bad / stale / replayed / missing / malformed; bound to purpose,
+"""wirebot.common.signing: signature ok / bad / stale / replayed / missing / malformed; bound to purpose,
 direction, method and path; key loading."""
 
 import pytest
-from wirebot import signing
-from wirebot.config import ConfigError
+from wirebot.common import signing
+from wirebot.common.config import ConfigError
 
 KEY = bytes(range(32))
 BODY = b'{"node": "primary"}'

@@ -1,4 +1,4 @@
-"""wirebot.standby + standby_api: heartbeats, control POSTs, /status, /metrics and the tick loop,
+"""wirebot.standby.agent + standby_api: heartbeats, control POSTs, /status, /metrics and the tick loop,
 against loopback servers (edge witness, health, tunnel-ready), a fake systemctl and a fake ssh."""
 
 import json
@@ -11,9 +11,12 @@ import time
 
 import agenttest
 import pytest
-from wirebot import activation, channel, ctl, httpapi, signing, standby_api, statefile, tls
-from wirebot import standby_machine as m
-from wirebot.standby import StandbyAgent
+from wirebot.common import channel, httpapi, signing, statefile, tls
+from wirebot.hosttools import ctl
+from wirebot.standby import activation
+from wirebot.standby import api as standby_api
+from wirebot.standby import machine as m
+from wirebot.standby.agent import StandbyAgent
 
 API_PATH = "/client/v4/accounts/acct/cfd_tunnel/tun/connections"
 HEARTBEAT = signing.Binding("heartbeat", "primary", "standby")
@@ -417,7 +420,7 @@ def test_running_loop_and_ctl(env, capsys):
 
 def test_daemon_process_starts_serves_and_stops(env):
     settings = env.site.settings()
-    proc = subprocess.Popen([sys.executable, "-m", "wirebot.standby", "--config", env.site.config_path],
+    proc = subprocess.Popen([sys.executable, "-m", "wirebot.standby.agent", "--config", env.site.config_path],
                             env=dict(os.environ, PYTHONPATH=agenttest.AGENTS), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -438,6 +441,6 @@ def test_daemon_process_starts_serves_and_stops(env):
 def test_daemon_config_error_exit_2(tmp_path):
     bad = tmp_path / "standby.yml"
     bad.write_text("listen_address: 127.0.0.1\n")
-    proc = subprocess.run([sys.executable, "-m", "wirebot.standby", "--config", str(bad)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "wirebot.standby.agent", "--config", str(bad)], capture_output=True,
                           env=dict(os.environ, PYTHONPATH=agenttest.AGENTS), text=True, timeout=30)
     assert proc.returncode == 2 and f"{bad}: node_name is required (missing)" in proc.stderr

@@ -1,7 +1,7 @@
-"""wirebot.standby_machine: every transition of the pure decide(), incl. restarts from each state."""
+"""wirebot.standby.machine: every transition of the pure decide(), incl. restarts from each state."""
 
 import pytest
-from wirebot import standby_machine as m
+from wirebot.standby import machine as m
 
 T = 90.0  # threshold: 3 x 30 s
 RETRY = 10.0
@@ -357,7 +357,7 @@ def test_a_unit_the_fence_does_not_know_blocks_with_the_reason():
     assert d.state == m.FENCE_BLOCKED and "cloudflared-renamed is not loaded (LoadState not-found)" in d.reason
 
 
-# edge detection (wirebot.edgewatch) -------------------------------------------------------------------
+# edge detection (wirebot.standby.edgewatch) -------------------------------------------------------------------
 def eobs(now=1100.0, age=0.0, fence_running=False):
     return m.Observation(now, age, T, RETRY, 5.0, 2.0, fence_running)
 

@@ -1,9 +1,9 @@
-"""wirebot.witness: public endpoint and Cloudflare tunnel-connections checks against loopback servers."""
+"""wirebot.standby.witness: public endpoint and Cloudflare tunnel-connections checks against loopback servers."""
 
 import agenttest
 import pytest
-from wirebot import witness
-from wirebot.config import ConfigError
+from wirebot.common.config import ConfigError
+from wirebot.standby import witness
 
 TOKEN = "cf-token"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from wirebot import filesync
-from wirebot.inotify import Event
+from wirebot.common.inotify import Event
+from wirebot.primary import filesync
 
 from lab import gateway_bundle
 from lab import secrets as lab_secrets
