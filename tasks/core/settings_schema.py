@@ -244,7 +244,7 @@ SETTINGS_LIST = [
     S("wirebot_log_dir", "all", "path", "/var/log/wirebot", "fire-drill.log and other logs",
       "agent:replicator.yml drills/run playbooks/status_report provision/base"),
     S("wirebot_state_dir", "all", "path", "/var/lib/wirebot", "agents' state.json (state, epoch), fence marker",
-      "agent:replicator.yml agent:standby.yml core/paths drills/run playbooks/facts "
+      "agent:replicator.yml agent:standby.yml core/paths playbooks/facts "
       "playbooks/preview playbooks/recovery_plan provision/base provision/replicator provision/standby_agent"),
     S("wirebot_run_dir", "all", "path", "/run/wirebot", "runtime secrets (tmpfs; restored at boot by tmpfiles.d)",
       "agent:replicator.yml agent:standby.yml playbooks/failover_plan provision/base provision/gateway "

@@ -76,7 +76,7 @@ class Drill:
         for role, h in (("primary", self.primary), ("standby", self.standby)):
             if h is None or h not in self.state.active_hosts:
                 raise Refused(f"the {role} host is not reachable: a drill needs both hosts")
-        path = f"{self.data.wirebot_state_dir}/state.json"
+        path = paths.state_file(self.data)
         standby_state = self.standby.get_fact(WirebotState, path=path) or {}
         if standby_state.get("state") in REFUSE_STATES:
             raise Refused(f"the standby is {standby_state['state']} at epoch {standby_state.get('epoch')} "

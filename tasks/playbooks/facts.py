@@ -8,7 +8,7 @@ from pyinfra.api import FactBase
 from tasks.core import layout
 from tasks.playbooks import model
 
-RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
+HELPER_MODULE = "wirebot/hosttools/incident.py"  # under wirebot_agents_dir: the recovery's host tool
 
 
 def last_json(lines):
@@ -33,14 +33,14 @@ class HostSnapshot(FactBase):
         state_dir_q = shlex.quote(state_dir)
         unit_words = " ".join(shlex.quote(u) for u in units)
         return " ".join([
-            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/state.json 2>/dev/null; echo;",
+            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/{layout.STATE_FILE} 2>/dev/null; echo;",
             f"for u in {unit_words}; do",
             'echo "UNIT $u $(systemctl is-active "$u" 2>/dev/null | head -n1)'
             ' $(systemctl is-enabled "$u" 2>/dev/null | head -n1)"; done;',
-            f"[ -e {state_dir_q}/fenced.json ] && echo FENCED;",
-            f"for d in {state_dir_q}/{RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
+            f"[ -e {state_dir_q}/{layout.FENCED_FILE} ] && echo FENCED;",
+            f"for d in {state_dir_q}/{layout.RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
             'echo "MARKERS ${d##*/} $(ls -1 "$d" | tr \'\\n\' \' \')"; done;',
-            f"[ -f {shlex.quote(agents_dir)}/wirebot/incident.py ] && echo HELPER;",
+            f"[ -f {shlex.quote(agents_dir)}/{HELPER_MODULE} ] && echo HELPER;",
             f"echo \"LITESTREAM $(sha256sum {shlex.quote(litestream_config)} 2>/dev/null | cut -d' ' -f1)\";",
             "true",
         ])

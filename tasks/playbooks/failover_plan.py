@@ -98,7 +98,7 @@ class Failover:
         if not standby.reachable:
             raise StepFailed(f"the standby {self.standby.name} does not answer")
         witness = None
-        if not primary.reachable and standby.agent_state != "ACTIVE":
+        if not primary.reachable and standby.agent_state != layout.ACTIVE:
             witness = self.witness()
         self._decision = model.activation(primary, standby, witness, self.force, self.serving,
                                           self.connector, self.token_file,

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
+from tasks.core import layout
+
 SERVING = ("active", "activating", "reloading")
 STARTED, STOPPED, VERIFIED, DONE = "started.json", "1-stopped.json", "3-verified.json", "7-done.json"
 
@@ -131,7 +133,7 @@ def activation(primary: HostView, standby: HostView, witness: Optional[dict], fo
     """Decide the activation step. Raises Refusal when it must not run. `fence_first`: the fence step
     runs before (prepare time), so a reachable primary that is not fenced yet is not a reason to refuse."""
     state = standby.agent_state
-    if state == "ACTIVE":
+    if state == layout.ACTIVE:
         stopped = [unit for unit in standby_units if not standby.active(unit)]
         if stopped:
             raise Refusal(f"the standby is ACTIVE at epoch {standby.epoch} but {', '.join(stopped)} "
@@ -165,10 +167,10 @@ class Target:
 def recovery_target(primary: HostView, standby: HostView) -> Optional[Target]:
     """The recovery to run or resume, or None when there is nothing to recover."""
     state = standby.agent_state
-    if state == "ACTIVATING":
+    if state == layout.ACTIVATING:
         raise Refusal("the standby is ACTIVATING (an activation is running): wait until it is ACTIVE, "
                       "then run the recovery")
-    if state == "ACTIVE":
+    if state == layout.ACTIVE:
         return Target(standby.epoch + 1, f"standby ACTIVE at epoch {standby.epoch}")
     open_epochs = [epoch for epoch, names in primary.markers.items()
                    if STARTED in names and DONE not in names and epoch >= standby.epoch]

@@ -36,7 +36,7 @@ from tasks.core import layout, pairs, paths
 from tasks.core.ops import PublicKey
 from tasks.core.settings_schema import host_value
 from tasks.playbooks import model, remote, summary, timeline
-from tasks.playbooks.facts import view
+from tasks.playbooks.facts import HELPER_MODULE, view
 from tasks.playbooks.incident_step import Step, incident_step
 from tasks.playbooks.merge_step import MergeSteps
 from tasks.playbooks.model import DONE, STARTED, STOPPED, VERIFIED
@@ -322,7 +322,7 @@ def recovery(report=True):
         target, primary_view, standby_view = run.target()
         missing = [side.name for side in (primary_view, standby_view) if not side.helper]
         if missing:
-            refuse(f"{', '.join(missing)} lack wirebot/incident.py: run deploy.py first")
+            refuse(f"{', '.join(missing)} lack {HELPER_MODULE}: run deploy.py first")
         if target is not None and not context_state.is_executing:
             counts = preview(run, target, primary_view)
     except (model.Refusal, StepFailed) as exc:

@@ -8,7 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.core import paths
+from tasks.core import layout, paths
 from tasks.core.checkout import TEMPLATES
 from tasks.core.ops import managed_template, service
 from tasks.provision import roles, sandbox
@@ -29,7 +29,7 @@ def services():
     data = host.data
     scoreboard_dirs = sorted({str(Path(data.scoreboard_events_db).parent), data.scoreboard_tenant_dir})
     units = {  # unit -> (template, its arguments)
-        "wirebot-scoreboard": ("scoreboard.service.j2", dict(
+        layout.SCOREBOARD_UNIT: ("scoreboard.service.j2", dict(
             description="Wirebot scoreboard event API",
             exec_start=data.scoreboard_exec.format(
                 data_root=data.wirebot_data_root, port=data.scoreboard_port,
