@@ -11,7 +11,7 @@ out like the replica; no lab, no SSH) on a temporary tree and prints a Markdown 
   destination shows it or a later change).
 
 ``--module PATH`` benchmarks another filesync.py (e.g. the previous version, from
-``git show REV:files/agents/wirebot/filesync.py > /tmp/filesync_old.py``) for a before/after table.
+``git show REV:files/agents/wirebot/primary/filesync.py > /tmp/filesync_old.py``) for a before/after table.
 Local rsync is faster than rsync over SSH to the standby (the lab's: about 0.25 s), so add that
 difference to the lags for the real transport.
 """

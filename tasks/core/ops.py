@@ -9,8 +9,9 @@ from io import BytesIO
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
+from wirebot.common import layout
 
-from tasks.core import hoststate, layout
+from tasks.core import hoststate
 from tasks.core.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
 
 STATE_FILE = layout.state_file()  # at the default wirebot_state_dir

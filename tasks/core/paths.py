@@ -2,7 +2,7 @@
 
 from pathlib import PurePosixPath
 
-from tasks.core import layout
+from wirebot.common import layout
 
 UNIT_DIR = "/usr/local/lib/systemd/system"  # local vendor units: `systemctl mask` can still override them
 
@@ -13,12 +13,12 @@ def state_file(data) -> str:
 
 
 def fenced_file(data) -> str:
-    """The fence record on the primary (tasks/core/layout.py)."""
+    """The fence record on the primary (wirebot.common.layout)."""
     return layout.fenced_file(data.wirebot_state_dir)
 
 
 def recovery_markers_dir(data, epoch: int) -> str:
-    """Recovery's progress markers for target epoch `epoch` on the primary (tasks/core/layout.py)."""
+    """Recovery's progress markers for target epoch `epoch` on the primary (wirebot.common.layout)."""
     return layout.recovery_markers_dir(data.wirebot_state_dir, epoch)
 
 

@@ -23,7 +23,7 @@ tests/unit/tasks/core/test_settings_schema.py then holds you to it: `readers` mu
 the key (`tasks/` paths without `tasks/` and `.py`, `/__init__` dropped; "agent:<file>" for a key rendered
 into an agent's config), the reading deploy's docstring "Reads:" list must name it, and a key that nothing
 reads fails the test. A new kind of value: one entry in KINDS. A new key inside an agent's config file:
-files/agents/wirebot/config_keys.py (the agents' side has no access to this module).
+files/agents/wirebot/common/config_keys.py (the agents' side has no access to this module).
 """
 
 import copy
@@ -516,7 +516,7 @@ SETTINGS_LIST = [
     S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
       "playbooks/facts playbooks/recovery_plan provision/replicator"),
     S("replicator_config", "primary", "path", "${wirebot_config_dir}/replicator.yml", "the replicator's config",
-      "provision/cloudflared provision/replicator"),
+      "playbooks/recovery_plan provision/cloudflared provision/replicator"),
     S("replicator_capabilities", "primary", "capabilities", ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN"],
       "all the replicator keeps of root: read the synced trees, update the nftables serving lease",
       "provision/replicator"),

@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pyinfra.facts.files import File
+from wirebot.common import layout
 
-from tasks.core import layout, pairs, paths
+from tasks.core import pairs, paths
 from tasks.core.ops import WirebotState
 from tasks.drills import drill_settings, drill_steps, public, report
 

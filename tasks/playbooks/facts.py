@@ -4,8 +4,8 @@ import json
 import shlex
 
 from pyinfra.api import FactBase
+from wirebot.common import layout
 
-from tasks.core import layout
 from tasks.playbooks import model
 
 HELPER_MODULE = "wirebot/hosttools/incident.py"  # under wirebot_agents_dir: the recovery's host tool

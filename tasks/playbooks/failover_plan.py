@@ -12,8 +12,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
-from tasks.core import layout, pairs, paths
+from tasks.core import pairs, paths
 from tasks.core.settings_schema import host_value
 from tasks.playbooks import model, remote, summary, timeline
 from tasks.playbooks.facts import WitnessNow, view

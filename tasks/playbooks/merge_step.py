@@ -10,7 +10,8 @@ DB only on the standby is copied). The copies stay as evidence; step 3 compares 
 import shlex
 from pathlib import PurePosixPath
 
-from tasks.core import layout
+from wirebot.common import layout
+
 from tasks.playbooks import model, remote, timeline
 from tasks.playbooks.model import STOPPED, VERIFIED
 from tasks.playbooks.remote import StepFailed

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
-from tasks.core import layout
+from wirebot.common import layout
 
 SERVING = ("active", "activating", "reloading")
 STARTED, STOPPED, VERIFIED, DONE = "started.json", "1-stopped.json", "3-verified.json", "7-done.json"

@@ -31,8 +31,9 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
-from tasks.core import layout, pairs, paths
+from tasks.core import pairs, paths
 from tasks.core.ops import PublicKey
 from tasks.core.settings_schema import host_value
 from tasks.playbooks import model, remote, summary, timeline
@@ -188,11 +189,15 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "hosttools.incident", "set-epoch", "--state-file",
-                                              paths.state_file(data), "--epoch", target.epoch),
-                  f"raising the primary's epoch to {target.epoch}")
-        config = self.litestream_config(target.epoch)
         litestream, replicator = self._replication_units()
+        # the replicator is the only writer of the primary's state file: it raises the epoch on request
+        # (signed, over its root-only control socket); it is started first (ctl waits for it to answer)
+        remote.sh(self.primary, f"systemctl start {replicator}", "starting the replicator")
+        code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
+            data, "hosttools.ctl", "--config", data.replicator_config, "set-epoch", "--epoch", target.epoch))
+        self._require(code == 0, f"the replicator did not raise the primary's epoch to {target.epoch} (exit {code}): "
+                                 f"{(stdout + stderr).strip()[-400:]}")
+        config = self.litestream_config(target.epoch)
         moved = hashlib.sha256(config.encode()).hexdigest() != primary.litestream_sha
         if moved:
             # Litestream's local state (.<db>-litestream) belongs to the old replica path: started on a new
@@ -298,7 +303,7 @@ def recovery(report=True):
     Reads: recovery_stop_after (0), recovery_skip_dbs ([]), incident_verify_seconds (60),
     incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_state_dir,
     litestream_databases, litestream_tenant_dir, litestream_config and the litestream deploy's keys,
-    cloudflared_unit, replicator_unit, standby_config, wirebot_state_dir, wirebot_data_root,
+    cloudflared_unit, replicator_unit, replicator_config, standby_config, wirebot_state_dir, wirebot_data_root,
     wirebot_agents_dir, witness_public_url, witness_public_host_header, witness_cloudflare_api_base,
     secrets_dir, cloudflared_secrets.
 

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Optional
 
-from tasks.core import layout
+from wirebot.common import layout
+
 from tasks.playbooks import remote
 from tasks.playbooks.facts import HttpJson, LastJsonLine, view
 

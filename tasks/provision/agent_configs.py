@@ -6,7 +6,9 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 import ipaddress
 from pathlib import PurePosixPath
 
-from tasks.core import layout, paths
+from wirebot.common import layout
+
+from tasks.core import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
 

@@ -5,8 +5,9 @@ and a fenced primary fenced instead of undoing an incident.
 """
 
 from pyinfra import host
+from wirebot.common import layout
 
-from tasks.core import hoststate, layout, pairs, paths
+from tasks.core import hoststate, pairs, paths
 from tasks.core.ops import WirebotState
 
 

@@ -1,5 +1,5 @@
 """journald: each agent line is stored at its level's syslog priority, so `journalctl -p warning -u
-'wirebot-*'` shows exactly the warnings, errors and alerts (files/agents/wirebot/log.py's sd-daemon
+'wirebot-*'` shows exactly the warnings, errors and alerts (files/agents/wirebot/common/log.py's sd-daemon
 prefix on the journal's stream). Read-only for the deployed lab: the one extra unit is transient."""
 
 import json

@@ -9,8 +9,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, npm, server, systemd
 from pyinfra.operations.util import any_changed
+from wirebot.common import layout
 
-from tasks.core import hoststate, layout, paths
+from tasks.core import hoststate, paths
 from tasks.core.checkout import TEMPLATES
 from tasks.core.ops import HttpStatus, attributes, directories, managed_file, managed_template, service
 from tasks.provision import roles

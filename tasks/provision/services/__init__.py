@@ -7,8 +7,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
+from wirebot.common import layout
 
-from tasks.core import layout, paths
+from tasks.core import paths
 from tasks.core.checkout import TEMPLATES
 from tasks.core.ops import managed_template, service
 from tasks.provision import roles, sandbox

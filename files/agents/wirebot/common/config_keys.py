@@ -12,6 +12,8 @@ writes it; optional: the loader has a default), read it in the loader, render it
 "[]" in a key stands for every item of a list of mappings.
 """
 
+from wirebot.common import layout
+
 REQUIRED, OPTIONAL = True, False
 
 _CHANNEL = {
@@ -86,7 +88,7 @@ REPLICATOR = {
     "fencing.nft": (OPTIONAL, "the nft binary (default nft)"),
     "fencing.systemctl": (OPTIONAL, "the systemctl binary (default /bin/systemctl)"),
     "gate.timeout_seconds": (OPTIONAL, "the connector's start gate: timeout of its checks (default 5)"),
-    "gate.fenced_file": (OPTIONAL, "the start gate's fence marker (default /var/lib/wirebot/fenced.json)"),
+    "gate.fenced_file": (OPTIONAL, f"the start gate's fence marker (default {layout.fenced_file()})"),
 }
 
 STANDBY = {

@@ -34,9 +34,9 @@ import subprocess
 import sys
 import time
 
-from wirebot.common import statefile
+from wirebot.common import layout, statefile
 
-DEFAULT_UNITS = ("cloudflared-wirebot",)
+DEFAULT_UNITS = (layout.CONNECTOR_UNIT,)
 LEASE_SET = ("inet", "wirebot", "lease")
 RUNNING = ("active", "activating", "reloading", "deactivating")
 
@@ -176,7 +176,7 @@ def main(argv=None):
                              + ", ".join(DEFAULT_UNITS))
     parser.add_argument("--systemctl", default="/bin/systemctl", help="systemctl binary")
     parser.add_argument("--nft", default="nft", help="nft binary (the serving lease)")
-    parser.add_argument("--fenced-file", default="/var/lib/wirebot/fenced.json", help="fence record path")
+    parser.add_argument("--fenced-file", default=layout.fenced_file(), help="fence record path")
     parser.add_argument("--stop-seconds", type=float, default=10.0, help="wait this long before killing a unit")
     args = parser.parse_args(argv)
     args.units = args.units or list(DEFAULT_UNITS)

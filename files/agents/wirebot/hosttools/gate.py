@@ -30,26 +30,24 @@ witness is not evidence of another connector (a primary must be able to boot alo
 import argparse
 import sys
 
-from wirebot.common import config, httpapi, statefile, tls
+from wirebot.common import config, httpapi, layout, statefile, tls
 from wirebot.common.log import log
 from wirebot.standby import witness
 
 DEFAULT_TOKEN_FILE = "/run/wirebot/cloudflare-api-token"
-DEFAULT_FENCED_FILE = "/var/lib/wirebot/fenced.json"
-SERVING_STATES = ("ACTIVE", "ACTIVATING")
 
 
 def load_settings(path):
     cfg = config.load_yaml(path)
     get = config.get
     return {
-        "state_file": get(cfg, "state_file", str, path, default="/var/lib/wirebot/state.json"),
+        "state_file": get(cfg, "state_file", str, path, default=layout.state_file()),
         "agent_url": get(cfg, "standby.agent_url", str, path).rstrip("/"),
         "tls": tls.load_settings(cfg, path),
         "witness": witness.load_settings(cfg, path, required=False, require_public=False),
         "token_file": get(cfg, "secrets.cloudflare_api_token_file", str, path, default=DEFAULT_TOKEN_FILE),
         "timeout_seconds": get(cfg, "gate.timeout_seconds", float, path, default=5.0),
-        "fenced_file": get(cfg, "gate.fenced_file", str, path, default=DEFAULT_FENCED_FILE),
+        "fenced_file": get(cfg, "gate.fenced_file", str, path, default=layout.fenced_file()),
     }
 
 
@@ -71,7 +69,7 @@ def evaluate(settings):
     standby = {"http_status": code, "state": status.get("state"), "epoch": status.get("epoch"),
                "error": status.get("error") if code != 200 else None}
     checks["standby"] = standby
-    if code == 200 and standby["state"] in SERVING_STATES and isinstance(standby["epoch"], int) \
+    if code == 200 and standby["state"] in layout.SERVING_STATES and isinstance(standby["epoch"], int) \
             and standby["epoch"] >= own_epoch:
         return False, (f"the standby is {standby['state']} at epoch {standby['epoch']} >= our epoch "
                        f"{own_epoch}"), checks
@@ -107,7 +105,7 @@ def evaluate_standby(state_file):
         return False, f"cannot read {state_file}: {exc}", {"state": None}
     state, epoch = data.get("state"), data.get("epoch")
     checks = {"state": state, "epoch": epoch}
-    if state in SERVING_STATES:
+    if state in layout.SERVING_STATES:
         return True, f"the standby is {state} at epoch {epoch}", checks
     return False, (f"the standby is {state} at epoch {epoch}: only an activation (ACTIVATING or ACTIVE) "
                    "starts the serving units here"), checks
@@ -121,7 +119,7 @@ def main(argv=None):
     try:
         if args.standby:
             cfg = config.load_yaml(args.config)
-            state_file = config.get(cfg, "state_file", str, args.config, default="/var/lib/wirebot/state.json")
+            state_file = config.get(cfg, "state_file", str, args.config, default=layout.state_file())
         else:
             settings = load_settings(args.config)
     except config.ConfigError as exc:

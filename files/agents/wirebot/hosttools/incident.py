@@ -16,10 +16,9 @@
       Install standby copy S as database T, which the primary does not have (wirebot.hosttools.merge's
       copy_database: backup API, integrity check, the folder's owner, never overwrites); prints the
       merge's JSON report shape {"ok", "databases": [...]}.
-  python3 -m wirebot.hosttools.incident set-epoch --state-file F --epoch N
-      Raise the epoch in the primary's state file to N (never lowers it; other keys kept). The
-      replicator rewrites that file on every heartbeat, so the write is re-checked and repeated until it
-      holds. Prints {"epoch", "changed"}.
+
+The primary's epoch is not set here: the replicator is the only writer of its state file, and recovery asks
+it (``python3 -m wirebot.hosttools.ctl --config /etc/wirebot/replicator.yml set-epoch --epoch N``).
 
 Standard library only (plus the agents' own modules); Python 3.9.
 """
@@ -29,9 +28,8 @@ import json
 import os
 import sqlite3
 import sys
-import time
 
-from wirebot.common import config, statefile
+from wirebot.common import config
 from wirebot.hosttools import merge
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING = 0, 1, 3
@@ -70,9 +68,9 @@ def snapshot(db, out):
             names = target.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             dropped = [name for (name,) in names if name.startswith(LITESTREAM_PREFIX)]
             for name in dropped:
-                target.execute(f"DROP TABLE {merge._q(name)}")
-            tables = {name: target.execute(f"SELECT count(*) FROM {merge._q(name)}").fetchone()[0]
-                      for name in merge._tables(target, "main")}
+                target.execute(f"DROP TABLE {merge.quote_name(name)}")
+            tables = {name: merge.count_rows(target, "main", name)
+                      for name in merge.data_tables(target, "main")}
         finally:
             target.close()
     finally:
@@ -84,8 +82,8 @@ def snapshot(db, out):
 
 def _keyed_tables(conn, schema):
     tables = {}
-    for name in merge._tables(conn, schema):
-        columns = merge._columns(conn, schema, name)
+    for name in merge.data_tables(conn, schema):
+        columns = merge.columns(conn, schema, name)
         keys = [c[0] for c in sorted(columns, key=lambda c: c[2]) if c[2]]
         if keys:
             tables[name] = keys
@@ -99,25 +97,25 @@ def compare_db(source, target, sample=5):
         try:
             result = {}
             for table in _keyed_tables(conn, "main"):
-                count = conn.execute(f"SELECT count(*) FROM {merge._q(table)}").fetchone()[0]
+                count = merge.count_rows(conn, "main", table)
                 result[table] = {"source_keys": count, "target_keys": 0, "missing": count, "sample": []}
             return result
         finally:
             conn.close()
-    conn = merge._open_pair(source, target)
+    conn = merge.open_pair(source, target)
     try:
-        target_tables = merge._tables(conn, "main")
+        target_tables = merge.data_tables(conn, "main")
         result = {}
         for table, keys in _keyed_tables(conn, "src").items():
-            select = ", ".join(f"s.{merge._q(k)}" for k in keys)
-            count_source = conn.execute(f"SELECT count(*) FROM src.{merge._q(table)}").fetchone()[0]
+            select = ", ".join(f"s.{merge.quote_name(k)}" for k in keys)
+            count_source = conn.execute(f"SELECT count(*) FROM src.{merge.quote_name(table)}").fetchone()[0]
             if table not in target_tables:
                 result[table] = {"source_keys": count_source, "target_keys": 0, "missing": count_source,
                                  "sample": []}
                 continue
-            count_target = conn.execute(f"SELECT count(*) FROM main.{merge._q(table)}").fetchone()[0]
-            missing = conn.execute(merge._missing_sql(table, keys, "count(*)")).fetchone()[0]
-            rows = conn.execute(merge._missing_sql(table, keys, select) + f" LIMIT {int(sample)}").fetchall()
+            count_target = conn.execute(f"SELECT count(*) FROM main.{merge.quote_name(table)}").fetchone()[0]
+            missing = conn.execute(merge.missing_sql(table, keys, "count(*)")).fetchone()[0]
+            rows = conn.execute(merge.missing_sql(table, keys, select) + f" LIMIT {int(sample)}").fetchall()
             result[table] = {"source_keys": count_source, "target_keys": count_target, "missing": missing,
                              "sample": [list(row) if len(row) > 1 else row[0] for row in rows]}
         return result
@@ -137,28 +135,9 @@ def compare(source, target):
     return {target: compare_db(source, target)}
 
 
-def set_epoch(state_file, epoch, checks=3, pause=0.5, clock=time.sleep):
-    """Raise the state file's epoch to ``epoch``; re-check ``checks`` times that it held."""
-    changed = False
-    for _ in range(20):
-        data = statefile.load(state_file, {"epoch": 1})
-        if int(data.get("epoch") or 1) < epoch:
-            data["epoch"] = int(epoch)
-            statefile.save(state_file, data)
-            changed = True
-        held = True
-        for _ in range(checks):
-            clock(pause)
-            if int(statefile.load(state_file, {"epoch": 1}).get("epoch") or 1) < epoch:
-                held = False
-                break
-        if held:
-            return {"epoch": int(statefile.load(state_file, {"epoch": 1}).get("epoch") or 1), "changed": changed}
-    raise RuntimeError(f"{state_file}: the epoch {epoch} did not hold (another writer keeps resetting it)")
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m wirebot.hosttools.incident", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m wirebot.hosttools.incident",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("witness", help="the witness's view right now")
     w.add_argument("--config", default="/etc/wirebot/standby.yml")
@@ -171,9 +150,6 @@ def main(argv=None):
     c = sub.add_parser("copy", help="install a database the target does not have")
     c.add_argument("--source", required=True)
     c.add_argument("--target", required=True)
-    e = sub.add_parser("set-epoch", help="raise the primary's epoch")
-    e.add_argument("--state-file", default="/var/lib/wirebot/state.json")
-    e.add_argument("--epoch", type=int, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "witness":
@@ -185,11 +161,9 @@ def main(argv=None):
             missing = sum(t["missing"] for tables in reports.values() for t in tables.values())
             _print({"ok": missing == 0, "missing": missing, "databases": reports})
             return EXIT_OK if missing == 0 else EXIT_MISSING
-        elif args.command == "copy":
+        else:
             report = merge.copy_database(args.source, args.target)
             _print({"ok": report.ok, "dry_run": False, "databases": [report.to_dict()]})
-        else:
-            _print(set_epoch(args.state_file, args.epoch))
     except (OSError, sqlite3.Error, merge.MergeError, config.ConfigError, RuntimeError, ValueError) as exc:
         print(f"wirebot.hosttools.incident {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR

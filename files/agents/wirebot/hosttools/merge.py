@@ -88,7 +88,8 @@ class DatabaseReport:
         return d
 
 
-def _q(name: str) -> str:
+def quote_name(name: str) -> str:
+    """An SQL identifier quoted for SQLite (a table or column name from a database, never trusted)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -109,7 +110,7 @@ def _connect(path: str, mode: str, role: str) -> sqlite3.Connection:
     return conn
 
 
-def _open_pair(source: str, target: str) -> sqlite3.Connection:
+def open_pair(source: str, target: str) -> sqlite3.Connection:
     """Target read-write as ``main``, source read-only as ``src``."""
     _require(source, "source")
     _require(target, "target")
@@ -127,7 +128,7 @@ def _open_pair(source: str, target: str) -> sqlite3.Connection:
     return conn
 
 
-def _tables(conn: sqlite3.Connection, schema: str) -> Dict[str, str]:
+def data_tables(conn: sqlite3.Connection, schema: str) -> Dict[str, str]:
     """The tables to merge: SQLite's own (sqlite_*) and Litestream's bookkeeping (_litestream_*, present
     in every replicated database and in its restores) are not application data and are left out."""
     rows = conn.execute(
@@ -138,9 +139,9 @@ def _tables(conn: sqlite3.Connection, schema: str) -> Dict[str, str]:
     return {name: sql or "" for name, sql in rows}
 
 
-def _columns(conn: sqlite3.Connection, schema: str, table: str) -> List[Tuple[str, str, int]]:
+def columns(conn: sqlite3.Connection, schema: str, table: str) -> List[Tuple[str, str, int]]:
     """(name, declared type, position in primary key or 0) per column."""
-    return [(r[1], r[2] or "", r[5]) for r in conn.execute(f"PRAGMA {schema}.table_info({_q(table)})")]
+    return [(r[1], r[2] or "", r[5]) for r in conn.execute(f"PRAGMA {schema}.table_info({quote_name(table)})")]
 
 
 def _primary_key(db: str, table: str, cols: List[Tuple[str, str, int]], sql: str, side: str) -> List[str]:
@@ -157,12 +158,12 @@ def _primary_key(db: str, table: str, cols: List[Tuple[str, str, int]], sql: str
 
 def _plan(conn: sqlite3.Connection, db: str) -> Plan:
     """Check every source table against the target; raise MergeSchemaError on anything unexpected."""
-    target_tables = _tables(conn, "main")
+    target_tables = data_tables(conn, "main")
     plan: Plan = {}
-    for table, sql in _tables(conn, "src").items():
+    for table, sql in data_tables(conn, "src").items():
         if table not in target_tables:
             raise MergeSchemaError(db, table, "exists on the source but not on the target")
-        scols, tcols = _columns(conn, "src", table), _columns(conn, "main", table)
+        scols, tcols = columns(conn, "src", table), columns(conn, "main", table)
         snames, tnames = {c[0] for c in scols}, {c[0] for c in tcols}
         if snames != tnames:
             raise MergeSchemaError(db, table, f"columns differ: only on source {sorted(snames - tnames)}, "
@@ -177,28 +178,29 @@ def _plan(conn: sqlite3.Connection, db: str) -> Plan:
 
 def check_schema(source: str, target: str) -> Plan:
     """Validate that ``source`` can be merged into ``target``; returns table -> (columns, key)."""
-    conn = _open_pair(source, target)
+    conn = open_pair(source, target)
     try:
         return _plan(conn, target)
     finally:
         conn.close()
 
 
-def _count(conn: sqlite3.Connection, schema: str, table: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {schema}.{_q(table)}").fetchone()[0]
+def count_rows(conn: sqlite3.Connection, schema: str, table: str) -> int:
+    """Rows of ``schema.table``."""
+    return conn.execute(f"SELECT count(*) FROM {schema}.{quote_name(table)}").fetchone()[0]
 
 
 def _absent(table: str, pk: List[str]) -> str:
     """SQL condition: the source row ``s`` has no row with the same key on the target (IS: NULL keys
     match; the target's key index is used)."""
-    match = " AND ".join(f"m.{_q(k)} IS s.{_q(k)}" for k in pk)
-    return f"NOT EXISTS (SELECT 1 FROM main.{_q(table)} AS m WHERE {match})"
+    match = " AND ".join(f"m.{quote_name(k)} IS s.{quote_name(k)}" for k in pk)
+    return f"NOT EXISTS (SELECT 1 FROM main.{quote_name(table)} AS m WHERE {match})"
 
 
-def _missing_sql(table: str, pk: List[str], select: str) -> str:
+def missing_sql(table: str, pk: List[str], select: str) -> str:
     """``select`` FROM source rows whose key is not on the target: one pass over the source's key
     index (in key order) with one index lookup on the target per key."""
-    return f"SELECT {select} FROM src.{_q(table)} AS s WHERE {_absent(table, pk)}"
+    return f"SELECT {select} FROM src.{quote_name(table)} AS s WHERE {_absent(table, pk)}"
 
 
 def _insert_sql(table: str, cols: List[str], pk: List[str]) -> List[str]:
@@ -209,19 +211,20 @@ def _insert_sql(table: str, cols: List[str], pk: List[str]) -> List[str]:
     would first copy the whole result into a temporary table). A key holding a NULL never collides
     (SQLite lets NULLs into a rowid table's PRIMARY KEY), so those rows, rare, go in by a second
     statement only when no row with the same key IS on the target."""
-    names = ", ".join(_q(c) for c in cols)
-    select = ", ".join(f"s.{_q(c)}" for c in cols)
-    into = f"INSERT OR IGNORE INTO main.{_q(table)} ({names}) SELECT {select} FROM src.{_q(table)} AS s "
-    not_null = " AND ".join(f"s.{_q(k)} IS NOT NULL" for k in pk)
-    any_null = " OR ".join(f"s.{_q(k)} IS NULL" for k in pk)
-    order = ", ".join(f"s.{_q(k)}" for k in pk)
+    names = ", ".join(quote_name(c) for c in cols)
+    select = ", ".join(f"s.{quote_name(c)}" for c in cols)
+    into = (f"INSERT OR IGNORE INTO main.{quote_name(table)} ({names}) SELECT {select} "
+            f"FROM src.{quote_name(table)} AS s ")
+    not_null = " AND ".join(f"s.{quote_name(k)} IS NOT NULL" for k in pk)
+    any_null = " OR ".join(f"s.{quote_name(k)} IS NULL" for k in pk)
+    order = ", ".join(f"s.{quote_name(k)}" for k in pk)
     return [into + f"WHERE {not_null} ORDER BY {order}",
             into + f"WHERE ({any_null}) AND {_absent(table, pk)}"]
 
 
 def merge_database(source: str, target: str, dry_run: bool = False) -> DatabaseReport:
     """Insert the source's rows missing from the target, then verify that every source key is there."""
-    conn = _open_pair(source, target)
+    conn = open_pair(source, target)
     report = DatabaseReport(target, source, "dry-run" if dry_run else "merged")
     stage = "merge (rolled back, target unchanged)"
     try:
@@ -229,9 +232,9 @@ def merge_database(source: str, target: str, dry_run: bool = False) -> DatabaseR
         try:
             plan = _plan(conn, target)
             for table, (cols, pk) in plan.items():
-                row = TableReport(table, _count(conn, "src", table), _count(conn, "main", table), 0)
+                row = TableReport(table, count_rows(conn, "src", table), count_rows(conn, "main", table), 0)
                 if dry_run:
-                    row.inserted = conn.execute(_missing_sql(table, pk, "count(*)")).fetchone()[0]
+                    row.inserted = conn.execute(missing_sql(table, pk, "count(*)")).fetchone()[0]
                 else:
                     for statement in _insert_sql(table, cols, pk):
                         conn.execute(statement)
@@ -245,9 +248,9 @@ def merge_database(source: str, target: str, dry_run: bool = False) -> DatabaseR
         stage = "verification"
         if not dry_run:  # verification reads the committed state
             for row in report.tables:
-                row.target_after = _count(conn, "main", row.table)
+                row.target_after = count_rows(conn, "main", row.table)
                 row.missing_after = conn.execute(
-                    _missing_sql(row.table, plan[row.table][1], "count(*)")).fetchone()[0]
+                    missing_sql(row.table, plan[row.table][1], "count(*)")).fetchone()[0]
     except sqlite3.Error as e:
         raise MergeError(f"{target}: {stage} from {source} failed: {e}") from e
     finally:
@@ -264,7 +267,7 @@ def copy_database(source: str, target: str, dry_run: bool = False) -> DatabaseRe
     report = DatabaseReport(target, source, "dry-run-copy" if dry_run else "copied")
     tmp = None
     try:
-        counts = {t: _count(src, "main", t) for t in _tables(src, "main")}
+        counts = {t: count_rows(src, "main", t) for t in data_tables(src, "main")}
         report.tables = [TableReport(t, n, 0, n) for t, n in counts.items()]
         if dry_run:
             return report
@@ -276,7 +279,7 @@ def copy_database(source: str, target: str, dry_run: bool = False) -> DatabaseRe
             src.backup(dst)
             check = [r[0] for r in dst.execute("PRAGMA integrity_check")]
             for row in report.tables:
-                row.target_after = _count(dst, "main", row.table)
+                row.target_after = count_rows(dst, "main", row.table)
                 row.missing_after = max(row.source_rows - row.target_after, 0)
         finally:
             dst.close()

@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 
-from wirebot.common import httpapi, signing, statefile
+from wirebot.common import httpapi, layout, signing, statefile
 from wirebot.common.log import log
 
 COMPONENT = "heartbeat"
@@ -46,6 +46,16 @@ class StateStore:
             data.update(changes)
             statefile.save(self.path, data)
             return data
+
+    def raise_epoch(self, epoch):
+        """Raise the persisted epoch to ``epoch`` (never lower it); return (epoch before, epoch after)."""
+        with self._lock:
+            data = statefile.load(self.path, DEFAULT_STATE)
+            before = int(data.get("epoch") or 1)
+            if epoch > before:
+                data["epoch"] = int(epoch)
+                statefile.save(self.path, data)
+            return before, max(before, int(epoch))
 
     def next_sequence(self, now=None):
         """Allocate and persist the next heartbeat sequence; return (sequence, epoch)."""
@@ -177,7 +187,7 @@ class Sender:
     def _note_standby(self, answer, epoch):
         """Warn once when the standby starts serving or holds a newer epoch; note once when that ends."""
         theirs = answer.get("epoch")
-        ahead = answer.get("state") in ("ACTIVATING", "ACTIVE") or (isinstance(theirs, int) and theirs > epoch)
+        ahead = layout.serving(answer.get("state")) or (isinstance(theirs, int) and theirs > epoch)
         seen = (answer.get("state"), theirs, epoch) if ahead else None
         if seen == self._standby_ahead:
             return

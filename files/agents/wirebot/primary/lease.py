@@ -34,12 +34,12 @@ import time
 import urllib.error
 import urllib.request
 
-from wirebot.common import config
+from wirebot.common import config, layout
 from wirebot.common.log import log
 from wirebot.hosttools import fence_command
 
 COMPONENT = "lease"
-SERVING = ("ACTIVATING", "ACTIVE")
+SERVING = layout.SERVING_STATES
 
 
 def load_settings(cfg, path):
@@ -50,7 +50,7 @@ def load_settings(cfg, path):
                               default=config.REQUIRED if enabled else 0.0),
         "renew_seconds": config.get(cfg, "fencing.lease_renew_seconds", float, path, default=2.0),
         "units": config.get(cfg, "fencing.units", list, path, default=list(fence_command.DEFAULT_UNITS)),
-        "fenced_file": config.get(cfg, "fencing.fenced_file", str, path, default="/var/lib/wirebot/fenced.json"),
+        "fenced_file": config.get(cfg, "fencing.fenced_file", str, path, default=layout.fenced_file()),
         "nft": config.get(cfg, "fencing.nft", str, path, default="nft"),
         "systemctl": config.get(cfg, "fencing.systemctl", str, path, default="/bin/systemctl"),
         "ready_url": config.get(cfg, "fencing.ready_url", str, path, default=None),

@@ -4,8 +4,9 @@ Threads: Litestream supervision (lag per DB, stall alerts; litestream.service ru
 sync (inotify + debounced rsync) and signed heartbeats to the standby. Each component has an
 explicit state, logged on change. Two listeners (wirebot.common.channel): on listen_address:listen_port, mutual
 TLS admitting only the standby: GET /health, GET /status, GET /metrics; on the local control socket the
-same plus POST /trigger-sync and POST /drill, signed with this host's control key.
-A configuration error names the file and key and exits 2.
+same plus POST /trigger-sync, POST /drill and POST /epoch (recovery raises the epoch through it), signed with
+this host's control key. The replicator is the only writer of its state file (``state_file``: epoch and
+sequence numbers). A configuration error names the file and key and exits 2.
 """
 
 import argparse
@@ -227,7 +228,7 @@ class Replicator:
         """The local control socket: reads and the signed control requests."""
         return {("GET", "/health"): self.health, ("GET", "/status"): self.status,
                 ("GET", "/metrics"): self.metrics, ("POST", "/trigger-sync"): self.trigger_sync,
-                ("POST", "/drill"): self.drill}
+                ("POST", "/drill"): self.drill, ("POST", "/epoch"): self.set_epoch}
 
     def health(self, _request):
         states = self.component_states()
@@ -287,6 +288,26 @@ class Replicator:
         self.monitor.request_sync()
         log(COMPONENT, "trigger-sync", client=request.client, reason="signed POST /trigger-sync")
         return 202, {"accepted": True, "paths": self.c["paths"]}
+
+    def set_epoch(self, request):
+        """POST /epoch {"epoch": N} (signed control request; recovery's step 4 over `wirebot.hosttools.ctl
+        set-epoch`): raise this primary's epoch to N. The replicator is the only writer of its state file
+        (the heartbeat thread persists sequences in it), so the epoch is changed here, under the store's lock,
+        and the next heartbeat carries it. N below the current epoch is refused (409: a stale request never
+        lowers it); N equal to it answers 200 with changed false (a re-run of the recovery)."""
+        self._verify(request)
+        epoch = request.json().get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise httpapi.HttpError(400, 'expected {"epoch": N} with N a positive integer')
+        before, after = self.store.raise_epoch(epoch)
+        if epoch < before:
+            log(COMPONENT, "epoch-refused", level="warning", client=request.client, requested=epoch, epoch=before,
+                reason="a lower epoch than this primary's")
+            raise httpapi.HttpError(409, f"refused: epoch {epoch} is below this primary's epoch {before}")
+        if after != before:
+            log(COMPONENT, "epoch-raised", frm=before, to=after, client=request.client,
+                reason="signed POST /epoch (recovery)")
+        return 200, {"epoch": after, "changed": after != before}
 
     def drill(self, request):
         self._verify(request)

@@ -32,7 +32,7 @@ import os
 import sys
 import time
 
-from wirebot.common import config, statefile
+from wirebot.common import config, layout, statefile
 from wirebot.common.alerts import Alerter
 from wirebot.common.log import log
 from wirebot.standby import activation_steps as steps
@@ -140,7 +140,7 @@ def run(settings, store, alerter, clock=time.time, stop=None):
         act = store.data.get("activation") or {}
         if state == standby_machine.ACTIVE and (act.get("completed_at") or not act.get("steps")):
             return True
-        if state not in (standby_machine.ACTIVATING, standby_machine.ACTIVE):
+        if not layout.serving(state):
             log("activation", "not-activating", level="warning", state=state,
                 reason="state is no longer ACTIVATING (deactivated?): nothing to do")
             return False
@@ -220,7 +220,7 @@ def deactivate(settings, store, epoch, clock=time.time):
 def try_lock(state_file):
     """Hold ``<state_file>.lock`` exclusively (the running agent does); an fd, or None if held."""
     os.makedirs(os.path.dirname(os.path.abspath(state_file)), exist_ok=True)
-    fd = os.open(state_file + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(layout.lock_file(state_file), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -28,7 +28,7 @@ heartbeats.
 
 import uuid
 
-from wirebot.common import channel, metrics, signing
+from wirebot.common import channel, layout, metrics, signing
 from wirebot.common.httpapi import HttpError
 from wirebot.common.log import log
 from wirebot.standby import activation, machine
@@ -86,7 +86,7 @@ def heartbeat(agent, request):
             data["epoch"] = body["epoch"]
         machine.note_serving(data, body, data["last_heartbeat"]["received_at"])
         granted = machine.grant_lease(data, body, agent.clock())  # under the store lock: see standby_machine
-        alert = state in (machine.ACTIVE, machine.ACTIVATING) and not data.get("primary_alive_alerted")
+        alert = layout.serving(state) and not data.get("primary_alive_alerted")
         if alert:
             data["primary_alive_alerted"] = True
         agent.store.save()

@@ -30,10 +30,12 @@ decide only ever reads the persisted state and the observation.
 
 import collections
 
+from wirebot.common import layout
+
 STANDBY = "STANDBY"
 SUSPECT = "SUSPECT"
-ACTIVATING = "ACTIVATING"
-ACTIVE = "ACTIVE"
+ACTIVATING = layout.ACTIVATING
+ACTIVE = layout.ACTIVE
 FENCE_BLOCKED = "FENCE_BLOCKED"
 STATES = (STANDBY, SUSPECT, ACTIVATING, ACTIVE, FENCE_BLOCKED)
 

@@ -5,9 +5,7 @@ Two independent checks:
 * **public** - ``GET witness.public_url`` through Cloudflare (optional ``Host`` header). Any 2xx
   means somebody's connector is serving the public; when our own connector is down that is the
   primary. Anything else (5xx such as Cloudflare's 530/1033, or no answer) means "not served".
-* **api** - Cloudflare's tunnel-connections list
-  ``GET {cloudflare_api_base}/accounts/{account_id}/cfd_tunnel/{tunnel_id}/connections`` with a Bearer
-  token (envelope ``{"success", "result": [{"id", "conns": [{"origin_ip", "opened_at", ...}]}]}``).
+* **api** - Cloudflare's tunnel-connections list (wirebot.common.cloudflare, the one client of that API).
   Every connection whose ``origin_ip`` differs from ``self_origin_ip`` is "another origin"
   (the primary). Only consulted when a token, account_id and tunnel_id are configured.
 
@@ -22,15 +20,13 @@ Config keys (section ``witness:``, same keys in standby.yml and the primary's op
 * ``timeout_seconds`` (number, default 5)
 """
 
-import json
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
-from wirebot.common import config
+from wirebot.common import cloudflare, config
 
-DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
+DEFAULT_API_BASE = cloudflare.DEFAULT_API_BASE
 
 
 def load_settings(cfg, path, section="witness", required=True, require_public=True):
@@ -73,56 +69,18 @@ def check_public(url, host_header, timeout):
     return {"status": status, "serving": 200 <= status < 300, "error": None}
 
 
-def parse_connections(envelope, self_origin_ip):
-    """Origins in a Cloudflare connections envelope: (all_origins, other_origins). ValueError if malformed."""
-    if not isinstance(envelope, dict) or envelope.get("success") is not True:
-        errors = envelope.get("errors") if isinstance(envelope, dict) else None
-        raise ValueError(f"API call not successful: {json.dumps(errors)[:300]}")
-    result = envelope.get("result")
-    if not isinstance(result, list):
-        raise ValueError("API result is not a list")
-    origins = []
-    for connector in result:
-        conns = connector.get("conns") if isinstance(connector, dict) else None
-        for conn in conns or []:
-            if isinstance(conn, dict) and conn.get("origin_ip"):
-                origins.append(str(conn["origin_ip"]))
-    others = sorted({ip for ip in origins if ip != self_origin_ip})
-    return sorted(set(origins)), others
-
-
 def check_api(settings, token, timeout=None):
-    """{"configured", "ok", "origins", "other_origins", "error", "status", "retry_after"} from Cloudflare's
-    connections list (``status``: the HTTP status of a refusal, ``retry_after``: its Retry-After seconds)."""
-    if not token or not settings.get("account_id") or not settings.get("tunnel_id"):
-        return {"configured": False, "ok": False, "origins": [], "other_origins": [], "error": None}
-    url = "{}/accounts/{}/cfd_tunnel/{}/connections".format(
-        settings["cloudflare_api_base"], urllib.parse.quote(settings["account_id"], safe=""),
-        urllib.parse.quote(settings["tunnel_id"], safe=""))
-    request = urllib.request.Request(url, method="GET", headers={
-        "Authorization": "Bearer " + token, "Accept": "application/json", "User-Agent": "wirebot-witness"})
-    result = {"configured": True, "ok": False, "origins": [], "other_origins": [], "error": None,
-              "status": None, "retry_after": None}
-    try:
-        with urllib.request.urlopen(request, timeout=timeout or settings["timeout_seconds"]) as response:
-            envelope = json.loads(response.read().decode("utf-8"))
-        result["origins"], result["other_origins"] = parse_connections(envelope, settings["self_origin_ip"])
-        result["ok"] = True
-    except urllib.error.HTTPError as exc:
-        result["error"], result["status"] = f"HTTP {exc.code}", exc.code
-        result["retry_after"] = retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        result["error"] = str(getattr(exc, "reason", exc))[:300]
+    """{"configured", "ok", "origins", "other_origins", "error", "status", "retry_after"}: Cloudflare's
+    connections list (wirebot.common.cloudflare.tunnel_origins; ``status``: the HTTP status of a refusal,
+    ``retry_after``: its Retry-After seconds) and the origins in it other than ``self_origin_ip``."""
+    result = cloudflare.tunnel_origins(settings["cloudflare_api_base"], settings.get("account_id"),
+                                       settings.get("tunnel_id"), token, timeout or settings["timeout_seconds"],
+                                       user_agent="wirebot-witness")
+    result["other_origins"] = [ip for ip in result["origins"] if ip != settings["self_origin_ip"]]
     return result
 
 
-def retry_after(value):
-    """Seconds of a Retry-After header given in seconds (an HTTP date or garbage: None)."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if 0 <= seconds < 86400 else None
+retry_after = cloudflare.retry_after  # the edge detector's public-probe backoff reads Retry-After the same way
 
 
 def check(settings, token, now=None):

@@ -9,14 +9,15 @@ import subprocess
 import sys
 import time
 
-import agenttest
 import pytest
-from agenttest import count_rows, make_db
 from wirebot.common import statefile
 from wirebot.common.alerts import Alerter
 from wirebot.standby import activation
 from wirebot.standby import activation_steps as steps
 from wirebot.standby import machine as m
+
+from .. import agenttest
+from ..agenttest import count_rows, make_db
 
 
 class Crash(BaseException):

@@ -9,9 +9,10 @@ import stat
 import threading
 import time
 
-import agenttest
 import pytest
 from wirebot.common import httpapi, signing, tls
+
+from .. import agenttest
 
 KEY = bytes(range(32))
 BINDING = signing.Binding("control", "operator", "test")

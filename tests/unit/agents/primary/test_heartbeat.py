@@ -226,3 +226,28 @@ def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_pat
 def test_without_a_shorter_renew_period_every_beat_is_a_heartbeat(tmp_path, receiver):
     received = run_sender(tmp_path, receiver, 0.05, 0.5, 3)
     assert len(received) >= 3 and all(body.get("kind") != "lease" for _p, _s, body in received)
+
+
+def test_raise_epoch_holds_against_the_heartbeat_thread_and_never_lowers(tmp_path):
+    """The state file's one writer: the epoch raised through the store (the replicator's POST /epoch) holds
+    while another thread allocates sequences through the same store; a lower epoch changes nothing."""
+    import threading
+
+    store = heartbeat.StateStore(str(tmp_path / "state.json"))
+    store.update(epoch=2, sequence=5)
+    stop = threading.Event()
+
+    def beats():
+        while not stop.is_set():
+            store.next_sequence()
+
+    thread = threading.Thread(target=beats)
+    thread.start()
+    try:
+        assert store.raise_epoch(4) == (2, 4)
+        assert store.raise_epoch(3) == (4, 4)
+    finally:
+        stop.set()
+        thread.join()
+    data = statefile.load(str(tmp_path / "state.json"), {})
+    assert data["epoch"] == 4 and data["sequence"] > 5

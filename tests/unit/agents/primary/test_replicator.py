@@ -14,11 +14,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
-import agenttest
 import pytest
 import yaml
 from wirebot.common import config, httpapi, signing, statefile, tls
 from wirebot.primary import filesync, replicator
+
+from .. import agenttest
 
 KEY_HEX = "ab" * 32  # the heartbeat key
 KEY = bytes.fromhex(agenttest.CONTROL_KEY_HEX)  # the control key (what signed() uses)
@@ -359,3 +360,50 @@ def test_the_heartbeat_goes_only_to_the_pinned_standby(env):
     d = env["start"](**{"standby.agent_url": f"https://127.0.0.1:{srv.server_address[1]}"})
     assert wait_for(lambda: d.sender.status()["failures_total"] >= 2)
     assert impostor == [] and "unreachable" in d.sender.status()["last"]["reason"]
+
+
+def test_epoch_is_raised_only_by_a_signed_request_to_the_replicator(env):
+    """POST /epoch: the replicator is the state file's only writer. Unsigned: 401, nothing written; a higher
+    epoch is saved (sequences kept) and the next heartbeats carry it; the same again: changed false; a lower
+    (stale) one: 409 and the epoch stays; not a positive integer: 400."""
+    d = env["start"]()
+    state = str(env["tmp"] / "state.json")
+    assert call(d.url + "/epoch", "POST", b'{"epoch": 9}', {"Content-Type": "application/json"})[0] == 401
+    assert statefile.load(state, {})["epoch"] == 7
+    (status, body), headers, _ = signed(d.url + "/epoch", {"epoch": 9})
+    assert (status, body) == (200, {"epoch": 9, "changed": True})
+    saved = statefile.load(state, {})
+    assert saved["epoch"] == 9 and saved["api_last_sequence"] == int(headers["X-Wirebot-Sequence"])
+    assert wait_for(lambda: env["standby"].beats and env["standby"].beats[-1]["epoch"] == 9)
+    assert statefile.load(state, {})["sequence"] > 0  # the heartbeat thread kept writing its sequence
+    assert signed(d.url + "/epoch", {"epoch": 9})[0] == (200, {"epoch": 9, "changed": False})
+    (status, body), _, _ = signed(d.url + "/epoch", {"epoch": 8})
+    assert status == 409 and "below this primary's epoch 9" in body["error"]
+    for bad in ({"epoch": 0}, {"epoch": "10"}, {"epoch": True}, {}):
+        assert signed(d.url + "/epoch", bad)[0][0] == 400
+    assert call(d.url + "/status")[1]["epoch"] == 9 and statefile.load(state, {})["epoch"] == 9
+
+
+def _printed(text):
+    """ctl's printed document (indented JSON) out of stdout, which also holds the agents' log lines."""
+    lines = text.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+def test_ctl_set_epoch_asks_the_replicator_and_fails_clearly_when_it_is_down(env, capsys):
+    from wirebot.hosttools import ctl
+
+    d = env["start"]()
+    path = str(env["tmp"] / "replicator.yml")
+    assert ctl.main(["--config", path, "set-epoch", "--epoch", "8"]) == 0
+    assert _printed(capsys.readouterr().out)["answer"] == {"epoch": 8, "changed": True}
+    assert ctl.main(["--config", path, "set-epoch", "--epoch", "7"]) == 1
+    assert _printed(capsys.readouterr().out)["http_status"] == 409
+    d.stop()
+    started = time.monotonic()
+    assert ctl.main(["--config", path, "set-epoch", "--epoch", "9", "--wait", "0.5"]) == 1
+    out = _printed(capsys.readouterr().out)
+    assert time.monotonic() - started < 5
+    assert "does not answer on its control socket" in out["error"] and "is it running?" in out["error"]
+    assert statefile.load(str(env["tmp"] / "state.json"), {})["epoch"] == 8

@@ -1,9 +1,12 @@
-"""The on-host layout as the control side uses it: unit names, the serving services and states, the state,
-fence and recovery-marker files. One owner: the names mirror files/agents/wirebot/common/layout.py (the
-agents' side, being landed this round); once it is on main this module only re-exports it, so tasks/
-and the agents read one definition. Where a value is a setting (cloudflared_unit, wirebot_state_dir,
-replicator_unit, standby_unit: tasks/core/settings_schema.py) the default is here and the functions
-take the configured value (tasks/core/paths.py applies them to host data).
+"""The on-host layout: the one owner of the unit names, the serving services and states, and the state,
+fence and marker file names the agents, the host tools and the control side (tasks/) must agree on.
+
+Plain constants and pure functions (no I/O, standard library only): the agents import it on the hosts'
+Python 3.9, the control side (tasks/provision, tasks/playbooks) on its own Python. Where a value is a
+setting (the connector's unit ``cloudflared_unit``, the state directory ``wirebot_state_dir``: see
+tasks/core/settings_schema.py), the default below is the setting's default and the functions take the
+configured value; the agents read the configured paths from their rendered config (the deploy renders
+them from these functions, tasks/provision/agent_configs.py).
 """
 
 # --- units --------------------------------------------------------------------------------------------
@@ -48,15 +51,22 @@ RECOVERY_DIR = "recovery"       # recovery's progress markers, one folder per ta
 
 
 def state_file(state_dir=STATE_DIR):
-    """The agent's state file."""
+    """The agent's state file (one writer: the host's agent; see wirebot.primary.replicator)."""
     return f"{state_dir.rstrip('/')}/{STATE_FILE}"
 
 
 def fenced_file(state_dir=STATE_DIR):
-    """The fence record on the primary (the fence command writes it; the gate refuses while it exists)."""
+    """The fence record on the primary (wirebot.hosttools.fence_command writes it; the gate refuses while
+    it exists)."""
     return f"{state_dir.rstrip('/')}/{FENCED_FILE}"
 
 
 def recovery_markers_dir(state_dir, epoch):
     """The folder of recovery's progress markers for target epoch `epoch` on the primary."""
     return f"{state_dir.rstrip('/')}/{RECOVERY_DIR}/epoch-{int(epoch)}"
+
+
+def lock_file(state_file_path):
+    """The lock the running standby agent holds for its lifetime (the activation CLI checks it)."""
+    return f"{state_file_path}.lock"
+

@@ -1,4 +1,4 @@
-"""The host-side helper of the incident playbooks (files/agents/wirebot/incident.py), on local files."""
+"""wirebot.hosttools.incident: the host-side helper of the incident playbooks, on local files."""
 
 import json
 import sqlite3
@@ -7,11 +7,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-from wirebot.common import statefile
 from wirebot.hosttools import incident
 
-AGENTS = Path(__file__).resolve().parents[2] / "files" / "agents"
+AGENTS = Path(__file__).resolve().parents[4] / "files" / "agents"  # the hosts' PYTHONPATH, for subprocesses
 EVENTS = "CREATE TABLE events(id TEXT PRIMARY KEY, type TEXT NOT NULL)"
 
 
@@ -86,32 +84,3 @@ def test_copy_installs_a_database_the_primary_lacks_and_never_overwrites(tmp_pat
     assert result.returncode == 0 and json.loads(result.stdout)["databases"][0]["action"] == "copied"
     again = run("copy", "--source", tmp_path / "s.db", "--target", tmp_path / "t.db")
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
-
-
-def test_set_epoch_raises_keeps_other_keys_and_never_lowers(tmp_path):
-    path = str(tmp_path / "state.json")
-    statefile.save(path, {"epoch": 2, "sequence": 77})
-    assert incident.set_epoch(path, 5, pause=0, clock=lambda s: None) == {"epoch": 5, "changed": True}
-    assert statefile.load(path, {}) == {"epoch": 5, "sequence": 77}
-    assert incident.set_epoch(path, 3, pause=0, clock=lambda s: None) == {"epoch": 5, "changed": False}
-
-
-def test_set_epoch_writes_again_when_another_writer_put_the_old_epoch_back(tmp_path):
-    path = str(tmp_path / "state.json")
-    statefile.save(path, {"epoch": 2, "sequence": 1})
-    calls = []
-
-    def racing_replicator(_pause):  # the replicator's heartbeat saves the epoch it had loaded, once
-        calls.append(1)
-        if len(calls) == 1:
-            statefile.save(path, {"epoch": 2, "sequence": 2})
-
-    assert incident.set_epoch(path, 4, checks=2, pause=0, clock=racing_replicator)["epoch"] == 4
-    assert statefile.load(path, {})["epoch"] == 4 and len(calls) >= 3
-
-
-def test_set_epoch_gives_up_when_it_never_holds(tmp_path):
-    path = str(tmp_path / "state.json")
-    statefile.save(path, {"epoch": 1})
-    with pytest.raises(RuntimeError, match="did not hold"):
-        incident.set_epoch(path, 2, checks=1, pause=0, clock=lambda _p: statefile.save(path, {"epoch": 1}))

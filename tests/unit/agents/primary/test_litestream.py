@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from wirebot.primary import litestream
 
-FIXTURES = Path(__file__).parent / "fixtures" / "litestream"
-BINARY = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "litestream"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litestream"
+BINARY = Path(__file__).resolve().parents[4] / ".venv" / "bin" / "litestream"
 
 
 def fixture(name):

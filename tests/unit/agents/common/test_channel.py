@@ -7,9 +7,10 @@ import http.client
 import ssl
 import time
 
-import agenttest
 import pytest
 from wirebot.common import channel, config
+
+from .. import agenttest
 
 PEER, PROMETHEUS, OTHER = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 

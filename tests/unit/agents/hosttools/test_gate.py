@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 
-import agenttest
 import pytest
 import yaml
 from wirebot.common import httpapi, statefile, tls
 from wirebot.hosttools import gate
+
+from .. import agenttest
 
 
 @pytest.fixture

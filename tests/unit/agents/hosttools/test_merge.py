@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from wirebot.hosttools import merge
 from wirebot.hosttools.merge import MergeError, MergeSchemaError
 
+AGENTS = Path(__file__).resolve().parents[4] / "files" / "agents"  # the hosts' PYTHONPATH, for subprocesses
+
 EVENTS_SQL = (
     "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, tenant TEXT, payload TEXT NOT NULL, "
     "score_delta INTEGER NOT NULL, created_at TEXT NOT NULL, received_at TEXT NOT NULL, "
@@ -249,12 +251,12 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
     script = textwrap.dedent(f"""
         import os
         from wirebot.hosttools import merge
-        orig = merge._count
+        orig = merge.count_rows
         def count(conn, schema, table):
             if table == "zz_later":  # first table already inserted, transaction still open
                 os._exit(9)
             return orig(conn, schema, table)
-        merge._count = count
+        merge.count_rows = count
         merge.merge_database({source!r}, {target!r})
     """)
     assert subprocess.run([sys.executable, "-c", script]).returncode == 9

@@ -7,10 +7,11 @@ import stat
 import subprocess
 import sys
 
-import agenttest
 import pytest
 from wirebot.hosttools import fence_command
 from wirebot.standby import fencing
+
+from .. import agenttest
 
 UNIT = "cloudflared-wirebot"
 

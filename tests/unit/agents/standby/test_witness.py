@@ -1,24 +1,19 @@
 """wirebot.standby.witness: public endpoint and Cloudflare tunnel-connections checks against loopback servers."""
 
-import agenttest
 import pytest
 from wirebot.common.config import ConfigError
 from wirebot.standby import witness
 
+from .. import agenttest
+
 TOKEN = "cf-token"
-
-
-def envelope(*origins):
-    return {"success": True, "errors": [], "messages": [], "result": [
-        {"id": f"connector-{i}", "conns": [{"id": f"c{i}", "origin_ip": ip, "opened_at": "2025-01-01"}]}
-        for i, ip in enumerate(origins)]}
 
 
 @pytest.fixture
 def edge(http_server):
     server = http_server()
     server.set("/health", 530, "error code: 1033")
-    server.set("/client/v4/accounts/acct/cfd_tunnel/tun/connections", 200, envelope())
+    server.set("/client/v4/accounts/acct/cfd_tunnel/tun/connections", 200, agenttest.cloudflare_envelope())
     return server
 
 
@@ -58,7 +53,7 @@ def test_api_not_configured_without_token(edge):
 
 
 def test_api_clear_when_only_our_origin(edge):
-    edge.set("/client/v4/accounts/acct/cfd_tunnel/tun/connections", 200, envelope("10.213.0.3"))
+    edge.set("/client/v4/accounts/acct/cfd_tunnel/tun/connections", 200, agenttest.cloudflare_envelope("10.213.0.3"))
     result = witness.check(settings(edge), TOKEN)
     assert result["api_clear"] and not result["other_connector"]
     api_request = [r for r in edge.requests if "/client/v4" in r[1]][0]
@@ -67,7 +62,7 @@ def test_api_clear_when_only_our_origin(edge):
 
 def test_api_other_origin_attached(edge):
     edge.set("/client/v4/accounts/acct/cfd_tunnel/tun/connections", 200,
-             envelope("10.213.0.2", "10.213.0.3", "10.213.0.2"))
+             agenttest.cloudflare_envelope("10.213.0.2", "10.213.0.3", "10.213.0.2"))
     result = witness.check(settings(edge), TOKEN)
     assert result["other_connector"] and result["api"]["other_origins"] == ["10.213.0.2"]
     assert "connections from 10.213.0.2" in result["summary"]

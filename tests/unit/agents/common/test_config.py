@@ -96,7 +96,7 @@ def test_read_secret_never_echoes_contents(tmp_path):
 
 # standby.yml ------------------------------------------------------------------------------------------
 def _site(tmp_path):
-    import agenttest
+    from .. import agenttest
 
     class _Nop:
         def __call__(self):

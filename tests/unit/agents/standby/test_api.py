@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-import agenttest
 import pytest
 from wirebot.common import channel, httpapi, signing, statefile, tls
 from wirebot.hosttools import ctl
@@ -17,6 +16,8 @@ from wirebot.standby import activation
 from wirebot.standby import api as standby_api
 from wirebot.standby import machine as m
 from wirebot.standby.agent import StandbyAgent
+
+from .. import agenttest
 
 API_PATH = "/client/v4/accounts/acct/cfd_tunnel/tun/connections"
 HEARTBEAT = signing.Binding("heartbeat", "primary", "standby")
