@@ -19,14 +19,12 @@ deployed at the fast timings. Prints Markdown tables. Takes about 6 minutes (3 w
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import ensure_clean_lab, fresh_lab, iso_ts, journal, lab_cli, ssh, standby_status  # noqa: E402
-
-from lab import settings  # noqa: E402
+from lab import settings
+from lab.agents import iso_ts, journal, standby_status
+from lab.baseline import ensure_clean_lab, fresh_lab
+from lab.commands import lab_cli
+from lab.machines import ssh
 
 AGENTS = [("primary", "wirebot-replicator"), ("standby", "wirebot-standby")]
 STEPS = ["restore", "files", "services", "epoch", "tunnel", "ready"]

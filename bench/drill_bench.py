@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tasks.drill_lib import report
+from tasks.drill_lib.surface import Backoff, Hub, Surface
 
-from tasks.drill_lib import report  # noqa: E402
-from tasks.drill_lib.surface import Backoff, Hub, Surface  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:

@@ -23,13 +23,9 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-
-from wirebot import filesync as current  # noqa: E402
-from wirebot import inotify  # noqa: E402
+from wirebot import filesync as current
+from wirebot import inotify
 
 
 def load(path):

@@ -12,16 +12,17 @@ Not destructive; starts from a clean lab (reset when it is not).
 
 import base64
 import json
-import sys
 import time
 
 import pytest
-from labtest import ROOT, agent, ensure_clean_lab, identity, journal, probe, ssh, standby_status, wait_for
+from wirebot import signing  # noqa: E402  (the agents' own signing code)
 
 from lab import settings
-
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from lab.agents import agent, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replicator's

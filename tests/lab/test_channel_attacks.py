@@ -13,29 +13,17 @@ Not destructive; starts from a clean lab (reset when it is not).
 import base64
 import json
 import subprocess
-import sys
 import time
 
 import pytest
-from labtest import (
-    AGENT_SOCKET,
-    ROOT,
-    agent,
-    connector_origins,
-    ensure_clean_lab,
-    identity,
-    journal,
-    probe,
-    probe_argv,
-    ssh,
-    standby_status,
-    stranger_identity,
-)
+from wirebot import signing  # noqa: E402  (the agents' own signing code)
 
 from lab import network, settings
-
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from lab.agents import AGENT_SOCKET, agent, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe, probe_argv, stranger_identity
+from lab.client import connector_origins
+from lab.machines import ssh
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}

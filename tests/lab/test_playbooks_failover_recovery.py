@@ -20,21 +20,14 @@ import uuid
 from collections import Counter, deque
 
 import pytest
-from labtest import (
-    PYINFRA,
-    ROOT,
-    changes_in_dry_run,
-    connector_origins,
-    edge,
-    ensure_clean_lab,
-    lab_cli,
-    pyinfra,
-    ssh,
-    standby_status,
-    wait_for,
-)
 
 from lab import settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.client import connector_origins, edge
+from lab.commands import PYINFRA, ROOT, changes_in_dry_run, lab_cli, pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"

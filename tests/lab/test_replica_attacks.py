@@ -15,9 +15,12 @@ import time
 import uuid
 
 import pytest
-from labtest import ssh, standby_status, wait_for, webhooks
 
 from lab import settings
+from lab.agents import standby_status
+from lab.client import webhooks
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 from tasks.provision import ops
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
