@@ -27,6 +27,8 @@ import time
 from wirebot import filesync as current
 from wirebot import inotify
 
+from tasks.core.wait import WaitTimeout, wait_for
+
 
 def load(path):
     """The filesync module at `path` (imported inside the wirebot package so its relative imports work)."""
@@ -59,15 +61,16 @@ def write_and_wait(src, dest, name, content, timeout=60.0, rewrite=True):
     if rewrite:
         with open(os.path.join(src, name), "w") as handle:
             handle.write(content)
-    while time.monotonic() - started < timeout:
-        try:
-            with open(target) as handle:
-                if handle.read() == content:
-                    return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.002)
-    raise SystemExit(f"{name} did not arrive within {timeout:.0f} s")
+
+    def arrived():
+        with open(target) as handle:
+            return handle.read() == content
+
+    try:
+        wait_for(arrived, timeout, interval=0.002, what=f"{name} in the destination", ignore=(OSError,))
+    except WaitTimeout as timed_out:
+        raise SystemExit(str(timed_out)) from None
+    return time.monotonic() - started
 
 
 def watch_destination(path, seen, done):
@@ -128,9 +131,10 @@ def run(module, debounce, isolated, burst_windows):
                 handle.write(f"burst {n}")
             written[n] = time.monotonic()
             time.sleep(0.1)
-        deadline = time.monotonic() + 2 * debounce + 5
-        while (not seen or seen[-1][0] < n) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:  # the last change shown (a lag past the deadline shows in the table as inf)
+            wait_for(lambda: seen and seen[-1][0] >= n, 2 * debounce + 5, interval=0.01, what="the last burst")
+        except WaitTimeout:
+            pass
         watching.set()
         poller.join()
         burst_lags = [next((when for shown, when in seen if shown >= k), float("inf")) - at

@@ -1,4 +1,4 @@
-"""tasks/hetzner.py against the local Hetzner API stand-in (tests/hcloud_standin.py, 127.0.0.1 only).
+"""tasks/hetzner.py against the local Hetzner API stand-in (lab/standins/hcloud.py, 127.0.0.1 only).
 
 No test reaches the real API: HCLOUD_ENDPOINT always points at the stand-in, and hcloud's
 `time.sleep` is replaced so its action polling and retry backoff cost no time (the calls are recorded).
@@ -19,10 +19,8 @@ import yaml
 from hcloud import APIException
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from hcloud_standin import HcloudStandin, md5_fingerprint  # noqa: E402
-
+from lab.standins.hcloud import HcloudStandin, md5_fingerprint  # noqa: E402
 from tasks import hetzner  # noqa: E402
 from tasks.hcloud_standby import config, errors, resources  # noqa: E402
 
