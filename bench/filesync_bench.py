@@ -114,9 +114,10 @@ def run(module, debounce, isolated, burst_windows):
             time.sleep(debounce + 0.5)  # a quiet window before the change
             before = len(runner.runs)
             lags.append(write_and_wait(src, dest, "isolated", f"change {i}"))
-            deadline = time.monotonic() + 5
-            while len(runner.runs) == before and time.monotonic() < deadline:
-                time.sleep(0.01)  # the content arrived; the rsync process is still exiting
+            try:  # the content arrived; the rsync process is still exiting
+                wait_for(lambda: len(runner.runs) > before, 5, 0.01, "the rsync to end")  # noqa: B023
+            except WaitTimeout:
+                pass
             rsync_times += [end - start for start, end in runner.runs[before:]]
         time.sleep(debounce + 0.5)
         first = len(runner.runs)
