@@ -17,7 +17,7 @@ from lab.baseline import fresh_lab
 from lab.client import connector_origins, edge, public, webhooks
 from lab.commands import pyinfra
 from lab.machines import ssh
-from tasks.core.wait import wait_for
+from tasks.core.wait import WaitTimeout, wait_for
 
 PRIMARY = settings.address("primary")
 LOG = "/var/log/wirebot/fire-drill.log"
@@ -37,7 +37,7 @@ def drillable() -> bool:
 def ready_lab():
     try:
         wait_for(drillable, timeout=20, what="a drillable lab")
-    except pytest.fail.Exception:
+    except WaitTimeout:
         fresh_lab()
 
 
