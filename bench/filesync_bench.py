@@ -1,7 +1,7 @@
 """Benchmark file sync's debounce: lag of an isolated change, and rsyncs per window in a burst.
 
 ``.venv/bin/python bench/filesync_bench.py [--debounce 5] [--isolated 5] [--burst-windows 3]
-[--module PATH]`` runs wirebot.filesync's real loop (inotify watcher, rsync into a local directory laid
+[--module PATH]`` runs wirebot.primary.filesync's real loop (inotify watcher, rsync into a local directory laid
 out like the replica; no lab, no SSH) on a temporary tree and prints a Markdown table:
 
 - isolated change: a file is written after a quiet debounce window; lag = write -> the new content is
@@ -11,7 +11,7 @@ out like the replica; no lab, no SSH) on a temporary tree and prints a Markdown 
   destination shows it or a later change).
 
 ``--module PATH`` benchmarks another filesync.py (e.g. the previous version, from
-``git show REV:files/agents/wirebot/filesync.py > /tmp/filesync_old.py``) for a before/after table.
+``git show REV:files/agents/wirebot/primary/filesync.py > /tmp/filesync_old.py``) for a before/after table.
 Local rsync is faster than rsync over SSH to the standby (the lab's: about 0.25 s), so add that
 difference to the lags for the real transport.
 """
@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 
-from wirebot import filesync as current
-from wirebot import inotify
+from wirebot.common import inotify
+from wirebot.primary import filesync as current
 
 from tasks.core.wait import WaitTimeout, wait_for
 

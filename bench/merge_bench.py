@@ -1,4 +1,4 @@
-"""Benchmark wirebot.merge on scoreboard-sized databases, before and after, against SQLite itself.
+"""Benchmark wirebot.hosttools.merge on scoreboard-sized databases, before and after, against SQLite itself.
 
 ``python bench/merge_bench.py [--rows 1000000,3000000] [--repeat 2] [--before REV] [--dir DIR]``
 
@@ -37,7 +37,7 @@ import types
 import uuid
 from pathlib import Path
 
-from wirebot import merge
+from wirebot.hosttools import merge
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE_REV = "2c4a650"  # main before this bench's change to merge.py (WHERE NOT EXISTS, stored order)
@@ -79,7 +79,7 @@ def build_pair(d, rows):
 
 
 def load_merge(rev):
-    """wirebot.merge as it was at git revision ``rev`` (a module object)."""
+    """wirebot.hosttools.merge as it was at git revision ``rev`` (a module object)."""
     text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:files/agents/wirebot/merge.py"],
                           check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("wirebot_merge_before")

@@ -38,7 +38,7 @@ def state_changes(since):
 
 def detector_of(reason, entry):
     """The detector that fired, from the reason the standby gave for its first SUSPECT: "heartbeat" (missed
-    heartbeats), "edge" (the edge lost the primary: wirebot.edgewatch), else the reason's start."""
+    heartbeats), "edge" (the edge lost the primary: wirebot.standby.edgewatch), else the reason's start."""
     if entry.get("detector"):
         return str(entry["detector"])
     if reason.startswith("no valid heartbeat"):

@@ -22,7 +22,7 @@ tests/unit/test_settings_schema.py then holds you to it: `readers` must name exa
 the key (`tasks/` paths without `tasks/` and `.py`, `/__init__` dropped; "agent:<file>" for a key rendered
 into an agent's config), the reading deploy's docstring "Reads:" list must name it, and a key that nothing
 reads fails the test. A new kind of value: one entry in KINDS. A new key inside an agent's config file:
-files/agents/wirebot/config_keys.py (the agents' side has no access to this module).
+files/agents/wirebot/common/config_keys.py (the agents' side has no access to this module).
 """
 
 import ipaddress
@@ -242,8 +242,8 @@ SETTINGS_LIST = [
       "agent:replicator.yml drill_lib/run incident/status provision/base"),
     S("wirebot_state_dir", "all", "path", "/var/lib/wirebot", "agents' state.json (state, epoch), fence marker",
       "agent:replicator.yml agent:standby.yml drill_lib/run drill_lib/steps incident/facts incident/failover "
-      "incident/preview incident/recovery provision/base provision/paths provision/replicator provision/roles "
-      "provision/standby_agent provision/trust"),
+      "incident/preview incident/recovery provision/base provision/paths provision/replicator "
+      "provision/standby_agent"),
     S("wirebot_run_dir", "all", "path", "/run/wirebot", "runtime secrets (tmpfs; restored at boot by tmpfiles.d)",
       "agent:replicator.yml agent:standby.yml incident/failover provision/base provision/gateway "
       "provision/sandbox provision/trust settings_check"),
@@ -506,7 +506,7 @@ SETTINGS_LIST = [
     S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
       "incident/facts incident/recovery provision/replicator"),
     S("replicator_config", "primary", "path", "${wirebot_config_dir}/replicator.yml", "the replicator's config",
-      "provision/cloudflared provision/replicator"),
+      "incident/recovery provision/cloudflared provision/replicator"),
     S("replicator_capabilities", "primary", "capabilities", ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN"],
       "all the replicator keeps of root: read the synced trees, update the nftables serving lease",
       "provision/replicator"),
@@ -523,7 +523,8 @@ SETTINGS_LIST = [
     # --- the incident playbooks (tasks/failover.py, tasks/recovery.py): `--data key=value` ---
     S("failover_force", "incident", "bool", False,
       "activate although the primary cannot be fenced nor shown gone by the witness", "incident/failover"),
-    S("failover_activation_wait", "incident", "seconds", 300, "seconds wirebot.activation may take to reach ACTIVE",
+    S("failover_activation_wait", "incident", "seconds", 300,
+      "seconds wirebot.standby.activation may take to reach ACTIVE",
       "incident/failover", low=10, high=_DAY),
     S("failover_witness_wait", "incident", "seconds", 30,
       "seconds to wait for an unreachable primary's connector to leave the API", "incident/failover",

@@ -42,7 +42,7 @@ runs no later step on it; the failure's reason is logged on that host and is in 
 Settings (host.data, e.g. `--data failover_force=true`; defaults in tasks/incident/settings.py):
   failover_force            False  activate even when the primary cannot be fenced and the witness cannot
                                    confirm its connector is gone (the operator's decision)
-  failover_activation_wait  300    seconds wirebot.activation may take to reach ACTIVE
+  failover_activation_wait  300    seconds wirebot.standby.activation may take to reach ACTIVE
   failover_witness_wait     30     primary unreachable: seconds to wait while the Cloudflare API still
                                    lists its connector (a dead connector leaves the list with a delay)
   incident_verify_seconds   60     seconds to wait for the public endpoint to be served by the new side

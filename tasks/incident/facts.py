@@ -4,10 +4,11 @@ import json
 import shlex
 
 from pyinfra.api import FactBase
+from wirebot.common import layout
 
 from tasks.incident import model
 
-RECOVERY_DIR = "recovery"  # under wirebot_state_dir: recovery/epoch-T/<markers>
+RECOVERY_DIR = layout.RECOVERY_DIR  # under wirebot_state_dir: recovery/epoch-T/<markers>
 
 
 def last_json(lines):
@@ -32,14 +33,14 @@ class HostSnapshot(FactBase):
         state_dir_q = shlex.quote(state_dir)
         unit_words = " ".join(shlex.quote(u) for u in units)
         return " ".join([
-            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/state.json 2>/dev/null; echo;",
+            f"printf 'STATE '; tr -d '\\n' < {state_dir_q}/{layout.STATE_FILE} 2>/dev/null; echo;",
             f"for u in {unit_words}; do",
             'echo "UNIT $u $(systemctl is-active "$u" 2>/dev/null | head -n1)'
             ' $(systemctl is-enabled "$u" 2>/dev/null | head -n1)"; done;',
-            f"[ -e {state_dir_q}/fenced.json ] && echo FENCED;",
+            f"[ -e {state_dir_q}/{layout.FENCED_FILE} ] && echo FENCED;",
             f"for d in {state_dir_q}/{RECOVERY_DIR}/epoch-*; do [ -d \"$d\" ] &&",
             'echo "MARKERS ${d##*/} $(ls -1 "$d" | tr \'\\n\' \' \')"; done;',
-            f"[ -f {shlex.quote(agents_dir)}/wirebot/incident.py ] && echo HELPER;",
+            f"[ -f {shlex.quote(agents_dir)}/wirebot/hosttools/incident.py ] && echo HELPER;",
             f"echo \"LITESTREAM $(sha256sum {shlex.quote(litestream_config)} 2>/dev/null | cut -d' ' -f1)\";",
             "true",
         ])
@@ -52,7 +53,7 @@ class WitnessNow(FactBase):
     """The standby's witness check right now (public endpoint + Cloudflare API), or {"error"}."""
 
     def command(self, agents_dir, config):
-        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.incident witness "
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.hosttools.incident witness "
                 f"--config {shlex.quote(config)} 2>&1; true")
 
     def process(self, output):
@@ -60,13 +61,13 @@ class WitnessNow(FactBase):
 
 
 class MergeDryRun(FactBase):
-    """`python3 -m wirebot.merge --dry-run --json` of a fetched standby copy against the primary's DB
+    """`python3 -m wirebot.hosttools.merge --dry-run --json` of a fetched standby copy against the primary's DB
     (or tenant folders): {"exit", "report", "error"} (model.merge_counts reads the report)."""
 
     def command(self, agents_dir, source, target, tenants=False):
         pair = "--tenants-source {} --tenants-target {}" if tenants else "--source {} --target {}"
         pair = pair.format(shlex.quote(source), shlex.quote(target))
-        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.merge {pair} --dry-run --json 2>&1;"
+        return (f"PYTHONPATH={shlex.quote(agents_dir)} python3 -m wirebot.hosttools.merge {pair} --dry-run --json 2>&1;"
                 " echo \"EXIT $?\"")
 
     def process(self, output):
@@ -101,7 +102,7 @@ class LastJsonLine(FactBase):
 def units_of(target) -> list:
     """The units the playbooks look at on `target`: the connector, the services and its agent(s)."""
     data = target.data
-    names = [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard", "litestream"]
+    names = [*layout.serving_units(data.cloudflared_unit), layout.LITESTREAM_UNIT]
     names += [unit for unit in (data.get("replicator_unit"), data.get("standby_unit")) if unit]
     return names
 

@@ -12,6 +12,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import WitnessNow, view
@@ -21,7 +22,7 @@ from tasks.incident.steps import Step, incident_step
 
 PLAYBOOK = "failover"
 STEPS = ("fence", "activate", "verify")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")  # fenced with the connector (remote.fence_units_args)
+SERVICES = layout.SERVICES  # fenced with the connector (remote.fence_units_args)
 
 
 class Failover:
@@ -43,7 +44,7 @@ class Failover:
             Step(PLAYBOOK, 1, "fence", "The primary is fenced: its connector stopped and masked, then its "
                  "gateway and scoreboard stopped.", self.fence_check, self.fence_run,
                  explain=lambda: self.explained.get("fence")),
-            Step(PLAYBOOK, 2, "activate", "The standby is ACTIVE (activated through wirebot.activation).",
+            Step(PLAYBOOK, 2, "activate", "The standby is ACTIVE (activated through wirebot.standby.activation).",
                  self.activate_check, self.activate_run, explain=lambda: self.explained.get("activate")),
             Step(PLAYBOOK, 3, "verify", "The public endpoint is served by the standby.",
                  self.verify_check, self.verify_run, explain=lambda: self.explained.get("verify")),
@@ -61,8 +62,8 @@ class Failover:
     def fence_run(self, todo):
         data = self.primary.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
+            layout.fenced_file(data.wirebot_state_dir)))
         if code != 0:
             raise StepFailed(f"the fence command exited {code}: {(stdout + stderr)[-400:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the gateway and scoreboard")
@@ -131,7 +132,7 @@ class Failover:
         args = ["--config", self.data.standby_config, "--reason", reason,
                 "--wait", str(settings.get(self.data, "failover_activation_wait"))]
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.data, "activation", *args, *(["--force"] if decision.force else [])))
+            self.data, "standby.activation", *args, *(["--force"] if decision.force else [])))
         reply = remote.last_json(stdout) or {}
         if code != 0:
             raise StepFailed(activation_failure(code, reply, stdout + stderr))
@@ -151,7 +152,7 @@ class Failover:
 
 
 def describe_activation(reply: dict, decision: model.Activation) -> str:
-    """One line from wirebot.activation's JSON: epoch and the agent's own step timings."""
+    """One line from wirebot.standby.activation's JSON: epoch and the agent's own step timings."""
     answer = reply.get("answer") if isinstance(reply.get("answer"), dict) else reply
     epoch = answer.get("epoch", reply.get("epoch"))
     steps = ((reply.get("activation") or {}).get("steps")) or {}
@@ -163,7 +164,7 @@ def describe_activation(reply: dict, decision: model.Activation) -> str:
 
 
 def activation_failure(code: int, reply: dict, output: str) -> str:
-    """Why wirebot.activation gave up, in one line: its own verdict (e.g. "not ACTIVE after 20s", or the
+    """Why wirebot.standby.activation gave up, in one line: its own verdict (e.g. "not ACTIVE after 20s", or the
     state and reason) and the agent's activation error from its status (the failed step and its
     error, e.g. "restore: ... No space left on device"), with the attempts so far."""
     status = reply.get("status") if isinstance(reply.get("status"), dict) else reply
@@ -173,7 +174,7 @@ def activation_failure(code: int, reply: dict, output: str) -> str:
     error = activation.get("error") or "; ".join(f"{name}: {text}" for name, text in failed)
     verdict = reply.get("error") or (f"state {status['state']}" + (f" ({status['reason']})" if status.get("reason")
                                                                      else "") if status.get("state") else "")
-    text = f"wirebot.activation exited {code}: {verdict or ' '.join(output.split())[-400:]}"
+    text = f"wirebot.standby.activation exited {code}: {verdict or ' '.join(output.split())[-400:]}"
     if error:
         attempts = activation.get("attempts")
         text += f"; the agent's activation error: {' '.join(str(error).split())}"
@@ -193,7 +194,7 @@ def failover(force=False, report=True):
     """
     Guarantees: the primary is fenced when it is reachable (fence command: connector stopped and
     masked, fence record; then gateway and scoreboard stopped); the standby is ACTIVE through
-    wirebot.activation; the public endpoint answers 2xx from the standby only (the lab edge's
+    wirebot.standby.activation; the public endpoint answers 2xx from the standby only (the lab edge's
     X-Lab-Origin; the Cloudflare API's connections when the secrets hold an API token). When the
     primary cannot be reached it is dropped by pyinfra: the run goes on with the standby and activates
     only if the witness confirms the primary's connector is gone, or with force; otherwise it refuses

@@ -3,19 +3,21 @@
 A mixin of tasks.incident.recovery.Recovery (which provides target(), marker(), the paths and hosts).
 Per database: a consistent copy on the standby (backup API, Litestream's bookkeeping tables left out),
 fetched through the control machine to {wirebot_state_dir}/recovery/epoch-T/standby/ on the primary
-and merged there by wirebot.merge (insert-or-ignore by primary key, one transaction per DB; a tenant
+and merged there by wirebot.hosttools.merge (insert-or-ignore by primary key, one transaction per DB; a tenant
 DB only on the standby is copied). The copies stay as evidence; step 3 compares their keys.
 """
 
 import shlex
 from pathlib import PurePosixPath
 
+from wirebot.common import layout
+
 from tasks.incident import model, remote, timeline
 from tasks.incident.model import STOPPED, VERIFIED
 from tasks.incident.remote import StepFailed
 
 PLAYBOOK = "recovery"
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVICES = layout.SERVICES
 
 
 class MergeSteps:
@@ -49,14 +51,15 @@ class MergeSteps:
             if not names:
                 self.marker(target.epoch, model.merge_marker(relative), {"absent": True})
                 return f"{relative}: no tenant DB on the standby"
-            command = remote.agents(self.data, "merge", "--tenants-source", copy, "--tenants-target", path, "--json")
+            command = remote.agents(self.data, "hosttools.merge", "--tenants-source", copy, "--tenants-target", path,
+                                    "--json")
         else:
             if not self._fetch(path, relative, copy):
                 self.marker(target.epoch, model.merge_marker(relative), {"absent": True})
                 return f"{relative}: not on the standby, nothing to merge"
             has = remote.exit_code(self.primary, f"test -f {shlex.quote(path)}")[0] == 0
-            command = (remote.agents(self.data, "merge", "--source", copy, "--target", path, "--json") if has
-                       else remote.agents(self.data, "incident", "copy", "--source", copy, "--target", path))
+            command = (remote.agents(self.data, "hosttools.merge", "--source", copy, "--target", path, "--json") if has
+                       else remote.agents(self.data, "hosttools.incident", "copy", "--source", copy, "--target", path))
         if relative in self.skip_dbs:
             self.marker(target.epoch, model.merge_marker(relative), {"skipped": True, "copy": copy})
             timeline.note(PLAYBOOK, f"{relative}: the standby's writes were NOT merged (recovery_skip_dbs); its "
@@ -66,7 +69,8 @@ class MergeSteps:
         if code == 2:
             raise StepFailed(f"{relative}: {stderr.strip() or stdout.strip()} (to recover without merging this DB: "
                              f"--data recovery_skip_dbs={relative}; its standby copy is kept)")
-        self._require(code == 0, f"{relative}: wirebot.merge exited {code}: {(stderr or stdout).strip()[-400:]}")
+        self._require(code == 0, f"{relative}: wirebot.hosttools.merge exited {code}: "
+                                 f"{(stderr or stdout).strip()[-400:]}")
         folder = str(PurePosixPath(path)) if tenants else str(PurePosixPath(path).parent)
         pattern = "" if tenants else f"-name {shlex.quote(PurePosixPath(path).name + '*')}"
         remote.sh(self.primary, f"find {shlex.quote(folder)} -maxdepth 1 {pattern} -user root "
@@ -83,7 +87,7 @@ class MergeSteps:
         """Snapshot `source` on the standby and bring it to `copy` on the primary; False if absent."""
         outgoing = self.outgoing(relative)
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.sdata, "incident", "snapshot", "--db", source, "--out", outgoing))
+            self.sdata, "hosttools.incident", "snapshot", "--db", source, "--out", outgoing))
         if code != 0 and "not found" in stderr:
             return False
         self._require(code == 0, f"snapshot of {source} on the standby failed: {stderr.strip()[-300:]}")
@@ -108,7 +112,7 @@ class MergeSteps:
             if relative in self.skip_dbs or remote.exit_code(self.primary, f"test -e {shlex.quote(copy)}")[0] != 0:
                 continue
             code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-                self.data, "incident", "keys", "--source", copy, "--target", path))
+                self.data, "hosttools.incident", "keys", "--source", copy, "--target", path))
             self._require(code in (0, 3), f"{relative}: key comparison failed: {stderr.strip()[-300:]}")
             rows += model.keys_counts(remote.last_json(stdout))
         text = "; ".join(f"{PurePosixPath(r['path']).name}: {r['source_keys']} standby keys, {r['missing']} missing "

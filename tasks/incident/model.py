@@ -221,7 +221,7 @@ def merge_marker(relative: str) -> str:
 
 # --- reports ----------------------------------------------------------------------------------------
 def merge_counts(report: Optional[dict]) -> List[dict]:
-    """Per database of a `wirebot.merge --json` report: path, action, source rows, rows (to be) inserted."""
+    """Per database of a `wirebot.hosttools.merge --json` report: path, action, source rows, rows (to be) inserted."""
     rows = []
     for database in (report or {}).get("databases") or []:
         tables = database.get("tables") or []
@@ -233,7 +233,7 @@ def merge_counts(report: Optional[dict]) -> List[dict]:
 
 
 def keys_counts(report: Optional[dict]) -> List[dict]:
-    """Per database of a `wirebot.incident keys` report: standby keys, primary keys, missing."""
+    """Per database of a `wirebot.hosttools.incident keys` report: standby keys, primary keys, missing."""
     rows = []
     for path, tables in sorted(((report or {}).get("databases") or {}).items()):
         rows.append({"path": path,

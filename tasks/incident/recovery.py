@@ -6,11 +6,11 @@ Execution order (the issue's operator view, with the hand-over reordered for saf
                  gateway and scoreboard stopped (a rebooted primary's gate could otherwise let its
                  connector start as soon as its epoch passes the standby's)
   2 merge        one op per replicated DB: a consistent copy on the standby (backup API), fetched
-                 through the control machine to the primary, merged there by wirebot.merge
+                 through the control machine to the primary, merged there by wirebot.hosttools.merge
   3 verify       every primary key of the standby's copies is on the primary (set comparison)
   4 replication  the primary holds epoch T = standby epoch + 1, litestream.yml names the epoch-T
                  replica paths, litestream restarted, the replicator running
-  5 standby      the standby agent back to STANDBY at epoch T (wirebot.ctl deactivate --epoch T):
+  5 standby      the standby agent back to STANDBY at epoch T (wirebot.hosttools.ctl deactivate --epoch T):
                  BEFORE the primary's connector starts, since an ACTIVE standby fences any other
                  origin's connector it sees (issue step 5)
   6 primary      un-fence the primary and start its gateway, scoreboard and (once the gateway's /readyz
@@ -31,6 +31,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.util import get_template
 from pyinfra.context import state as context_state
+from wirebot.common import layout
 
 from tasks.incident import model, remote, settings, summary, timeline
 from tasks.incident.facts import view
@@ -47,7 +48,7 @@ from tasks.provision.paths import relative_to_data_root
 
 PLAYBOOK = "recovery"
 STEPS = ("stop", "merge", "verify", "replication", "standby", "primary", "confirm")
-SERVICES = ("openclaw-gateway", "wirebot-scoreboard")
+SERVICES = layout.SERVICES
 
 
 class Recovery(MergeSteps):
@@ -87,7 +88,7 @@ class Recovery(MergeSteps):
         return target, primary, standby
 
     def base(self, epoch: int) -> str:
-        return f"{self.data.wirebot_state_dir}/recovery/epoch-{epoch}"
+        return layout.recovery_markers_dir(self.data.wirebot_state_dir, epoch)
 
     def copy_path(self, epoch: int, relative: str) -> str:
         return f"{self.base(epoch)}/standby/{relative}"
@@ -151,8 +152,8 @@ class Recovery(MergeSteps):
                   "stopping the standby's connector, gateway and scoreboard")
         data = self.data
         code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
-            data, "fence_command", *fence_units_args(self.connector), "--fenced-file",
-            f"{data.wirebot_state_dir}/fenced.json"))
+            data, "hosttools.fence_command", *fence_units_args(self.connector), "--fenced-file",
+            layout.fenced_file(data.wirebot_state_dir)))
         self._require(code == 0, f"fencing the primary failed (exit {code}): {(stdout + stderr)[-300:]}")
         remote.sh(self.primary, f"systemctl stop {' '.join(SERVICES)}", "stopping the primary's gateway and scoreboard")
         primary, standby = view(self.primary), view(self.standby)
@@ -174,7 +175,7 @@ class Recovery(MergeSteps):
         return get_template(source).render(arguments)
 
     def _replication_units(self):
-        return ["litestream", self.data.get("replicator_unit") or "wirebot-replicator"]
+        return [layout.LITESTREAM_UNIT, self.data.get("replicator_unit") or layout.REPLICATOR_UNIT]
 
     def replication_check(self):
         target, primary, _ = self.target()
@@ -188,11 +189,15 @@ class Recovery(MergeSteps):
         target, primary, _ = self.target()
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         data = self.data
-        remote.sh(self.primary, remote.agents(data, "incident", "set-epoch", "--state-file",
-                                              f"{data.wirebot_state_dir}/state.json", "--epoch", target.epoch),
-                  f"raising the primary's epoch to {target.epoch}")
-        config = self.litestream_config(target.epoch)
         litestream, replicator = self._replication_units()
+        # the replicator is the only writer of the primary's state file: it raises the epoch on request
+        # (signed, over its root-only control socket); it is started first (ctl waits for it to answer)
+        remote.sh(self.primary, f"systemctl start {replicator}", "starting the replicator")
+        code, stdout, stderr = remote.exit_code(self.primary, remote.agents(
+            data, "hosttools.ctl", "--config", data.replicator_config, "set-epoch", "--epoch", target.epoch))
+        self._require(code == 0, f"the replicator did not raise the primary's epoch to {target.epoch} (exit {code}): "
+                                 f"{(stdout + stderr).strip()[-400:]}")
+        config = self.litestream_config(target.epoch)
         moved = hashlib.sha256(config.encode()).hexdigest() != primary.litestream_sha
         if moved:
             # Litestream's local state (.<db>-litestream) belongs to the old replica path: started on a new
@@ -226,8 +231,8 @@ class Recovery(MergeSteps):
         self._require(VERIFIED in primary.marks(target.epoch), "step 3 (verify) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
         code, stdout, stderr = remote.exit_code(self.standby, remote.agents(
-            self.sdata, "ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
-        self._require(code == 0, f"wirebot.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
+            self.sdata, "hosttools.ctl", "--config", self.sdata.standby_config, "deactivate", "--epoch", target.epoch))
+        self._require(code == 0, f"wirebot.hosttools.ctl deactivate exited {code}: {(stdout + stderr).strip()[-400:]}")
         standby = view(self.standby)
         self._require(standby.agent_state == "STANDBY", f"the standby is {standby.agent_state} after deactivate")
         return f"standby STANDBY at epoch {standby.epoch}"
@@ -244,7 +249,7 @@ class Recovery(MergeSteps):
         target, primary, standby = self.target()
         self._require(standby.agent_state == "STANDBY", "step 5 (standby) has not completed")
         self._require(primary.epoch >= target.epoch, "step 4 (replication) has not completed")
-        fenced = f"{self.data.wirebot_state_dir}/fenced.json"
+        fenced = layout.fenced_file(self.data.wirebot_state_dir)
         # the fence masked the connector, the gateway and the scoreboard: unmask all, then start the services
         remote.sh(self.primary, f"systemctl unmask {self.connector} {' '.join(SERVICES)} && "
                                 f"systemctl start {' '.join(SERVICES)}", "starting the primary's services")
@@ -298,7 +303,7 @@ def recovery(report=True):
     Reads: recovery_stop_after (0), recovery_skip_dbs ([]), incident_verify_seconds (60),
     incident_verify_probes (3), gateway_ready_timeout_seconds, gateway_port, gateway_state_dir,
     litestream_databases, litestream_tenant_dir, litestream_config and the litestream deploy's keys,
-    cloudflared_unit, replicator_unit, standby_config, wirebot_state_dir, wirebot_data_root,
+    cloudflared_unit, replicator_unit, replicator_config, standby_config, wirebot_state_dir, wirebot_data_root,
     wirebot_agents_dir, witness_public_url, witness_public_host_header, witness_cloudflare_api_base,
     secrets_dir, cloudflared_secrets.
 
@@ -322,7 +327,7 @@ def recovery(report=True):
         target, primary_view, standby_view = run.target()
         missing = [side.name for side in (primary_view, standby_view) if not side.helper]
         if missing:
-            refuse(f"{', '.join(missing)} lack wirebot/incident.py: run deploy.py first")
+            refuse(f"{', '.join(missing)} lack wirebot/hosttools/incident.py: run deploy.py first")
         if target is not None and not context_state.is_executing:
             counts = preview(run, target, primary_view)
     except (model.Refusal, StepFailed) as exc:

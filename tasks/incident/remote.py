@@ -12,6 +12,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Optional
 
+from wirebot.common import cloudflare, layout
+
 from tasks.incident import model
 
 
@@ -47,11 +49,12 @@ def exit_code(host, command: str, timeout=None):
 def fence_units_args(connector: str) -> list:
     """fence_command's --unit arguments: the connector first, then the gateway and the scoreboard (the
     units the fence key's forced command names too, tasks/provision/agent_configs.fenced_units)."""
-    return [arg for unit in (connector, "openclaw-gateway", "wirebot-scoreboard") for arg in ("--unit", unit)]
+    return [arg for unit in layout.serving_units(connector) for arg in ("--unit", unit)]
 
 
 def agents(data, module: str, *args: str) -> str:
-    """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH."""
+    """The shell command running `python3 -m wirebot.<module> ARGS` with the agents on PYTHONPATH (`module`
+    with its room: "hosttools.merge", "standby.activation")."""
     quoted = " ".join(shlex.quote(str(a)) for a in args)
     return f"PYTHONPATH={shlex.quote(data.wirebot_agents_dir)} python3 -m wirebot.{module} {quoted}"
 
@@ -122,22 +125,9 @@ def probe(url: str, host_header: Optional[str], timeout: float = 5.0) -> dict:
 
 
 def api_origins(base: str, account: str, tunnel: str, token: Optional[str], timeout: float = 5.0) -> dict:
-    """Cloudflare's tunnel-connections list: {"configured", "ok", "origins", "error"}."""
-    if not (token and account and tunnel):
-        return {"configured": False, "ok": False, "origins": [], "error": None}
-    url = "{}/accounts/{}/cfd_tunnel/{}/connections".format(
-        base.rstrip("/"), urllib.parse.quote(account, safe=""), urllib.parse.quote(tunnel, safe=""))
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            envelope = json.loads(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        return {"configured": True, "ok": False, "origins": [], "error": f"HTTP {exc.code}"}
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return {"configured": True, "ok": False, "origins": [], "error": str(getattr(exc, "reason", exc))[:200]}
-    origins = sorted({str(conn.get("origin_ip")) for connector in envelope.get("result") or []
-                      for conn in connector.get("conns") or [] if conn.get("origin_ip")})
-    return {"configured": True, "ok": envelope.get("success") is True, "origins": origins, "error": None}
+    """Cloudflare's tunnel-connections list: {"configured", "ok", "origins", "error", "status", "retry_after"}
+    (wirebot.common.cloudflare, the one client of that API, shared with the agents)."""
+    return cloudflare.tunnel_origins(base, account, tunnel, token, timeout, user_agent="wirebot-incident")
 
 
 def public_view(data, expected: str, probes: int) -> tuple:

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Optional
 
+from wirebot.common import layout
+
 from tasks.incident import remote
 from tasks.incident.facts import HttpJson, LastJsonLine, view
 
@@ -109,7 +111,7 @@ def format_table(view_: dict, pair: str = None) -> str:
                                          or replicator.get("error", "?")),
          _agent_state(agent, s)),
         ("fenced", "yes" if p["fenced"] else "no", "-"),
-    ] + [(unit, _unit(p, unit), _unit(s, unit)) for unit in (connector, "openclaw-gateway", "wirebot-scoreboard")]
+    ] + [(unit, _unit(p, unit), _unit(s, unit)) for unit in layout.serving_units(connector)]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view_.get("at") or time.time()))
     title = f"Wirebot status of pair {pair}" if pair else "Wirebot status"

@@ -6,13 +6,15 @@ Pure functions of settings, so they are unit-tested without hosts and render det
 import ipaddress
 from pathlib import PurePosixPath
 
+from wirebot.common import layout
+
 from tasks.provision import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
 
 def fenced_units(data) -> list:
     """What a fence stops and masks: the connector first, then the gateway and the scoreboard."""
-    return [data.cloudflared_unit, "openclaw-gateway", "wirebot-scoreboard"]
+    return list(layout.serving_units(data.cloudflared_unit))
 
 
 def _secrets(data) -> dict:
@@ -26,7 +28,7 @@ def _secrets(data) -> dict:
 
 
 def _channel(data) -> dict:
-    """The keys wirebot.channel reads: this host's TLS key and certificate, the peer's pinned one, the
+    """The keys wirebot.common.channel reads: this host's TLS key and certificate, the peer's pinned one, the
     control socket, the listeners' bounds and, when agent_metrics_sources is set, the metrics reader."""
     metrics = {}
     if data.agent_metrics_sources:
@@ -109,7 +111,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
         },
         "heartbeat": {"interval_seconds": data.heartbeat_interval_seconds,
                       "clock_window_seconds": data.heartbeat_clock_window_seconds},
-        "services": ["openclaw-gateway", "wirebot-scoreboard", data.cloudflared_unit, "litestream"],
+        "services": list(layout.watched_units(data.cloudflared_unit)),
         "drill": {"command": list(data.drill_command), "log_file": f"{data.wirebot_log_dir}/fire-drill.log",
                   "max_age_days": data.drill_max_age_days},
         "witness": _witness(data, tunnel, self_address),
@@ -118,7 +120,7 @@ def replicator(data, self_address: str, standby_address: str, tunnel: dict) -> d
             "lease_seconds": data.fencing_lease_seconds,
             "lease_renew_seconds": data.fencing_lease_renew_seconds,
             "units": fenced_units(data),
-            "fenced_file": f"{data.wirebot_state_dir}/fenced.json",
+            "fenced_file": paths.fenced_file(data),
             "ready_url": f"http://{data.cloudflared_metrics}/ready",
         },
         **_channel(data),
@@ -161,8 +163,8 @@ def standby(data, self_address: str, primary_address: str, tunnel: dict) -> dict
             "services": [
                 # the scoreboard is healthy before ACTIVE and the tunnel (the first public 200 comes from it);
                 # the gateway's /readyz (10-30 s on a loaded host) is awaited after the tunnel is up
-                {"unit": "wirebot-scoreboard", "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
-                {"unit": "openclaw-gateway", "health_url": gateway_ready_url(data),  # /readyz, not /health
+                {"unit": layout.SCOREBOARD_UNIT, "health_url": f"http://127.0.0.1:{data.scoreboard_port}/health"},
+                {"unit": layout.GATEWAY_UNIT, "health_url": gateway_ready_url(data),  # /readyz, not /health
                  "ready_before_tunnel": False},
             ],
             "tunnel": {"unit": data.cloudflared_unit, "ready_url": f"http://{data.cloudflared_metrics}/ready"},

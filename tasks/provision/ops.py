@@ -3,11 +3,13 @@
 import hashlib
 import json
 import os
+import posixpath
 import shlex
 from io import BytesIO
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, OperationError, operation
+from wirebot.common import layout
 
 from tasks.provision import hoststate
 from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathStats: here since the start)
@@ -16,7 +18,7 @@ from tasks.provision.hoststate import PathStats, declares  # noqa: F401 (PathSta
 class WirebotState(FactBase):
     """The agents' state file on the host (state, epoch, ...) as a dict; {} when absent or unreadable."""
 
-    def command(self, path="/var/lib/wirebot/state.json"):
+    def command(self, path=layout.STATE_DIR + "/" + layout.STATE_FILE):
         return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
     def process(self, output):
@@ -571,7 +573,11 @@ def tree_sync_plan(local: dict, remote, dest: str, user: str, group: str, mode: 
     gone = sorted(r for r, e in remote.items() if r not in local or local[r]["type"] != e["type"])
     gone = [r for r in gone if not any(r.startswith(g + "/") for g in gone if g != r)]  # rm -rf covers them
     if gone:
-        steps.append(f"rm -rf -- {quoted(gone)}")
+        # a module removed from the source takes its bytecode along (a stale .pyc is cruft, and confusing)
+        stale_pyc = [f"{shlex.quote(path(posixpath.dirname(r) or '.'))}/__pycache__/"
+                     f"{shlex.quote(posixpath.basename(r)[:-3])}.*.pyc"
+                     for r in gone if remote[r]["type"] == "f" and r.endswith(".py")]
+        steps.append(" ".join([f"rm -rf -- {quoted(gone)}", *stale_pyc]))
     kept = {r: e for r, e in remote.items() if r not in gone and not any(r.startswith(g + "/") for g in gone)}
     new_dirs = [r for r, e in local.items() if e["type"] == "d" and r not in kept]
     if new_dirs:
@@ -604,7 +610,8 @@ def tree_sync(src: str, dest: str, user: str = "root", group: str = "root", mode
     equals the source nothing runs. Otherwise: entries not in the source are removed, missing folders
     made, changed or missing files uploaded (pyinfra writes a temporary file and moves it into place),
     owners and modes set, each kind of fix one command for all paths. `__pycache__` folders and `*.pyc`
-    files are neither copied nor removed (Python writes them on the host).
+    files are neither copied nor compared (Python writes them on the host); a removed module's `*.pyc` is
+    removed with it.
 
     + src: local directory (regular files and folders only; links are refused)
     + dest: remote directory

@@ -2,12 +2,19 @@
 
 from pathlib import PurePosixPath
 
+from wirebot.common import layout
+
 UNIT_DIR = "/usr/local/lib/systemd/system"  # local vendor units: `systemctl mask` can still override them
 
 
 def state_file(data) -> str:
     """The agents' state file (state, epoch) on a host."""
-    return f"{data.wirebot_state_dir}/state.json"
+    return layout.state_file(data.wirebot_state_dir)
+
+
+def fenced_file(data) -> str:
+    """The primary's fence record (the fence command writes it, recovery removes it)."""
+    return layout.fenced_file(data.wirebot_state_dir)
 
 
 def agent_key_file(data, name: str) -> str:

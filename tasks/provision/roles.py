@@ -5,6 +5,7 @@ and a fenced primary fenced instead of undoing an incident.
 """
 
 from pyinfra import host
+from wirebot.common import layout
 
 from tasks import pairs
 from tasks.provision import hoststate, paths
@@ -13,7 +14,7 @@ from tasks.provision.ops import WirebotState
 
 def reads(target) -> dict:
     """What these functions read on `target` (tasks/provision/reads.py)."""
-    return {"paths": [f"{target.data.wirebot_state_dir}/fenced.json"],
+    return {"paths": [paths.fenced_file(target.data)],
             "facts": [(WirebotState, {"path": paths.state_file(target.data)})]}
 
 
@@ -26,7 +27,7 @@ def agent_state(on=None) -> dict:
 def standby_serving() -> bool:
     """This host's pair's standby is the active side (or becoming it): an incident is on."""
     standby = pairs.pair_of(host).standby
-    return agent_state(standby).get("state") in ("ACTIVE", "ACTIVATING")
+    return layout.serving(agent_state(standby).get("state"))
 
 
 def epoch() -> int:
@@ -36,7 +37,7 @@ def epoch() -> int:
 
 def fenced() -> bool:
     """The primary's connector was fenced by the standby (the fence command's marker is present)."""
-    return bool(hoststate.path(host, f"{host.data.wirebot_state_dir}/fenced.json"))
+    return bool(hoststate.path(host, paths.fenced_file(host.data)))
 
 
 def serving():

@@ -67,7 +67,7 @@ def unit_secrets(data, unit: str) -> list:
 
 
 def control_socket(data) -> str:
-    """Directives giving an agent its control socket's folder (wirebot.channel), private (0700) and writable
+    """Directives giving an agent its control socket's folder (wirebot.common.channel), private (0700) and writable
     under ProtectSystem=strict: systemd's RuntimeDirectory= when it is under /run, else a writable path."""
     folder = PurePosixPath(data.agent_control_socket).parent
     if folder.parent == PurePosixPath("/run"):

@@ -17,7 +17,7 @@ from lab.machines import ssh
 from tasks.core.wait import wait_for
 
 AGENTS = {"primary": "wirebot-replicator", "standby": "wirebot-standby"}
-CODE = "/opt/wirebot/agents/wirebot/log.py"
+CODE = "/opt/wirebot/agents/wirebot/common/log.py"
 
 
 def main_pids() -> dict:
@@ -37,7 +37,7 @@ def test_new_agent_code_restarts_both_agents(tmp_path):
     copy = tmp_path / "checkout"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info",
                                                               ".ruff_cache", ".pytest_cache", ".hypothesis"))
-    code = copy / "files" / "agents" / "wirebot" / "log.py"
+    code = copy / "files" / "agents" / "wirebot" / "common" / "log.py"
     code.write_text(code.read_text() + marker + "\n")
     before = main_pids()
     try:

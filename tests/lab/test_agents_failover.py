@@ -188,7 +188,8 @@ def test_a_rebooted_primary_keeps_its_connector_down(incident, rebooted):
     status = ssh("primary", "systemctl status cloudflared-wirebot --no-pager", check=False).stdout
     assert "Active: active (running)" not in status
     text = ssh("primary", "journalctl -u cloudflared-wirebot -o cat --no-pager -b").stdout
-    assert "wirebot.gate: refusing to start the connector: the standby is ACTIVE at epoch 2 >= our epoch 1" in text
+    assert ("wirebot.hosttools.gate: refusing to start the connector: the standby is ACTIVE at epoch 2 >= our epoch 1"
+            in text)
     print(f"\ngate on the rebooted primary: {rebooted['refused'][0]['reason']}")
 
     # self-demotion: the gateway and the scoreboard are fenced too; the replicator runs (it reports)

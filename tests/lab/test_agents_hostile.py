@@ -15,7 +15,7 @@ import json
 import time
 
 import pytest
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from wirebot.common import signing  # the agents' own signing code
 
 from lab import settings
 from lab.agents import agent, journal, standby_status
@@ -31,7 +31,7 @@ MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replica
 # Prints {case: [status, body]}; a status 0 means the connection failed before an HTTP answer.
 HOSTILE = r'''
 import json, os, socket, sys, time, urllib.error, urllib.parse, urllib.request
-from wirebot import signing, tls
+from wirebot.common import signing, tls
 
 URL = sys.argv[1] + "/heartbeat"
 KEY = signing.load_key("/run/wirebot/agent-hmac.key")

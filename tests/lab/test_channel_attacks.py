@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from wirebot import signing  # noqa: E402  (the agents' own signing code)
+from wirebot.common import signing  # the agents' own signing code
 
 from lab import network, settings
 from lab.agents import AGENT_SOCKET, agent, journal, standby_status
@@ -182,7 +182,8 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
 
 def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
     """A deactivate made with the standby's own control key, replayed as /activate on its socket."""
-    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents'); from wirebot import signing, channel;"
+    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents');"
+              "from wirebot.common import signing, channel;"
               "key=signing.load_key('/etc/wirebot/agent-keys/control.key'); body=json.dumps({'epoch': 1}).encode();"
               "h=signing.signed_headers(key, channel.control_binding('standby'), 'POST', '/deactivate', body,"
               " signing.next_sequence(0)); print(json.dumps(h))")

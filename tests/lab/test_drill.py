@@ -21,7 +21,7 @@ from tasks.core.wait import WaitTimeout, wait_for
 
 PRIMARY = settings.address("primary")
 LOG = "/var/log/wirebot/fire-drill.log"
-CTL = "PYTHONPATH=/opt/wirebot/agents python3 -m wirebot.ctl --config /etc/wirebot/standby.yml"
+CTL = "PYTHONPATH=/opt/wirebot/agents python3 -m wirebot.hosttools.ctl --config /etc/wirebot/standby.yml"
 
 
 def drillable() -> bool:

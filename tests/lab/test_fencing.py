@@ -65,7 +65,7 @@ def test_a_passive_standbys_connector_and_services_cannot_be_started(lab):
         assert result.returncode != 0, unit
         assert ssh("standby", f"systemctl is-active {unit}", check=False).stdout.strip() != "active"
     journal = ssh("standby", "journalctl -u cloudflared-wirebot -n 20 -o cat --no-pager").stdout
-    assert "wirebot.gate: refusing to start this unit: the standby is STANDBY" in journal
+    assert "wirebot.hosttools.gate: refusing to start this unit: the standby is STANDBY" in journal
     fencing.time.sleep(2)
     assert fencing.edge(f"/lab/overlaps?since={since}") == []
     assert {r["origin_ip"] for r in fencing.edge(f"/lab/requests?since={since}") or []} <= {PRIMARY}

@@ -1,5 +1,5 @@
 """journald: each agent line is stored at its level's syslog priority, so `journalctl -p warning -u
-'wirebot-*'` shows exactly the warnings, errors and alerts (files/agents/wirebot/log.py's sd-daemon
+'wirebot-*'` shows exactly the warnings, errors and alerts (files/agents/wirebot/common/log.py's sd-daemon
 prefix on the journal's stream). Read-only for the deployed lab: the one extra unit is transient."""
 
 import json
@@ -10,7 +10,7 @@ from lab.machines import ssh
 AGENTS = "/opt/wirebot/agents"  # group_data/all.py: wirebot_agents_dir
 WRITER = (
     "import sys; sys.path.insert(0, '{agents}');"
-    "from wirebot.log import log; from wirebot.alerts import Alerter;"
+    "from wirebot.common.log import log; from wirebot.common.alerts import Alerter;"
     "log('journaltest', 'plain-info', marker='{marker}');"
     "log('journaltest', 'a-warning', level='warning', marker='{marker}');"
     "log('journaltest', 'an-error', level='error', marker='{marker}');"

@@ -111,8 +111,8 @@ def test_units_are_identical_on_both_hosts(primary, standby):
     primary_gate, standby_gate = primary.file(gate).content_string, standby.file(gate).content_string
     # each side's connector has its own start gate: the primary's refuses while fenced or outranked,
     # the standby's allows a start only while its agent activates or serves
-    assert "wirebot.gate" in primary_gate and "--standby" not in primary_gate
-    assert "wirebot.gate" in standby_gate and "--standby" in standby_gate
+    assert "wirebot.hosttools.gate" in primary_gate and "--standby" not in primary_gate
+    assert "wirebot.hosttools.gate" in standby_gate and "--standby" in standby_gate
 
 
 def test_litestream_config_pins_the_standby_host_key_and_carries_the_epoch(primary, standby):

@@ -284,7 +284,7 @@ def test_a_link_planted_through_the_key_refuses_the_activation(unchanged):
                    + rsync(f"-rlpt --delete /tmp/attack/home/ wirebot-files@{STANDBY}:/files/home/wirebot/")])[0]
     assert plant[0] == 0, plant[2]
     since = time.time()
-    ctl = "cd /opt/wirebot/agents && python3 -m wirebot.ctl --config /etc/wirebot/standby.yml"
+    ctl = "cd /opt/wirebot/agents && python3 -m wirebot.hosttools.ctl --config /etc/wirebot/standby.yml"
     try:
         ssh("standby", f"{ctl} activate --force --reason 'replica attack test' --wait 0")
         refused = wait_for(lambda: (s := standby_status()) and "replica tree refused" in str(

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wirebot import config, config_keys, replicator, standby_config
+from wirebot.common import config, config_keys
+from wirebot.primary import replicator
+from wirebot.standby import agent_config as standby_config
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings
@@ -133,8 +135,8 @@ def test_an_unknown_key_in_a_list_item_is_refused(tmp_path):
         standby_config.load(path)
 
 
-@pytest.mark.parametrize("module, name", [("wirebot.replicator", "replicator.yml"),
-                                          ("wirebot.standby", "standby.yml")])
+@pytest.mark.parametrize("module, name", [("wirebot.primary.replicator", "replicator.yml"),
+                                          ("wirebot.standby.agent", "standby.yml")])
 def test_the_agent_exits_2_with_the_file_and_key_before_it_starts(tmp_path, module, name):
     cfg = _shipped(name)
     cfg["heartbeat"]["interval_second"] = 30

@@ -67,10 +67,7 @@ def test_the_pin_is_written_whole_and_public(pair, tmp_path):
 
 
 def test_the_control_key_is_random_hex_and_private(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "files" / "agents"))
-    from wirebot import signing
+    from wirebot.common import signing
 
     paths = [str(tmp_path / "a" / "control.key"), str(tmp_path / "b" / "control.key")]
     for path in paths:

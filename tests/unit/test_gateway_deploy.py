@@ -3,11 +3,12 @@ URL, the gateway settings' checks, and the lab bundle's pins agreeing with group
 
 import json
 import runpy
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from wirebot.common.inotify import Event
+from wirebot.primary import filesync
 
 from lab import gateway_bundle
 from lab import secrets as lab_secrets
@@ -15,10 +16,6 @@ from lab import settings as lab_settings
 from tasks.provision import agent_configs
 from tasks.provision.gateway import openclaw_config, ready_url, wait_ready_command
 from tasks.settings_check import GROUP_DATA, SettingError, check
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "files" / "agents"))
-from wirebot import filesync  # noqa: E402
-from wirebot.inotify import Event  # noqa: E402
 
 
 def data(**overrides):

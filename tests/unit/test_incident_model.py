@@ -157,12 +157,12 @@ def test_failover_prints_the_agents_activation_error_when_it_gives_up():
     via_agent = {"ok": False, "error": "not ACTIVE after 20s",
                  "status": {"state": "ACTIVATING", "reason": "operator activation", "activation": activation}}
     text = activation_failure(1, via_agent, "")
-    assert text.startswith("wirebot.activation exited 1: not ACTIVE after 20s; the agent's activation error: ")
+    assert text.startswith("wirebot.standby.activation exited 1: not ACTIVE after 20s; the agent's activation error: ")
     assert "No space left on device" in text and "(4 attempts)" in text
     standalone = {"ok": False, "state": "ACTIVATING", "reason": "operator activation (x): fence skipped",
                   "activation": {"steps": activation["steps"]}}
     text = activation_failure(1, standalone, "")
     assert "state ACTIVATING (operator activation (x): fence skipped)" in text
     assert "restore: sqlite3 .restore failed: No space left on device" in text
-    assert activation_failure(2, {}, "wirebot.activation: no such file\n") == (
-        "wirebot.activation exited 2: wirebot.activation: no such file")
+    assert activation_failure(2, {}, "wirebot.standby.activation: no such file\n") == (
+        "wirebot.standby.activation exited 2: wirebot.standby.activation: no such file")

@@ -36,7 +36,10 @@ CASES = {
         ("upload", "sub/y.py"), f"chown root:root -- {DEST}/sub/y.py", f"chmod 644 -- {DEST}/sub/y.py"]),
     "extra file and extra folder with contents": (
         {**SAME, "old.py": entry("f", A), "gone": entry("d"), "gone/z.py": entry("f", B)},
-        [f"rm -rf -- {DEST}/gone {DEST}/old.py"]),
+        [f"rm -rf -- {DEST}/gone {DEST}/old.py {DEST}/__pycache__/old.*.pyc"]),
+    "a module moved into a folder: its old bytecode goes too": (
+        {**SAME, "sub/old_name.py": entry("f", A)},
+        [f"rm -rf -- {DEST}/sub/old_name.py {DEST}/sub/__pycache__/old_name.*.pyc"]),
     "wrong modes and owner, content right": (
         {**SAME, "x.py": entry("f", A, mode="666"), "sub": entry("d", mode="777"),
          "sub/y.py": entry("f", B, user="wirebot")},
@@ -99,18 +102,20 @@ def test_fact_command_on_a_real_tree_then_the_plan_makes_an_exact_copy(tmp_path)
     assert _fact(dest) is None
     plan = ops.tree_sync_plan(local, None, str(dest), me, me, "644", "755")
     _apply(plan, src, dest)
-    # the host's Python wrote caches; an old file lingers: the caches stay, the old file goes
+    # the host's Python wrote caches; an old module lingers: the caches stay, the old module and its cache go
     (dest / "__pycache__").mkdir()
     (dest / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\1")
+    (dest / "__pycache__" / "old.cpython-39.pyc").write_bytes(b"\1")
     (dest / "old.py").write_text("")
     plan = ops.tree_sync_plan(local, _fact(dest), str(dest), me, me, "644", "755")
-    assert plan == [f"rm -rf -- {dest}/old.py"]
+    assert plan == [f"rm -rf -- {dest}/old.py {dest}/__pycache__/old.*.pyc"]
     _apply(plan, src, dest)
     remote = _fact(dest)
     assert ops.tree_sync_plan(local, remote, str(dest), me, me, "644", "755") == []
     assert {r: e.get("sha256") for r, e in remote.items()} == {r: e.get("sha256") for r, e in local.items()}
     assert oct(os.stat(dest / "sub" / "y y.py").st_mode & 0o777) == "0o644"
     assert (dest / "__pycache__" / "x.cpython-311.pyc").exists()
+    assert not (dest / "__pycache__" / "old.cpython-39.pyc").exists()
 
 
 def test_links_in_the_source_are_refused(tmp_path):

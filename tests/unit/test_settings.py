@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from wirebot import filesync
+from wirebot.primary import filesync
 
 from lab import secrets as lab_secrets
 from lab import settings as lab_settings

@@ -46,7 +46,7 @@ def cloudflared():
     cloudflared_version; "none": must already be at cloudflared_binary, as in the lab); the operator's
     tunnel config at cloudflared_config and its credentials at the config's credentials-file, both
     0600 root, never printed; the unit cloudflared_unit, identical on both hosts. Both hosts' units
-    have a start gate (ExecStartPre: wirebot.gate): the primary's refuses while the standby serves or a
+    have a start gate (ExecStartPre: wirebot.hosttools.gate): the primary's refuses while the standby serves or a
     fence record exists, the standby's unless its agent's state is ACTIVATING or ACTIVE. Running and enabled
     on the primary (left stopped when the standby fenced it); on the standby disabled and stopped unless
     it is the active side. The connector runs as a dynamic user without capabilities; its config and

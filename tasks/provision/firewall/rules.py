@@ -13,7 +13,7 @@ lease gate only. Nothing else of other tables is touched.
 The lease gate (primary only): "serving traffic" - the tunnel's ports (both directions), the public
 inbound ports, and anything sent by the serving users - passes only while the ``lease`` set holds the
 packet's family (``ipv4``/``ipv6``), an element added with a timeout by the replicator on each heartbeat
-the standby acknowledges (wirebot.lease). The kernel drops the element when the timeout runs out, whether
+the standby acknowledges (wirebot.primary.lease). The kernel drops the element when the timeout runs out, whether
 or not any process of the host still runs.
 """
 

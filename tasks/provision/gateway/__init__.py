@@ -133,7 +133,7 @@ def gateway():
     OpenAI-compatible endpoint and gateway_config; the operator's other keys are kept. Running and
     enabled on the primary, and /readyz 200 before the deploy goes on to the connector; on the standby
     present, disabled and stopped unless it is the active side. Before each start the unit drops an owner
-    lease of another host from the (restored) database (wirebot.gateway_lease).
+    lease of another host from the (restored) database (wirebot.hosttools.gateway_lease).
 
     Reads: gateway_install, gateway_nodejs_major, gateway_openclaw_version, gateway_exec, gateway_port,
     gateway_state_dir, gateway_config_file, gateway_database, gateway_config, gateway_ready_timeout_seconds,

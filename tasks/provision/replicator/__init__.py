@@ -27,6 +27,6 @@ def replicator():
                                      read_write=[data.wirebot_state_dir], read=data.filesync_paths,
                                      families=sandbox.INET + ("AF_NETLINK",), chown=False)
     unit_sandbox += "\n" + sandbox.control_socket(data)
-    install_agent(data.replicator_unit, "wirebot.replicator", "Wirebot replicator (primary)",
+    install_agent(data.replicator_unit, "wirebot.primary.replicator", "Wirebot replicator (primary)",
                   data.replicator_config, config, data.wirebot_agents_dir, unit_sandbox,
                   sandbox.secrets_digest(data, "replicator"))

@@ -28,6 +28,6 @@ def standby_agent():
         path for path in data.filesync_paths if not path.startswith(inside)]
     unit_sandbox = sandbox.root_unit(data, "standby", data.standby_capabilities, read_write=writes, umask="0022")
     unit_sandbox += "\n" + sandbox.control_socket(data)
-    install_agent(data.standby_unit, "wirebot.standby", "Wirebot standby agent",
+    install_agent(data.standby_unit, "wirebot.standby.agent", "Wirebot standby agent",
                   data.standby_config, config, data.wirebot_agents_dir, unit_sandbox,
                   sandbox.secrets_digest(data, "standby"))

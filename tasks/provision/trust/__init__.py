@@ -88,8 +88,8 @@ def _known_hosts(path: str, other) -> None:
 def fence_command_line(data) -> str:
     """The fence key's forced command, naming the configured units and fence file (no defaults used)."""
     units = " ".join(f"--unit {unit}" for unit in fenced_units(data))
-    return (f"PYTHONPATH={data.wirebot_agents_dir} /usr/bin/python3 -m wirebot.fence_command {units} "
-            f"--fenced-file {data.wirebot_state_dir}/fenced.json")
+    return (f"PYTHONPATH={data.wirebot_agents_dir} /usr/bin/python3 -m wirebot.hosttools.fence_command {units} "
+            f"--fenced-file {paths.fenced_file(data)}")
 
 
 def _agent_channel(data, role: str, peer) -> None:

@@ -6,7 +6,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +21,6 @@ _TLS_CACHE = {}
 def tls_identities(names=("primary", "standby", "stranger")):
     """{name: {"cert_file", "key_file"}}: a key and self-signed certificate per name, made once per session
     with the deploy's own openssl command (tasks.provision.ops.tls_keypair_command)."""
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
     from tasks.provision.ops import tls_keypair_command
 
     for name in names:
@@ -43,7 +40,7 @@ def tls_settings(me, peer):
 
 
 def channel_config(tmp_path, me, peer, read_timeout=10, max_connections=32):
-    """The keys wirebot.channel reads, for a test agent ``me`` talking to ``peer``; writes the control key."""
+    """The keys wirebot.common.channel reads, for a test agent ``me`` talking to ``peer``; writes the control key."""
     key = os.path.join(str(tmp_path), f"control-{me}.key")
     with open(key, "w") as handle:
         handle.write(CONTROL_KEY_HEX + "\n")
@@ -127,11 +124,18 @@ class FakeSystemctl:
 
 
 
+def cloudflare_envelope(*origins):
+    """A tunnel-connections answer of Cloudflare's API with one connector per origin IP."""
+    return {"success": True, "errors": [], "messages": [], "result": [
+        {"id": f"connector-{i}", "conns": [{"id": f"c{i}", "origin_ip": ip, "opened_at": "2025-01-01"}]}
+        for i, ip in enumerate(origins)]}
+
+
 class FakeHttp:
     """A loopback HTTP server answering each path with a settable (status, JSON or text body).
 
-    ``answers[path]`` is (status, body) or a callable(handler) -> (status, body); ``requests`` records
-    (method, path, headers) tuples.
+    ``answers[path]`` is (status, body), (status, body, {header: value}) or a callable(handler) returning
+    one of those; ``requests`` records (method, path, headers) tuples.
     """
 
     def __init__(self):
@@ -149,9 +153,11 @@ class FakeHttp:
                 answer = owner.answers.get(path, (404, {"error": "not found"}))
                 if callable(answer):
                     answer = answer(self)
-                status, body = answer
+                status, body, *extra = answer
                 payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -286,7 +292,7 @@ class Site:
             yaml.safe_dump(self.cfg, handle)
 
     def settings(self):
-        from wirebot import standby_config
+        from wirebot.standby import agent_config as standby_config
 
         self.write_config()
         return standby_config.load(self.config_path)

@@ -1,22 +1,13 @@
-"""Unit tests for the runtime agents: put files/agents on sys.path so ``import wirebot`` works.
+"""Unit tests for the runtime agents, laid out like the package: common/, primary/, standby/, hosttools/
+(``wirebot`` is importable: installed from pyproject.toml, or PYTHONPATH=files/agents).
 
 Fixtures: ``fake_systemctl`` (a shell script logging its calls, unit states kept in files) and
 ``http_server`` (a factory of loopback HTTP servers with settable answers). Helpers in agenttest.py.
 """
 
-import os
-import sys
-
 import pytest
 
-AGENTS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "files", "agents"))
-if AGENTS not in sys.path:
-    sys.path.insert(0, AGENTS)
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import agenttest  # noqa: E402
+from . import agenttest
 
 
 @pytest.fixture

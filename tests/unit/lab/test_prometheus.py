@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from wirebot import replicator, standby_api
+from wirebot.primary import replicator
+from wirebot.standby import api as standby_api
 
 from lab import prometheus as lab_prometheus
 from lab.loopback import free_port
@@ -85,10 +86,10 @@ def test_scrape_config_is_valid_with_the_rules(promtool, tmp_path, certs):
 
 def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
     """The real Prometheus with the shipped wirebot-replicator job (only the target and file paths replaced)
-    scrapes an agent listener made by wirebot.channel with the deploy's own certificate command and the
+    scrapes an agent listener made by wirebot.common.channel with the deploy's own certificate command and the
     operator's documented client-certificate command; the same job refuses a server with another name,
     and the agent serves nothing to a client without the pinned certificate."""
-    from wirebot import channel
+    from wirebot.common import channel
 
     from tasks.provision.secrets_check import metrics_reader_cert
 
