@@ -41,7 +41,7 @@ def detector_of(reason, entry):
     heartbeats), "edge" (the edge lost the primary: wirebot.standby.edgewatch), else the reason's start."""
     if entry.get("detector"):
         return str(entry["detector"])
-    if reason.startswith("no valid heartbeat"):
+    if reason.startswith(("no valid heartbeat", "no heartbeat showing the primary serving")):
         return "heartbeat"
     if reason.startswith("the edge lost the primary"):
         return "edge"
