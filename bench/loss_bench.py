@@ -29,16 +29,15 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import connector_origins, ensure_clean_lab, pyinfra, ssh, wait_for  # noqa: E402
-
-from lab import settings  # noqa: E402
-from tasks.drills import report  # noqa: E402
-from tasks.drills.surface import OFFLINE, ONLINE, SYNCING, Backoff, Hub, Surface  # noqa: E402
+from lab import settings
+from lab.baseline import ensure_clean_lab
+from lab.client import connector_origins
+from lab.commands import pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
+from tasks.drills import report
+from tasks.drills.surface import OFFLINE, ONLINE, SYNCING, Backoff, Hub, Surface
 
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"
 HUB_HOSTNAME = "api.wirebot.chat"

@@ -15,7 +15,12 @@ hub refused an event with a 4xx: a bug, not an outage; the event stays queued).
 
 `Surface.start()` runs the loop in a background thread that also creates events at a steady `rate`
 (events per second) while `generating` is set; `finish(timeout)` stops creating and waits for the
-queue to drain. Control-machine code (Python 3.11, stdlib only, so it runs under pyinfra's gevent).
+queue to drain. Every `tenant_every`-th generated event carries `tenant` (the hub then also writes it to
+that tenant's database). A Hub with `record_header` keeps that answer header's value with each
+acknowledged event (`acknowledged()`: who served it; the lab tests name the lab edge's origin header).
+
+The one synthetic surface: the drill (tasks/drill.py), the lab's playbook tests and the loss bench all
+drive this class. Control-machine code (Python 3.11, stdlib only, so it runs under pyinfra's gevent).
 """
 
 import json
@@ -29,12 +34,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from tasks.core.wait import WaitTimeout, wait_for
+
 ONLINE, SYNCING, OFFLINE, ERROR = "online", "syncing", "offline", "error"
 ACK, UNREACHABLE, REJECTED = "ack", "unreachable", "rejected"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL,
     payload TEXT NOT NULL, created_at REAL NOT NULL, synced_at REAL, attempts INTEGER NOT NULL DEFAULT 0,
-    offline INTEGER NOT NULL DEFAULT 0);
+    offline INTEGER NOT NULL DEFAULT 0, tenant TEXT, served_by TEXT);
 CREATE TABLE IF NOT EXISTS sync_queue(qid INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE
     REFERENCES events(id), enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
 CREATE TABLE IF NOT EXISTS transitions(at REAL NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL);
@@ -57,14 +64,17 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Hub:
-    """Where events go: `url` (scheme://host[:port]) with an optional Host header (the lab's edge)."""
+    """Where events go: `url` (scheme://host[:port]) with an optional Host header (the lab's edge);
+    `record_header`: an answer header whose value is kept with each acknowledged event ("" for none)."""
 
     url: str
     host_header: str = ""
     timeout: float = 3.0
+    record_header: str = ""
 
     def post_event(self, event: dict) -> tuple:
-        """(outcome, detail): ACK, UNREACHABLE or REJECTED, and what happened, for one POST."""
+        """(outcome, detail, recorded): ACK, UNREACHABLE or REJECTED, what happened, and the value of the
+        `record_header` answer header (None when unset or absent), for one POST."""
         body = json.dumps(event).encode()
         request = urllib.request.Request(f"{self.url.rstrip('/')}/v1/events", data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
@@ -72,12 +82,13 @@ class Hub:
             request.add_header("Host", self.host_header)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status, raw = response.status, response.read()
+                status, raw, headers = response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
+            status, raw, headers = error.code, error.read(), error.headers
         except (OSError, ValueError) as error:  # refused, reset, timeout, DNS, a closed connection
-            return UNREACHABLE, f"no answer: {error}"
-        return classify(status, raw, event["id"])
+            return UNREACHABLE, f"no answer: {error}", None
+        recorded = headers.get(self.record_header) if self.record_header and headers is not None else None
+        return (*classify(status, raw, event["id"]), recorded)
 
 
 def classify(status: int, raw: bytes, event_id: str) -> tuple:
@@ -104,13 +115,21 @@ class Surface:
     """The surface's store, its indicator and its sync loop; thread-safe (one lock around the store)."""
 
     def __init__(self, db_path: str, hub: Hub, tag: str, rate: float = 2.0, backoff: Backoff = None,
-                 event_type: str = "fire-drill", batch: int = 20, clock=time.time, rng=None):
+                 event_type: str = "fire-drill", batch: int = 20, clock=time.time, rng=None,
+                 tenant: str = "", tenant_every: int = 0):
+        if tenant_every < 0 or bool(tenant) != bool(tenant_every):
+            raise ValueError(f"Surface: give tenant and tenant_every > 0 together (not {tenant!r}, {tenant_every})")
         self.hub, self.tag, self.rate, self.backoff = hub, tag, rate, backoff or Backoff()
         self.event_type, self.batch, self.clock = event_type, batch, clock
+        self.tenant, self.tenant_every = tenant, tenant_every
         self.rng = rng or random.Random()
         self.lock = threading.RLock()
         self.db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
+        for column in ("tenant", "served_by"):  # a store made before these columns existed
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
         self.state = OFFLINE  # until the hub acknowledges something
         self.failures, self.next_try = 0, 0.0
         self.generating = threading.Event()
@@ -120,8 +139,9 @@ class Surface:
         self._transition(OFFLINE, "surface started: nothing acknowledged yet")
 
     # --- the local store ---
-    def create_event(self, event_type: str = None, extra: dict = None) -> str:
-        """Write a new event (UUID v4) and its queue row locally; returns its id. Never touches the hub."""
+    def create_event(self, event_type: str = None, extra: dict = None, tenant: str = None) -> str:
+        """Write a new event (UUID v4, for `tenant` when given) and its queue row locally; returns its id.
+        Never touches the hub."""
         with self.lock:
             now = self.clock()
             seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()[0]
@@ -129,8 +149,9 @@ class Surface:
             payload = json.dumps({"drill": self.tag, "seq": seq, **(extra or {})}, sort_keys=True)
             self.db.execute("BEGIN IMMEDIATE")
             offline = int(self.state in (OFFLINE, ERROR) and self.failures > 0)  # created during an outage
-            self.db.execute("INSERT INTO events(id, seq, type, payload, created_at, offline) VALUES (?, ?, ?, ?, ?, ?)",
-                            (eid, seq, event_type or self.event_type, payload, now, offline))
+            self.db.execute("INSERT INTO events(id, seq, type, payload, created_at, offline, tenant) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (eid, seq, event_type or self.event_type, payload, now, offline, tenant or None))
             self.db.execute("INSERT INTO sync_queue(event_id, enqueued_at) VALUES (?, ?)", (eid, now))
             self.db.execute("COMMIT")
         return eid
@@ -139,19 +160,28 @@ class Surface:
         with self.lock:
             return self.db.execute("SELECT COUNT(*) FROM sync_queue").fetchone()[0]
 
-    def event_ids(self, created_after: float = None, created_before: float = None) -> list:
-        """Ids of the events created in [after, before) (all of them by default), in creation order."""
+    def event_ids(self, created_after: float = None, created_before: float = None, tenant: str = None) -> list:
+        """Ids of the events created in [after, before) (all of them by default), only `tenant`'s when
+        given, in creation order."""
         with self.lock:
-            rows = self.db.execute("SELECT id FROM events WHERE created_at >= ? AND created_at < ? ORDER BY seq",
-                                   (created_after or 0.0, created_before or float("inf"))).fetchall()
+            rows = self.db.execute("SELECT id FROM events WHERE created_at >= ? AND created_at < ? "
+                                   "AND (? IS NULL OR tenant = ?) ORDER BY seq",
+                                   (created_after or 0.0, created_before or float("inf"), tenant, tenant)).fetchall()
         return [r[0] for r in rows]
+
+    def acknowledged(self) -> dict:
+        """{event id: the hub's `record_header` value at its acknowledgement (None without one)} for every
+        acknowledged event, in creation order."""
+        with self.lock:
+            rows = self.db.execute("SELECT id, served_by FROM events WHERE synced_at IS NOT NULL "
+                                   "ORDER BY seq").fetchall()
+        return dict(rows)
 
     def event(self, event_id: str) -> dict:
         """The local record of one event ({} when unknown)."""
+        keys = ("id", "seq", "type", "payload", "created_at", "synced_at", "attempts", "tenant", "served_by")
         with self.lock:
-            row = self.db.execute("SELECT id, seq, type, payload, created_at, synced_at, attempts FROM events "
-                                  "WHERE id = ?", (event_id,)).fetchone()
-        keys = ("id", "seq", "type", "payload", "created_at", "synced_at", "attempts")
+            row = self.db.execute(f"SELECT {', '.join(keys)} FROM events WHERE id = ?", (event_id,)).fetchone()
         return dict(zip(keys, row)) if row else {}
 
     def transitions(self) -> list:
@@ -178,8 +208,11 @@ class Surface:
     # --- sync ---
     def _wire_event(self, event_id: str) -> dict:
         row = self.event(event_id)
-        return {"id": row["id"], "type": row["type"], "payload": json.loads(row["payload"]),
-                "created_at": iso(row["created_at"])}
+        event = {"id": row["id"], "type": row["type"], "payload": json.loads(row["payload"]),
+                 "created_at": iso(row["created_at"])}
+        if row["tenant"]:
+            event["tenant"] = row["tenant"]
+        return event
 
     def sync_once(self) -> int:
         """POST up to `batch` queued events in order (unless backing off); returns how many were acked."""
@@ -192,12 +225,13 @@ class Surface:
             if row is None:
                 break
             event = self._wire_event(row[0])
-            outcome, detail = self.hub.post_event(event)
+            outcome, detail, recorded = self.hub.post_event(event)
             with self.lock:
                 self.db.execute("UPDATE events SET attempts = attempts + 1 WHERE id = ?", (event["id"],))
                 if outcome == ACK:
                     self.db.execute("BEGIN IMMEDIATE")
-                    self.db.execute("UPDATE events SET synced_at = ? WHERE id = ?", (self.clock(), event["id"]))
+                    self.db.execute("UPDATE events SET synced_at = ?, served_by = ? WHERE id = ?",
+                                    (self.clock(), recorded, event["id"]))
                     self.db.execute("DELETE FROM sync_queue WHERE event_id = ?", (event["id"],))
                     self.db.execute("COMMIT")
                 else:
@@ -228,11 +262,13 @@ class Surface:
         return self
 
     def _loop(self) -> None:
-        next_create = self.clock()
+        next_create, generated = self.clock(), 0
         while not self.stopping.is_set():
             now = self.clock()
             if self.generating.is_set() and self.rate > 0 and now >= next_create:
-                self.create_event()
+                tenant = self.tenant if self.tenant_every and generated % self.tenant_every == 0 else None
+                self.create_event(tenant=tenant)  # the 1st, then every tenant_every-th: the tenant's
+                generated += 1
                 next_create = max(next_create + 1.0 / self.rate, now - 1.0 / self.rate)
             if self.queued():
                 self.sync_once()
@@ -244,12 +280,16 @@ class Surface:
 
     def wait_for(self, condition, timeout: float, interval: float = 0.1) -> bool:
         """Poll `condition(self)` until true (True) or `timeout` seconds pass (False)."""
-        deadline = time.monotonic() + timeout
-        while not condition(self):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(interval)
-        return True
+        try:
+            return bool(wait_for(lambda: condition(self), timeout, interval, "a surface condition"))
+        except WaitTimeout:
+            return False
+
+    def __enter__(self) -> "Surface":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def finish(self, timeout: float) -> bool:
         """Stop creating events, wait up to `timeout` s for the queue to drain, stop the thread."""

@@ -16,22 +16,14 @@ import subprocess
 import time
 
 import pytest
-from labtest import (
-    AGENT_SOCKET,
-    agent,
-    connector_origins,
-    ensure_clean_lab,
-    identity,
-    journal,
-    probe,
-    probe_argv,
-    ssh,
-    standby_status,
-    stranger_identity,
-)
 from wirebot.common import signing  # the agents' own signing code
 
 from lab import network, settings
+from lab.agents import AGENT_SOCKET, agent, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe, probe_argv, stranger_identity
+from lab.client import connector_origins
+from lab.machines import ssh
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}

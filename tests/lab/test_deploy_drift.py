@@ -4,9 +4,9 @@ nothing (both `--dry` and `-y`)."""
 
 import re
 
-from labtest import changes_in_dry_run, pyinfra, ssh
-
 from lab import settings
+from lab.commands import changes_in_dry_run, pyinfra
+from lab.machines import ssh
 
 SECRET = "/etc/wirebot/secrets/agent-hmac.key"
 RUN_SECRET = "/run/wirebot/agent-hmac.key"

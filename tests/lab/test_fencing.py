@@ -7,12 +7,17 @@ benchmark bench/fencing_bench.py prints them per scenario.
 
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
-from labtest import ensure_clean_lab, ssh, standby_status, wait_for
-from labtest import recover_primary as recover
 
-from lab import fencing, settings
+from lab import fencing, freezer, settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.baseline import recover_primary as recover
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY, EDGE = settings.address("primary"), settings.address("standby"), settings.address("edge")
 
@@ -113,4 +118,59 @@ def test_partitions_end_with_exactly_one_side_serving(lab, scenario):
     assert row["activated"], "both sides down: the standby never took over"
     connectors = {c["origin_ip"] for c in fencing.edge("/lab/connectors")}
     assert connectors == {STANDBY}
+    recover()
+
+
+# --- aef025b: a deactivation ends the activation's wait for the gateway's readiness -------------------------
+
+CTL = "cd /opt/wirebot/agents && python3 -m wirebot.hosttools.ctl --config /etc/wirebot/standby.yml"
+# test equipment: the standby's gateway never answers /readyz 200 (its port rejected on loopback)
+GATEWAY_NEVER_READY = ("nft add table inet wirebot_test && nft add chain inet wirebot_test out "
+                       "'{ type filter hook output priority -10; }' && nft add rule inet wirebot_test out "
+                       "ip daddr 127.0.0.1 tcp dport 18789 reject with tcp reset")
+SERVING_UNITS = "cloudflared-wirebot openclaw-gateway wirebot-scoreboard"
+
+
+def test_a_deactivation_during_the_gateways_readiness_wait_ends_it_even_across_a_freeze(lab):
+    """The standby activates (operator, forced) and, ACTIVE with its tunnel up, waits for a gateway that never
+    gets ready (up to gateway_ready_timeout_seconds: 300 s). A deactivation is sent, and the standby is frozen
+    (cgroup freezer) with the deactivation pending, then thawed 3 s later: the deactivation completes long
+    before the readiness timeout, the standby ends STANDBY with its connector, gateway and scoreboard
+    stopped and refused by the start gate, and the thawed activation thread serves nothing beside anyone."""
+    ssh("standby", GATEWAY_NEVER_READY)
+    result = []
+    try:
+        ssh("standby", f"{CTL} activate --force --reason 'readiness wait test' --wait 0")
+        waiting = wait_for(lambda: (s := standby_status()) and s["state"] == "ACTIVE" and (
+            (s.get("activation") or {}).get("steps") or {}).get("tunnel", {}).get("status") == "done"
+            and not s["activation"].get("completed_at") and s, timeout=90,
+            what="the standby ACTIVE, its tunnel up, waiting for the gateway's readiness")
+        time.sleep(2)  # well inside the wait
+        since = time.time()
+        deactivate = threading.Thread(target=lambda: result.append(ssh(
+            "standby", f"{CTL} deactivate --epoch {waiting['epoch']}", check=False, timeout=300)))
+        deactivate.start()
+        time.sleep(0.3)
+        freezer.freeze("standby")
+        time.sleep(3.0)
+        freezer.thaw("standby")
+        deactivate.join(300)
+        took = time.time() - since
+        print(f"\ndeactivation during the readiness wait (3 s frozen): {took:.1f} s")
+        assert result and result[0].returncode == 0, result and (result[0].stdout + result[0].stderr)[-1000:]
+        assert took < 120, "the deactivation waited for the gateway's readiness timeout"
+        status = standby_status()
+        assert status["state"] == "STANDBY" and status["epoch"] == waiting["epoch"]
+        time.sleep(3)  # a thawed activation thread would have resumed by now
+        assert standby_status()["state"] == "STANDBY"
+        active = ssh("standby", f"systemctl is-active {SERVING_UNITS}", check=False).stdout.split()
+        assert active == ["inactive"] * 3, active
+        assert ssh("standby", "systemctl start cloudflared-wirebot", check=False).returncode != 0
+        assert STANDBY not in {c["origin_ip"] for c in fencing.edge("/lab/connectors") or []}
+        assert fencing.edge(f"/lab/overlaps?since={since}") == []
+    finally:
+        freezer.thaw("standby")
+        ssh("standby", "nft delete table inet wirebot_test", check=False)
+        if not result:
+            ssh("standby", f"{CTL} deactivate --epoch {standby_status()['epoch']}", check=False)
     recover()

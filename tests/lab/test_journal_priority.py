@@ -5,7 +5,7 @@ prefix on the journal's stream). Read-only for the deployed lab: the one extra u
 import json
 import uuid
 
-from labtest import ssh
+from lab.machines import ssh
 
 AGENTS = "/opt/wirebot/agents"  # group_data/all.py: wirebot_agents_dir
 WRITER = (

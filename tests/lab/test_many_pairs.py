@@ -19,10 +19,12 @@ import sys
 import time
 
 import pytest
-from labtest import PYINFRA, ROOT, ensure_clean_lab, wait_for
 
 from lab import settings
+from lab.baseline import ensure_clean_lab
+from lab.commands import PYINFRA, ROOT
 from lab.labs import lab_settings, pair_name, second_lab_id
+from tasks.core.wait import wait_for
 
 MODE = os.environ.get("WIREBOT_LAB_PAIRS", "")
 pytestmark = pytest.mark.skipif(MODE == "skip", reason="WIREBOT_LAB_PAIRS=skip: the second lab is not brought up")

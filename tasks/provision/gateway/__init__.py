@@ -31,13 +31,27 @@ def ready_url(data) -> str:
     return f"http://127.0.0.1:{data.gateway_port}/readyz"
 
 
-def wait_ready_command(data) -> str:
-    """A shell command that waits (bounded) for the gateway's /readyz 200; exits 1 naming the last answer."""
+def wait_ready_command(data, state_file=None) -> str:
+    """A shell command that waits (bounded) for the gateway's /readyz 200; exits 1 naming the last answer.
+
+    It stops waiting at once when the unit is neither active nor activating (stopped or failed: nothing
+    will make it ready; a 300 s wait on an inactive unit helped nobody). With ``state_file`` (a standby: the
+    agent's state file) it first checks, on every round, that the gateway is meant to run here: the deploy
+    read the standby's state when it planned, but the agent may have been deactivated since (a recovery
+    resumed, an operator's deactivate), and a passive standby's start gate keeps the gateway inactive; the
+    command then exits 0 saying so."""
     url, seconds = ready_url(data), int(data.gateway_ready_timeout_seconds)
+    gated = ""
+    if state_file:
+        read_state = ("python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(\"state\", \"\"))' "
+                      f"{state_file} 2>/dev/null")
+        gated = (f"s=$({read_state}); case \"$s\" in ACTIVE|ACTIVATING) ;; *) "
+                 f"echo \"{UNIT}: not waiting for {url}: the standby is ${{s:-in no known state}} "
+                 f"(its gateway runs only while ACTIVATING or ACTIVE)\"; exit 0;; esac; ")
     return (f"end=$(( $(date +%s) + {seconds} )); code=000; "
-            f"while [ $(date +%s) -lt $end ]; do "
+            f"while [ $(date +%s) -lt $end ]; do {gated}"
             f"code=$(curl -s -o /dev/null -m 5 -w '%{{http_code}}' {url}); [ \"$code\" = 200 ] && exit 0; "
-            f"systemctl is-failed -q {UNIT} && break; sleep 1; done; "
+            f"case $(systemctl is-active {UNIT}) in active|activating|reloading) ;; *) break;; esac; sleep 1; done; "
             f"echo \"{UNIT}: {url} answered $code, not 200 within {seconds}s "
             f"($(systemctl is-active {UNIT}))\" >&2; exit 1")
 
@@ -175,8 +189,9 @@ def gateway():
         return
     restarted = systemd.service(name=f"Restart {UNIT} for its new unit or config.", service=UNIT, restarted=True,
                                 _if=lambda: (unit.did_change() or config.did_change()) and not started.did_change())
-    server.shell(name=f"Wait for {UNIT}'s /readyz (it was (re)started).", commands=[wait_ready_command(data)],
+    # a standby's wait re-reads its state when it runs: the agent may have been deactivated since the plan
+    wait = wait_ready_command(data, paths.state_file(data) if "standby" in host.groups else None)
+    server.shell(name=f"Wait for {UNIT}'s /readyz (it was (re)started).", commands=[wait],
                  _if=any_changed(started, restarted))
     if hoststate.fact(host, HttpStatus, url=ready_url(data)) != 200:
-        server.shell(name=f"Wait for {UNIT}'s /readyz (not ready when the deploy looked).",
-                     commands=[wait_ready_command(data)])
+        server.shell(name=f"Wait for {UNIT}'s /readyz (not ready when the deploy looked).", commands=[wait])

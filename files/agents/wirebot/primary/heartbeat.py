@@ -207,9 +207,13 @@ class Sender:
 
     def run(self, stop, interval, renew=None):
         """Send a heartbeat every ``interval`` seconds until ``stop`` (threading.Event) is set, and, when
-        ``renew`` is shorter, a lease beat every ``renew`` seconds between them (each waits at most
-        max(1, 2 x renew) for its answer: a late grant is worth nothing)."""
+        ``renew`` is shorter, a lease beat every ``renew`` seconds between them. With lease beats, every beat
+        - the full heartbeat too - waits at most max(1, 2 x renew) for its answer: a late grant is worth
+        nothing, and the thread sends nothing else meanwhile (soak, lab 5, a starved primary behind 100 ms
+        of latency: one full heartbeat hung 10 s in its TLS handshake, the default timeout, and the lease -
+        2 s - lapsed for 10 s; the next beat would have gone out a second later)."""
         period = renew if renew and renew < interval else interval
+        bounded = max(1.0, 2 * period) if renew and renew < interval else None
         full_at = 0.0
         while not stop.is_set():
             started = time.monotonic()
@@ -217,7 +221,7 @@ class Sender:
             if not light:
                 full_at = started + interval - period / 2  # the full beat falls on the period's grid
             try:
-                self.send_once(light=light, timeout=max(1.0, 2 * period) if light else None)
+                self.send_once(light=light, timeout=bounded)
             except Exception as exc:  # noqa: BLE001 - a heartbeat failure is never fatal
                 with self._lock:
                     self.failures_total += 1

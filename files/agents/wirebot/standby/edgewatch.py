@@ -10,8 +10,14 @@ fresh install, or a recovery still starting the primary, is not "down"), and whe
 
 * the public endpoint failed on ``edge.probe_failures`` consecutive probes (an HTTP 5xx from the edge:
   Cloudflare's 530 "no connector", 502 "origin unreachable", or the origin's own 5xx), and
-* the API, asked at the last of them, lists no connection from another origin (the primary's connector
-  is gone from the edge).
+* the API, asked at **each** of them, listed no connection from another origin (the primary's connector
+  stayed gone from the edge for the whole window: a connector that drops out and re-registers - lost
+  keepalives on a lossy path - breaks the streak).
+
+Each verdict also says since when the "down" verdict has held (``down_since``) and the probe interval (its
+freshness). While a fresh verdict says "down" the standby no longer believes the primary's own "my connector
+is ready" (``serving: true``: a connector cut from the edge notices late) nor grants it a lease
+(wirebot.standby.machine.note_serving, grant_lease).
 
 A probe that gets no HTTP answer at all (refused, timed out, DNS) or a 429 is "unknown": it may be the
 standby's own network or a rate limit, so it is never counted as "down" and it breaks the streak. An API
@@ -63,6 +69,8 @@ class Detector:
         self.failures = int(failures)
         self.max_backoff = float(max_backoff)
         self.streak = 0  # consecutive "down" public probes
+        self.gone_streak = 0  # consecutive probes with the public endpoint down AND the API saying gone
+        self.down_since = None  # when the current "down" verdict started
         self.seen_up = False  # the primary was seen serving (public up, or its connector listed) since watching
         self.public_next_at = 0.0
         self.api_next_at = 0.0
@@ -95,15 +103,20 @@ class Detector:
         elif self.streak:
             api = UNKNOWN  # backing off after a refusal: no news is not "gone"
         self.seen_up = self.seen_up or api == PRESENT
+        self.gone_streak = self.gone_streak + 1 if (verdict == DOWN and api == GONE) else 0
         # the edge can only lose a primary it had: a fresh install or a recovery still starting the primary's
         # connector is not "down" (the heartbeat detector covers a primary that never comes up)
-        down = self.streak >= self.failures and api == GONE and self.seen_up
+        down = self.gone_streak >= self.failures and self.seen_up
+        if not down:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = now
         summary = "public {} ({}), {} failure(s) in a row; API: {}".format(
             verdict, status if status is not None else (public or {}).get("error") or "not probed",
             self.streak, api)
         return {"at": now, "down": down, "public": verdict, "public_status": status, "api": api,
                 "failures": self.streak, "window": self.failures * self.interval, "seen_up": self.seen_up,
-                "summary": summary}
+                "interval": self.interval, "down_since": self.down_since, "summary": summary}
 
 
 class Watch:
@@ -147,6 +160,7 @@ class Watch:
                     log("standby", "edge-probe-error", level="error", error=f"{type(exc).__name__}: {exc}")
             else:  # ACTIVATING/ACTIVE: the public endpoint is ours; after a deactivation, see the primary first
                 self.detector.streak, self.detector.seen_up, self.last_down = 0, False, False
+                self.detector.gone_streak, self.detector.down_since = 0, None
             stop.wait(max(0.05, self.interval - (time.monotonic() - started)))
 
     def start(self, stop):

@@ -78,6 +78,25 @@ def _fresh(result, after):
     return None
 
 
+def edge_says_down(data, now):
+    """The edge detector's verdict when it says "down", is fresh (at most 3 probe intervals old) and has held for
+    the primary's grace (``window + L``: k x P plus the lease length the primary last asked for), else None.
+    "Down": the public endpoint failed and the API listed no connector of the primary on k consecutive probes
+    (wirebot.edgewatch). The grace is what a connector on a lossy path gets to notice its lost link and
+    register again (its keepalive times out first; it says "ready" until then); a connector cut from the edge
+    never comes back in it. Not yet the suspicion (``edge_down`` also wants no beat showing the primary
+    alive)."""
+    edge = data.get("edge") or {}
+    interval = edge.get("interval")
+    if not edge.get("down") or not interval or edge.get("at") is None or edge["at"] < now - 3 * interval:
+        return None
+    grace = (edge.get("window") or 0) + float((data.get("lease") or {}).get("seconds") or 0)
+    since = edge.get("down_since")
+    if since is None or now - since < grace:
+        return None
+    return edge
+
+
 def grant_lease(data, body, now):
     """Record and answer a heartbeat's lease request (called under the state lock, with the heartbeat).
 
@@ -88,8 +107,16 @@ def grant_lease(data, body, now):
     the primary (SUSPECT, FENCE_BLOCKED), only a beat whose connector is ready at the edge (``serving:
     true``) gets a grant: a primary cut from the edge (false), or whose units our SSH fence is stopping
     (null), lets its lease run out, which proves the fence even when SSH cannot or is slow. (In STANDBY it is
-    granted: a connector that lost its lease, or a recovery starting it, needs it to reach the edge.) The
-    record
+    granted: a connector that lost its lease, or a recovery starting it, needs it to reach the edge.)
+
+    Once the edge detector's fresh verdict has said "down" for the primary's grace (``edge_says_down``: no
+    connector of the primary at the edge and the public endpoint failing, k probes in a row, for k x P + L
+    more), a beat saying its connector is ready or not ready (true, false) gets no grant in any state: the
+    primary's own view lags the edge's (its connector notices a cut late), so its lease runs out at most
+    k x P + 2 L after the edge's verdict, whatever the primary believes. The grants come
+    back with the first beat after the edge shows the primary again - unless the standby has decided to
+    activate meanwhile (then never). A beat saying null (connector stopped: a recovery starting it, the
+    lease keeper's restart after a long lapse) keeps its grant in STANDBY. The record
     {"granted_at", "seconds", "enforced"} lets ``lease_expired`` prove the primary stopped serving."""
     lease = body.get("lease") if isinstance(body.get("lease"), dict) else {}
     seconds = lease.get("seconds")
@@ -99,6 +126,8 @@ def grant_lease(data, body, now):
         return False
     if data["state"] in (SUSPECT, FENCE_BLOCKED) and body.get("serving") is not True:
         return False
+    if body.get("serving") is not None and edge_says_down(data, now):
+        return False
     data["lease"] = {"granted_at": now, "seconds": float(seconds), "enforced": lease.get("enforced") is True}
     return True
 
@@ -106,9 +135,15 @@ def grant_lease(data, body, now):
 def note_serving(data, body, now):
     """Record when the primary last looked alive: a heartbeat whose ``serving`` is not False (its connector
     is ready at the edge, or not meant to run: stopped, fenced). A primary that heartbeats while its
-    running connector cannot reach the edge (cut from the edge only) is not alive for detection."""
-    if body.get("serving") is not False:
-        data["last_serving_at"] = now
+    running connector cannot reach the edge (cut from the edge only) is not alive for detection; nor is one
+    whose beats say its connector is ready while the edge detector's fresh verdict has said, for the grace of
+    k x P + L, that the edge has had no connector of it and no answer on k probes in a row
+    (``edge_says_down``): its connector has not noticed the cut yet (cloudflared has its own timeouts), and
+    the edge is what routes the users."""
+    serving = body.get("serving")
+    if serving is False or (serving is True and edge_says_down(data, now)):
+        return
+    data["last_serving_at"] = now
 
 
 def alive_at(p):
@@ -249,6 +284,11 @@ def decide(p, o):
         # already waits for k x P without a beat showing the primary alive
         waiting = o.now < (p.get("recheck_after") or 0)
         if o.heartbeat_age > o.threshold and not waiting:
+            received = heartbeat.get("received_at")
+            if received is not None and o.now - received <= o.threshold:  # beats arrive, none shows it serving
+                return _decision(SUSPECT, f"no heartbeat showing the primary serving for {o.heartbeat_age:.0f}s "
+                                 f"(threshold {o.threshold:.0f}s; its beats say its connector cannot reach the "
+                                 "edge): asking the witness", [CHECK_WITNESS])
             return _decision(SUSPECT, f"no valid heartbeat for {o.heartbeat_age:.0f}s "
                              f"(threshold {o.threshold:.0f}s): asking the witness", [CHECK_WITNESS])
         edge = edge_down(p, o)
@@ -262,6 +302,13 @@ def decide(p, o):
         return _decision(ACTIVATING, "primary not serving; fence command over SSH confirmed its units "
                          "stopped and masked", [ACTIVATE], last_refusal=None)
     if alive_at(p) > p["since"] and o.fence_running:  # never back to STANDBY with a fence under way
+        # our SSH fence makes the primary's beats say "not meant to serve" (null) while it stops its units
+        # (the gateway: 10 s and more); its lease, not granted while we suspect, is the faster proof
+        lease = lease_expired(p, o.now)
+        w = _fresh(p.get("witness"), p["since"] if state == SUSPECT else o.now - o.retry_seconds)
+        if lease[0] and w is not None and not _refusal(w):
+            return _decision(ACTIVATING, "primary down ({}); {} (the SSH fence still stopping its units)".format(
+                w.get("summary"), lease[1]), [ACTIVATE], last_refusal=None)
         return _decision(state, "the primary looks alive again; waiting for the SSH fence under way")
     if alive_at(p) > p["since"]:
         return _decision(STANDBY, "valid heartbeat received (sequence {}) while {}".format(

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -226,6 +227,36 @@ def test_lease_beats_between_heartbeats_are_small_signed_and_in_sequence(tmp_pat
 def test_without_a_shorter_renew_period_every_beat_is_a_heartbeat(tmp_path, receiver):
     received = run_sender(tmp_path, receiver, 0.05, 0.5, 3)
     assert len(received) >= 3 and all(body.get("kind") != "lease" for _p, _s, body in received)
+
+
+def test_with_lease_beats_no_beat_waits_longer_than_a_lease_beat(tmp_path):
+    """A full heartbeat that hangs (a TLS handshake on a starved host) must not hold the lease beats behind
+    it for the sender's whole timeout: every beat is bounded by max(1, 2 x renew)."""
+    timeouts = []
+
+    def post(target, path, key, binding, payload, sequence, timeout):
+        timeouts.append((payload.get("kind"), timeout))
+        return 200, {"ok": True}
+
+    sender = heartbeat.Sender("primary", httpapi.Target.peer("https://standby:8300"), KEY, HB,
+                              heartbeat.StateStore(str(tmp_path / "s.json")), _collect, timeout=10, post=post)
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop, 0.2, 0.05), daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(5)
+    full = [t for kind, t in timeouts if kind != "lease"]
+    light = [t for kind, t in timeouts if kind == "lease"]
+    assert full and light and set(full) == set(light) == {1.0}
+    timeouts.clear()  # no lease beats: a heartbeat keeps the sender's own timeout
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop, 0.05, None), daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    stop.set()
+    thread.join(5)
+    assert timeouts and {t for _kind, t in timeouts} == {10}
 
 
 def test_raise_epoch_holds_against_the_heartbeat_thread_and_never_lowers(tmp_path):

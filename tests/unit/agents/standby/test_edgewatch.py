@@ -49,7 +49,8 @@ def test_a_primary_never_seen_serving_is_never_down():
     assert not any(d.step(float(t), public(530), Api(api()))["down"] for t in range(5))
     d = e.Detector(interval=1.0, failures=2)
     d.step(0.0, public(502), Api(api(["10.0.0.2"])))  # listed: it was there
-    assert d.step(1.0, public(530), Api(api()))["down"]
+    assert not d.step(1.0, public(530), Api(api()))["down"]  # gone on one probe: not yet
+    assert d.step(2.0, public(530), Api(api()))["down"]
 
 
 def test_down_needs_consecutive_failures_and_the_connector_gone():
@@ -64,8 +65,21 @@ def test_a_listed_connector_keeps_it_up_however_long_the_public_fails():
     d = e.Detector(interval=1.0, failures=2)
     a = Api(api(["10.0.0.2"]))  # the edge still lists the crashed or frozen connector
     assert not any(d.step(float(t), public(502), a)["down"] for t in range(5))
-    a.answers = [api()]  # expired: the failures already seen count
-    assert d.step(5.0, public(530), a)["down"]
+    a.answers = [api()]  # expired: it must stay gone for k probes (the window), the failures before do not count
+    assert not d.step(5.0, public(530), a)["down"]
+    v = d.step(6.0, public(530), a)
+    assert v["down"] and v["down_since"] == 6.0 and v["interval"] == 1.0
+    assert d.step(7.0, public(530), a)["down_since"] == 6.0  # held since the verdict started
+
+
+def test_a_connector_that_drops_out_and_re_registers_is_never_down():
+    """Loss on the primary's path to the edge: keepalives lost, the edge expires the connector, it registers
+    again a probe later. Gone on some probes but never on k in a row: not down (the soak's false activation)."""
+    d = serving(failures=3)
+    answers = [api(), api(), api(["10.0.0.2"]), api(), api(), api(["10.0.0.2"]), api()]
+    verdicts = [d.step(float(t), public(530), Api(answer)) for t, answer in enumerate(answers)]
+    assert not any(v["down"] for v in verdicts) and all(v["down_since"] is None for v in verdicts)
+    assert d.streak == 7  # the public endpoint failed all along; the connector came back in between
 
 
 def test_unknown_and_success_break_the_streak():

@@ -447,3 +447,96 @@ def test_the_grace_after_a_deactivation_holds_the_heartbeat_detector_only():
     p.update(edge=edge(1099.0), last_refusal="connector-attached", recheck_after=1100.4)
     assert m.decide(p, eobs(age=100.0)).state == m.STANDBY
     assert m.decide(p, eobs(now=1100.5, age=100.0)).state == m.SUSPECT
+
+
+# the edge's verdict over the primary's own (issue 10: a primary cut from the edge only) --------------------
+def down_verdict(at, down=True, since=None):
+    """A fresh edge verdict as wirebot.edgewatch records it (probe interval 2 s, k = 3), "down" since ``since``
+    (default: long enough for the grace of k x P + L)."""
+    return dict(edge(at, down), interval=2.0, down_since=(at - 100.0 if since is None else since) if down else None)
+
+
+def test_the_primarys_own_view_counts_for_the_grace_after_the_edges_verdict():
+    """Loss on the primary's path to the edge (soak, lab 4): its connector's keepalive hung 5 s, the edge
+    expired it, the verdict said down 1 s later; the connector said "ready" until its own timeout and
+    registered again a second later. It gets k x P + L (6 s + the 10 s lease it asked for) to do so."""
+    beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": True}
+    p = state(m.STANDBY, since=900.0, last_serving_at=1000.0, lease=lease(1099.0, seconds=10.0),
+              edge=down_verdict(1110.0, since=1100.0))
+    m.note_serving(p, beat, 1110.0)
+    assert p["last_serving_at"] == 1110.0 and m.grant_lease(p, beat, 1110.0)  # 10 s < 16 s: still believed
+    p["edge"] = down_verdict(1116.5, since=1100.0)
+    m.note_serving(p, beat, 1116.5)
+    assert p["last_serving_at"] == 1110.0 and not m.grant_lease(p, beat, 1116.5)  # 16.5 s: the edge routes
+
+
+def test_a_ready_connector_the_edge_has_lost_does_not_keep_the_primary_alive():
+    """The primary's connector says ready (it has not noticed its cut yet); the edge has listed no connector of
+    it and answered 5xx on k probes in a row: the edge routes, so the beat shows nothing alive."""
+    p = state(m.STANDBY, since=900.0, last_serving_at=1000.0, edge=down_verdict(1099.0))
+    m.note_serving(p, {"serving": True}, 1100.0)
+    assert p["last_serving_at"] == 1000.0
+    m.note_serving(p, {"serving": None}, 1100.5)  # stopped (a recovery starting it): alive, as before
+    assert p["last_serving_at"] == 1100.5
+    p["edge"] = down_verdict(1093.0)  # stale (the detector's thread stuck): no evidence, the beat counts
+    m.note_serving(p, {"serving": True}, 1101.0)
+    assert p["last_serving_at"] == 1101.0
+    p["edge"] = down_verdict(1101.0, down=False)  # the edge shows it again (a flap): it counts
+    m.note_serving(p, {"serving": True}, 1102.0)
+    assert p["last_serving_at"] == 1102.0
+
+
+def test_while_the_edge_says_down_no_lease_is_granted_and_it_comes_back_with_the_edge():
+    beat = {"epoch": 1, "lease": {"seconds": 10, "enforced": True}, "serving": True}
+    for name in (m.STANDBY, m.SUSPECT, m.FENCE_BLOCKED):
+        p = state(name, edge=down_verdict(1099.0))
+        assert not m.grant_lease(p, beat, 1100.0) and "lease" not in p
+        assert not m.grant_lease(p, dict(beat, serving=False), 1100.0)
+        p["edge"] = down_verdict(1100.0, down=False)  # the edge lists it again before any activation
+        assert m.grant_lease(p, beat, 1100.5) and p["lease"]["granted_at"] == 1100.5
+    # a stopped connector (a recovery, the keeper's restart after a long lapse) needs its lease to start
+    assert m.grant_lease(state(m.STANDBY, edge=down_verdict(1099.0)), dict(beat, serving=None), 1100.0)
+    # once the activation is decided, the edge coming back changes nothing
+    p = state(m.ACTIVATING, edge=down_verdict(1100.0, down=False))
+    assert not m.grant_lease(p, beat, 1100.5)
+
+
+def test_an_edge_only_cut_activates_when_the_ungranted_lease_ends_not_when_ssh_finishes():
+    """Lab run before the fix: SUSPECT 3.3 s after the cut, then 10.9 s waiting for the SSH fence (the
+    gateway's stop), because the fence record makes the primary's beats say null ("alive"). The lease, not
+    granted since the edge's verdict, ends first and is the fence."""
+    p = state(m.SUSPECT, since=1099.0, edge=down_verdict(1099.0), witness=witness(at=1099.1, public=530),
+              lease=lease(1099.0, seconds=2.0))
+    m.note_serving(p, {"serving": None}, 1100.0)  # our SSH fence wrote its record: "not meant to serve"
+    d = m.decide(p, eobs(now=1100.5, fence_running=True))
+    assert d.state == m.SUSPECT and d.actions == () and "waiting for the SSH fence" in d.reason
+    d = m.decide(p, eobs(now=1101.3, fence_running=True))  # 1099 + 2 + 0.25 margin passed
+    assert d.state == m.ACTIVATING and d.actions == (m.ACTIVATE,) and "lease ran out" in d.reason
+    # the witness saw the primary serve: never, whatever the lease says
+    p["witness"] = witness(at=1099.1, public=200)
+    assert m.decide(p, eobs(now=1101.3, fence_running=True)).state == m.SUSPECT
+
+
+def test_a_flapping_edge_view_needs_the_verdict_to_hold_a_window_before_suspecting():
+    """serving: true beats are ignored only while the edge says down; the suspicion then still needs a whole
+    window (k x P) without a beat showing the primary alive: a verdict that drops in between starts over."""
+    p = state(m.STANDBY, since=900.0, last_serving_at=1099.0, edge=down_verdict(1099.0))
+    m.note_serving(p, {"serving": True}, 1100.0)  # ignored
+    assert m.decide(p, eobs(now=1101.0, age=2.0)).state == m.STANDBY  # 2 s < window 6 s
+    p["edge"] = down_verdict(1102.0, down=False)  # the connector is back at the edge
+    m.note_serving(p, {"serving": True}, 1102.5)
+    assert p["last_serving_at"] == 1102.5
+    p["edge"] = down_verdict(1104.0)
+    assert m.decide(p, eobs(now=1104.0, age=1.5)).state == m.STANDBY
+    assert m.decide(p, eobs(now=1108.6, age=6.1)).state == m.SUSPECT
+
+
+def test_a_primary_whose_beats_arrive_but_say_not_serving_is_suspected_with_that_reason():
+    """Cut from the edge at the lab's timings (D = 3 s < E + k P = 4 s): the heartbeat detector may fire first,
+    on beats that arrive but say the connector cannot reach the edge; its reason says so (not "no valid
+    heartbeat", which is a silent primary)."""
+    p = state(m.STANDBY, since=900.0, last_heartbeat={"received_at": 1099.5, "sequence": 7})
+    d = m.decide(p, obs(now=1100.0, age=T + 1))
+    assert d.state == m.SUSPECT and d.reason.startswith("no heartbeat showing the primary serving for 91s")
+    p["last_heartbeat"]["received_at"] = 1000.0  # silent for 100 s
+    assert m.decide(p, obs(now=1100.0, age=T + 1)).reason.startswith("no valid heartbeat for 91s")

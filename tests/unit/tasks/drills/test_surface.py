@@ -246,3 +246,43 @@ def test_background_thread_through_an_outage(tmp_path, gate):
     states = [t["state"] for t in surface.transitions()]
     assert states[:3] == ["offline", "online", "offline"] and states[-1] == "online"
     surface.close()
+
+
+def test_every_nth_generated_event_is_a_tenants_and_the_record_header_names_who_served(tmp_path, scoreboard):
+    """The lab's playbook tests drive this surface too: tenant events reach the tenant's database, and the
+    value of an answer header (the lab edge's origin; here the stand-in's Server header) is kept per ack."""
+    port, db = scoreboard
+    hub = Hub(f"http://127.0.0.1:{port}", HOST, timeout=5, record_header="Server")
+    with Surface(str(tmp_path / "surface.db"), hub, tag="t", rate=50, tenant="acme", tenant_every=3) as surface:
+        surface.start()
+        assert surface.wait_for(lambda s: s.stats()["synced"] >= 7, timeout=10)
+        assert surface.finish(timeout=10)
+        acked, tenant_ids = surface.acknowledged(), surface.event_ids(tenant="acme")
+        assert list(acked) == surface.event_ids() and len(acked) >= 7
+        assert tenant_ids == surface.event_ids()[::3]  # the 1st, 4th, 7th ... generated event
+        assert all(served.startswith("wirebot-scoreboard-lab") for served in acked.values())
+        assert surface.event(tenant_ids[0])["tenant"] == "acme" and surface.event(surface.event_ids()[1])["tenant"] \
+            is None
+    with sqlite3.connect(db.parent / "t" / "acme.db") as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT id FROM events")) == sorted(tenant_ids)
+    assert sorted(hub_ids(db)) == sorted(acked)
+
+
+def test_without_a_record_header_nothing_is_recorded_and_tenant_needs_its_period(tmp_path, gate):
+    surface = make(tmp_path, gate, clock=Clock())
+    surface.create_event()
+    surface.sync_once()
+    assert list(surface.acknowledged().values()) == [None]
+    with pytest.raises(ValueError, match="tenant and tenant_every"):
+        make(tmp_path, gate, tenant="acme")
+
+
+def test_a_store_from_before_the_tenant_columns_is_upgraded(tmp_path, gate):
+    path = tmp_path / "surface.db"
+    with sqlite3.connect(path) as conn:  # the schema as the drill made it before
+        conn.executescript("CREATE TABLE events(id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL, "
+                           "payload TEXT NOT NULL, created_at REAL NOT NULL, synced_at REAL, attempts INTEGER NOT "
+                           "NULL DEFAULT 0, offline INTEGER NOT NULL DEFAULT 0);")
+    surface = make(tmp_path, gate, clock=Clock())
+    eid = surface.create_event(tenant="acme")
+    assert surface.sync_once() == 1 and surface.event(eid)["tenant"] == "acme"

@@ -1,4 +1,4 @@
-"""tasks/hetzner.py against the local Hetzner API stand-in (tests/hcloud_standin.py, 127.0.0.1 only).
+"""tasks/hetzner.py against the local Hetzner API stand-in (lab/standins/hcloud.py, 127.0.0.1 only).
 
 No test reaches the real API: HCLOUD_ENDPOINT always points at the stand-in, and hcloud's
 `time.sleep` is replaced so its action polling and retry backoff cost no time (the calls are recorded).
@@ -17,8 +17,8 @@ import hcloud.actions.client as hcloud_actions
 import pytest
 import yaml
 from hcloud import APIException
-from hcloud_standin import HcloudStandin, md5_fingerprint  # tests/ (pytest puts it on sys.path: tests/conftest.py)
 
+from lab.standins.hcloud import HcloudStandin, md5_fingerprint
 from tasks import hetzner
 from tasks.hetzner_cloud import config, errors, resources
 

@@ -97,6 +97,45 @@ def test_activation_and_the_deploy_wait_for_readyz_not_health():
     assert ready_url(d) in command and '"$code" = 200' in command and "300s" in command
 
 
+def run_wait(tmp_path, command, active="inactive", curl="000", state=None):
+    """Run the deploy's readiness wait with stand-ins for curl and systemctl on PATH; (exit code, output,
+    seconds)."""
+    import os
+    import subprocess
+    import time
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "curl").write_text(f"#!/bin/sh\nprintf {curl}\n")
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho {active}\n[ {active} = active ]\n")
+    for stub in ("curl", "systemctl"):
+        (bin_dir / stub).chmod(0o755)
+    if state is not None:
+        (tmp_path / "state.json").write_text(json.dumps({"state": state, "epoch": 3}))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    started = time.monotonic()
+    proc = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
+
+
+def test_the_deploys_readiness_wait_ends_at_once_where_the_gateway_does_not_run(tmp_path):
+    """Issue 10's lab finding: after an interrupted recovery the deploy planned with the standby ACTIVE,
+    then waited 300 s for a gateway the (by then passive) standby's start gate kept inactive."""
+    d = data(gateway_ready_timeout_seconds=30)
+    primary = wait_ready_command(d)
+    code, out, took = run_wait(tmp_path, primary, active="inactive")  # stopped: nothing will make it ready
+    assert code == 1 and took < 5 and "not 200 within 30s (inactive)" in out
+    assert run_wait(tmp_path, primary, active="active", curl="200")[0] == 0
+    standby = wait_ready_command(d, str(tmp_path / "state.json"))
+    for passive in ("STANDBY", "SUSPECT", "FENCE_BLOCKED"):
+        code, out, took = run_wait(tmp_path, standby, active="inactive", state=passive)
+        assert code == 0 and took < 5 and f"the standby is {passive}" in out
+    code, out, _ = run_wait(tmp_path, standby, active="inactive", state="ACTIVE")  # meant to run: reported
+    assert code == 1 and "not 200 within 30s" in out
+    assert run_wait(tmp_path, standby, active="active", curl="200", state="ACTIVE")[0] == 0
+    (tmp_path / "state.json").unlink()  # no state file: the gate refuses every start, nothing to wait for
+    assert run_wait(tmp_path, standby)[0] == 0
+
+
 def test_file_sync_skips_every_litestream_database_and_the_gateways_lock_files():
     d = data()
     replicator = agent_configs.replicator(d, "10.0.0.2", "10.0.0.3", {"tunnel_id": "t", "account_tag": "a"})

@@ -1,11 +1,9 @@
 """The edge (lab/edge.py) in-process on loopback: registration, routing, expiry, the API and overlaps."""
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,8 +11,8 @@ import requests
 
 from lab import settings
 from lab.edge import Edge, EdgeServers
-
-ROOT = Path(__file__).resolve().parents[2]
+from lab.loopback import free_port
+from tasks.core.wait import wait_for
 
 HOST = "wins.wirebot.chat"
 UNKNOWN_TUNNEL = "0a1b2c3d-0000-4000-8000-0000000000ff"  # made up, like the lab's own
@@ -28,21 +26,6 @@ def edge_config() -> dict:
     return {"api_token": settings.EDGE_API_TOKEN, "tunnels": {settings.TUNNEL_ID: tunnel}}
 
 
-def wait_for(predicate, timeout: float = 5.0, step: float = 0.02):
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OriginHandler(BaseHTTPRequestHandler):

@@ -13,8 +13,9 @@ from wirebot.primary import replicator
 from wirebot.standby import api as standby_api
 
 from lab import prometheus as lab_prometheus
+from lab.loopback import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "files" / "prometheus" / "wirebot-rules.yml"
 SCRAPE = ROOT / "files" / "prometheus" / "scrape.yml"
 RULE_TESTS = sorted((ROOT / "tests" / "unit" / "prometheus").glob("*.test.yml"))
@@ -82,13 +83,6 @@ def test_scrape_config_is_valid_with_the_rules(promtool, tmp_path, certs):
         assert {"ca_file", "cert_file", "key_file", "server_name"} <= set(tls)
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
     """The real Prometheus with the shipped wirebot-replicator job (only the target and file paths replaced)
@@ -125,7 +119,7 @@ def test_the_shipped_jobs_scrape_an_agent_through_gos_tls(tmp_path, certs):
         seen = lab_prometheus.scrape_once([
             job("shipped"), job("wrong-name", server_name="wirebot-standby"),
             dict(job("status-path"), metrics_path="/status"),
-            job("no-pin", ca_file=str(certs / "standby-agent.crt"))], tmp_path, f"127.0.0.1:{_free_port()}")
+            job("no-pin", ca_file=str(certs / "standby-agent.crt"))], tmp_path, f"127.0.0.1:{free_port()}")
     finally:
         channel.stop(servers)
     assert seen["shipped"] == ("up", ""), seen

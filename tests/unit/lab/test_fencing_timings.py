@@ -12,7 +12,7 @@ import pytest
 from lab import fencing
 from lab.group_data import group_settings
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 KEYS = ("heartbeat_interval_seconds", "heartbeat_miss_threshold", "fencing_lease_seconds", "fencing_watch_seconds")
 
 

@@ -1,4 +1,4 @@
-"""A local stand-in for the Hetzner Cloud API, for tests: 127.0.0.1 only, an ephemeral port.
+"""A local stand-in for the Hetzner Cloud API (test equipment, never deployed): 127.0.0.1 only, an ephemeral port.
 
 It answers the endpoints ``tasks/hetzner.py`` uses with the API's JSON shapes (pagination meta,
 ``{"error": {"code", "message", "details"}}`` errors, actions that run then succeed), checks the

@@ -1,6 +1,6 @@
-"""Test equipment for the channel attacks: run inside a lab host's network namespace (`ip netns exec`), so
-its connections come from that host's address. Standard library only; reads a JSON spec on stdin and
-prints one JSON line.
+"""Test equipment for the channel attacks (lab/channel_attacker.py runs it): run inside a lab host's
+network namespace (`ip netns exec`), so its connections come from that host's address. Standard library
+only; reads a JSON spec on stdin and prints one JSON line.
 
   {"mode": "send", "probes": [{"target": "10.213.1.3:8300", "tls": null | {"cert_file", "key_file",
    "peer_cert_file"} | {"no_client_cert": true, "peer_cert_file"}, "payload": base64, "wait": seconds,
