@@ -76,6 +76,13 @@ class HostView:
     def agent_state(self) -> str:
         return str(self.state.get("state") or "STANDBY")
 
+    @property
+    def activation_pending(self) -> bool:
+        """ACTIVE is on record before the tunnel and the ready step: steps without ``completed_at`` mean
+        the agent is still finishing this activation (not a recovery stopped half-way)."""
+        activation = self.state.get("activation") or {}
+        return bool(activation.get("steps")) and not activation.get("completed_at")
+
     def active(self, unit: str) -> bool:
         return (self.units.get(unit) or {}).get("active") in SERVING
 
@@ -135,6 +142,10 @@ def activation(primary: HostView, standby: HostView, witness: Optional[dict], fo
     state = standby.agent_state
     if state == layout.ACTIVE:
         stopped = [unit for unit in standby_units if not standby.active(unit)]
+        if stopped and standby.activation_pending:
+            return Activation(f"let the standby finish its activation (ACTIVE at epoch {standby.epoch}; "
+                              f"{', '.join(stopped)} starting)", False,
+                              "the standby's own activation is past the fence and finishing")
         if stopped:
             raise Refusal(f"the standby is ACTIVE at epoch {standby.epoch} but {', '.join(stopped)} "
                           "not running: a recovery is in progress or stopped half-way; finish it with "

@@ -62,6 +62,19 @@ def test_an_active_standby_that_does_not_serve_means_a_recovery_is_half_done():
         activation(host(fenced=True), host("standby", {"state": "ACTIVE"}, (CONNECTOR,)))
 
 
+def test_an_active_standby_still_finishing_its_own_activation_is_waited_for_not_refused():
+    """ACTIVE is recorded before the tunnel and the gateway's readiness: a playbook arriving in between
+    lets the agent finish (the activation command waits for completed_at) instead of calling it a
+    half-done recovery."""
+    finishing = {"state": "ACTIVE", "epoch": 4, "activation": {"steps": {"epoch": {"status": "done"}}}}
+    decision = activation(host(reachable=False), host("standby", finishing, ("wirebot-scoreboard",)))
+    assert decision.todo and "finish its activation" in decision.todo and not decision.force
+    assert CONNECTOR in decision.todo
+    done = dict(finishing, activation={"steps": {"epoch": {"status": "done"}}, "completed_at": 10.0})
+    with pytest.raises(Refusal, match="tasks/recovery.py"):
+        activation(host(reachable=False), host("standby", done, ("wirebot-scoreboard",)))
+
+
 def test_a_reachable_primary_must_be_fenced_first_unless_the_fence_step_comes_before():
     primary, standby = host(running=SERVING), host("standby", {"state": "STANDBY"})
     with pytest.raises(Refusal, match="not fenced"):
