@@ -19,7 +19,7 @@ class WaitTimeout(TimeoutError):
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "a condition", *,
-             ignore: tuple = (), clock=time.monotonic, sleep=time.sleep):
+             ignore: tuple = (), clock=None, sleep=None):
     """Call `predicate()` until it returns a truthy value and return that value.
 
     timeout:  seconds from the first call; after it, one last call is made, then WaitTimeout is raised
@@ -29,8 +29,10 @@ def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "a c
     ignore:   exception types a call may raise that count as "not yet" (e.g. OSError while a port opens);
               the last one is named in the error. Any other exception propagates at once: that is how a
               predicate says the condition can no longer come true (a process died, a host stopped).
-    clock, sleep: injectable for tests.
+    clock, sleep: injectable for tests; by default time.monotonic and time.sleep as they are at the call
+              (so gevent's or a test's patch of the time module applies).
     """
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
     if timeout < 0 or interval <= 0:
         raise ValueError(f"wait_for({what!r}): timeout must be >= 0 and interval > 0, not {timeout}, {interval}")
     deadline = clock() + timeout

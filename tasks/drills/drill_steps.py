@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tasks.core import paths
 from tasks.core.ops import WirebotState
+from tasks.core.wait import WaitTimeout, wait_for
 from tasks.drills import drill_settings, host_commands, public, report
 from tasks.drills.surface import ERROR, OFFLINE, ONLINE, Backoff, Hub, Surface
 
@@ -106,15 +107,18 @@ def endpoints(drill):
     """Step 4: every public hostname answers /health (bounded retries)."""
     names = sorted(drill.data.public_hostnames)
     answers = {}
-    deadline = time.monotonic() + _timeout(drill)
-    while True:
+
+    def all_healthy():
         for name in names:
             if not answers.get(name, (False,))[0]:
                 prefix, header = drill_settings.public_url(drill.base, name)
                 answers[name] = public.health(prefix, header, origin_header=drill.origin_header)
-        if all(a[0] for a in answers.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return all(a[0] for a in answers.values())
+
+    try:
+        wait_for(all_healthy, _timeout(drill), 0.5, "every public hostname's /health")
+    except WaitTimeout:
+        pass  # the answers say which hostname failed
     return all(a[0] for a in answers.values()), "; ".join(f"{n} {answers[n][1]}" for n in names)
 
 

@@ -15,6 +15,7 @@ from hcloud.actions import ActionFailedException, ActionTimeoutException
 from hcloud.firewalls import Firewall, FirewallResource, FirewallRule
 
 from tasks.core.operator_settings import DEFAULT_PAIR
+from tasks.core.wait import WaitTimeout, wait_for
 from tasks.hetzner_cloud.config import PAIR_LABEL, StandbySpec
 from tasks.hetzner_cloud.errors import Refused, during
 from tasks.hetzner_cloud.preflight import Offer
@@ -33,19 +34,21 @@ def wait(actions: Iterable[Any], say: Say) -> None:
     for action in actions:
         if action is None:
             continue
-        started, shown = time.monotonic(), None
-        while True:
+        started, shown = time.monotonic(), {}
+
+        def finished(action=action, started=started, shown=shown):
             action.reload()
             progress = (action.status, action.progress)
-            if progress != shown:
+            if progress != shown.get("progress"):
                 say(f"  {action.command} (action {action.id}): {action.status}, {action.progress or 0}% "
                     f"after {time.monotonic() - started:.0f} s")
-                shown = progress
-            if action.status != "running":
-                break
-            if time.monotonic() - started > ACTION_TIMEOUT_SECONDS:
-                raise ActionTimeoutException(action=action)
-            time.sleep(POLL_SECONDS)
+                shown["progress"] = progress
+            return action.status != "running"
+
+        try:
+            wait_for(finished, ACTION_TIMEOUT_SECONDS, POLL_SECONDS, f"Hetzner action {action.id}")
+        except WaitTimeout:
+            raise ActionTimeoutException(action=action) from None
         if action.status == "error":
             raise ActionFailedException(action=action)
 

@@ -6,7 +6,6 @@ runs (see tasks/playbooks/__init__.py), so a second run changes nothing.
 """
 
 import shlex
-import time
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -16,6 +15,7 @@ from wirebot.common import layout
 
 from tasks.core import pairs, paths
 from tasks.core.settings_schema import host_value
+from tasks.core.wait import WaitTimeout, wait_for
 from tasks.playbooks import model, remote, summary, timeline
 from tasks.playbooks.facts import WitnessNow, view
 from tasks.playbooks.incident_step import Step, incident_step
@@ -112,14 +112,19 @@ class Failover:
         """The standby's witness check. While the API still lists the unreachable primary's connector,
         ask again for up to failover_witness_wait seconds: a dead connector leaves the list only after
         the edge notices (the lab's edge: 3 s)."""
-        started = time.monotonic()
-        wait = float(host_value(self.data, "failover_witness_wait"))
-        while True:
-            witness = self.standby.get_fact(WitnessNow, agents_dir=self.data.wirebot_agents_dir,
-                                            config=self.data.standby_config)
-            if not witness.get("other_connector") or time.monotonic() - started >= wait:
-                return witness
-            time.sleep(1.0)
+        seen = {}
+
+        def clear():
+            seen["witness"] = self.standby.get_fact(WitnessNow, agents_dir=self.data.wirebot_agents_dir,
+                                                    config=self.data.standby_config)
+            return not seen["witness"].get("other_connector")
+
+        try:
+            wait_for(clear, float(host_value(self.data, "failover_witness_wait")), 1.0,
+                     "the witness to stop listing the primary's connector")
+        except WaitTimeout:
+            pass  # the last answer stands: the activation step decides on it
+        return seen["witness"]
 
     def activate_check(self):
         decision = self.decision()

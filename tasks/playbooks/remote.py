@@ -14,6 +14,7 @@ from typing import Optional
 
 from wirebot.common import cloudflare, layout
 
+from tasks.core.wait import WaitTimeout, wait_for
 from tasks.playbooks import model
 
 
@@ -150,11 +151,15 @@ def public_view(data, expected: str, probes: int) -> tuple:
 
 def wait_served(data, expected: str, seconds: float, probes: int) -> str:
     """Poll until the public endpoint is served by `expected` only; the verdict text, or StepFailed."""
-    started = time.monotonic()
-    while True:
-        ok, text = public_view(data, expected, probes)
-        if ok:
-            return f"{text} (after {time.monotonic() - started:.1f} s)"
-        if time.monotonic() - started > seconds:
-            raise StepFailed(f"the public endpoint is not served by {expected} after {seconds:.0f} s: {text}")
-        time.sleep(0.5)
+    started, seen = time.monotonic(), {}
+
+    def served():
+        ok, seen["text"] = public_view(data, expected, probes)
+        return ok
+
+    try:
+        wait_for(served, seconds, 0.5, f"the public endpoint served by {expected}")
+    except WaitTimeout:
+        raise StepFailed(f"the public endpoint is not served by {expected} after {seconds:.0f} s: "
+                         f"{seen['text']}") from None
+    return f"{seen['text']} (after {time.monotonic() - started:.1f} s)"
