@@ -24,6 +24,8 @@ import argparse
 import sys
 import time
 
+from wirebot.common import layout
+
 from lab import chaos, fencing, settings
 from lab.agents import journal
 from lab.machines import ssh
@@ -86,7 +88,7 @@ def phases():
 
 
 def primary_fenced():
-    result = ssh("primary", "test -e /var/lib/wirebot/fenced.json", check=False, timeout=30)
+    result = ssh("primary", f"test -e {layout.fenced_file()}", check=False, timeout=30)
     return result.returncode == 0
 
 

@@ -3,6 +3,8 @@ whether the lab is in it, a full reset to it, and the recovery playbook back to 
 
 import time
 
+from wirebot.common import layout
+
 from lab import machines, settings
 from lab.agents import standby_status
 from lab.client import connector_origins, public
@@ -20,9 +22,9 @@ def lab_is_clean(interval=1):
     age = status.get("last_heartbeat_age_seconds")
     if age is None or age > 3 * interval or connector_origins() != {settings.address("primary")}:
         return False
-    checks = ("systemctl is-active -q cloudflared-wirebot wirebot-replicator litestream && "
-              "test ! -e /var/lib/wirebot/fenced.json && "
-              "python3 -c 'import json; assert json.load(open(\"/var/lib/wirebot/state.json\"))[\"epoch\"] == 1'")
+    checks = (f"systemctl is-active -q {layout.CONNECTOR_UNIT} {layout.REPLICATOR_UNIT} {layout.LITESTREAM_UNIT} && "
+              f"test ! -e {layout.fenced_file()} && "
+              f"python3 -c 'import json; assert json.load(open(\"{layout.state_file()}\"))[\"epoch\"] == 1'")
     if machines.ssh("primary", checks, check=False, timeout=20).returncode != 0:
         return False
     timing = f"grep -q '^  interval_seconds: {interval}$' /etc/wirebot/standby.yml"

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from wirebot.common import layout
+
 SECTIONS = ("all", "primary", "standby", "incident", "drill", "hetzner")
 HOST_SECTIONS = ("all", "primary", "standby", "incident", "drill")  # read from pyinfra host data
 GROUP_SECTIONS = ("all", "primary", "standby")  # written to group_data/<section>.py
@@ -243,7 +245,7 @@ SETTINGS_LIST = [
       "agent:replicator.yml agent:standby.yml provision/base provision/sandbox provision/trust core/settings_check"),
     S("wirebot_log_dir", "all", "path", "/var/log/wirebot", "fire-drill.log and other logs",
       "agent:replicator.yml drills/run playbooks/status_report provision/base"),
-    S("wirebot_state_dir", "all", "path", "/var/lib/wirebot", "agents' state.json (state, epoch), fence marker",
+    S("wirebot_state_dir", "all", "path", layout.STATE_DIR, "agents' state.json (state, epoch), fence marker",
       "agent:replicator.yml agent:standby.yml core/paths playbooks/facts "
       "playbooks/preview playbooks/recovery_plan provision/base provision/replicator provision/standby_agent"),
     S("wirebot_run_dir", "all", "path", "/run/wirebot", "runtime secrets (tmpfs; restored at boot by tmpfiles.d)",
@@ -322,7 +324,7 @@ SETTINGS_LIST = [
       "the scoreboard's per-tenant databases", "provision/services"),
 
     # --- cloudflared (seed section 7): one tunnel, a connector on each host, only one ever running ---
-    S("cloudflared_unit", "all", "name", "cloudflared-wirebot", "the connector's systemd unit",
+    S("cloudflared_unit", "all", "name", layout.CONNECTOR_UNIT, "the connector's systemd unit",
       "agent:replicator.yml agent:standby.yml drills/drill_steps playbooks/facts playbooks/failover_plan "
       "playbooks/recovery_plan "
       "playbooks/status_report provision/cloudflared"),
@@ -513,7 +515,7 @@ SETTINGS_LIST = [
       "provision/base", readme=True),
 
     # --- the primary's agent (tasks/provision/replicator) ---
-    S("replicator_unit", "primary", "name", "wirebot-replicator", "the replicator's systemd unit",
+    S("replicator_unit", "primary", "name", layout.REPLICATOR_UNIT, "the replicator's systemd unit",
       "playbooks/facts playbooks/recovery_plan provision/replicator"),
     S("replicator_config", "primary", "path", "${wirebot_config_dir}/replicator.yml", "the replicator's config",
       "playbooks/recovery_plan provision/cloudflared provision/replicator"),
@@ -522,7 +524,7 @@ SETTINGS_LIST = [
       "provision/replicator"),
 
     # --- the standby's agent (tasks/provision/standby_agent) ---
-    S("standby_unit", "standby", "name", "wirebot-standby", "the standby agent's systemd unit",
+    S("standby_unit", "standby", "name", layout.STANDBY_UNIT, "the standby agent's systemd unit",
       "playbooks/facts provision/standby_agent"),
     S("standby_config", "standby", "path", "${wirebot_config_dir}/standby.yml", "the standby agent's config",
       "playbooks/failover_plan playbooks/recovery_plan provision/cloudflared provision/standby_agent"),
