@@ -2,16 +2,16 @@
 
 A table of contents: each line is one component's @deploy under tasks/provision/, whose docstring says
 what it guarantees and which settings it reads. A second run changes nothing. First of all, every host's
-final settings (group data, host data, `--data`) are checked against tasks/settings_schema.py: a bad one
+final settings (group data, host data, `--data`) are checked against tasks/core/settings_schema.py: a bad one
 stops the run before any operation is added, on any host. Every pair of the inventory is provisioned in
-the same run, in parallel; each host is wired to its own pair's peer only (tasks/pairs.py, checked here
+the same run, in parallel; each host is wired to its own pair's peer only (tasks/core/pairs.py, checked here
 before any operation; `--limit NAME`: one pair).
 """
 
 from pyinfra import host, inventory
 
-from tasks import pairs
-from tasks.provision import hoststate
+from tasks.core import hoststate, pairs
+from tasks.core.settings_check import check_pyinfra_hosts
 from tasks.provision.base import base
 from tasks.provision.cloudflared import cloudflared
 from tasks.provision.firewall import firewall
@@ -23,12 +23,11 @@ from tasks.provision.services import services
 from tasks.provision.sshd import sshd
 from tasks.provision.standby_agent import standby_agent
 from tasks.provision.trust import trust
-from tasks.settings_check import check_pyinfra_hosts
 
 check_pyinfra_hosts()  # every host of the inventory, before any operation; --data values coerced
 
 pairs.pair_of(host)  # the inventory's pairs are sound (else a PairError stops the run before any change)
-# every host's current state in one command each, in parallel (tasks/provision/hoststate.py): the
+# every host's current state in one command each, in parallel (tasks/core/hoststate.py): the
 # operations below read it instead of asking one fact at a time
 hoststate.prefetch(inventory.get_active_hosts(), prepare_reads)
 base()  # packages, users, directories, runtime secrets, the agents' code

@@ -1,21 +1,19 @@
 """pyinfra inventory of the real hosts: `pyinfra inventory.py deploy.py` (every pair, in parallel).
 
-Addresses and SSH settings come from the operator's settings (tasks/operator_settings.py: the file
+Addresses and SSH settings come from the operator's settings (tasks/core/operator_settings.py: the file
 $WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml, or WIREBOT_PRIMARY_ADDRESS /
 WIREBOT_STANDBY_ADDRESS). Nothing here has a default address: a missing one stops with a message
 naming what to set. With several pairs (the settings' `pairs:` form) every host carries its pair's name
 (host data `pair`) and each pair is also a group of that name: `--limit NAME` acts on one pair
-(tasks/pairs.py refuses a host in two pairs, a pair with a missing side, an ambiguous inventory).
+(tasks/core/pairs.py refuses a host in two pairs, a pair with a missing side, an ambiguous inventory).
 """
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from tasks.operator_settings import SettingsError, load, pair_settings, settings_path  # noqa: E402
-from tasks.pairs import PairError, check_hosts  # noqa: E402
-from tasks.settings_check import check_inventory  # noqa: E402
+from tasks.core.operator_settings import SettingsError, load, pair_settings, settings_path
+from tasks.core.pairs import PairError, check_hosts
+from tasks.core.settings_check import check_inventory
 
 
 def _host(name: str, pair: dict, role: str, data: dict) -> tuple:

@@ -19,29 +19,24 @@ deployed at the fast timings. Prints Markdown tables. Takes about 6 minutes (3 w
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import ensure_clean_lab, fresh_lab, iso_ts, journal, lab_cli, ssh, standby_status  # noqa: E402
-
-from lab import settings  # noqa: E402
+from lab import settings
+from lab.agents import iso_ts, journal, standby_status
+from lab.baseline import ensure_clean_lab, fresh_lab
+from lab.commands import lab_cli
+from lab.machines import ssh
+from tasks.core.wait import WaitTimeout, wait_for
 
 AGENTS = [("primary", "wirebot-replicator"), ("standby", "wirebot-standby")]
 STEPS = ["restore", "files", "services", "epoch", "tunnel", "ready"]
 
 
 def wait(condition, timeout, what, interval=0.25):
-    """Poll `condition` until truthy (returned); SystemExit after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"agents_bench: timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """wait_for, ending the bench (SystemExit) when it times out."""
+    try:
+        return wait_for(condition, timeout, interval, what)
+    except WaitTimeout as timed_out:
+        raise SystemExit(f"agents_bench: {timed_out}") from None
 
 
 def cpu_sample(name, unit):

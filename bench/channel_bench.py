@@ -22,14 +22,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import ensure_clean_lab, identity, probe, probe_argv, standby_status  # noqa: E402
-
-from lab import settings  # noqa: E402
+from lab import settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe, probe_argv
 
 STANDBY = f"{settings.address('standby')}:8300"
 

@@ -14,31 +14,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.loopback import free_port, standin_argv
+from tasks.core.wait import wait_for
+from tasks.drills import report
+from tasks.drills.surface import Backoff, Hub, Surface
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tasks.drill_lib import report  # noqa: E402
-from tasks.drill_lib.surface import Backoff, Hub, Surface  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench(count: int, workdir: Path) -> tuple:
     port, db = free_port(), workdir / f"hub-{count}.db"
-    hub = subprocess.Popen([sys.executable, str(ROOT / "lab/standins/scoreboard.py"), "--bind", "127.0.0.1",
-                            "--port", str(port), "--db", str(db), "--tenants", str(workdir / "t")],
-                           stderr=subprocess.DEVNULL)
+    hub = subprocess.Popen(standin_argv("scoreboard.py", "--bind", "127.0.0.1", "--port", port, "--db", db,
+                                        "--tenants", workdir / "t"), stderr=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, 0.05,
+                 "the scoreboard stand-in's port", ignore=(OSError,))
         surface = Surface(str(workdir / f"surface-{count}.db"), Hub(f"http://127.0.0.1:{free_port()}", timeout=1),
                           tag=f"bench-{count}", backoff=Backoff(0.001, 0.001, 0.0))
         surface.create_event()

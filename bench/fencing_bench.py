@@ -20,13 +20,9 @@ bound the timings give for the scenario (lab/fencing.py Timings.detection_bound)
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from lab import fencing  # noqa: E402
-from lab.fencing import recover, settle  # noqa: E402
+from lab import fencing
+from lab.fencing import recover, settle
 
 
 def main(argv) -> int:

@@ -23,13 +23,11 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "files" / "agents"))
+from wirebot.common import inotify
+from wirebot.primary import filesync as current
 
-from wirebot.common import inotify  # noqa: E402
-from wirebot.primary import filesync as current  # noqa: E402
+from tasks.core.wait import WaitTimeout, wait_for
 
 
 def load(path):
@@ -63,15 +61,16 @@ def write_and_wait(src, dest, name, content, timeout=60.0, rewrite=True):
     if rewrite:
         with open(os.path.join(src, name), "w") as handle:
             handle.write(content)
-    while time.monotonic() - started < timeout:
-        try:
-            with open(target) as handle:
-                if handle.read() == content:
-                    return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.002)
-    raise SystemExit(f"{name} did not arrive within {timeout:.0f} s")
+
+    def arrived():
+        with open(target) as handle:
+            return handle.read() == content
+
+    try:
+        wait_for(arrived, timeout, interval=0.002, what=f"{name} in the destination", ignore=(OSError,))
+    except WaitTimeout as timed_out:
+        raise SystemExit(str(timed_out)) from None
+    return time.monotonic() - started
 
 
 def watch_destination(path, seen, done):
@@ -115,9 +114,10 @@ def run(module, debounce, isolated, burst_windows):
             time.sleep(debounce + 0.5)  # a quiet window before the change
             before = len(runner.runs)
             lags.append(write_and_wait(src, dest, "isolated", f"change {i}"))
-            deadline = time.monotonic() + 5
-            while len(runner.runs) == before and time.monotonic() < deadline:
-                time.sleep(0.01)  # the content arrived; the rsync process is still exiting
+            try:  # the content arrived; the rsync process is still exiting
+                wait_for(lambda: len(runner.runs) > before, 5, 0.01, "the rsync to end")  # noqa: B023
+            except WaitTimeout:
+                pass
             rsync_times += [end - start for start, end in runner.runs[before:]]
         time.sleep(debounce + 0.5)
         first = len(runner.runs)
@@ -132,9 +132,10 @@ def run(module, debounce, isolated, burst_windows):
                 handle.write(f"burst {n}")
             written[n] = time.monotonic()
             time.sleep(0.1)
-        deadline = time.monotonic() + 2 * debounce + 5
-        while (not seen or seen[-1][0] < n) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:  # the last change shown (a lag past the deadline shows in the table as inf)
+            wait_for(lambda: seen and seen[-1][0] >= n, 2 * debounce + 5, interval=0.01, what="the last burst")
+        except WaitTimeout:
+            pass
         watching.set()
         poller.join()
         burst_lags = [next((when for shown, when in seen if shown >= k), float("inf")) - at

@@ -24,15 +24,11 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import agent, ssh  # noqa: E402
+from lab.agents import agent
+from lab.machines import ssh
 
 DB = "/data/wirebot/scoreboard/events.db"
 LOCAL_LTX = "/data/wirebot/scoreboard/.events.db-litestream/ltx/0"

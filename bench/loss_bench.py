@@ -4,7 +4,7 @@
 (root; the lab must be up and deployed: ``python -m lab up && pyinfra -y lab/inventory.py deploy.py``;
 the bench resets it first when it is not clean, and leaves the primary serving).
 
-``--surfaces`` synthetic local-first surfaces (tasks/drill_lib/surface.py: UUID v4 events written to a
+``--surfaces`` synthetic local-first surfaces (tasks/drills/surface.py: UUID v4 events written to a
 local SQLite store with their sync-queue row, POSTed in order to the public endpoint through the lab's
 edge, retried with capped backoff until acknowledged) each create ``--rate`` events per second while
 
@@ -15,7 +15,7 @@ edge, retried with capped backoff until acknowledged) each create ``--rate`` eve
    tunnel), then the primary serves again (``--settle`` seconds);
 
 then they stop creating and drain. The primary's events table is then compared with the set of ids the
-surfaces created (tasks/drill_lib/report.verdict): lost, doubled, unexpected. Per surface it prints the
+surfaces created (tasks/drills/report.verdict): lost, doubled, unexpected. Per surface it prints the
 events created, lost and doubled, the longest time one event waited in its queue (created -> acked), how
 long it was offline, and how long its queue took to drain after each outage (the first acknowledgement
 after being offline -> the queue empty again). Aim: at least 10 surfaces and 10,000 events. Takes about
@@ -29,16 +29,15 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import connector_origins, ensure_clean_lab, pyinfra, ssh, wait_for  # noqa: E402
-
-from lab import settings  # noqa: E402
-from tasks.drill_lib import report  # noqa: E402
-from tasks.drill_lib.surface import OFFLINE, ONLINE, SYNCING, Backoff, Hub, Surface  # noqa: E402
+from lab import settings
+from lab.baseline import ensure_clean_lab
+from lab.client import connector_origins
+from lab.commands import pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
+from tasks.drills import report
+from tasks.drills.surface import OFFLINE, ONLINE, SYNCING, Backoff, Hub, Surface
 
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"
 HUB_HOSTNAME = "api.wirebot.chat"

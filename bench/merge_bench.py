@@ -37,11 +37,9 @@ import types
 import uuid
 from pathlib import Path
 
+from wirebot.hosttools import merge
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "files" / "agents"))
-
-from wirebot.hosttools import merge  # noqa: E402
-
 BEFORE_REV = "2c4a650"  # main before this bench's change to merge.py (WHERE NOT EXISTS, stored order)
 VARIANTS = ["sqlite stored order", "sqlite key order", "merge before", "merge after"]
 EVENTS_SQL = (

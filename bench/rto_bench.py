@@ -18,14 +18,9 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
-
-from labtest import iso_ts, journal  # noqa: E402
-
-from lab import fencing, machines, settings  # noqa: E402
+from lab import fencing, machines, settings
+from lab.agents import iso_ts, journal
 
 STANDBY = settings.address("standby")
 PRIMARY = settings.address("primary")

@@ -23,14 +23,12 @@ primary back before the next phase (the row says so). Prints a table per phase a
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab")]
+from wirebot.common import layout
 
-from labtest import journal, ssh  # noqa: E402
-
-from lab import chaos, fencing, settings  # noqa: E402
+from lab import chaos, fencing, settings
+from lab.agents import journal
+from lab.machines import ssh
 
 WATCHING = ("STANDBY", "SUSPECT")
 STANDBY = settings.address("standby")
@@ -90,7 +88,7 @@ def phases():
 
 
 def primary_fenced():
-    result = ssh("primary", "test -e /var/lib/wirebot/fenced.json", check=False, timeout=30)
+    result = ssh("primary", f"test -e {layout.fenced_file()}", check=False, timeout=30)
     return result.returncode == 0
 
 

@@ -32,11 +32,11 @@ Nothing of this is ever deployed: it runs on the control machine against lab nam
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from lab import machines, network, processes, settings
 from lab.shell import LabError, run
+from tasks.core.wait import WaitTimeout, wait_for
 
 TABLE = "inet wirebot_chaos"
 MARK = 0x5742  # socket mark of the delay proxies' own connections (the redirect rule skips it)
@@ -177,13 +177,18 @@ def delay(src: str, dst: str, delay_ms: float, jitter_ms: float = 0.0, reply_ms:
     undelay(src, dst)
     processes.start(proxy_name(src, dst), proxy_argv(src, dst, delay_ms, reply_ms, jitter_ms))
     port = proxy_port(src, dst)
-    deadline = time.monotonic() + 10
-    while run(["ip", "netns", "exec", settings.netns(src), "ss", "-Hltn", f"sport = :{port}"],
-              check=False).stdout.strip() == "":
-        if processes.pid_of(proxy_name(src, dst)) is None or time.monotonic() > deadline:
-            raise LabError(f"the delay proxy {src} -> {dst} did not start; see "
-                           f"{processes.log_file(proxy_name(src, dst))}")
-        time.sleep(0.05)
+    log = processes.log_file(proxy_name(src, dst))
+
+    def listening():
+        if processes.pid_of(proxy_name(src, dst)) is None:
+            raise LabError(f"the delay proxy {src} -> {dst} exited; see {log}")
+        return run(["ip", "netns", "exec", settings.netns(src), "ss", "-Hltn", f"sport = :{port}"],
+                   check=False).stdout.strip()
+
+    try:
+        wait_for(listening, 10, 0.05, f"the delay proxy {src} -> {dst} listening on :{port}")
+    except WaitTimeout as timed_out:
+        raise LabError(f"{timed_out}; see {log}") from None
     _nft(src, setup_script())
     _nft(src, delay_rule(dst, port))
 

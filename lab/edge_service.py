@@ -3,11 +3,11 @@
 import json
 import socket
 import sys
-import time
 from pathlib import Path
 
 from lab import processes, secrets, settings
 from lab.shell import LabError
+from tasks.core.wait import WaitTimeout, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = settings.STATE_DIR / "edge.json"
@@ -35,20 +35,20 @@ def start() -> None:
             "--listen", settings.address("edge"), "--port", str(settings.MODEL_PORT),
             "--log", str(MODEL_LOG),
         ] + [f"--name={settings.address(name)}={name}" for name in settings.SYSTEMD_HOSTS], cwd=REPO)
-    deadline = time.monotonic() + 20
     waiting = {"edge": [settings.EDGE_PUBLIC_PORT, settings.EDGE_CONTROL_PORT], "model": [settings.MODEL_PORT]}
-    while time.monotonic() < deadline:
-        try:
-            for _name, ports in waiting.items():
-                for port in ports:
-                    socket.create_connection((settings.address("edge"), port), timeout=1).close()
-            return
-        except OSError:
-            for name in waiting:
-                if processes.pid_of(name) is None:
-                    raise LabError(f"the {name} process exited; see {processes.log_file(name)}") from None
-            time.sleep(0.2)
-    raise LabError(f"the edge or the model server did not answer within 20 s; see {settings.RUN_DIR}")
+
+    def answering():
+        for name, ports in waiting.items():
+            if processes.pid_of(name) is None:
+                raise LabError(f"the {name} process exited; see {processes.log_file(name)}")
+            for port in ports:
+                socket.create_connection((settings.address("edge"), port), timeout=1).close()
+        return True
+
+    try:
+        wait_for(answering, 20, interval=0.2, what="the edge and the model server to answer", ignore=(OSError,))
+    except WaitTimeout as timed_out:
+        raise LabError(f"{timed_out}; see {settings.RUN_DIR}") from None
 
 
 def stop() -> None:

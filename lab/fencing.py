@@ -18,22 +18,17 @@ The scenarios' durations and waits are derived from the timings the lab runs wit
 the deployed agents' configuration), so they hold at the lab's 1 s x 3 and at the defaults' 30 s x 3 alike.
 """
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
-from lab import client, freezer, machines, network, settings
+from lab import agents, client, commands, freezer, machines, network, settings
 from lab.group_data import group_settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tasks.core.wait import WaitTimeout, wait_for
 
 RATE = 10.0  # client writes per second
 # How long a scenario waits for the standby's ACTIVE beyond detection (Timings.active_timeout): an activation
@@ -49,23 +44,14 @@ def _http(url, method="GET", body=None, headers=None, timeout=5.0):
 
 
 def edge(path):
-    return _http(f"{settings.EDGE_URL}{path}")[1]
-
-
-AGENT_SOCKET = "/run/wirebot-agent/control.sock"  # group_data agent_control_socket (root only, on the host)
+    """The edge's answer to GET `path` on its control port, or None when it does not answer."""
+    status, answer = client.edge(path)
+    return answer if status else None
 
 
 def standby_status():
     """The standby agent's /status over its local control socket (as the operator reads it), or {}."""
-    argv = ["ssh", "-F", str(settings.SSH_CONFIG), "-o", "ControlMaster=auto", "-o", "ControlPersist=60",
-            "-o", f"ControlPath={settings.STATE_DIR}/cm-%C", "standby",
-            f"curl -s -m 3 --unix-socket {AGENT_SOCKET} http://agent/status"]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        body = json.loads(result.stdout)
-    except (subprocess.TimeoutExpired, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
+    return agents.standby_status(timeout=3) or {}
 
 
 class Load:
@@ -96,13 +82,11 @@ class Load:
 
 def wait_active(timeout):
     """The standby's ACTIVE time (unix seconds) once it is ACTIVE, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = standby_status()
-        if status.get("state") == "ACTIVE":
-            return status["since"]
-        time.sleep(0.1)
-    return None
+    try:
+        return wait_for(lambda: (s := standby_status()).get("state") == "ACTIVE" and s["since"], timeout,
+                        interval=0.1, what="the standby ACTIVE")
+    except WaitTimeout:
+        return None
 
 
 def primary_ids():
@@ -342,19 +326,18 @@ def primary_serves_alone(t: Timings) -> bool:
 
 def settle(t: Timings) -> None:
     """Wait for "primary serves, standby watches" (a fresh heartbeat), then one interval + 1 s more."""
-    deadline = time.monotonic() + max(90.0, 3 * t.detection)
-    while not primary_serves_alone(t):
-        if time.monotonic() > deadline:
-            raise SystemExit("the lab is not in 'primary serves, standby watches': redeploy it first")
-        time.sleep(0.5)
+    try:
+        wait_for(lambda: primary_serves_alone(t), max(90.0, 3 * t.detection), interval=0.5,
+                 what="'primary serves, standby watches'")
+    except WaitTimeout as timed_out:
+        raise SystemExit(f"{timed_out}: redeploy the lab first") from None
     time.sleep(t.interval + 1)
 
 
 def pyinfra(playbook: str) -> float:
     """Run `playbook` on the lab (the environment carries WIREBOT_LAB_TIMINGS); the seconds it took."""
     started = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).with_name("pyinfra")), "-y", "lab/inventory.py", playbook],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    result = commands.pyinfra("lab/inventory.py", playbook, timeout=1200)
     if result.returncode != 0:
         raise SystemExit(f"{playbook} failed:\n" + (result.stdout + result.stderr)[-3000:])
     return time.monotonic() - started

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lab import machines, settings
 from lab.shell import LabError
+from tasks.core.wait import WaitTimeout, wait_for
 
 FREEZER = Path("/sys/fs/cgroup/freezer")
 
@@ -30,11 +31,10 @@ def freeze(name: str) -> float:
             except OSError:
                 pass  # gone meanwhile
     (cg / "freezer.state").write_text("FROZEN\n")
-    deadline = time.monotonic() + 10
-    while (cg / "freezer.state").read_text().strip() != "FROZEN":
-        if time.monotonic() > deadline:
-            raise LabError(f"host {name} did not freeze")
-        time.sleep(0.01)
+    try:
+        wait_for(lambda: (cg / "freezer.state").read_text().strip() == "FROZEN", 10, 0.01, f"host {name} frozen")
+    except WaitTimeout as timed_out:
+        raise LabError(str(timed_out)) from None
     return time.time()
 
 

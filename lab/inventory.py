@@ -15,16 +15,12 @@ secrets directory and SSH key (lab/labs.py). Unset, the one lab WIREBOT_LAB_ID n
 """
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lab import settings as this_lab  # noqa: E402
-from lab.labs import lab_ids, lab_settings, pair_name  # noqa: E402
-from lab.model_server import MODEL_ID  # noqa: E402
-from tasks.pairs import PairError, check_hosts  # noqa: E402
-from tasks.settings_check import check_inventory  # noqa: E402
+from lab import settings as this_lab
+from lab.labs import lab_ids, lab_settings, pair_name
+from lab.model_server import MODEL_ID
+from tasks.core.pairs import PairError, check_hosts
+from tasks.core.settings_check import check_inventory
 
 
 def lab_data(settings) -> dict:
@@ -55,6 +51,7 @@ def lab_data(settings) -> dict:
         # --- the edge plays Cloudflare for the witness ---
         "witness_public_url": f"{settings.EDGE_PUBLIC_URL}/health",
         "witness_public_host_header": "wins.wirebot.chat",
+        "edge_origin_header": "X-Lab-Origin",  # lab/edge.py names the origin that served each request in it
         "witness_cloudflare_api_base": settings.EDGE_API_BASE,
         # --- fast timings: seconds, not minutes (the heartbeat and fencing ones: LAB_TIMINGS below) ---
         "filesync_debounce_seconds": 1,

@@ -9,11 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from lab import gateway_bundle, processes, settings
 from lab.shell import LabError, run
+from tasks.core.wait import WaitTimeout, wait_for
 
 KNOWN_HOSTS = settings.STATE_DIR / "known_hosts"
 STANDINS = Path(__file__).parent / "standins"
@@ -125,20 +125,18 @@ def boot(name: str) -> None:
 
 def wait_ready(name: str, timeout: float = 90.0) -> str:
     """Wait for SSH and `systemctl is-system-running --wait`; returns systemd's verdict."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def booted():
         if not is_running(name):
             raise LabError(f"host {name} stopped while booting; see {processes.log_file(name)}")
-        try:
-            socket.create_connection((settings.address(name), 22), timeout=1).close()
-            result = ssh(name, "systemctl is-system-running --wait", check=False, timeout=60)
-            verdict = result.stdout.strip()
-            if verdict in ("running", "degraded"):
-                return verdict
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        time.sleep(0.5)
-    raise LabError(f"host {name} did not come up within {timeout:.0f} s; see {processes.log_file(name)}")
+        socket.create_connection((settings.address(name), 22), timeout=1).close()
+        verdict = ssh(name, "systemctl is-system-running --wait", check=False, timeout=60).stdout.strip()
+        return verdict if verdict in ("running", "degraded") else None
+
+    try:
+        return wait_for(booted, timeout, interval=0.5, what=f"host {name} to boot (SSH and systemd up)",
+                        ignore=(OSError, subprocess.TimeoutExpired))
+    except WaitTimeout as timed_out:
+        raise LabError(f"{timed_out}; see {processes.log_file(name)}") from None
 
 
 def ssh(name: str, command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -3,11 +3,11 @@
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import List, Optional
 
 from lab import settings
+from tasks.core.wait import WaitTimeout, wait_for
 
 
 def pid_file(name: str) -> Path:
@@ -53,16 +53,16 @@ def stop(name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
     if pid is None:
         return False
     os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone():
         _reap(pid)
-        if pid_of(name) is None:
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    while pid_of(name) is not None:
-        _reap(pid)
-        time.sleep(0.1)
+        return pid_of(name) is None
+
+    try:
+        wait_for(gone, timeout, interval=0.1, what=f"{name} (pid {pid}) to exit")
+    except WaitTimeout:
+        os.kill(pid, signal.SIGKILL)
+        wait_for(gone, 60, interval=0.1, what=f"{name} (pid {pid}) to exit after SIGKILL")
     return True
 
 

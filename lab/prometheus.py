@@ -1,16 +1,17 @@
 """Test equipment: the real Prometheus server (Debian's `prometheus` package on this machine, its own
 service disabled) run for a few seconds with given scrape jobs, to see what Go's TLS makes of the agents.
-Used by tests/unit/test_prometheus.py (on loopback) and tests/lab/test_prometheus_scrape.py (in the monitor's
+Used by tests/unit/lab/test_prometheus.py (on loopback) and tests/lab/test_prometheus_scrape.py (in the monitor's
 network namespace, the lab's metrics source). Never deployed."""
 
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import yaml
+
+from tasks.core.wait import wait_for
 
 
 def binary() -> str:
@@ -30,19 +31,15 @@ def scrape_once(jobs: list, folder: Path, listen: str, prefix=(), timeout: float
     argv = [*prefix, binary(), f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
             f"--web.listen-address={listen}"]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def scraped():
+        with urllib.request.urlopen(f"http://{listen}/api/v1/targets", timeout=2) as answer:
+            targets = json.load(answer)["data"]["activeTargets"]
+        seen = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets if t["health"] != "unknown"}
+        return seen if len(seen) == len(jobs) else None
+
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                with urllib.request.urlopen(f"http://{listen}/api/v1/targets", timeout=2) as answer:
-                    targets = json.load(answer)["data"]["activeTargets"]
-            except (OSError, ValueError):
-                continue
-            seen = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets if t["health"] != "unknown"}
-            if len(seen) == len(jobs):
-                return seen
-        raise AssertionError(f"Prometheus did not scrape every job within {timeout} s")
+        return wait_for(scraped, timeout, interval=0.5, what="Prometheus to scrape every job once",
+                        ignore=(OSError, ValueError))
     finally:
         server.terminate()
         server.wait(10)

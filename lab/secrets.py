@@ -1,4 +1,4 @@
-"""The lab's secrets directory, laid out like the operator's (see tasks/operator_settings.py).
+"""The lab's secrets directory, laid out like the operator's (see tasks/core/operator_settings.py).
 
 Made once per lab and kept until `lab down`: the tunnel's credentials and cloudflared config for the
 lab's made-up tunnel, the agents' HMAC key, the gateway's bearer token, the edge's API token, and a
@@ -71,9 +71,9 @@ def ensure_in(folder: Path) -> Path:
 
 def prometheus_client() -> dict:
     """The lab Prometheus' client key and certificate, made once with the operator's documented command
-    (secrets_check.MAKE_METRICS_READER_CERT); the certificate goes to secrets/prometheus/client.crt, the key
+    (tasks/core/secrets.py MAKE_METRICS_READER_CERT); the certificate goes to secrets/prometheus/client.crt, the key
     stays outside the secrets directory as it stays on a real Prometheus server. {"cert_file", "key_file"}."""
-    from tasks.provision.secrets_check import MAKE_METRICS_READER_CERT, METRICS_READER_CERT
+    from tasks.core.secrets import MAKE_METRICS_READER_CERT, METRICS_READER_CERT
 
     folder = settings.SECRETS_DIR.parent / "prometheus"  # the lab's state directory, beside secrets/
     key, cert = folder / "client.key", folder / "client.crt"

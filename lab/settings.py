@@ -61,7 +61,7 @@ MODEL_BASE_URL = f"http://{address('edge')}:{MODEL_PORT}/v1"
 
 # The lab's tunnel: a made-up id and account, never the user's; one tunnel per lab (lab 0: ...a001, lab N:
 # a001 + N), so labs deployed as several pairs of one inventory (lab/inventory.py, WIREBOT_LAB_IDS) each
-# have a tunnel of their own, as tasks/pairs.py requires.
+# have a tunnel of their own, as tasks/core/pairs.py requires.
 TUNNEL_ID = f"0a1b2c3d-0000-4000-8000-{0xa001 + LAB_ID:012x}"
 ACCOUNT_TAG = "lab0000000000000000000000000acct"
 TUNNEL_SECRET = "bGFiLXR1bm5lbC1zZWNyZXQtbm90LXJlYWwtMDEyMzQ1Njc="  # base64, lab only

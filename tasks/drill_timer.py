@@ -19,9 +19,7 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tasks.drill_lib import timer  # noqa: E402
+from tasks.drills import timer
 
 LA = ZoneInfo("America/Los_Angeles")
 

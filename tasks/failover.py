@@ -6,11 +6,11 @@ endpoint is served by the standby. When the primary cannot be reached, the failo
 standby only if the witness confirms the primary's connector is gone; otherwise it refuses and says
 what it would need, unless you decide: `--data failover_force=true`. Dry-run with `--dry`; a second
 run changes nothing. Prints each step's duration and a summary to paste into the incident channel.
-Settings and the logic: tasks/incident/failover.py.
+Settings and the logic: tasks/playbooks/failover_plan.py.
 """
 
-from tasks.incident.failover import failover
-from tasks.settings_check import check_pyinfra_hosts
+from tasks.core.settings_check import check_pyinfra_hosts
+from tasks.playbooks.failover_plan import failover
 
 check_pyinfra_hosts()  # every host's final settings, --data included, before any operation
 failover()

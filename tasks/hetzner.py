@@ -7,7 +7,7 @@
     .venv/bin/python tasks/hetzner.py COMMAND --pair NAME    # the settings file's pair NAME (`pairs:` form)
 
 The API token comes from HCLOUD_TOKEN and is never printed; HCLOUD_ENDPOINT overrides the API URL.
-Settings: DEFAULTS (tasks/settings_schema.py, section "hetzner"), overridden by the ``hetzner:`` section
+Settings: DEFAULTS (tasks/core/settings_schema.py, section "hetzner"), overridden by the ``hetzner:`` section
 of the operator's settings file
 ($WIREBOT_SETTINGS or ~/.config/wirebot/settings.yml; keys with or without the ``hetzner_`` prefix),
 overridden by command-line flags. Every setting is checked before any API call.
@@ -15,7 +15,7 @@ With the settings file's ``pairs:`` form each pair has a standby of its own: `--
 (required when the file has several pairs), the pair's own ``pairs.NAME.hetzner:`` overrides the
 ``hetzner:`` section, its primary is ``pairs.NAME.primary.address``, and create records
 ``pairs.NAME.standby.address``. Pairs never share a server, firewall or SSH key name (the rule:
-tasks/hcloud_standby/config.py).
+tasks/hetzner_cloud/config.py).
 
 Exit codes: 0 done, 2 settings or usage (or no virtualenv), 3 type/location/image not offered or no
 capacity for it (nothing created; the alternatives are listed), 4 Hetzner API error (after
@@ -28,27 +28,25 @@ import argparse
 import ipaddress
 import os
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-if __package__ in (None, ""):  # run as `python tasks/hetzner.py`: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 VENV_SETUP = "python3 -m venv .venv && .venv/bin/pip install -e ."
-try:  # every third-party module this command needs (pyproject.toml), before any of them is used
+try:  # every module this command needs from the install (pyproject.toml), before any of them is used
     import requests
-    import yaml  # noqa: F401 - used by tasks.operator_settings
+    import yaml  # noqa: F401 - used by tasks.core.operator_settings
     from hcloud import APIException, Client
     from hcloud.actions import ActionException
+
+    import tasks.core  # noqa: F401 - the checkout's own package, installed by `pip install -e .`
 except ModuleNotFoundError as missing:  # the system Python, not the checkout's virtualenv
     print(f"error: tasks/hetzner.py needs the checkout's virtualenv ({missing.name} is not installed for "
           f"{sys.executable}): run `{VENV_SETUP}` in the checkout once, then "
           f"`.venv/bin/python tasks/hetzner.py ...`", file=sys.stderr)
     sys.exit(2)
 
-from tasks import operator_settings, settings_schema  # noqa: E402
-from tasks.hcloud_standby import config, preflight, resources  # noqa: E402
-from tasks.hcloud_standby.errors import (  # noqa: E402
+from tasks.core import operator_settings, settings_schema  # noqa: E402
+from tasks.hetzner_cloud import config, preflight, resources  # noqa: E402
+from tasks.hetzner_cloud.errors import (  # noqa: E402
     CAPACITY_CODES,
     EXIT_API,
     EXIT_SETTINGS,
@@ -63,7 +61,7 @@ from tasks.hcloud_standby.errors import (  # noqa: E402
     error_code,
 )
 
-# The settings, their defaults and meaning: section "hetzner" of tasks/settings_schema.py
+# The settings, their defaults and meaning: section "hetzner" of tasks/core/settings_schema.py
 DEFAULTS: Dict[str, Any] = settings_schema.defaults("hetzner")
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"

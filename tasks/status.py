@@ -10,13 +10,13 @@ reached shows as unreachable.
 
 from pyinfra import host, inventory, state
 
-from tasks import pairs
-from tasks.incident import status
+from tasks.core import pairs
+from tasks.playbooks import status_report
 
 several = len(pairs.pairs(inventory)) > 1
 connected = [each for each in inventory if each.connected]
 for chosen in pairs.in_limit(state, inventory):  # a pair with no host reached: another host reports it
     reporter = next((each for each in (chosen.standby, chosen.primary) if each.connected), None) or connected[0]
     if host.name == reporter.name:
-        view = status.collect(chosen.primary, chosen.standby)
-        status.print_at_exit(chosen.name, status.format_table(view, chosen.name if several else None))
+        view = status_report.collect(chosen.primary, chosen.standby)
+        status_report.print_at_exit(chosen.name, status_report.format_table(view, chosen.name if several else None))

@@ -9,14 +9,10 @@ from pyinfra import host
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks import pairs
-from tasks.provision import paths
-from tasks.provision.ops import managed_file, managed_template, service
-from tasks.provision.secrets_check import cloudflared_files
-from tasks.provision.trust import address_of
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-AGENTS_SRC = Path(__file__).resolve().parents[2] / "files" / "agents" / "wirebot"
+from tasks.core import pairs, paths
+from tasks.core.checkout import AGENTS_SRC, TEMPLATES
+from tasks.core.ops import managed_file, managed_template, service
+from tasks.core.secrets import cloudflared_files
 
 
 def rendered_config(build) -> dict:
@@ -24,7 +20,7 @@ def rendered_config(build) -> dict:
     data = host.data
     peer = pairs.peer_of(host)
     tunnel = cloudflared_files(data.secrets_dir, data.cloudflared_secrets)
-    return build(data, address_of(host), address_of(peer), tunnel)
+    return build(data, pairs.address_of(host), pairs.address_of(peer), tunnel)
 
 
 def code_digest(src: Path = AGENTS_SRC) -> str:

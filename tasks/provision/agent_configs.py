@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from wirebot.common import layout
 
-from tasks.provision import paths
+from tasks.core import paths
 from tasks.provision.gateway import ready_url as gateway_ready_url
 
 

@@ -1,6 +1,6 @@
 """What the deploys' own code (not their operations) reads from each host while pyinfra prepares the
 operations, gathered for every host at once, in parallel, before the first deploy runs
-(tasks/provision/hoststate.py). Each module says what it reads (its `reads(target)`). A read missing
+(tasks/core/hoststate.py). Each module says what it reads (its `reads(target)`). A read missing
 there is made when the code asks for it (one round trip more): nothing depends on these lists being
 complete, only the number of round trips."""
 

@@ -7,9 +7,8 @@ and a fenced primary fenced instead of undoing an incident.
 from pyinfra import host
 from wirebot.common import layout
 
-from tasks import pairs
-from tasks.provision import hoststate, paths
-from tasks.provision.ops import WirebotState
+from tasks.core import hoststate, pairs, paths
+from tasks.core.ops import WirebotState
 
 
 def reads(target) -> dict:
@@ -45,8 +44,8 @@ def serving():
     if "primary" in host.groups:
         return None if fenced() or standby_serving() else True
     state = agent_state().get("state", "STANDBY")
-    if state == "ACTIVE":
+    if state == layout.ACTIVE:
         return True
-    if state == "ACTIVATING":
+    if state == layout.ACTIVATING:
         return None
     return False

@@ -13,7 +13,7 @@ changes (secrets_digest() goes into its root-only config).
 import hashlib
 from pathlib import Path, PurePosixPath
 
-from tasks.provision.secrets_check import METRICS_READER_CERT
+from tasks.core.secrets import METRICS_READER_CERT
 
 # Hardening every unit gets (each is scored by `systemd-analyze security`).
 COMMON = (

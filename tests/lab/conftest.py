@@ -4,11 +4,11 @@ The lab is required, not optional: when it is not up these tests fail with what 
 skipped silently.
 """
 
-import labtest
 import pytest
 import testinfra
 
 from lab import processes, settings
+from lab.baseline import ensure_clean_lab
 
 # Modules that crash hosts, fail over or recover run after the ones that check the freshly deployed lab;
 # each starts from a fresh lab itself. test_zz_lab_down runs last.
@@ -35,7 +35,7 @@ def lab_is_up():
     down = [name for name in settings.PROCESS_HOSTS if processes.pid_of(name) is None]
     if down:
         pytest.fail(f"the lab is not up ({', '.join(down)} down): run `bash lab/deploy.sh` first")
-    labtest.ensure_clean_lab()
+    ensure_clean_lab()
 
 
 def _host(name):

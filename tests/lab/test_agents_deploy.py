@@ -10,7 +10,11 @@ import shutil
 import subprocess
 import uuid
 
-from labtest import PYINFRA, ROOT, agent, ensure_clean_lab, pyinfra, ssh, standby_status, wait_for
+from lab.agents import agent, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.commands import PYINFRA, ROOT, pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 AGENTS = {"primary": "wirebot-replicator", "standby": "wirebot-standby"}
 CODE = "/opt/wirebot/agents/wirebot/common/log.py"

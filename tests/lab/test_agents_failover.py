@@ -10,22 +10,14 @@ import time
 import uuid
 
 import pytest
-from labtest import (
-    connector_origins,
-    edge,
-    ensure_clean_lab,
-    iso_ts,
-    journal,
-    lab_cli,
-    public,
-    pyinfra,
-    ssh,
-    standby_status,
-    wait_for,
-    webhooks,
-)
 
 from lab import settings
+from lab.agents import iso_ts, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.client import connector_origins, edge, public, webhooks
+from lab.commands import lab_cli, pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"
@@ -65,7 +57,7 @@ def served_by(since: float, method: str = None) -> list:
 def incident():
     """Clean lab; events (one per a new tenant) written through the edge and replicated; the primary
     killed; the standby ACTIVE. Returns what happened. The lab is left as the scenario leaves it: the next
-    module that needs a clean lab resets it (labtest.ensure_clean_lab)."""
+    module that needs a clean lab resets it (lab.baseline.ensure_clean_lab)."""
     ensure_clean_lab()
     started = time.time()
     tenant = f"lab-{uuid.uuid4().hex[:8]}"

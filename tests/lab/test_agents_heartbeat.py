@@ -10,9 +10,13 @@ import time
 import uuid
 
 import pytest
-from labtest import agent, ensure_clean_lab, public, ssh, standby_status, wait_for
 
 from lab import settings
+from lab.agents import agent, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.client import public
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY = settings.address("primary")
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"

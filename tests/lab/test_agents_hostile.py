@@ -15,10 +15,14 @@ import json
 import time
 
 import pytest
-from labtest import agent, ensure_clean_lab, identity, journal, probe, ssh, standby_status, wait_for
 from wirebot.common import signing  # the agents' own signing code
 
 from lab import settings
+from lab.agents import agent, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 MAX_BODY = 65536  # the standby agent's max_body_bytes (default) and the replicator's

@@ -8,9 +8,12 @@ refused here because the primary still served: that refusal now happens only wit
 """
 
 import pytest
-from labtest import ensure_clean_lab, ssh, standby_status, wait_for
 
 from lab import fencing, settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 

@@ -16,22 +16,14 @@ import subprocess
 import time
 
 import pytest
-from labtest import (
-    AGENT_SOCKET,
-    agent,
-    connector_origins,
-    ensure_clean_lab,
-    identity,
-    journal,
-    probe,
-    probe_argv,
-    ssh,
-    standby_status,
-    stranger_identity,
-)
 from wirebot.common import signing  # the agents' own signing code
 
 from lab import network, settings
+from lab.agents import AGENT_SOCKET, agent, journal, standby_status
+from lab.baseline import ensure_clean_lab
+from lab.channel_attacker import identity, probe, probe_argv, stranger_identity
+from lab.client import connector_origins
+from lab.machines import ssh
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}
@@ -190,12 +182,12 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
 
 def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
     """A deactivate made with the standby's own control key, replayed as /activate on its socket."""
-    script = ("import json,sys,time; sys.path.insert(0,'/opt/wirebot/agents');"
-              "from wirebot.common import signing, channel;"
+    script = ("import json,sys,time; from wirebot.common import signing, channel;"
               "key=signing.load_key('/etc/wirebot/agent-keys/control.key'); body=json.dumps({'epoch': 1}).encode();"
               "h=signing.signed_headers(key, channel.control_binding('standby'), 'POST', '/deactivate', body,"
               " signing.next_sequence(0)); print(json.dumps(h))")
-    headers = json.loads(ssh("standby", f"python3 -c \"{script}\"").stdout.strip().splitlines()[-1])
+    output = ssh("standby", f"PYTHONPATH=/opt/wirebot/agents python3 -c \"{script}\"").stdout
+    headers = json.loads(output.strip().splitlines()[-1])
     flags = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
     out = ssh("standby", f"curl -s -w '\\n%{{http_code}}' --unix-socket {AGENT_SOCKET} {flags} "
                          f"--data-binary '{{\"epoch\": 1}}' http://agent/activate", check=False).stdout

@@ -1,12 +1,12 @@
-"""A deploy that reads each host once (tasks/provision/hoststate.py) still finds and repairs every kind of
+"""A deploy that reads each host once (tasks/core/hoststate.py) still finds and repairs every kind of
 drift, reports as changed exactly the operations that repair something, and a second run changes
 nothing (both `--dry` and `-y`)."""
 
 import re
 
-from labtest import changes_in_dry_run, pyinfra, ssh
-
 from lab import settings
+from lab.commands import changes_in_dry_run, pyinfra
+from lab.machines import ssh
 
 SECRET = "/etc/wirebot/secrets/agent-hmac.key"
 RUN_SECRET = "/run/wirebot/agent-hmac.key"

@@ -10,9 +10,14 @@ import json
 import time
 
 import pytest
-from labtest import connector_origins, edge, fresh_lab, public, pyinfra, ssh, standby_status, wait_for, webhooks
 
 from lab import settings
+from lab.agents import standby_status
+from lab.baseline import fresh_lab
+from lab.client import connector_origins, edge, public, webhooks
+from lab.commands import pyinfra
+from lab.machines import ssh
+from tasks.core.wait import WaitTimeout, wait_for
 
 PRIMARY = settings.address("primary")
 LOG = "/var/log/wirebot/fire-drill.log"
@@ -32,7 +37,7 @@ def drillable() -> bool:
 def ready_lab():
     try:
         wait_for(drillable, timeout=20, what="a drillable lab")
-    except pytest.fail.Exception:
+    except WaitTimeout:
         fresh_lab()
 
 

@@ -8,9 +8,11 @@ which path the standby took. The non-destructive test runs first, so the module 
 
 import time
 
-from labtest import ensure_clean_lab, journal, recover_primary, ssh, standby_status, wait_for
-
 from lab import fencing, network, settings
+from lab.agents import journal, standby_status
+from lab.baseline import ensure_clean_lab, recover_primary
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 

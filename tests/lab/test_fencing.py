@@ -11,10 +11,13 @@ import threading
 import time
 
 import pytest
-from labtest import ensure_clean_lab, ssh, standby_status, wait_for
-from labtest import recover_primary as recover
 
 from lab import fencing, freezer, settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.baseline import recover_primary as recover
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY, EDGE = settings.address("primary"), settings.address("standby"), settings.address("edge")
 

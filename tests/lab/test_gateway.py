@@ -9,9 +9,10 @@ import json
 import re
 
 import pytest
-from labtest import http, ssh
 
 from lab import settings
+from lab.client import request as http
+from lab.machines import ssh
 from lab.secrets import ensure as lab_secrets
 
 UNIT = "/usr/local/lib/systemd/system/openclaw-gateway.service"

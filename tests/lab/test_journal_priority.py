@@ -5,11 +5,10 @@ prefix on the journal's stream). Read-only for the deployed lab: the one extra u
 import json
 import uuid
 
-from labtest import ssh
+from lab.machines import ssh
 
 AGENTS = "/opt/wirebot/agents"  # group_data/all.py: wirebot_agents_dir
 WRITER = (
-    "import sys; sys.path.insert(0, '{agents}');"
     "from wirebot.common.log import log; from wirebot.common.alerts import Alerter;"
     "log('journaltest', 'plain-info', marker='{marker}');"
     "log('journaltest', 'a-warning', level='warning', marker='{marker}');"
@@ -33,9 +32,9 @@ def test_warning_priority_shows_exactly_warnings_errors_and_alerts():
     """The agents' own code, in a wirebot-* unit with journald's default SyslogLevelPrefix=yes."""
     marker = uuid.uuid4().hex[:12]
     unit = f"wirebot-journaltest-{marker}"
-    code = WRITER.format(agents=AGENTS, marker=marker)
+    code = WRITER.format(marker=marker)
     ssh("primary", f"systemd-run --quiet --wait --collect --unit {unit} --property=Type=exec "
-                   f"/usr/bin/python3 -c \"{code}\"")
+                   f"--setenv=PYTHONPATH={AGENTS} /usr/bin/python3 -c \"{code}\"")
     shown = lines(ssh("primary", f"journalctl --no-pager -o cat -p warning -u 'wirebot-*' "
                                  f"| grep -F {marker}", check=False).stdout)
     assert sorted(entry["event"] for entry in shown) == ["a-warning", "alert", "an-error"]

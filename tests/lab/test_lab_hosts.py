@@ -4,9 +4,11 @@ Cloudflare, and the split-brain signal that later work must prevent."""
 import time
 
 import pytest
-from labtest import edge, public, ssh, wait_for
 
 from lab import settings
+from lab.client import edge, public
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 
 @pytest.mark.parametrize("name", settings.SYSTEMD_HOSTS)

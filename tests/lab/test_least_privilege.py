@@ -9,7 +9,8 @@ Not destructive: reads only (a fresh deploy, reset when it is not).
 import re
 
 import pytest
-from labtest import ssh
+
+from lab.machines import ssh
 
 TARGETS = [  # host, unit, highest exposure allowed (the targets)
     ("primary", "wirebot-replicator", 4.0),

@@ -1,4 +1,4 @@
-"""Two labs as two pairs of one inventory (issue 12, tasks/pairs.py), destructive for the second lab only.
+"""Two labs as two pairs of one inventory (issue 12, tasks/core/pairs.py), destructive for the second lab only.
 
 Pair A is this run's lab (WIREBOT_LAB_ID), pair B a second lab this module brings up itself and takes down
 at the end: WIREBOT_LAB_SECOND_ID, else lab 9 (lab 8 when this run's lab is 9) - lab/labs.py
@@ -19,10 +19,12 @@ import sys
 import time
 
 import pytest
-from labtest import PYINFRA, ROOT, ensure_clean_lab, wait_for
 
 from lab import settings
+from lab.baseline import ensure_clean_lab
+from lab.commands import PYINFRA, ROOT
 from lab.labs import lab_settings, pair_name, second_lab_id
+from tasks.core.wait import wait_for
 
 MODE = os.environ.get("WIREBOT_LAB_PAIRS", "")
 pytestmark = pytest.mark.skipif(MODE == "skip", reason="WIREBOT_LAB_PAIRS=skip: the second lab is not brought up")

@@ -3,7 +3,9 @@ failover_activation_wait and says the agent's own activation error (the failed s
 the agent's status has it), not only "not ACTIVE". The standby's litestream is replaced for the run by
 one that fails as a full disk does; the module restores it and resets the lab (destructive)."""
 
-from labtest import ensure_clean_lab, fresh_lab, pyinfra, ssh
+from lab.baseline import ensure_clean_lab, fresh_lab
+from lab.commands import pyinfra
+from lab.machines import ssh
 
 LITESTREAM = "/usr/local/bin/litestream"  # group_data/all.py: litestream_binary
 FULL_DISK = "write /data/wirebot/scoreboard/.events.db.wirebot-restore: no space left on device"

@@ -8,33 +8,24 @@ connector runs (on the expected side), and the edge never saw two origins at onc
 The module starts from a clean lab (reset when it is not) and leaves the primary serving.
 """
 
-import json
 import os
 import signal
 import subprocess
-import threading
+import tempfile
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections import Counter, deque
+from collections import Counter
+from contextlib import contextmanager
 
 import pytest
-from labtest import (
-    PYINFRA,
-    ROOT,
-    changes_in_dry_run,
-    connector_origins,
-    edge,
-    ensure_clean_lab,
-    lab_cli,
-    pyinfra,
-    ssh,
-    standby_status,
-    wait_for,
-)
 
 from lab import settings
+from lab.agents import standby_status
+from lab.baseline import ensure_clean_lab
+from lab.client import connector_origins, edge
+from lab.commands import PYINFRA, ROOT, changes_in_dry_run, lab_cli, pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
+from tasks.drills.surface import Backoff, Hub, Surface
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 EVENTS_DB = "/data/wirebot/scoreboard/events.db"
@@ -42,73 +33,23 @@ TENANT, TENANT_DB = "acme", "/data/wirebot/scoreboard/tenants/acme.db"
 TOKEN = "/run/wirebot/cloudflare-api-token"
 
 
-class Surface:
-    """A local-first surface in miniature: UUID v4 events created at a steady rate, queued locally, sent
-    through the edge in order and retried until acknowledged (2xx), every 5th one for a tenant."""
+@contextmanager
+def writing(rate=10.0):
+    """The drill's synthetic surface (tasks/drills/surface.py) writing `rate` events a second through the
+    edge, queued locally and retried until the hub acknowledges them, every 5th one for a tenant; each ack
+    records the origin that served it (the lab edge's X-Lab-Origin)."""
+    hub = Hub(settings.EDGE_PUBLIC_URL, "wins.wirebot.chat", timeout=3, record_header="X-Lab-Origin")
+    with tempfile.TemporaryDirectory() as folder, \
+            Surface(f"{folder}/surface.db", hub, tag="playbooks", rate=rate, backoff=Backoff(0.1, 1.0, 0.0),
+                    event_type="ship", tenant=TENANT, tenant_every=5) as surface:
+        yield surface.start()
 
-    def __init__(self, interval=0.1):
-        self.interval, self.queue, self.acked, self.tenant = interval, deque(), {}, set()
-        self.lock, self.stopping = threading.Lock(), threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.created = 0
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(timeout=10)
-
-    def _create(self):
-        event = {"id": str(uuid.uuid4()), "type": "ship", "payload": {"n": self.created}}
-        if self.created % 5 == 0:
-            event["tenant"] = TENANT
-            self.tenant.add(event["id"])
-        self.created += 1
-        with self.lock:
-            self.queue.append(event)
-
-    def _send(self, event) -> bool:
-        request = urllib.request.Request(f"{settings.EDGE_PUBLIC_URL}/v1/events", method="POST",
-                                         data=json.dumps(event).encode(),
-                                         headers={"Host": "wins.wirebot.chat", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=3) as response:
-                origin = response.headers.get("X-Lab-Origin")
-                ok = response.status in (200, 201)
-        except (urllib.error.URLError, OSError):
-            return False
-        if ok:
-            with self.lock:
-                self.acked[event["id"]] = origin
-        return ok
-
-    def _run(self):
-        last, backoff = 0.0, 0.1
-        while not self.stopping.is_set():
-            if time.monotonic() - last >= self.interval:
-                self._create()
-                last = time.monotonic()
-            with self.lock:
-                head = self.queue[0] if self.queue else None
-            if head is None:
-                time.sleep(0.02)
-            elif self._send(head):
-                with self.lock:
-                    self.queue.popleft()
-                backoff = 0.1
-            else:
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-
-    def wait_more(self, count):
-        """Wait until `count` more events were acknowledged (served by whoever serves now)."""
-        start = len(self.acked)
-        wait_for(lambda: len(self.acked) >= start + count, timeout=60, what=f"{count} more acknowledged events")
-
-    def drain(self):
-        wait_for(lambda: not self.queue, timeout=120, what="the surface's queue to drain")
+def wait_more(surface, count):
+    """Wait until `count` more events were acknowledged (served by whoever serves now)."""
+    start = surface.stats()["synced"]
+    wait_for(lambda: surface.stats()["synced"] >= start + count, timeout=60,
+             what=f"{count} more acknowledged events")
 
 
 def ids_on_primary(db) -> Counter:
@@ -117,11 +58,10 @@ def ids_on_primary(db) -> Counter:
 
 def assert_exactly_once(surface, label):
     """Every acknowledged event in the primary's events.db (tenant events also in the tenant DB) exactly once."""
-    surface.drain()
-    with surface.lock:
-        acked = dict(surface.acked)
+    wait_for(lambda: surface.queued() == 0, timeout=120, what="the surface's queue to drain")
+    acked, tenant = surface.acknowledged(), set(surface.event_ids(tenant=TENANT))
     counts, tenant_counts = ids_on_primary(EVENTS_DB), ids_on_primary(TENANT_DB)
-    lost = [i for i in acked if counts[i] == 0] + [i for i in acked if i in surface.tenant and tenant_counts[i] == 0]
+    lost = [i for i in acked if counts[i] == 0] + [i for i in acked if i in tenant and tenant_counts[i] == 0]
     doubled = [i for i in acked if counts[i] > 1 or tenant_counts[i] > 1]
     origins = Counter(acked.values())
     print(f"{label}: {len(acked)} events acknowledged ({dict(origins)}), lost {len(lost)}, doubled {len(doubled)}")
@@ -170,8 +110,8 @@ def clean_lab():
 
 def test_failover_then_recovery_twice_loses_and_doubles_nothing():
     since = time.time()
-    with Surface() as surface:
-        wait_for(lambda: len(surface.acked) >= 10, timeout=30, what="events before the failover")
+    with writing() as surface:
+        wait_for(lambda: surface.stats()["synced"] >= 10, timeout=30, what="events before the failover")
         for cycle in (1, 2):
             run("failover")
             one_connector(STANDBY)
@@ -179,7 +119,7 @@ def test_failover_then_recovery_twice_loses_and_doubles_nothing():
             _, again = run("failover")
             assert "OK, NOTHING TO DO" in again
             assert changes_in_dry_run("tasks/failover.py") == []
-            surface.wait_more(10)
+            wait_more(surface, 10)
             run("recovery")
             one_connector(PRIMARY)
             _, again = run("recovery")
@@ -195,10 +135,10 @@ def test_failover_then_recovery_twice_loses_and_doubles_nothing():
 
 def test_recovery_interrupted_at_every_step_then_killed_mid_merge_completes():
     since = time.time()
-    with Surface() as surface:
+    with writing() as surface:
         run("failover")
         one_connector(STANDBY)
-        wait_for(lambda: STANDBY in surface.acked.values(), timeout=30, what="an event served by the standby")
+        wait_for(lambda: STANDBY in surface.acknowledged().values(), timeout=30, what="an event served by the standby")
         result = pyinfra("--dry", "lab/inventory.py", "tasks/recovery.py", confirm=False)
         assert result.returncode == 0 and "rows to insert as of now" in result.stdout
         for step in range(1, 7):
@@ -213,7 +153,7 @@ def test_recovery_interrupted_at_every_step_then_killed_mid_merge_completes():
 
         run("failover")
         one_connector(STANDBY)
-        wait_for(lambda: list(surface.acked.values()).count(STANDBY) >= 5, timeout=30, what="standby events")
+        wait_for(lambda: list(surface.acknowledged().values()).count(STANDBY) >= 5, timeout=30, what="standby events")
         epoch = standby_status()["epoch"] + 1
         marker = f"/var/lib/wirebot/recovery/epoch-{epoch}/2-merged-scoreboard__events.db.json"
         process = subprocess.Popen([PYINFRA, "-y", "lab/inventory.py", "tasks/recovery.py"], cwd=ROOT,
@@ -237,13 +177,13 @@ def test_recovery_interrupted_at_every_step_then_killed_mid_merge_completes():
 
 def test_failover_with_the_primary_killed_goes_on_when_the_witness_confirms():
     since = time.time()
-    with Surface() as surface:
-        wait_for(lambda: len(surface.acked) >= 5, timeout=30, what="events before the crash")
+    with writing() as surface:
+        wait_for(lambda: surface.stats()["synced"] >= 5, timeout=30, what="events before the crash")
         lab_cli("kill", "primary")
         _, summary = run("failover")
         assert f"the primary ({PRIMARY}) could not be connected" in summary
         one_connector(STANDBY)
-        surface.wait_more(10)
+        wait_more(surface, 10)
         lab_cli("boot", "primary")
         run("recovery")
         one_connector(PRIMARY)
@@ -255,7 +195,7 @@ def test_without_an_api_token_a_dead_primary_is_fenced_by_its_lease():
     """Without the API the witness cannot say the connector is gone; a dead primary's lease ran out in
     its own kernel, so the standby agent activates on its own and the failover playbook finds it done."""
     since = time.time()
-    with Surface() as surface:
+    with writing() as surface:
         try:
             # The agent reads its secrets as of its start (its sandbox mounts them): restart it without one.
             ssh("standby", f"mv {TOKEN} {TOKEN}.aside && systemctl restart wirebot-standby")
@@ -266,7 +206,7 @@ def test_without_an_api_token_a_dead_primary_is_fenced_by_its_lease():
                               what="the standby agent to activate on the primary's expired lease")
             assert "kernel-enforced lease ran out" in status["activation"]["reason"]
             one_connector(STANDBY)
-            surface.wait_more(10)
+            wait_more(surface, 10)
         finally:
             ssh("standby", f"[ -e {TOKEN} ] || mv {TOKEN}.aside {TOKEN}; rm -f {TOKEN}.aside; "
                            "systemctl restart wirebot-standby")
@@ -279,10 +219,10 @@ def test_without_an_api_token_a_dead_primary_is_fenced_by_its_lease():
 
 def test_a_schema_the_merge_does_not_understand_refuses_the_recovery_before_anything_stops():
     since = time.time()
-    with Surface() as surface:
+    with writing() as surface:
         run("failover")
         one_connector(STANDBY)
-        surface.wait_more(5)
+        wait_more(surface, 5)
         ssh("standby", f"sqlite3 -cmd '.timeout 10000' {EVENTS_DB} 'CREATE TABLE notes(body TEXT)'")
         result, _ = run("recovery", expect_ok=False)
         output = result.stdout + result.stderr

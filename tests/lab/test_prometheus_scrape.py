@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labtest import ROOT, agent, identity, probe, ssh, stranger_identity
 
 from lab import prometheus as lab_prometheus
 from lab import secrets, settings
+from lab.agents import agent
+from lab.channel_attacker import identity, probe, stranger_identity
+from lab.commands import ROOT
+from lab.machines import ssh
 
 AGENTS = {"primary": f"{settings.address('primary')}:8300", "standby": f"{settings.address('standby')}:8300"}
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '

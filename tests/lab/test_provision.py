@@ -7,9 +7,11 @@ import time
 import uuid
 
 import pytest
-from labtest import changes_in_dry_run, pyinfra, ssh, wait_for
 
 from lab import settings
+from lab.commands import changes_in_dry_run, pyinfra
+from lab.machines import ssh
+from tasks.core.wait import wait_for
 
 DIRECTORIES = [  # path, owner, group, mode (both hosts)
     ("/data/wirebot", "wirebot", "wirebot", 0o751),

@@ -15,10 +15,13 @@ import time
 import uuid
 
 import pytest
-from labtest import ssh, standby_status, wait_for, webhooks
 
 from lab import settings
-from tasks.provision import ops
+from lab.agents import standby_status
+from lab.client import webhooks
+from lab.machines import ssh
+from tasks.core import ops
+from tasks.core.wait import wait_for
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ROOT = "/var/lib/wirebot-replica"

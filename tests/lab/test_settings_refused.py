@@ -2,7 +2,9 @@
 (with "did you mean") and broken timing relations are refused where pyinfra has the final host data."""
 
 import pytest
-from labtest import changes_in_dry_run, pyinfra, ssh
+
+from lab.commands import changes_in_dry_run, pyinfra
+from lab.machines import ssh
 
 CONFIGS = {"primary": "/etc/wirebot/replicator.yml", "standby": "/etc/wirebot/standby.yml"}
 

@@ -4,9 +4,8 @@ it replaces the lab the other tests used, and leaves a freshly deployed one behi
 import subprocess
 import sys
 
-from labtest import ROOT, pyinfra
-
 from lab import lab, settings
+from lab.commands import ROOT, pyinfra
 
 
 def _lab(command: str) -> subprocess.CompletedProcess:

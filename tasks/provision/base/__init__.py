@@ -7,8 +7,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, dnf, server
 
-from tasks.provision import hoststate
-from tasks.provision.ops import (
+from tasks.core import hoststate
+from tasks.core.checkout import AGENTS_SRC
+from tasks.core.ops import (
     InstalledDebPackages,
     NotOwnedBy,
     absent,
@@ -19,9 +20,7 @@ from tasks.provision.ops import (
     system_account,
     tree_sync,
 )
-from tasks.provision.secrets_check import REQUIRED_SECRETS, runtime_secrets
-
-AGENTS_SRC = Path(__file__).resolve().parents[3] / "files" / "agents" / "wirebot"
+from tasks.core.secrets import REQUIRED_SECRETS, runtime_secrets
 
 
 def reads(target) -> dict:
@@ -47,7 +46,8 @@ def base():
 
     Reads: packages_apt, packages_dnf, packages_update_cache, wirebot_service_user, scoreboard_user,
     wirebot_user, wirebot_data_root, wirebot_workspace, wirebot_config_dir, wirebot_log_dir, wirebot_state_dir,
-    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: secrets_check.REQUIRED_SECRETS).
+    wirebot_run_dir, wirebot_agents_dir, secrets_dir, secrets_files (the required ones: REQUIRED_SECRETS,
+    tasks/core/secrets.py).
     """
     data = host.data
     if hoststate.fact(host, Which, command="apt-get"):

@@ -8,11 +8,12 @@ from pyinfra.facts.server import LinuxDistribution, Which
 from pyinfra.operations import apt, dnf, files, systemd
 from pyinfra.operations.util import any_changed
 
-from tasks.provision import hoststate, paths, roles, sandbox
-from tasks.provision.ops import directories, managed_template, secret_file, service
-from tasks.provision.secrets_check import cloudflared_files
+from tasks.core import hoststate, paths
+from tasks.core.checkout import TEMPLATES
+from tasks.core.ops import directories, managed_template, secret_file, service
+from tasks.core.secrets import cloudflared_files
+from tasks.provision import roles, sandbox
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 APT_KEY_URL = "https://pkg.cloudflare.com/cloudflare-main.gpg"
 APT_REPO = "https://pkg.cloudflare.com/cloudflared"
 RPM_REPO_URL = "https://pkg.cloudflare.com/cloudflared-ascii.repo"

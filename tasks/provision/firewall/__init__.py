@@ -6,11 +6,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd  # nftables comes with packages_apt/dnf (base)
 
-from tasks import pairs
-from tasks.provision import paths
+from tasks.core import pairs, paths
+from tasks.core.ops import managed_file, service
 from tasks.provision.firewall.rules import render
-from tasks.provision.ops import managed_file, service
-from tasks.provision.trust import address_of
 
 UNIT = "wirebot-firewall"
 UNIT_TEXT = """# Managed by the wirebot deploy (tasks/provision/firewall).
@@ -61,7 +59,7 @@ def firewall():
     role = "primary" if "primary" in host.groups else "standby"
     peer = pairs.peer_of(host)
     rules = managed_file(name=f"Ensure {data.firewall_rules_file} holds this host's firewall.",
-                      src=StringIO(rules_for(data, role, address_of(peer))),
+                      src=StringIO(rules_for(data, role, pairs.address_of(peer))),
                       dest=data.firewall_rules_file, user="root", group="root", mode="600")
     unit = managed_file(name=f"Ensure {UNIT}.service is installed.",
                      src=StringIO(UNIT_TEXT.format(path=data.firewall_rules_file)),

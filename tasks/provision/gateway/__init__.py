@@ -9,18 +9,20 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, npm, server, systemd
 from pyinfra.operations.util import any_changed
+from wirebot.common import layout
 
-from tasks.provision import hoststate, paths, roles
+from tasks.core import hoststate, paths
+from tasks.core.checkout import TEMPLATES
+from tasks.core.ops import HttpStatus, attributes, directories, managed_file, managed_template, service
+from tasks.provision import roles
 from tasks.provision.cloudflared import _describe, start_gate
 from tasks.provision.gateway import openclaw_config
-from tasks.provision.ops import HttpStatus, attributes, directories, managed_file, managed_template, service
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 NODESOURCE_KEY = "https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key"
 NODESOURCE_RPM_KEY = "https://rpm.nodesource.com/gpgkey/ns-operations-public.key"
 NPM_GLOBAL_MODULES = "/usr/lib/node_modules"  # NodeSource's npm prefix is /usr
-UNIT = "openclaw-gateway"
-TOKEN_SECRET = "gateway-token.env"  # OPENCLAW_GATEWAY_TOKEN=... (tasks/provision/secrets_check.py)
+UNIT = layout.GATEWAY_UNIT
+TOKEN_SECRET = "gateway-token.env"  # OPENCLAW_GATEWAY_TOKEN=... (tasks/core/secrets.py)
 MODEL_KEYS_SECRET = "gateway.env"  # optional KEY=value lines: the model providers' API keys
 
 

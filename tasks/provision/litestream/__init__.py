@@ -1,7 +1,7 @@
 """Litestream: the pinned binary on both hosts; on the primary its config and service streaming every
 replicated database to the standby over SFTP."""
 
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -9,17 +9,17 @@ from pyinfra.facts.server import Arch
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from tasks import pairs
-from tasks.provision import hoststate, paths, roles, sandbox
+from tasks.core import hoststate, pairs, paths
+from tasks.core.checkout import TEMPLATES
+from tasks.core.ops import PublicKey, managed_file, managed_template, service
+from tasks.provision import roles, sandbox
 from tasks.provision.litestream.wheel import binary_for
-from tasks.provision.ops import PublicKey, managed_file, managed_template, service
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 HOST_KEY = "/etc/ssh/ssh_host_ecdsa_key.pub"
 
 
 def config_arguments(data, standby, host_key: str, epoch: int) -> dict:
-    """files.template arguments of litestream_config at `epoch` (also used by tasks/incident/recovery.py,
+    """files.template arguments of litestream_config at `epoch` (also used by tasks/playbooks/recovery_plan.py,
     which moves replication to the next epoch's replica paths and must render the very same file)."""
     return dict(
         src=str(TEMPLATES / "litestream.yml.j2"), dest=data.litestream_config,

@@ -7,12 +7,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
+from wirebot.common import layout
 
-from tasks.provision import paths, roles, sandbox
+from tasks.core import paths
+from tasks.core.checkout import TEMPLATES
+from tasks.core.ops import managed_template, service
+from tasks.provision import roles, sandbox
 from tasks.provision.cloudflared import _describe, start_gate
-from tasks.provision.ops import managed_template, service
-
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
 @deploy("Scoreboard")
@@ -29,7 +30,7 @@ def services():
     data = host.data
     scoreboard_dirs = sorted({str(Path(data.scoreboard_events_db).parent), data.scoreboard_tenant_dir})
     units = {  # unit -> (template, its arguments)
-        "wirebot-scoreboard": ("scoreboard.service.j2", dict(
+        layout.SCOREBOARD_UNIT: ("scoreboard.service.j2", dict(
             description="Wirebot scoreboard event API",
             exec_start=data.scoreboard_exec.format(
                 data_root=data.wirebot_data_root, port=data.scoreboard_port,

@@ -1,16 +1,16 @@
 """sshd on both hosts: keys only, no forwarding; on the standby, the replication accounts' confinement."""
 
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.util import get_template
 
+from tasks.core.checkout import TEMPLATES
+from tasks.core.ops import sshd_dropin
 from tasks.provision import trust
-from tasks.provision.ops import sshd_dropin
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "sshd-wirebot.conf.j2"
+TEMPLATE = TEMPLATES / "sshd-wirebot.conf.j2"
 
 
 def dropin_text(data, standby: bool) -> str:

@@ -17,16 +17,14 @@
 
 import shlex
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from tasks import pairs
-from tasks.provision import hoststate, paths
-from tasks.provision.agent_configs import fenced_units
-from tasks.provision.ops import (
+from tasks.core import hoststate, pairs, paths
+from tasks.core.checkout import FILES
+from tasks.core.ops import (
     Certificate,
     NotOwnedBy,
     PublicKey,
@@ -40,9 +38,10 @@ from tasks.provision.ops import (
     system_account,
     tls_keypair,
 )
-from tasks.provision.secrets_check import dns_names, metrics_reader_cert
+from tasks.core.secrets import dns_names, metrics_reader_cert
+from tasks.provision.agent_configs import fenced_units
 
-REPLICA_RSYNC = Path(__file__).resolve().parents[3] / "files" / "libexec" / "wirebot-replica-rsync"
+REPLICA_RSYNC = FILES / "libexec" / "wirebot-replica-rsync"
 REPLICA_RSYNC_DEST = "/usr/local/libexec/wirebot-replica-rsync"
 REPLICA_KEYS_DIR = "/etc/ssh/wirebot-authorized-keys"  # root 0755; one root 0644 file per account (%u)
 OLD_REPLICA_SHELL = "/usr/local/libexec/wirebot-replica-shell"  # the forced command before the split
@@ -57,11 +56,6 @@ def sftp_command() -> str:
 def rsync_command(replica_root: str) -> str:
     """File sync's account: rsync writing below replica_root/files only."""
     return f"{REPLICA_RSYNC_DEST} {replica_root}"
-
-
-def address_of(other) -> str:
-    """The address other hosts use to reach `other` (its inventory name unless ssh_hostname is set)."""
-    return other.data.get("ssh_hostname") or other.name
 
 
 def reads(target) -> dict:
@@ -81,7 +75,7 @@ def _known_hosts(path: str, other) -> None:
     if not key:
         raise RuntimeError(f"{other.name}: no ed25519 host key to pin")
     managed_file(name=f"Ensure {path} pins {other.name}'s host key.",
-                 src=StringIO(f"{address_of(other)} {' '.join(key.split()[:2])}\n"),
+                 src=StringIO(f"{pairs.address_of(other)} {' '.join(key.split()[:2])}\n"),
                  dest=path, user="root", group="root", mode="644")
 
 
@@ -138,7 +132,7 @@ def trust():
     """
     data = host.data
     is_primary = "primary" in host.groups
-    primary, standby = pairs.pair_of(host).hosts()  # this host's own pair (tasks/pairs.py)
+    primary, standby = pairs.pair_of(host).hosts()  # this host's own pair (tasks/core/pairs.py)
     _agent_channel(data, "primary" if is_primary else "standby", standby if is_primary else primary)
 
     # Keys first: each is authorized on the other host further down, in the same run.
@@ -151,7 +145,7 @@ def trust():
 
     if is_primary:
         _known_hosts(f"{data.wirebot_config_dir}/standby_known_hosts", standby)
-        fence = (f'restrict,from="{address_of(standby)}",command="{fence_command_line(data)}"')
+        fence = (f'restrict,from="{pairs.address_of(standby)}",command="{fence_command_line(data)}"')
         authorized_key_line(name="Ensure the standby's fence key can only fence the serving units here.",
                             path="/root/.ssh/authorized_keys", marker="wirebot-fence",
                             key_from=(standby, f"{standby.data.fence_key}.pub", fence))
@@ -183,7 +177,7 @@ def _replica_accounts(data, primary) -> None:
     managed_file(name="Ensure the file-sync account's forced command is installed.", src=str(REPLICA_RSYNC),
                  dest=REPLICA_RSYNC_DEST, user="root", group="root", mode="755")
     absent(name="Ensure the old replica forced command is gone.", paths=[OLD_REPLICA_SHELL])
-    source = address_of(primary)
+    source = pairs.address_of(primary)
     for account, command, job in ((user, sftp_command(), "SFTP into"),
                                   (files_user, rsync_command(root), "rsync into")):
         authorized_key_line(

@@ -20,8 +20,8 @@ _TLS_CACHE = {}
 
 def tls_identities(names=("primary", "standby", "stranger")):
     """{name: {"cert_file", "key_file"}}: a key and self-signed certificate per name, made once per session
-    with the deploy's own openssl command (tasks.provision.ops.tls_keypair_command)."""
-    from tasks.provision.ops import tls_keypair_command
+    with the deploy's own openssl command (tasks.core.ops.tls_keypair_command)."""
+    from tasks.core.ops import tls_keypair_command
 
     for name in names:
         if name not in _TLS_CACHE:

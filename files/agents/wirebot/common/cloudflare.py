@@ -4,7 +4,7 @@
 envelope ``{"success": true, "result": [{"id", "conns": [{"origin_ip", "opened_at", ...}]}]}``: which
 origins (hosts) have a connector attached to the tunnel. The standby's witness and edge detector
 (wirebot.standby.witness, wirebot.standby.edgewatch), the primary's start gate (wirebot.hosttools.gate) and
-the playbooks' verification (tasks/incident/remote.py) all call ``tunnel_origins``.
+the playbooks' verification (tasks/playbooks/remote.py) all call ``tunnel_origins``.
 
 Failure handling, the same for every caller: nothing raises; every call is bounded by ``timeout``; a
 refusal gives its HTTP ``status`` and, for a rate limit (429) or an outage (503), Cloudflare's

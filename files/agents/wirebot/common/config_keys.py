@@ -3,7 +3,7 @@
 The loaders (wirebot.primary.replicator.load_config, wirebot.standby.agent_config.load) check a file against these
 before reading it (wirebot.common.config.check_keys): a key not listed here, or a required key that is absent,
 stops the agent before it starts, naming the file and the key. The deploy renders these files from the
-settings (tasks/provision/agent_configs.py, tasks/settings_schema.py); the commented reference configs in
+settings (tasks/provision/agent_configs.py, tasks/core/settings_schema.py); the commented reference configs in
 docs/reference/ are generated from the same lists and the same defaults (tests/unit/test_agent_configs.py
 keeps all of them in step).
 

@@ -2,9 +2,9 @@
 fence and marker file names the agents, the host tools and the control side (tasks/) must agree on.
 
 Plain constants and pure functions (no I/O, standard library only): the agents import it on the hosts'
-Python 3.9, the control side (tasks/provision, tasks/incident) on its own Python. Where a value is a
+Python 3.9, the control side (tasks/provision, tasks/playbooks) on its own Python. Where a value is a
 setting (the connector's unit ``cloudflared_unit``, the state directory ``wirebot_state_dir``: see
-tasks/settings_schema.py), the default below is the setting's default and the functions take the
+tasks/core/settings_schema.py), the default below is the setting's default and the functions take the
 configured value; the agents read the configured paths from their rendered config (the deploy renders
 them from these functions, tasks/provision/agent_configs.py).
 """

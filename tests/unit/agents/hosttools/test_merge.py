@@ -249,8 +249,7 @@ def test_hard_crash_mid_merge_leaves_target_unchanged(tmp_path, wal):
     source, target = _two_table_pair(tmp_path, wal)
     snap = snapshot(target)
     script = textwrap.dedent(f"""
-        import os, sys
-        sys.path.insert(0, {str(AGENTS)!r})
+        import os
         from wirebot.hosttools import merge
         orig = merge.count_rows
         def count(conn, schema, table):
@@ -337,9 +336,8 @@ def test_missing_files_are_clear_errors(tmp_path):
 # --- CLI ---------------------------------------------------------------------------------------------
 
 def cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(AGENTS))
-    return subprocess.run([sys.executable, "-m", "wirebot.hosttools.merge", *map(str, args)],
-                          capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "wirebot.hosttools.merge", *map(str, args)], capture_output=True,
+                          text=True)
 
 
 def test_cli_merge_dry_run_json_and_table(tmp_path):

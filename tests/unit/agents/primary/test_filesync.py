@@ -1,11 +1,12 @@
 """wirebot.primary.filesync: debounce, rsync to a local replica, capped backoff, alerts and lag."""
 
 import threading
-import time
 
 import pytest
 from wirebot.common import inotify
 from wirebot.primary import filesync
+
+from tasks.core.wait import wait_for
 
 
 class Recorder:
@@ -151,9 +152,7 @@ def test_watcher_loop_syncs_changes(tmp_path):
         (src / "sub").mkdir()
         (src / "sub" / "new.txt").write_text("fresh")
         target = dest / "files" / str(src).lstrip("/") / "sub" / "new.txt"
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not target.exists():
-            time.sleep(0.05)
+        wait_for(target.exists, 15, 0.05, f"{target} synced")
         assert target.read_text() == "fresh"
     finally:
         stop.set()

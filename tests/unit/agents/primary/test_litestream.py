@@ -1,17 +1,19 @@
 """wirebot.primary.litestream: parsing of real control-socket answers, lag math, stall detection, and the
 real Litestream 0.5.17 binary replicating to a file replica under a temp dir."""
 
+import functools
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from wirebot.primary import litestream
+
+from tasks.core.wait import wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "litestream"
 BINARY = Path(__file__).resolve().parents[4] / ".venv" / "bin" / "litestream"
@@ -170,14 +172,7 @@ def test_monitor_states_and_alerts():
 
 # -- the real binary ------------------------------------------------------------------------------------
 
-def _wait(predicate, budget=30.0, step=0.1):
-    deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+_wait = functools.partial(wait_for, timeout=30.0, interval=0.1)  # the one wait_for, this file's pace
 
 
 @pytest.fixture
@@ -201,7 +196,7 @@ def real_litestream():
     proc = subprocess.Popen([str(BINARY), "replicate", "-config", str(work / "litestream.yml")],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert _wait(sock.exists, 15), "control socket did not appear"
+        assert _wait(sock.exists, timeout=15), "control socket did not appear"
         yield {"work": work, "db": str(db), "conn": conn, "socket": str(sock)}
     finally:
         proc.terminate()
@@ -269,7 +264,7 @@ def test_real_litestream_stall_is_detected_and_recovers(real_litestream):
     assert ("litestream-stalled", env["db"]) in alerts.sent
     os.unlink(str(level0))                          # repair
     mon.request_sync()
-    assert _wait(lambda: mon.poll() and mon.state == "ok", budget=60), mon.snapshot()
+    assert _wait(lambda: mon.poll() and mon.state == "ok", timeout=60), mon.snapshot()
     assert ("litestream-recovered", env["db"]) in alerts.sent
 
 

@@ -377,6 +377,21 @@ def test_forced_activate_then_deactivate(env):
     assert agent.tick().state == m.STANDBY  # grace after deactivation: no instant suspicion
 
 
+def test_activate_while_active_but_still_finishing_is_accepted_so_the_caller_waits(env):
+    """A playbook's activation request between ACTIVE and completed_at (tunnel, readiness) gets 202: the
+    caller (ctl activate --wait) then waits for the whole activation instead of returning at once."""
+    store = env.start().store
+    with store.lock:
+        store.data.update(state=m.ACTIVE, epoch=2, activation={"steps": {"epoch": {"status": "done"}}})
+        store.save()
+    status, answer = env.control("/activate", {})
+    assert status == 202 and answer["accepted"] and answer["id"] is None and answer["state"] == m.ACTIVE
+    with store.lock:
+        store.data["activation"]["completed_at"] = 5.0
+        store.save()
+    assert env.control("/activate", {})[1]["message"] == "already ACTIVE"
+
+
 def test_unforced_activate_needs_the_fence(env):
     agent = env.start()
     status, answer = env.control("/activate", {"reason": "planned"})
