@@ -82,7 +82,7 @@ def edge_says_down(data, now):
     """The edge detector's verdict when it says "down", is fresh (at most 3 probe intervals old) and has held for
     the primary's grace (``window + L``: k x P plus the lease length the primary last asked for), else None.
     "Down": the public endpoint failed and the API listed no connector of the primary on k consecutive probes
-    (wirebot.edgewatch). The grace is what a connector on a lossy path gets to notice its lost link and
+    (wirebot.standby.edgewatch). The grace is what a connector on a lossy path gets to notice its lost link and
     register again (its keepalive times out first; it says "ready" until then); a connector cut from the edge
     never comes back in it. Not yet the suspicion (``edge_down`` also wants no beat showing the primary
     alive)."""
