@@ -426,8 +426,9 @@ SETTINGS_LIST = [
       "agent:replicator.yml agent:standby.yml drills/drill_settings playbooks/remote playbooks/status_report"),
     S("edge_origin_header", "all", "text_or_empty", "",
       "response header in which the public edge names the origin that served a request (only an edge that adds "
-      "one: the lab's sets X-Lab-Origin); empty (Cloudflare): the origin is not visible in answers, the playbooks "
-      "and status go by the Cloudflare API's connector list", "drills/run playbooks/remote playbooks/status_report"),
+      "one; the inventory that has such an edge sets it); empty (Cloudflare): the origin is not visible in "
+      "answers, the playbooks and status go by the Cloudflare API's connector list",
+      "drills/run playbooks/remote playbooks/status_report"),
     S("witness_cloudflare_api_base", "all", "url", "https://api.cloudflare.com/client/v4",
       "Cloudflare's API (the tunnel's connector list)", "agent:replicator.yml agent:standby.yml playbooks/remote"),
     S("witness_timeout_seconds", "all", "seconds", 5, "timeout of one witness request",
