@@ -163,7 +163,7 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
         answers[f"peer {path}"] = result["status"]
     _, headers, body = _heartbeat_message()
     flags = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
-    for host, paths in (("standby", ("/activate", "/deactivate")), ("primary", ("/trigger-sync", "/drill"))):
+    for host, paths in (("standby", ("/activate", "/deactivate")), ("primary", ("/trigger-sync", "/drill", "/epoch"))):
         for path in paths:
             out = ssh(host, f"curl -s -o /dev/null -w '%{{http_code}}' --unix-socket {AGENT_SOCKET} "
                             f"-H 'Content-Type: application/json' {flags} --data-binary '{body.decode()}' "
@@ -172,7 +172,8 @@ def test_a_signed_heartbeat_sent_as_a_control_request_is_refused_everywhere(lab)
     print(f"\n{answers}")
     assert answers == {"peer /activate": 404, "peer /deactivate": 404, "peer /heartbeat": 200,
                        "standby socket /activate": 401, "standby socket /deactivate": 401,
-                       "primary socket /trigger-sync": 401, "primary socket /drill": 401}
+                       "primary socket /trigger-sync": 401, "primary socket /drill": 401,
+                       "primary socket /epoch": 401}
     # ... and the accepted heartbeat once more, byte for byte, with the primary's own certificate: a replay
     result = probe("primary", {"mode": "send", "probes": [{"target": ENDPOINTS["standby"], "tls": lab["primary"],
                                                            "payload": _b64(sent), "wait": 3}]})["results"][0]
@@ -192,6 +193,44 @@ def test_a_control_request_signed_for_one_path_is_refused_on_another(lab):
     out = ssh("standby", f"curl -s -w '\\n%{{http_code}}' --unix-socket {AGENT_SOCKET} {flags} "
                          f"--data-binary '{{\"epoch\": 1}}' http://agent/activate", check=False).stdout
     assert out.rsplit("\n", 1)[-1] == "401" and "bad-signature" in out
+    _assert_nothing_changed(lab)
+
+
+def test_the_replicators_epoch_route_takes_one_root_signed_request_once_and_only_for_its_path(lab):
+    """POST /epoch (recovery's only way to change the primary's state file): a request signed with the
+    primary's control key for /trigger-sync is refused as /epoch; a valid /epoch request replayed byte for
+    byte is refused; a non-root account cannot reach the socket; the network listener has no such route."""
+    epoch = lab["before"]["primary_epoch"]
+    script = ("import json; from wirebot.hosttools import ctl; from wirebot.common import signing, channel;"
+              "c=ctl.load_settings('/etc/wirebot/replicator.yml');"
+              "key=signing.load_key(c['channel']['control_key_file']);"
+              f"body=json.dumps({{'epoch': {epoch}}}).encode(); b=channel.control_binding(c['node_name']);"
+              "seq=signing.next_sequence(0);"
+              "print(json.dumps({p: signing.signed_headers(key, b, 'POST', p, body, seq + i)"
+              " for i, p in enumerate(('/trigger-sync', '/epoch'))}))")
+    output = ssh("primary", f"PYTHONPATH=/opt/wirebot/agents python3 -c \"{script}\"").stdout
+    signed = json.loads(output.strip().splitlines()[-1])
+    body = json.dumps({"epoch": epoch})
+
+    def post(headers, user=None):
+        flags = " ".join(f"-H '{k}: {v}'" for k, v in headers.items())
+        command = (f"curl -s -w '\\n%{{http_code}}' --unix-socket {AGENT_SOCKET} {flags} "
+                   f"--data-binary '{body}' http://agent/epoch")
+        out = ssh("primary", f"runuser -u {user} -- {command}" if user else command, check=False).stdout
+        return out.rsplit("\n", 1)[-1], out
+
+    code, out = post(signed["/trigger-sync"])
+    assert code == "401" and "bad-signature" in out, out
+    code, out = post(signed["/epoch"], user="nobody")
+    assert code == "000", out  # the socket is root's: no connection at all
+    code, out = post(signed["/epoch"])
+    assert code == "200" and '"changed": false' in out, out  # the same epoch: valid, nothing to change
+    code, out = post(signed["/epoch"])
+    assert code in ("401", "409") and "replay" in out, out
+    request = _b64(f"POST /epoch HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+    result = probe("standby", {"mode": "send", "probes": [{"target": ENDPOINTS["primary"], "tls": lab["standby"],
+                                                           "payload": request, "wait": 3}]})["results"][0]
+    assert result["status"] in (0, 404), result  # no control route on the network listener
     _assert_nothing_changed(lab)
 
 
