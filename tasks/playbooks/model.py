@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 from wirebot.common import layout
+from wirebot.standby import machine
 
 SERVING = ("active", "activating", "reloading")
 STARTED, STOPPED, VERIFIED, DONE = "started.json", "1-stopped.json", "3-verified.json", "7-done.json"
@@ -80,8 +81,7 @@ class HostView:
     def activation_pending(self) -> bool:
         """ACTIVE is on record before the tunnel and the ready step: steps without ``completed_at`` mean
         the agent is still finishing this activation (not a recovery stopped half-way)."""
-        activation = self.state.get("activation") or {}
-        return bool(activation.get("steps")) and not activation.get("completed_at")
+        return machine.activation_pending(self.state)
 
     def active(self, unit: str) -> bool:
         return (self.units.get(unit) or {}).get("active") in SERVING

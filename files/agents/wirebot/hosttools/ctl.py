@@ -23,7 +23,8 @@ import json
 import sys
 import time
 
-from wirebot.common import channel, config, httpapi
+from wirebot.common import channel, config, httpapi, layout
+from wirebot.standby import machine
 
 
 def _print(data):
@@ -65,9 +66,8 @@ def activate(settings, force, reason, wait, timeout=30, poll=0.5):
     while True:
         status_code, last = _status(settings, timeout)
         if status_code == 200:
-            act = last.get("activation") or {}
             # ACTIVE comes before the tunnel and the gateway's readiness: wait for the whole activation
-            if last.get("state") == "ACTIVE" and (act.get("completed_at") or not act.get("steps")):
+            if last.get("state") == layout.ACTIVE and not machine.activation_pending(last):
                 _print({"ok": True, "state": "ACTIVE", "epoch": last.get("epoch"),
                         "reason": last.get("reason"), "activation": last.get("activation")})
                 return 0

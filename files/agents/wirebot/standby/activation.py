@@ -138,7 +138,7 @@ def run(settings, store, alerter, clock=time.time, stop=None):
     with store.lock:
         state = store.data.get("state")
         act = store.data.get("activation") or {}
-        if state == standby_machine.ACTIVE and (act.get("completed_at") or not act.get("steps")):
+        if state == standby_machine.ACTIVE and not standby_machine.activation_pending(store.data):
             return True
         if not layout.serving(state):
             log("activation", "not-activating", level="warning", state=state,

@@ -110,13 +110,6 @@ def _control(agent, request):
     return request.json()
 
 
-def activation_pending(data) -> bool:
-    """ACTIVE is recorded before the tunnel and the ready step: steps on record without ``completed_at``
-    mean the agent is still finishing (or resuming) this activation."""
-    activation = data.get("activation") or {}
-    return bool(activation.get("steps")) and not activation.get("completed_at")
-
-
 def activate(agent, request):
     body = _control(agent, request)
     force = body.get("force", False)
@@ -125,7 +118,7 @@ def activate(agent, request):
     reason = str(body.get("reason") or "")[:200]
     with agent.store.lock:
         data = agent.store.data
-        if data["state"] == machine.ACTIVE and activation_pending(data):
+        if data["state"] == machine.ACTIVE and machine.activation_pending(data):
             return 202, {"accepted": True, "id": None, "state": data["state"], "epoch": data["epoch"],
                          "message": "ACTIVE, the tunnel or the services' readiness still finishing"}
         if data["state"] == machine.ACTIVE:

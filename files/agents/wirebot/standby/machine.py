@@ -236,10 +236,17 @@ def _manual(p, o):
                      manual_request=None, last_manual=dict(request, outcome="fence-blocked"))
 
 
+def activation_pending(state) -> bool:
+    """ACTIVE is recorded before the tunnel and the ready step: steps on record without ``completed_at`` mean
+    the activation is still finishing (or to be resumed). ``state``: the state file's data or /status."""
+    activation = state.get("activation") or {}
+    return bool(activation.get("steps")) and not activation.get("completed_at")
+
+
 def _active(p, o):
     decision = _watch(p, o)
     activation = p.get("activation") or {}
-    if activation.get("steps") and not activation.get("completed_at"):  # the tunnel or readiness left
+    if activation_pending(p):  # the tunnel or readiness left
         last = activation.get("last_attempt_at")
         if not (activation.get("error") and last is not None and o.now - last < o.retry_seconds):
             return decision._replace(actions=decision.actions + (ACTIVATE,))
