@@ -14,9 +14,10 @@ but add no fixed delay without a full queue), so the faults are made from what t
   an nftables ``redirect to :PORT`` (chain ``delay``, nat output hook) sending SRC's *new* TCP connections
   to DST (except SSH, port 22) to it; the proxy connects on with a socket mark the rule skips. It delays the
   bytes SRC sends by D ms and the answer by R ms (each +/- J ms, in order). This is not netem: it delays
-  byte streams of TCP connections SRC opens, not packets (no effect on ICMP/UDP, on connections DST opens,
-  or on connections open before the fault - the lab's agents, witness, stand-in connector and edge open a
-  connection per request, so they all see it within one request). The proxy's upstream traffic is root's:
+  byte streams of TCP connections SRC opens, not packets (no effect on ICMP/UDP or on connections DST
+  opens). Connections SRC already holds open to DST (the primary's kept-alive heartbeat connection) are
+  reset when the fault starts (``ss -K``, as a path change would), so they reconnect through the proxy;
+  when it ends the proxy stops and its connections reset the same way. The proxy's upstream traffic is root's:
   on the primary the lease gate's per-user rule (``meta skuid @lease_users``) no longer sees the
   gateway's own user for a proxied connection (the tunnel-port rule still applies).
 * **CPU starvation** of HOST at SHARE CPUs: every process of HOST's PID namespace is moved into a
@@ -75,6 +76,12 @@ def delay_rule(dst: str, port: int) -> str:
     """nft: redirect new TCP connections to lab host `dst` (but SSH and the proxy's own) to :port."""
     return (f"add rule {TABLE} delay ip daddr {settings.address(dst)} tcp dport != 22 meta mark != {MARK:#x} "
             f'redirect to :{port} comment "{comment("delay", dst)}"\n')
+
+
+def reset_argv(src: str, dst: str) -> list:
+    """ss: reset (SOCK_DESTROY) every TCP connection `src` holds open to lab host `dst`, except SSH."""
+    return ["ip", "netns", "exec", settings.netns(src), "ss", "-K", "-t", "dst", settings.address(dst),
+            "dport", "!=", ":22"]
 
 
 def delete_rules_script(listing: str, chain: str, wanted_comment: str) -> str:
@@ -191,6 +198,7 @@ def delay(src: str, dst: str, delay_ms: float, jitter_ms: float = 0.0, reply_ms:
         raise LabError(f"{timed_out}; see {log}") from None
     _nft(src, setup_script())
     _nft(src, delay_rule(dst, port))
+    run(reset_argv(src, dst))  # what was open before the fault goes through the proxy from now on
 
 
 def undelay(src: str, dst: str) -> None:

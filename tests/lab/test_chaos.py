@@ -19,8 +19,22 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("{settings.address('monitor')}", {PORT})); s.listen(64)
 while True:
     c, _ = s.accept()
-    data = c.recv(100)
-    c.sendall(b"pong:" + data); c.close()
+    try:
+        data = c.recv(100)
+        c.sendall(b"pong:" + data)
+    except OSError:
+        pass
+    c.close()
+"""
+HOLD = f"""
+import socket
+c = socket.create_connection(("{settings.address('monitor')}", {PORT}), timeout=5)
+print("open", flush=True)
+c.settimeout(30)
+try:
+    print("closed" if c.recv(100) == b"" else "data", flush=True)
+except OSError as exc:
+    print("reset", type(exc).__name__, flush=True)
 """
 PROBE = f"""
 import socket, sys, time
@@ -70,7 +84,11 @@ def test_loss_drops_a_share_of_the_packets_one_way_and_heals(listener):
 
 
 def test_delay_holds_back_what_the_source_sends_and_heals(listener):
+    held = subprocess.Popen(["ip", "netns", "exec", settings.netns("edge"), sys.executable, "-c", HOLD],
+                            stdout=subprocess.PIPE, text=True)
+    assert held.stdout.readline().strip() == "open"  # a connection open before the fault ...
     chaos.delay("edge", "monitor", 300, jitter_ms=0, reply_ms=200)
+    assert held.communicate(timeout=10)[0].startswith("reset")  # ... is reset, to reconnect through the proxy
     answered, shortest = probe(3, 5)
     assert answered == 3 and shortest >= 0.5  # every exchange went through the proxy: 300 + 200 ms at least
     assert chaos.active()["processes"] == [chaos.proxy_name("edge", "monitor")]

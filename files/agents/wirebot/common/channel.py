@@ -120,7 +120,8 @@ def serve(channel, address, port, peer_routes, local_routes, allowed_clients, co
 
 def stats(servers):
     """{"peer": counts, "local": counts} of the listeners ``serve`` returned (httpapi stats: open
-    connections, refused_source, timed_out, evicted, tls_failed, refused_identity); {} before they run."""
+    connections, refused_source, timed_out, evicted, tls_failed, refused_identity, idle_closed); {} before
+    they run."""
     return dict(zip(("peer", "local"), (server.stats() for server in servers or ())))
 
 

@@ -119,8 +119,9 @@ def build_payload(node, sequence, epoch, services, litestream, file_sync, now):
 
 
 class Sender:
-    """Builds and sends heartbeats to ``target`` (an httpapi.Target); ``collect()`` returns (services,
-    litestream, file_sync); ``binding`` is the heartbeat's signing.Binding."""
+    """Builds and sends heartbeats to ``target`` (an httpapi.Target, or the replicator's httpapi.Session:
+    one kept-alive connection, a beat is one round trip); ``collect()`` returns (services, litestream,
+    file_sync); ``binding`` is the heartbeat's signing.Binding."""
 
     PATH = "/heartbeat"
 

@@ -144,7 +144,7 @@ class Replicator:
         self.probe = probe  # None: one `systemctl is-active` call for all services per heartbeat
         self.services = {}
         target = httpapi.Target.peer(c["agent_url"], tls.client_context(c["channel"]["tls"]))
-        self.sender = heartbeat.Sender(c["node_name"], target, c["hmac_key"],
+        self.sender = heartbeat.Sender(c["node_name"], httpapi.Session(target), c["hmac_key"],
                                        channel.heartbeat_binding(c["node_name"], c["standby_node"]), self.store,
                                        self._collect)
         self.lease = lease.Keeper(c["fencing"], lambda: int(self.store.read().get("epoch") or 1), self.alerter)

@@ -200,6 +200,16 @@ class StandbyAgent:
         return min(0.5, self.settings["interval_seconds"] / 4.0, self.settings["watch_seconds"],
                    self.settings["edge"]["probe_interval_seconds"])
 
+    def next_wait(self):
+        """Seconds until the next tick: ``tick_seconds``, or less when the missed-heartbeat threshold runs
+        out sooner, so that detector fires on time rather than up to a tick late (part of the RTO)."""
+        wait = self.tick_seconds()
+        with self.store.lock:
+            due = self.threshold - self.heartbeat_age()
+        if 0 <= due < wait:
+            wait = due + 0.005  # just past it: the machine needs an age above the threshold
+        return wait
+
     def run(self, stop):
         """Tick until ``stop`` (an Event) is set; a failing tick is logged and the loop goes on. The edge
         detector's thread runs beside it."""
@@ -209,7 +219,7 @@ class StandbyAgent:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - the agent must keep watching
                 log(COMPONENT, "tick-error", level="error", error=f"{type(exc).__name__}: {exc}")
-            self.wake.wait(self.tick_seconds())
+            self.wake.wait(self.next_wait())
             self.wake.clear()
 
 

@@ -232,6 +232,120 @@ def test_a_source_outside_allowed_clients_is_closed_before_tls():
         srv.server_close()
 
 
+# --- kept-alive connections (httpapi.Session) -----------------------------------------------------------
+
+@pytest.fixture
+def tls_counting():
+    """A TLS server as the standby (pinning the primary) that counts requests and refuses /refuse."""
+    seen = []
+    routes = {("GET", "/status"): lambda r: seen.append(r.path) or (200, {"n": len(seen)}),
+              ("GET", "/refuse"): lambda r: (401, {"error": "no"})}
+    srv = httpapi.serve("127.0.0.1", 0, routes, component="test", read_timeout=1.0, max_connections=4,
+                        tls=tls.server_context(agenttest.tls_settings("standby", "primary")))
+    srv.seen = seen
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _wait_stat(srv, key, value, limit=5.0):
+    deadline = time.monotonic() + limit
+    while srv.stats()[key] != value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return srv.stats()[key]
+
+
+def test_a_session_sends_many_requests_over_one_tls_connection(tls_counting):
+    session = httpapi.Session(_tls_target(tls_counting, "primary", "standby"))
+    try:
+        answers = [httpapi.get_json(session, "/status", 5) for _ in range(5)]
+        assert answers == [(200, {"n": n}) for n in range(1, 6)]
+        assert session.opened_total == 1 and tls_counting.stats()["open"] == 1
+    finally:
+        session.close()
+    assert _wait_stat(tls_counting, "open", 0) == 0
+
+
+def test_an_idle_kept_connection_is_closed_quietly_and_the_session_reconnects(tls_counting, capsys):
+    session = httpapi.Session(_tls_target(tls_counting, "primary", "standby"))
+    try:
+        assert httpapi.get_json(session, "/status", 5)[0] == 200
+        assert _wait_stat(tls_counting, "idle_closed", 1) == 1  # bounded by read_timeout like a new one
+        assert tls_counting.stats()["open"] == 0 and tls_counting.stats()["timed_out"] == 0
+        assert httpapi.get_json(session, "/status", 5) == (200, {"n": 2})  # the same request once more
+        assert session.opened_total == 2 and tls_counting.seen == ["/status", "/status"]
+    finally:
+        session.close()
+    assert "connection-refused" not in capsys.readouterr().err
+
+
+def test_an_error_answer_closes_a_kept_connection(tls_counting):
+    session = httpapi.Session(_tls_target(tls_counting, "primary", "standby"))
+    try:
+        assert httpapi.get_json(session, "/refuse", 5)[0] == 401
+        assert _wait_stat(tls_counting, "open", 0) == 0
+        assert httpapi.get_json(session, "/status", 5)[0] == 200 and session.opened_total == 2
+    finally:
+        session.close()
+
+
+def test_a_session_replaces_its_connection_after_max_age(tls_counting):
+    session = httpapi.Session(_tls_target(tls_counting, "primary", "standby"), max_age=0.3)
+    try:
+        assert httpapi.get_json(session, "/status", 5)[0] == 200
+        time.sleep(0.4)
+        assert httpapi.get_json(session, "/status", 5)[0] == 200 and session.opened_total == 2
+    finally:
+        session.close()
+
+
+def test_plain_http_and_the_unix_socket_never_keep_a_connection(server, tmp_path):
+    session = httpapi.Session(_plain(server))
+    assert httpapi.get_json(session, "/health", 5)[0] == 200
+    assert httpapi.get_json(session, "/health", 5)[0] == 200 and session.opened_total == 2
+    path = str(tmp_path / "run" / "agent.sock")
+    local = httpapi.serve_unix(path, {("GET", "/health"): lambda r: (200, {})}, component="test")
+    try:
+        session = httpapi.Session(httpapi.Target.local(path))
+        assert [httpapi.get_json(session, "/health", 5)[0] for _ in range(2)] == [200, 200]
+        assert session.opened_total == 2
+    finally:
+        local.shutdown()
+        local.server_close()
+
+
+def test_kept_connections_are_evicted_at_the_cap_like_any_waiting_one(tls_counting):
+    sessions = [httpapi.Session(_tls_target(tls_counting, "primary", "standby")) for _ in range(6)]
+    try:
+        for session in sessions:  # each keeps its connection open after its answer
+            assert httpapi.get_json(session, "/status", 5)[0] == 200
+        assert tls_counting.stats()["open"] <= 4 and tls_counting.stats()["evicted"] >= 2
+        for session in sessions:  # an evicted one reconnects once and gets its answer
+            assert httpapi.get_json(session, "/status", 5)[0] == 200
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def test_a_timeout_on_a_kept_connection_is_not_retried():
+    release = threading.Event()
+    calls = []
+    routes = {("GET", "/slow"): lambda r: (calls.append(1), release.wait(3), (200, {}))[2],
+              ("GET", "/fast"): lambda r: (200, {})}
+    srv = httpapi.serve("127.0.0.1", 0, routes, component="test",
+                        tls=tls.server_context(agenttest.tls_settings("standby", "primary")))
+    session = httpapi.Session(_tls_target(srv, "primary", "standby"))
+    try:
+        assert httpapi.get_json(session, "/fast", 5)[0] == 200
+        status, answer = httpapi.get_json(session, "/slow", 0.5)
+        assert status == 0 and "timed out" in answer["error"] and calls == [1]
+    finally:
+        release.set()
+        session.close()
+        srv.shutdown()
+        srv.server_close()
+
+
 # --- timeouts and the connection cap -------------------------------------------------------------------
 
 @pytest.fixture

@@ -402,6 +402,17 @@ def test_unforced_activate_needs_the_fence(env):
     assert env.control("/deactivate", {"epoch": 1})[0] == 200  # FENCE_BLOCKED -> STANDBY
 
 
+def test_the_tick_falls_on_the_missed_heartbeat_threshold_not_up_to_a_tick_after_it(env):
+    agent = env.start()
+    assert env.heartbeat(epoch=1)[0] == 200
+    tick = agent.tick_seconds()
+    assert agent.next_wait() == pytest.approx(tick)  # the threshold is far off
+    env.clock.advance(agent.threshold - tick / 2)
+    assert agent.next_wait() == pytest.approx(tick / 2 + 0.005)  # wake just past the threshold
+    env.clock.advance(tick)
+    assert agent.next_wait() == pytest.approx(tick)  # past it: the detector fired, back to the period
+
+
 def test_running_loop_and_ctl(env, capsys):
     agent = env.start()
     stop = threading.Event()
