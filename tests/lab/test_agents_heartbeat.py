@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from lab import settings
-from lab.agents import agent, standby_status
+from lab.agents import AGENT_PORT, agent, standby_status
 from lab.baseline import ensure_clean_lab
 from lab.client import public
 from lab.machines import ssh
@@ -71,6 +71,19 @@ def test_signed_heartbeats_flow_to_the_standby(tenant_db):
                                 "cloudflared-wirebot": "active", "litestream": "active"}
     print(f"\nlast heartbeat {later['last_heartbeat_age_seconds']:.2f} s old, sequence {beat['sequence']}, "
           f"{later['heartbeats']['accepted']} accepted")
+
+
+def test_the_beats_ride_one_kept_alive_connection(tenant_db):
+    """Lease beats every R and heartbeats every I share one mutual-TLS connection: the standby's peer
+    listener holds it open between beats, and the replicator opens no new one while the beats go on."""
+    first = replicator_status()["heartbeat"]
+    later = wait_for(lambda: (h := replicator_status()["heartbeat"])["sent_total"] >= first["sent_total"] + 10
+                     and h, timeout=30, what="ten more beats")
+    assert later["connections_opened"] - first["connections_opened"] <= 1  # at most one replaced (10 min)
+    peer = standby_status()["connections"]["peer"]
+    assert peer["open"] >= 1 and peer["timed_out"] == 0
+    established = ssh("primary", f"ss -Htn state established dst {settings.address('standby')}:{AGENT_PORT}").stdout
+    assert len(established.splitlines()) == 1, established
 
 
 def test_the_standby_status_shows_lag_per_db_and_per_path(tenant_db):

@@ -202,9 +202,12 @@ class Sender:
                 epoch=epoch)
 
     def status(self):
+        """Counters and the last result; ``connections_opened``: connections the kept-alive session has opened
+        (None for a plain Target): a count that climbs with the beats means each beat pays a handshake."""
         with self._lock:
             return {"url": self.url, "sent_total": self.sent_total, "failures_total": self.failures_total,
-                    "consecutive_failures": self.consecutive_failures, "last": self.last}
+                    "consecutive_failures": self.consecutive_failures, "last": self.last,
+                    "connections_opened": getattr(self.target, "opened_total", None)}
 
     def run(self, stop, interval, renew=None):
         """Send a heartbeat every ``interval`` seconds until ``stop`` (threading.Event) is set, and, when

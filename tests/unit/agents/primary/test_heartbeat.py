@@ -282,3 +282,15 @@ def test_raise_epoch_holds_against_the_heartbeat_thread_and_never_lowers(tmp_pat
         thread.join()
     data = statefile.load(str(tmp_path / "state.json"), {})
     assert data["epoch"] == 4 and data["sequence"] > 5
+
+
+def test_the_status_counts_the_sessions_connections(tmp_path, receiver):
+    store = heartbeat.StateStore(str(tmp_path / "s.json"))
+    plain = heartbeat.Sender("primary", receiver.url, KEY, HB, store, _collect, timeout=5)
+    plain.send_once()
+    assert plain.status()["connections_opened"] is None
+    session = httpapi.Session(receiver.url)
+    kept = heartbeat.Sender("primary", session, KEY, HB, store, _collect, timeout=5)
+    assert kept.send_once()["ok"] and kept.send_once()["ok"]
+    # this receiver answers HTTP/1.0 and closes: every beat opened its own connection, and the status says so
+    assert kept.status()["connections_opened"] == session.opened_total == 2
