@@ -35,6 +35,7 @@ import random
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -49,6 +50,7 @@ from lab import settings
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length"}
 WEBHOOK_MAX_BODY = 64 * 1024
+IDLE_SECONDS = 30.0  # a kept-alive control connection idle this long is closed (its thread ends)
 REGISTER_FIELDS = ("tunnel_id", "account_tag", "tunnel_secret", "connector_id", "origin_ip", "origin_url")
 
 
@@ -284,7 +286,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ControlHandler(Handler):
-    """Registration, the Cloudflare API subset and lab introspection."""
+    """Registration, the Cloudflare API subset and lab introspection. HTTP/1.1: a connector keeps its
+    connection open for its keepalives (as cloudflared keeps its QUIC connection); one idle for
+    IDLE_SECONDS is closed."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS
 
     API = re.compile(r"^/client/v4/accounts/([^/]+)/cfd_tunnel/([^/]+)/connections$")
 
@@ -391,13 +398,44 @@ class PublicHandler(Handler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = proxy
 
 
+class ControlServer(ThreadingHTTPServer):
+    """The control port's server: it knows its open (kept-alive) connections, so that stopping the edge
+    cuts them as a vanished edge would, instead of leaving connectors talking to a stopped edge."""
+
+    def __init__(self, *args, **kwargs):
+        self.open_connections = set()
+        self.accepted = 0  # connections accepted since start (tests: a connector keeps one)
+        self.open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self.open_lock:
+            self.open_connections.add(request)
+            self.accepted += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.open_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        with self.open_lock:
+            connections = list(self.open_connections)
+        for request in connections:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class EdgeServers:
     """The public and control servers of one Edge, bound at construction, serving after start()."""
 
     def __init__(self, edge: Edge, listen: str, public_port: int, control_port: int):
         self.edge = edge
         self.public = ThreadingHTTPServer((listen, public_port), PublicHandler)
-        self.control = ThreadingHTTPServer((listen, control_port), ControlHandler)
+        self.control = ControlServer((listen, control_port), ControlHandler)
         for server in (self.public, self.control):
             server.daemon_threads = True
             server.edge = edge
@@ -422,6 +460,7 @@ class EdgeServers:
             if self.threads:
                 server.shutdown()
             server.server_close()
+        self.control.cut_connections()
 
 
 def main(argv=None) -> int:

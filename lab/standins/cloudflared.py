@@ -18,9 +18,13 @@ Lab-only inputs (not in the real config):
       (default: this host's source address toward the edge, i.e. its primary address on that route)
   CLOUDFLARED_LAB_PROXY_PORT   port of the local ingress proxy (default 7845)
 
-Instead of QUIC connections it registers over HTTP with the edge (retrying every second), sends a
-keepalive every second (re-registering when the edge has forgotten it), serves the edge's requests on
-<origin-ip>:<proxy-port> through the ingress rules, and deregisters on SIGTERM/SIGINT (exit 0).
+Instead of a QUIC connection it registers over HTTP with the edge (retrying every second) and sends a
+keepalive every second on ONE kept-alive connection, as cloudflared pings its QUIC connection every second
+(MaxIdlePingPeriod): a lost packet costs a TCP retransmission, not a new handshake per keepalive (10 % loss
+on the path to the edge made every third keepalive pay a lost SYN's 1 s and the edge expired a healthy
+connector). A call without an answer within 5 s (cloudflared's MaxIdleTimeout) closes that connection;
+the next call opens a new one. It re-registers when the edge has forgotten it, serves the edge's requests
+on <origin-ip>:<proxy-port> through the ingress rules, and deregisters on SIGTERM/SIGINT (exit 0).
 Metrics server: /ready (200 once registered, else 503), /metrics (Prometheus text), /healthcheck.
 Standard library plus PyYAML only; no imports from the lab package.
 """
@@ -48,7 +52,8 @@ DEFAULT_EDGE = "http://10.213.0.4:7844"  # lab.settings.EDGE_URL; this file cann
 LAB_DIR = "/etc/cloudflared-lab"
 SEARCH_DIRS = ["~/.cloudflared", "~/.cloudflare-warp", "~/cloudflare-warp", "/etc/cloudflared",
                "/usr/local/etc/cloudflared"]
-INTERVAL = 1.0  # seconds between registration attempts and keepalives
+INTERVAL = 1.0  # seconds between registration attempts and keepalives (cloudflared's MaxIdlePingPeriod)
+IDLE_TIMEOUT = 5.0  # seconds without an answer before the connection counts as lost (its MaxIdleTimeout)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length"}
 ERR_LAST_RULE = ("The last ingress rule must match all URLs "
@@ -200,17 +205,29 @@ class Connector:
         self.requests = 0
         self.last_reply = ""
         self.stop = threading.Event()
+        self.conn = None  # the kept-alive connection to the edge (the run thread's)
 
-    def call(self, method: str, path: str, body=None) -> int:
-        conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=5)
+    def call(self, method: str, path: str, body=None, fresh: bool = False) -> int:
+        """One request to the edge on the kept-alive connection (``fresh``: on a connection of its own, for
+        the shutdown's deregistration while the run thread may still hold the kept one)."""
+        conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=IDLE_TIMEOUT) if fresh else (
+            self.conn or http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=IDLE_TIMEOUT))
+        if not fresh:
+            self.conn = conn
         try:
             data = json.dumps(body).encode() if body is not None else None
             conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             self.last_reply = resp.read().decode(errors="replace").strip()
+            if resp.will_close:
+                conn.close()
             return resp.status
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        finally:
+            if fresh:
+                conn.close()
 
     def register(self) -> bool:
         status = self.call("POST", "/connectors", {
@@ -250,7 +267,7 @@ class Connector:
         if not self.registered_once:
             return
         try:
-            self.call("DELETE", f"/connectors/{self.connector_id}")
+            self.call("DELETE", f"/connectors/{self.connector_id}", fresh=True)
             log("INF", "Unregistered tunnel connection", connIndex=0, event=0, ip=self.edge_host)
         except (OSError, http.client.HTTPException) as exc:
             log("ERR", "Failed to unregister tunnel connection", connIndex=0, error=f'"{exc}"')

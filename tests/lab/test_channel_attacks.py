@@ -13,17 +13,19 @@ Not destructive; starts from a clean lab (reset when it is not).
 import base64
 import json
 import subprocess
+import threading
 import time
 
 import pytest
 from wirebot.common import signing  # the agents' own signing code
 
-from lab import network, settings
+from lab import chaos, network, settings
 from lab.agents import AGENT_SOCKET, agent, journal, standby_status
 from lab.baseline import ensure_clean_lab
 from lab.channel_attacker import identity, probe, probe_argv, stranger_identity
 from lab.client import connector_origins
 from lab.machines import ssh
+from lab.shell import run
 
 PRIMARY, STANDBY = settings.address("primary"), settings.address("standby")
 ENDPOINTS = {"standby": f"{STANDBY}:8300", "primary": f"{PRIMARY}:8300"}
@@ -59,10 +61,23 @@ def lab():
             "stranger": stranger_identity(), "started": time.time()}
 
 
+def _reset_the_beats_connection(after):
+    """Cut the primary's kept-alive heartbeat connection ``after`` seconds from now (a path change would):
+    the sender opens a new one, whose whole life - TLS handshake first - the capture then holds."""
+    time.sleep(after)
+    run(chaos.reset_argv("primary", "standby"))
+
+
 @pytest.fixture(scope="module")
 def captured(lab):
-    """Every :8300 flow on the standby's link during 4 s of real heartbeats (1 s apart in the lab)."""
+    """Every :8300 flow on the standby's link during 4 s of real heartbeats (a lease beat every 0.5 s in the
+    lab, all on one kept-alive connection: it is cut twice meanwhile, so whole connections are captured)."""
+    cuts = [threading.Thread(target=_reset_the_beats_connection, args=(after,)) for after in (1.0, 2.2)]
+    for cut in cuts:
+        cut.start()
     flows = probe("root", {"mode": "sniff", "interface": network.veth("standby"), "port": 8300, "seconds": 4})
+    for cut in cuts:
+        cut.join()
     flows = [{"client": base64.b64decode(f["client"]), "server": base64.b64decode(f["server"])}
              for f in flows["flows"] if f["src"] == PRIMARY and f["dst"] == STANDBY]
     # whole connections only (one already under way when the capture began starts mid-stream)

@@ -172,3 +172,19 @@ def test_cloudflared_reregisters_when_the_edge_forgets_and_reports_a_lost_edge(t
     assert wait_ready(lab, 503)["readyConnections"] == 0
     lab.proc.send_signal(signal.SIGTERM)
     assert lab.proc.wait(10) == 0
+
+
+def test_cloudflared_keeps_one_connection_to_the_edge_for_its_keepalives(tunnel_lab):
+    """As cloudflared pings one QUIC connection: keepalives share the registration's connection (a lost
+    packet is a TCP retransmission, not a new handshake per keepalive); the edge cutting it is a lost edge."""
+    lab = tunnel_lab
+    lab.servers.start()
+    wait_ready(lab, 200)
+    accepted = lab.servers.control.accepted
+    (conn,) = lab.edge.current()
+    seen = conn["last_seen"]
+    wait_for(lambda: lab.edge.current()[0]["last_seen"] >= seen + 2.5, 10, 0.1, "three more keepalives")
+    assert lab.servers.control.accepted == accepted == 1
+    lab.servers.control.cut_connections()  # the connection dies: the next keepalive opens a new one
+    wait_for(lambda: lab.servers.control.accepted == 2, 10, 0.1, "a new connection to the edge")
+    assert [c["connector_id"] for c in lab.edge.current()] == [conn["connector_id"]]
