@@ -22,8 +22,9 @@ Instead of a QUIC connection it registers over HTTP with the edge (retrying ever
 keepalive every second on ONE kept-alive connection, as cloudflared pings its QUIC connection every second
 (MaxIdlePingPeriod): a lost packet costs a TCP retransmission, not a new handshake per keepalive (10 % loss
 on the path to the edge made every third keepalive pay a lost SYN's 1 s and the edge expired a healthy
-connector). A call without an answer within 5 s (cloudflared's MaxIdleTimeout) closes that connection;
-the next call opens a new one. It re-registers when the edge has forgotten it, serves the edge's requests
+connector). A call without an answer within the idle timeout - 5 s (cloudflared's MaxIdleTimeout), or the
+edge's own expiry when smaller, as QUIC takes the smaller of both ends' - closes that connection; the next
+call opens a new one. It re-registers when the edge has forgotten it, serves the edge's requests
 on <origin-ip>:<proxy-port> through the ingress rules, and deregisters on SIGTERM/SIGINT (exit 0).
 Metrics server: /ready (200 once registered, else 503), /metrics (Prometheus text), /healthcheck.
 Standard library plus PyYAML only; no imports from the lab package.
@@ -206,14 +207,20 @@ class Connector:
         self.last_reply = ""
         self.stop = threading.Event()
         self.conn = None  # the kept-alive connection to the edge (the run thread's)
+        # as QUIC's: the smaller of ours and the edge's (its registration answer's expiry_seconds)
+        self.idle_timeout = IDLE_TIMEOUT
 
     def call(self, method: str, path: str, body=None, fresh: bool = False) -> int:
         """One request to the edge on the kept-alive connection (``fresh``: on a connection of its own, for
-        the shutdown's deregistration while the run thread may still hold the kept one)."""
-        conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=IDLE_TIMEOUT) if fresh else (
-            self.conn or http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=IDLE_TIMEOUT))
+        the shutdown's deregistration while the run thread may still hold the kept one); no answer within
+        the idle timeout is a lost connection."""
+        timeout = self.idle_timeout
+        conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=timeout) if fresh else (
+            self.conn or http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=timeout))
         if not fresh:
             self.conn = conn
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
@@ -221,6 +228,7 @@ class Connector:
             self.last_reply = resp.read().decode(errors="replace").strip()
             if resp.will_close:
                 conn.close()
+            self._note_expiry()
             return resp.status
         except BaseException:
             conn.close()
@@ -228,6 +236,17 @@ class Connector:
         finally:
             if fresh:
                 conn.close()
+
+    def _note_expiry(self) -> None:
+        """Take the edge's idle timeout (``expiry_seconds`` in its answers) when it is the smaller: a
+        connection the edge has given up on must not be waited on longer (QUIC's idle timeout is the minimum
+        of both ends')."""
+        try:
+            expiry = float(json.loads(self.last_reply).get("expiry_seconds"))
+        except (ValueError, TypeError, AttributeError):
+            return
+        if expiry > 0:
+            self.idle_timeout = min(IDLE_TIMEOUT, expiry)
 
     def register(self) -> bool:
         status = self.call("POST", "/connectors", {

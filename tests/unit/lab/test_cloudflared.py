@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -188,3 +189,20 @@ def test_cloudflared_keeps_one_connection_to_the_edge_for_its_keepalives(tunnel_
     lab.servers.control.cut_connections()  # the connection dies: the next keepalive opens a new one
     wait_for(lambda: lab.servers.control.accepted == 2, 10, 0.1, "a new connection to the edge")
     assert [c["connector_id"] for c in lab.edge.current()] == [conn["connector_id"]]
+
+
+def test_cloudflared_waits_no_longer_than_the_edges_expiry_for_a_keepalive(tunnel_lab):
+    """Its idle timeout is the smaller of its own 5 s and the edge's expiry (3 s here), as QUIC takes the
+    smaller of both ends': an edge that stops answering is a lost edge before the edge forgets it for long."""
+    lab = tunnel_lab
+    lab.servers.start()
+    wait_ready(lab, 200)
+    hang = threading.Event()
+    answer = lab.edge.keepalive
+    lab.edge.keepalive = lambda cid: (hang.wait(20), answer(cid))[1]  # the edge goes silent
+    try:
+        started = time.monotonic()
+        wait_ready(lab, 503)
+        assert time.monotonic() - started < 3.0 + 1.0 + 1.0  # timeout + one keepalive interval + polling
+    finally:
+        hang.set()
