@@ -18,7 +18,7 @@ Lab-only inputs (not in the real config):
       (default: this host's source address toward the edge, i.e. its primary address on that route)
   CLOUDFLARED_LAB_PROXY_PORT   port of the local ingress proxy (default 7845)
 
-Instead of a QUIC connection it registers over HTTP with the edge (retrying every second) and sends a
+Instead of a QUIC connection it registers over HTTP with the edge (retrying "in up to 1s", doubling) and sends a
 keepalive every second on ONE kept-alive connection, as cloudflared pings its QUIC connection every second
 (MaxIdlePingPeriod): a lost packet costs a TCP retransmission, not a new handshake per keepalive (10 % loss
 on the path to the edge made every third keepalive pay a lost SYN's 1 s and the edge expired a healthy
@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import signal
 import socket
@@ -55,6 +56,7 @@ SEARCH_DIRS = ["~/.cloudflared", "~/.cloudflare-warp", "~/cloudflare-warp", "/et
                "/usr/local/etc/cloudflared"]
 INTERVAL = 1.0  # seconds between registration attempts and keepalives (cloudflared's MaxIdlePingPeriod)
 IDLE_TIMEOUT = 5.0  # seconds without an answer before the connection counts as lost (its MaxIdleTimeout)
+MAX_RETRY = 64.0  # the cap of the randomized retry backoff after failures in a row ("up to 1m4s")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length"}
 ERR_LAST_RULE = ("The last ingress rule must match all URLs "
@@ -264,23 +266,34 @@ class Connector:
         return True
 
     def run(self) -> None:
-        """Until stop: register when not ready, else keepalive; re-register when the edge forgot us."""
+        """Until stop: register when not ready, else keepalive; re-register when the edge forgot us. After a
+        failure it retries as cloudflared does: "Retrying connection in up to 1s", a random wait below a cap
+        that doubles with each failure in a row (up to MAX_RETRY) and starts over once registered."""
+        cap = INTERVAL
         while not self.stop.is_set():
             try:
                 if not self.ready:
-                    self.register()
+                    failed = not self.register()
                 elif self.call("POST", f"/connectors/{self.connector_id}/keepalive") != 200:
                     self.ready = False
                     log("WRN", "Connection terminated by the edge; re-registering", connIndex=0)
                     continue
+                else:
+                    failed = False
             except (OSError, http.client.HTTPException) as exc:
                 if self.ready:
                     log("ERR", "Lost connection with the edge", connIndex=0, error=f'"{exc}"')
                 else:
                     log("ERR", "Unable to reach the edge", connIndex=0,
                         edge=f"{self.edge_host}:{self.edge_port}", error=f'"{exc}"')
-                self.ready = False
-            self.stop.wait(INTERVAL)
+                self.ready, failed = False, True
+            if failed:
+                log("INF", f"Retrying connection in up to {cap:g}s", connIndex=0, event=0, ip=self.edge_host)
+                self.stop.wait(random.uniform(0, cap))
+                cap = min(2 * cap, MAX_RETRY)
+            else:
+                cap = INTERVAL
+                self.stop.wait(INTERVAL)
 
     def deregister(self) -> None:
         if not self.registered_once:
