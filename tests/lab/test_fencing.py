@@ -167,7 +167,10 @@ def test_a_deactivation_during_the_gateways_readiness_wait_ends_it_even_across_a
         assert active == ["inactive"] * 3, active
         assert ssh("standby", "systemctl start cloudflared-wirebot", check=False).returncode != 0
         assert STANDBY not in {c["origin_ip"] for c in fencing.edge("/lab/connectors") or []}
-        assert fencing.edge(f"/lab/overlaps?since={since}") == []
+        # no two origins from the deactivation on; the forced activation itself skipped the fence, so the old
+        # primary's connector left only once it heard ACTIVE (a lease beat later) and its fence had stopped
+        # it (up to 2 s more): that window began before and may end just after `since`
+        assert [o for o in fencing.edge(f"/lab/overlaps?since={since}") or [] if o["start"] >= since] == []
     finally:
         freezer.thaw("standby")
         ssh("standby", "nft delete table inet wirebot_test", check=False)
