@@ -216,13 +216,13 @@ class Connector:
         """One request to the edge on the kept-alive connection (``fresh``: on a connection of its own, for
         the shutdown's deregistration while the run thread may still hold the kept one); no answer within
         the idle timeout is a lost connection."""
-        timeout = self.idle_timeout
-        conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=timeout) if fresh else (
-            self.conn or http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=timeout))
+        conn = None if fresh else self.conn
+        if conn is None:
+            conn = http.client.HTTPConnection(self.edge_host, self.edge_port, timeout=self.idle_timeout)
         if not fresh:
             self.conn = conn
         if conn.sock is not None:
-            conn.sock.settimeout(timeout)
+            conn.sock.settimeout(self.idle_timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             conn.request(method, path, body=data, headers={"Content-Type": "application/json"})

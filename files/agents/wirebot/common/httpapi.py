@@ -580,7 +580,7 @@ class Session:
                     conn.request(method, path, body=body, headers=headers)
                     response = conn.getresponse()
                     data = response.read()
-                except TimeoutError as exc:
+                except socket.timeout as exc:  # TimeoutError from 3.10 on; its own OSError subclass on 3.9
                     self._drop()
                     return 0, {"error": f"{type(exc).__name__}: {exc}"}
                 except (OSError, http.client.HTTPException, ValueError) as exc:
